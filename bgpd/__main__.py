@@ -1,0 +1,7 @@
+"""`python -m bgpd` is the `bgpd` command."""
+
+import sys
+
+from bgpd.cli import main
+
+sys.exit(main())

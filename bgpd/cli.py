@@ -1,0 +1,87 @@
+"""The `bgpd` command line: `bgpd run -c FILE` (the daemon, foreground) and `bgpd check -c FILE`.
+
+Exit codes: 0 success, 2 invalid configuration (one `FILE:LINE: key.path: message` line, no traceback),
+1 any other failure to start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from bgpd import __version__
+from bgpd import config as config_mod
+from bgpd import log as log_mod
+
+EXIT_CONFIG = 2
+
+
+def _load(path: str) -> config_mod.Config | None:
+    try:
+        return config_mod.load(path)
+    except config_mod.ConfigError as exc:
+        print(f"bgpd: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    sys.stdout.write(config_mod.dump(cfg))
+    return 0
+
+
+async def _run(cfg: config_mod.Config) -> None:
+    from bgpd.speaker import Speaker  # imports the kernel side only when really running
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await Speaker(cfg).run(stop)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    log_mod.setup(args.log_level or cfg.runtime.log_level, json_format=args.log_json)
+    if os.geteuid() != 0:
+        print("bgpd: run needs root (netlink route changes, BGP port)", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(_run(cfg))
+    except OSError as exc:
+        logging.getLogger("bgpd").error("cannot run", extra={"kv": {"error": str(exc)}})
+        return 1
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bgpd", description="BGP route distribution for layer-3 container hosts")
+    p.add_argument("--version", action="version", version=f"bgpd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("-c", "--config", required=True, help="YAML configuration file")
+    run.add_argument("--log-level", choices=config_mod.LOG_LEVELS, help="override runtime.log_level")
+    run.add_argument("--log-json", action="store_true", help="log JSON lines instead of key=value")
+    run.set_defaults(func=cmd_run)
+    check = sub.add_parser("check", help="validate a config and print it normalized")
+    check.add_argument("-c", "--config", required=True, help="YAML configuration file")
+    check.set_defaults(func=cmd_check)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,694 @@
+"""Loading, validating and normalizing the bgpd YAML configuration.
+
+This module owns the configuration file format: the schema (top-level keys ``node``, ``bgp``, ``pools``,
+``export``, ``kernel``, ``runtime``), its defaults, the checks that reject a bad file with a
+``FILE:LINE: keypath: message`` error, the immutable `Config` types every other layer reads, and `dump`,
+which writes a normalized file with every default filled in. It also maps iproute2 routing protocol and
+table names to numbers (``/etc/iproute2/rt_protos``, ``rt_tables`` and their ``.d`` directories, plus the
+``/usr/share/iproute2`` equivalents).
+
+The YAML is parsed with ``yaml.compose`` into a node tree and walked by hand, so that every error can name
+the 1-based line of the offending node. Nothing here does I/O besides reading the config file and the
+iproute2 name tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import functools
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from yaml.constructor import SafeConstructor
+
+__all__ = [
+    "LOG_LEVELS",
+    "BgpConfig",
+    "Config",
+    "ConfigError",
+    "ExportConfig",
+    "KernelConfig",
+    "MeshConfig",
+    "NodeConfig",
+    "PeerConfig",
+    "PoolConfig",
+    "RuntimeConfig",
+    "dump",
+    "load",
+    "parse",
+    "protocol_number",
+    "table_number",
+]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+ASN_MAX = 2**32 - 1
+TABLE_MAX = 2**32 - 1
+METRIC_MAX = 2**32 - 1
+GRACEFUL_RESTART_MAX = 4095  # 12-bit Restart Time field, RFC 4724 §3
+TCP_MD5_MAX_KEY = 80  # TCP_MD5SIG_MAXKEYLEN
+
+_IPROUTE2_DIRS = ("/etc/iproute2", "/usr/share/iproute2")
+
+# Used when /etc/iproute2 is missing or incomplete (iproute2's reserved values).
+_BUILTIN_PROTOCOLS: dict[str, int] = {
+    "unspec": 0,
+    "redirect": 1,
+    "kernel": 2,
+    "boot": 3,
+    "static": 4,
+    "gated": 8,
+    "ra": 9,
+    "mrt": 10,
+    "zebra": 11,
+    "bird": 12,
+    "dnrouted": 13,
+    "xorp": 14,
+    "ntk": 15,
+    "dhcp": 16,
+    "keepalived": 18,
+    "babel": 42,
+    "openr": 99,
+    "bgp": 186,
+    "isis": 187,
+    "ospf": 188,
+    "rip": 189,
+    "eigrp": 192,
+}
+_BUILTIN_TABLES: dict[str, int] = {"default": 253, "main": 254, "local": 255}
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+class ConfigError(Exception):
+    """A configuration problem located in the file: ``str(e) == "FILE:LINE: keypath: message"``.
+
+    ``line`` is 1-based. For file-level errors ``keypath`` is ``""`` and the text is ``"FILE:LINE: message"``.
+    """
+
+    def __init__(self, file: str, line: int, keypath: str, message: str) -> None:
+        self.file = file
+        self.line = line
+        self.keypath = keypath
+        self.message = message
+        super().__init__(f"{file}:{line}: {keypath}: {message}" if keypath else f"{file}:{line}: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.file, self.line, self.keypath, self.message))
+
+
+# ---------------------------------------------------------------------------------------------- types
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """This host: ``name``, underlay ``address`` (session source, next hop), ``asn`` and BGP ``router_id``."""
+
+    name: str
+    address: IPv4Address
+    asn: int
+    router_id: IPv4Address
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConfig:
+    """One BGP session. ``hold_time`` None means ``bgp.hold_time``; ``password`` is the TCP MD5 key."""
+
+    address: IPv4Address
+    asn: int
+    port: int = 179
+    passive: bool = False
+    hold_time: int | None = None
+    password: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MeshConfig:
+    """Calico-style full iBGP mesh between ``nodes`` (this node's own address included)."""
+
+    enabled: bool = False
+    nodes: tuple[IPv4Address, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BgpConfig:
+    """Session parameters: listen/mesh ``port``, default ``hold_time``, graceful restart time, peers."""
+
+    port: int = 179
+    hold_time: int = 90
+    graceful_restart: int = 120
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    peers: tuple[PeerConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """An IP pool. ``export`` False = Calico ``disableBGPExport``: never announced, still installed."""
+
+    cidr: IPv4Network
+    export: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ExportConfig:
+    """Which local kernel routes are announced: by route ``protocols`` (numbers) and ``interfaces`` globs."""
+
+    protocols: tuple[int, ...] = (3, 80)
+    interfaces: tuple[str, ...] = ("cali*",)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelConfig:
+    """How learned routes go into the FIB.
+
+    ``install`` False: learned routes are not installed (a pure reflector). ``stale_timeout``: seconds to keep
+    our routes from an earlier run while waiting for End-of-RIB.
+    """
+
+    protocol: int = 12
+    table: int = 254
+    metric: int = 32
+    install: bool = True
+    stale_timeout: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """Per-node working directory (generated ExaBGP config, sockets) and log level."""
+
+    dir: str = "/run/bgpd"
+    log_level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole validated, normalized configuration. ``source`` (the file name) is ignored by ``==``."""
+
+    node: NodeConfig
+    bgp: BgpConfig = field(default_factory=BgpConfig)
+    pools: tuple[PoolConfig, ...] = ()
+    export: ExportConfig = field(default_factory=ExportConfig)
+    kernel: KernelConfig = field(default_factory=KernelConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    source: str = field(default="<string>", compare=False)
+
+    def sessions(self) -> tuple[PeerConfig, ...]:
+        """Every BGP session this node runs: the mesh (list order, own address skipped), then ``bgp.peers``.
+
+        A mesh session has ``asn = node.asn``, ``port = bgp.port`` and is passive when this node's address is
+        the lower of the two (the lower address waits, as Calico does).
+        """
+        mesh: list[PeerConfig] = []
+        if self.bgp.mesh.enabled:
+            own = self.node.address
+            for addr in self.bgp.mesh.nodes:
+                if addr == own:
+                    continue
+                mesh.append(
+                    PeerConfig(address=addr, asn=self.node.asn, port=self.bgp.port, passive=own < addr)
+                )
+        return (*mesh, *self.bgp.peers)
+
+
+# ---------------------------------------------------------------------------- iproute2 name tables
+
+
+def _read_iproute2(filename: str) -> dict[str, int]:
+    """Name -> number from ``filename`` and ``filename.d/*.conf`` in the iproute2 config directories."""
+    names: dict[str, int] = {}
+    files: list[Path] = []
+    # /usr/share first so that /etc (the administrator's copy) wins.
+    for base in reversed(_IPROUTE2_DIRS):
+        files.append(Path(base) / filename)
+        ddir = Path(base) / f"{filename}.d"
+        with contextlib.suppress(OSError):
+            files.extend(sorted(p for p in ddir.iterdir() if p.name.endswith(".conf")))
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for raw in text.splitlines():
+            words = raw.split("#", 1)[0].split()
+            if len(words) < 2:
+                continue
+            try:
+                number = int(words[0], 0)
+            except ValueError:
+                continue
+            names[words[1]] = number
+    return names
+
+
+@functools.cache
+def _protocols() -> dict[str, int]:
+    table = dict(_BUILTIN_PROTOCOLS)
+    table.update({k: v for k, v in _read_iproute2("rt_protos").items() if 0 <= v <= 255})
+    return table
+
+
+@functools.cache
+def _tables() -> dict[str, int]:
+    table = dict(_BUILTIN_TABLES)
+    table.update({k: v for k, v in _read_iproute2("rt_tables").items() if 1 <= v <= TABLE_MAX})
+    return table
+
+
+def _lookup(kind: str, name_or_number: str | int, names: dict[str, int], lo: int, hi: int) -> int:
+    if isinstance(name_or_number, bool) or not isinstance(name_or_number, (int, str)):
+        raise ValueError(f"{kind} must be a name or a number, not {type(name_or_number).__name__}")
+    if isinstance(name_or_number, str):
+        text = name_or_number.strip()
+        if text in names:
+            return names[text]
+        if text.isdecimal():
+            number = int(text)
+        else:
+            hint = _did_you_mean(text, names)
+            raise ValueError(f"unknown {kind} name {name_or_number!r}{hint}")
+    else:
+        number = name_or_number
+    if not lo <= number <= hi:
+        raise ValueError(f"{kind} {number} out of range {lo}..{hi}")
+    return number
+
+
+def protocol_number(name_or_number: str | int) -> int:
+    """Route protocol number from an rt_protos name (``boot``, ``static``, ``bird``, ...) or 0..255.
+
+    Raises ValueError for unknown names and out-of-range numbers.
+    """
+    return _lookup("routing protocol", name_or_number, _protocols(), 0, 255)
+
+
+def table_number(name_or_number: str | int) -> int:
+    """Routing table number from an rt_tables name (``main``=254, ``local``=255, ...) or 1..2**32-1.
+
+    Raises ValueError for unknown names and out-of-range numbers.
+    """
+    return _lookup("routing table", name_or_number, _tables(), 1, TABLE_MAX)
+
+
+def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# ------------------------------------------------------------------------------------- node walking
+
+_TAG_NAMES = {
+    "tag:yaml.org,2002:str": "string",
+    "tag:yaml.org,2002:int": "integer",
+    "tag:yaml.org,2002:float": "float",
+    "tag:yaml.org,2002:bool": "boolean",
+    "tag:yaml.org,2002:null": "null",
+    "tag:yaml.org,2002:timestamp": "timestamp",
+    "tag:yaml.org,2002:binary": "binary",
+}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _V:
+    """A YAML node with the key path and the line to report for it."""
+
+    node: yaml.Node
+    path: str
+    line: int
+
+
+class _Walker:
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self._constructor = SafeConstructor()
+
+    def error(self, v: _V, message: str) -> ConfigError:
+        return ConfigError(self.filename, v.line, v.path, message)
+
+    @staticmethod
+    def kind(node: yaml.Node) -> str:
+        if isinstance(node, yaml.MappingNode):
+            return "mapping"
+        if isinstance(node, yaml.SequenceNode):
+            return "list"
+        return _TAG_NAMES.get(node.tag, node.tag)
+
+    @staticmethod
+    def is_null(v: _V) -> bool:
+        return isinstance(v.node, yaml.ScalarNode) and v.node.tag == "tag:yaml.org,2002:null"
+
+    # ---- collections
+
+    def mapping(
+        self, v: _V, allowed: Sequence[str], required: Sequence[str] = (), null_ok: bool = True
+    ) -> dict[str, _V]:
+        if null_ok and self.is_null(v):
+            node_items: list[tuple[yaml.Node, yaml.Node]] = []
+        elif isinstance(v.node, yaml.MappingNode):
+            node_items = list(v.node.value)
+        else:
+            raise self.error(v, f"expected a mapping, got {self.kind(v.node)}")
+        out: dict[str, _V] = {}
+        for knode, vnode in node_items:
+            kline = knode.start_mark.line + 1
+            if not (isinstance(knode, yaml.ScalarNode) and knode.tag == "tag:yaml.org,2002:str"):
+                shown = knode.value if isinstance(knode, yaml.ScalarNode) else self.kind(knode)
+                raise ConfigError(self.filename, kline, v.path, f"keys must be strings, got {shown!r}")
+            key = str(knode.value)
+            path = f"{v.path}.{key}" if v.path else key
+            if key not in allowed:
+                hint = _did_you_mean(key, allowed)
+                raise ConfigError(self.filename, kline, v.path, f"unknown key {key!r}{hint}")
+            if key in out:
+                raise ConfigError(self.filename, kline, path, "duplicate key")
+            # Collections are reported at their key's line; scalars at their own line.
+            line = vnode.start_mark.line + 1 if isinstance(vnode, yaml.ScalarNode) else kline
+            out[key] = _V(vnode, path, line)
+        for key in required:
+            if key not in out:
+                path = f"{v.path}.{key}" if v.path else key
+                raise ConfigError(self.filename, v.line, path, "required key missing")
+        return out
+
+    def sequence(self, v: _V) -> list[_V]:
+        if self.is_null(v):
+            return []
+        if not isinstance(v.node, yaml.SequenceNode):
+            raise self.error(v, f"expected a list, got {self.kind(v.node)}")
+        return [_V(n, f"{v.path}[{i}]", n.start_mark.line + 1) for i, n in enumerate(v.node.value)]
+
+    # ---- scalars
+
+    def scalar(self, v: _V, *tags: str) -> object:
+        want = {f"tag:yaml.org,2002:{t}" for t in tags}
+        if not isinstance(v.node, yaml.ScalarNode) or v.node.tag not in want:
+            names = " or ".join(_TAG_NAMES[f"tag:yaml.org,2002:{t}"] for t in tags)
+            article = "an" if names[0] in "aeiou" else "a"
+            raise self.error(v, f"expected {article} {names}, got {self.kind(v.node)}")
+        try:
+            return self._constructor.construct_object(v.node, deep=True)
+        except (yaml.YAMLError, ValueError) as exc:
+            raise self.error(v, f"invalid value {v.node.value!r}: {exc}") from None
+
+    def integer(self, v: _V, lo: int, hi: int, what: str) -> int:
+        value = self.scalar(v, "int")
+        assert isinstance(value, int)
+        if not lo <= value <= hi:
+            raise self.error(v, f"{what} {value} out of range {lo}..{hi}")
+        return value
+
+    def boolean(self, v: _V) -> bool:
+        value = self.scalar(v, "bool")
+        assert isinstance(value, bool)
+        return value
+
+    def string(self, v: _V, what: str = "value", empty_ok: bool = False) -> str:
+        value = self.scalar(v, "str")
+        assert isinstance(value, str)
+        if not empty_ok and not value.strip():
+            raise self.error(v, f"{what} must not be empty")
+        return value
+
+    def number(self, v: _V, lo: float, hi: float, what: str) -> float:
+        value = self.scalar(v, "int", "float")
+        assert isinstance(value, (int, float))
+        result = float(value)
+        if not math.isfinite(result) or not lo <= result <= hi:
+            raise self.error(v, f"{what} {value} out of range {lo:g}..{hi:g}")
+        return result
+
+    def ipv4(self, v: _V) -> IPv4Address:
+        text = self.string(v, "IPv4 address", empty_ok=True)
+        try:
+            addr = IPv4Address(text.strip())
+        except AddressValueError:
+            raise self.error(v, f"invalid IPv4 address {text!r}") from None
+        if addr.is_unspecified or addr.is_multicast or addr == IPv4Address("255.255.255.255"):
+            raise self.error(v, f"{addr} is not a unicast address")
+        return addr
+
+    def cidr(self, v: _V) -> IPv4Network:
+        text = self.string(v, "CIDR", empty_ok=True).strip()
+        if "/" not in text:
+            raise self.error(v, f"invalid CIDR {text!r} (missing /prefix length)")
+        try:
+            return IPv4Network(text, strict=True)
+        except (AddressValueError, NetmaskValueError):
+            raise self.error(v, f"invalid CIDR {text!r}") from None
+        except ValueError:
+            raise self.error(v, f"{text} has host bits set") from None
+
+    def hold_time(self, v: _V) -> int:
+        value = self.scalar(v, "int")
+        assert isinstance(value, int)
+        if value != 0 and not 3 <= value <= 65535:
+            raise self.error(v, f"hold time {value} invalid: must be 0 or 3..65535 (RFC 4271 4.2)")
+        return value
+
+    def named_number(self, v: _V, convert: Callable[[str | int], int]) -> int:
+        value = self.scalar(v, "int", "str")
+        assert isinstance(value, (int, str))
+        try:
+            return convert(value)
+        except ValueError as exc:
+            raise self.error(v, str(exc)) from None
+
+    @staticmethod
+    def get(m: dict[str, _V], key: str, convert: Callable[[_V], T], default: T) -> T:
+        return convert(m[key]) if key in m else default
+
+
+# ------------------------------------------------------------------------------------------ parsing
+
+_TOP_KEYS = ("node", "bgp", "pools", "export", "kernel", "runtime")
+_NODE_KEYS = ("name", "address", "asn", "router_id")
+_BGP_KEYS = ("port", "hold_time", "graceful_restart", "mesh", "peers")
+_MESH_KEYS = ("enabled", "nodes")
+_PEER_KEYS = ("address", "asn", "port", "passive", "hold_time", "password", "description")
+_POOL_KEYS = ("cidr", "export")
+_EXPORT_KEYS = ("protocols", "interfaces")
+_KERNEL_KEYS = ("protocol", "table", "metric", "install", "stale_timeout")
+_RUNTIME_KEYS = ("dir", "log_level")
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the config file at ``path``; raises ConfigError (also if it cannot be read)."""
+    filename = os.fspath(path)
+    try:
+        with open(filename, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(filename, 1, "", f"cannot read config: {reason}") from None
+    return parse(text, filename)
+
+
+def parse(text: str, filename: str = "<string>") -> Config:
+    """Validate and normalize config ``text``; ``filename`` is used in errors and as ``Config.source``."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        parts = [p for p in (exc.context, exc.problem) if p]
+        raise ConfigError(filename, line, "", "YAML syntax error: " + ", ".join(parts)) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(filename, 1, "", f"YAML syntax error: {exc}") from None
+    if root is None:
+        raise ConfigError(filename, 1, "", "empty config file (expected a mapping with a 'node' key)")
+    w = _Walker(filename)
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError(filename, 1, "", f"top level must be a mapping, got {w.kind(root)}")
+    top = w.mapping(_V(root, "", 1), _TOP_KEYS, required=("node",))
+
+    node = _parse_node(w, top["node"])
+    bgp = _parse_bgp(w, top["bgp"], node) if "bgp" in top else BgpConfig()
+    pools = _parse_pools(w, top["pools"]) if "pools" in top else ()
+    export = _parse_export(w, top["export"]) if "export" in top else ExportConfig()
+    kernel = _parse_kernel(w, top["kernel"]) if "kernel" in top else KernelConfig()
+    runtime = _parse_runtime(w, top["runtime"]) if "runtime" in top else RuntimeConfig()
+    return Config(
+        node=node, bgp=bgp, pools=pools, export=export, kernel=kernel, runtime=runtime, source=filename
+    )
+
+
+def _parse_node(w: _Walker, v: _V) -> NodeConfig:
+    m = w.mapping(v, _NODE_KEYS, required=("name", "address", "asn"), null_ok=False)
+    name = w.string(m["name"], "node name")
+    if any(c.isspace() for c in name):
+        raise w.error(m["name"], f"node name {name!r} must not contain whitespace")
+    address = w.ipv4(m["address"])
+    asn = w.integer(m["asn"], 1, ASN_MAX, "ASN")
+    router_id = w.get(m, "router_id", w.ipv4, address)
+    return NodeConfig(name=name, address=address, asn=asn, router_id=router_id)
+
+
+def _parse_bgp(w: _Walker, v: _V, node: NodeConfig) -> BgpConfig:
+    m = w.mapping(v, _BGP_KEYS)
+    port = w.get(m, "port", lambda x: w.integer(x, 1, 65535, "port"), 179)
+    hold_time = w.get(m, "hold_time", w.hold_time, 90)
+    graceful_restart = w.get(
+        m, "graceful_restart", lambda x: w.integer(x, 0, GRACEFUL_RESTART_MAX, "graceful restart time"), 120
+    )
+    mesh = MeshConfig()
+    if "mesh" in m:
+        mesh_v = m["mesh"]
+        mm = w.mapping(mesh_v, _MESH_KEYS)
+        enabled = w.get(mm, "enabled", w.boolean, False)
+        # A missing `nodes` is reported at the `mesh:` line.
+        missing = _V(yaml.ScalarNode("tag:yaml.org,2002:null", ""), f"{mesh_v.path}.nodes", mesh_v.line)
+        nodes_v = mm.get("nodes", missing)
+        nodes: list[IPv4Address] = []
+        for item in w.sequence(nodes_v):
+            addr = w.ipv4(item)
+            if addr in nodes:
+                raise w.error(item, f"duplicate mesh node {addr}")
+            nodes.append(addr)
+        mesh = MeshConfig(enabled=enabled, nodes=tuple(nodes))
+        if enabled and node.address not in nodes:
+            raise w.error(nodes_v, f"mesh is enabled but does not list this node's address {node.address}")
+
+    peers: list[PeerConfig] = []
+    for item in w.sequence(m["peers"]) if "peers" in m else []:
+        pm = w.mapping(item, _PEER_KEYS, required=("address", "asn"), null_ok=False)
+        address = w.ipv4(pm["address"])
+        where = pm["address"]
+        if address == node.address:
+            raise w.error(where, f"peer {address} is this node's own address")
+        if any(p.address == address for p in peers):
+            raise w.error(where, f"duplicate peer {address}")
+        if mesh.enabled and address in mesh.nodes:
+            raise w.error(where, f"peer {address} is also a mesh node (bgp.mesh.nodes)")
+        password = None
+        if "password" in pm and not w.is_null(pm["password"]):
+            password = w.string(pm["password"], "password")
+            if len(password.encode()) > TCP_MD5_MAX_KEY:
+                raise w.error(pm["password"], f"TCP MD5 password longer than {TCP_MD5_MAX_KEY} bytes")
+        peer_hold: int | None = None
+        if "hold_time" in pm and not w.is_null(pm["hold_time"]):
+            peer_hold = w.hold_time(pm["hold_time"])
+        peers.append(
+            PeerConfig(
+                address=address,
+                asn=w.integer(pm["asn"], 1, ASN_MAX, "ASN"),
+                port=w.get(pm, "port", lambda x: w.integer(x, 1, 65535, "port"), 179),
+                passive=w.get(pm, "passive", w.boolean, False),
+                hold_time=peer_hold,
+                password=password,
+                description=w.get(pm, "description", lambda x: w.string(x, empty_ok=True), ""),
+            )
+        )
+    return BgpConfig(
+        port=port, hold_time=hold_time, graceful_restart=graceful_restart, mesh=mesh, peers=tuple(peers)
+    )
+
+
+def _parse_pools(w: _Walker, v: _V) -> tuple[PoolConfig, ...]:
+    pools: list[PoolConfig] = []
+    for item in w.sequence(v):
+        pm = w.mapping(item, _POOL_KEYS, required=("cidr",), null_ok=False)
+        cidr = w.cidr(pm["cidr"])
+        for i, other in enumerate(pools):
+            if other.cidr.overlaps(cidr):
+                what = "duplicate pool" if other.cidr == cidr else "pool overlaps"
+                raise w.error(pm["cidr"], f"{what} {v.path}[{i}] {other.cidr}")
+        pools.append(PoolConfig(cidr=cidr, export=w.get(pm, "export", w.boolean, True)))
+    return tuple(pools)
+
+
+def _parse_export(w: _Walker, v: _V) -> ExportConfig:
+    m = w.mapping(v, _EXPORT_KEYS)
+    protocols = ExportConfig().protocols
+    if "protocols" in m:
+        protocols = tuple(w.named_number(x, protocol_number) for x in w.sequence(m["protocols"]))
+    interfaces = ExportConfig().interfaces
+    if "interfaces" in m:
+        interfaces = tuple(w.string(x, "interface pattern") for x in w.sequence(m["interfaces"]))
+    return ExportConfig(protocols=protocols, interfaces=interfaces)
+
+
+def _parse_kernel(w: _Walker, v: _V) -> KernelConfig:
+    m = w.mapping(v, _KERNEL_KEYS)
+    d = KernelConfig()
+    return KernelConfig(
+        protocol=w.get(m, "protocol", lambda x: w.named_number(x, protocol_number), d.protocol),
+        table=w.get(m, "table", lambda x: w.named_number(x, table_number), d.table),
+        metric=w.get(m, "metric", lambda x: w.integer(x, 0, METRIC_MAX, "metric"), d.metric),
+        install=w.get(m, "install", w.boolean, d.install),
+        stale_timeout=w.get(m, "stale_timeout", lambda x: w.number(x, 0, 86400, "stale timeout"), 120.0),
+    )
+
+
+def _parse_runtime(w: _Walker, v: _V) -> RuntimeConfig:
+    m = w.mapping(v, _RUNTIME_KEYS)
+    d = RuntimeConfig()
+    log_level = d.log_level
+    if "log_level" in m:
+        log_level = w.string(m["log_level"], "log level").strip().lower()
+        if log_level not in LOG_LEVELS:
+            hint = _did_you_mean(log_level, LOG_LEVELS)
+            raise w.error(
+                m["log_level"], f"bad log level {log_level!r}: one of {', '.join(LOG_LEVELS)}{hint}"
+            )
+    return RuntimeConfig(
+        dir=w.get(m, "dir", lambda x: w.string(x, "runtime dir"), d.dir), log_level=log_level
+    )
+
+
+# -------------------------------------------------------------------------------------------- dump
+
+
+def dump(cfg: Config) -> str:
+    """Normalized YAML for ``cfg``: every default filled in, names as numbers, stable key order.
+
+    ``parse(dump(cfg)) == cfg`` for every Config that ``parse`` can produce.
+    """
+    doc: dict[str, object] = {
+        "node": {
+            "name": cfg.node.name,
+            "address": str(cfg.node.address),
+            "asn": cfg.node.asn,
+            "router_id": str(cfg.node.router_id),
+        },
+        "bgp": {
+            "port": cfg.bgp.port,
+            "hold_time": cfg.bgp.hold_time,
+            "graceful_restart": cfg.bgp.graceful_restart,
+            "mesh": {"enabled": cfg.bgp.mesh.enabled, "nodes": [str(a) for a in cfg.bgp.mesh.nodes]},
+            "peers": [
+                {
+                    "address": str(p.address),
+                    "asn": p.asn,
+                    "port": p.port,
+                    "passive": p.passive,
+                    "hold_time": p.hold_time,
+                    "password": p.password,
+                    "description": p.description,
+                }
+                for p in cfg.bgp.peers
+            ],
+        },
+        "pools": [{"cidr": str(p.cidr), "export": p.export} for p in cfg.pools],
+        "export": {"protocols": list(cfg.export.protocols), "interfaces": list(cfg.export.interfaces)},
+        "kernel": {
+            "protocol": cfg.kernel.protocol,
+            "table": cfg.kernel.table,
+            "metric": cfg.kernel.metric,
+            "install": cfg.kernel.install,
+            "stale_timeout": float(cfg.kernel.stale_timeout),
+        },
+        "runtime": {"dir": cfg.runtime.dir, "log_level": cfg.runtime.log_level},
+    }
+    header = "# bgpd configuration, normalized: every default filled in\n"
+    body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
+    return header + body

@@ -1,0 +1,260 @@
+"""Translation between ExaBGP 5 API text (JSON events in, command lines out) and bgpd's own types.
+
+Inbound: `decode(line)` turns one JSON line of ExaBGP's API (encoder json, API version 5.0.0) into a typed
+event, or None for lines bgpd does not act on (acks, keepalives, unknown types). A route whose fields do not
+parse is reported in `Update.malformed` instead of being dropped silently, so the caller can count it.
+
+Outbound: `announce_lines` / `withdraw_lines` / `eor_line` build command text, batching prefixes that share
+attributes into one `announce attributes ... nlri P1 P2 ...` command (several times cheaper in ExaBGP than
+one `announce route` per prefix).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from bgpd.model import Attributes, Origin
+
+NLRI_PER_COMMAND = 500
+
+
+@dataclass(frozen=True, slots=True)
+class PeerState:
+    """A session changed state: "connected" (TCP up), "up" (Established), "down"."""
+
+    peer: IPv4Address
+    peer_asn: int
+    state: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Announced:
+    """One received NLRI with its next hop and attributes (still unvalidated by policy)."""
+
+    prefix: IPv4Network
+    next_hop: IPv4Address
+    attrs: Attributes
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One UPDATE message received from a peer (RFC 4271 §4.3)."""
+
+    peer: IPv4Address
+    peer_asn: int
+    announced: tuple[Announced, ...] = ()
+    withdrawn: tuple[IPv4Network, ...] = ()
+    malformed: tuple[str, ...] = field(default=())  # human-readable reasons, one per rejected NLRI/attribute
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfRib:
+    """The peer finished sending its table for IPv4 unicast (RFC 4724 §2)."""
+
+    peer: IPv4Address
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A NOTIFICATION received from the peer (RFC 4271 §4.5)."""
+
+    peer: IPv4Address
+    code: int
+    subcode: int
+    data: str = ""
+
+
+Event = PeerState | Update | EndOfRib | Notification
+
+
+class DecodeError(ValueError):
+    """The line is JSON from ExaBGP but its shape is not what API 5.0.0 documents."""
+
+
+_ORIGINS = {"igp": Origin.IGP, "egp": Origin.EGP, "incomplete": Origin.INCOMPLETE}
+_IPV4_UNICAST = "ipv4 unicast"
+
+
+def decode(line: str) -> Event | None:
+    """Decode one line ExaBGP wrote to its helper. Non-JSON lines (acks such as "done") give None."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        msg = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DecodeError(f"invalid JSON from ExaBGP: {exc}") from exc
+    if not isinstance(msg, dict):
+        raise DecodeError("ExaBGP event is not an object")
+    kind = msg.get("type")
+    neighbor = msg.get("neighbor")
+    if not isinstance(neighbor, dict):
+        return None
+    peer, peer_asn = _peer_of(neighbor)
+    if kind == "state":
+        return PeerState(peer, peer_asn, str(neighbor.get("state", "")), str(neighbor.get("reason", "")))
+    if kind == "notification":
+        note = neighbor.get("message", {}).get("notification", {})
+        code, subcode = int(note.get("code", 0)), int(note.get("subcode", 0))
+        return Notification(peer, code, subcode, str(note.get("data", "")))
+    if kind != "update":
+        return None
+    message = neighbor.get("message", {})
+    if not isinstance(message, dict):
+        raise DecodeError("update without message")
+    if "eor" in message:
+        eor = message["eor"]
+        if eor.get("afi") == "ipv4" and eor.get("safi") == "unicast":
+            return EndOfRib(peer)
+        return None
+    update = message.get("update")
+    if not isinstance(update, dict):
+        return None
+    return _decode_update(peer, peer_asn, update)
+
+
+def _peer_of(neighbor: dict[str, Any]) -> tuple[IPv4Address, int]:
+    try:
+        peer = IPv4Address(neighbor["address"]["peer"])
+        asn = int(neighbor.get("asn", {}).get("peer", 0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DecodeError(f"event without a valid IPv4 peer address: {exc}") from exc
+    return peer, asn
+
+
+def _decode_update(peer: IPv4Address, peer_asn: int, update: dict[str, Any]) -> Update:
+    malformed: list[str] = []
+    withdrawn: list[IPv4Network] = []
+    for family, routes in (update.get("withdraw") or {}).items():
+        if family != _IPV4_UNICAST:
+            malformed.append(f"withdraw of unsupported family {family}")
+            continue
+        for route in routes:
+            prefix = _prefix(route, malformed)
+            if prefix is not None:
+                withdrawn.append(prefix)
+    announced: list[Announced] = []
+    announce = update.get("announce") or {}
+    if announce:
+        try:
+            attrs = decode_attributes(update.get("attribute") or {})
+        except (ValueError, TypeError, KeyError) as exc:
+            malformed.append(f"bad attributes: {exc}")
+            attrs = None
+        for family, by_next_hop in announce.items():
+            if family != _IPV4_UNICAST:
+                malformed.append(f"announce of unsupported family {family}")
+                continue
+            for next_hop_text, routes in by_next_hop.items():
+                try:
+                    next_hop = IPv4Address(next_hop_text)
+                except ValueError:
+                    malformed.append(f"invalid next hop {next_hop_text!r}")
+                    continue
+                for route in routes:
+                    prefix = _prefix(route, malformed)
+                    if prefix is not None and attrs is not None:
+                        announced.append(Announced(prefix, next_hop, attrs))
+    return Update(peer, peer_asn, tuple(announced), tuple(withdrawn), tuple(malformed))
+
+
+def _prefix(route: Any, malformed: list[str]) -> IPv4Network | None:
+    text = route.get("nlri") if isinstance(route, dict) else route
+    try:
+        return IPv4Network(str(text))
+    except ValueError:
+        malformed.append(f"invalid prefix {text!r}")
+        return None
+
+
+def decode_attributes(raw: dict[str, Any]) -> Attributes:
+    """ExaBGP's `attribute` object -> Attributes. Raises ValueError/TypeError on a malformed value."""
+    origin = _ORIGINS[str(raw.get("origin", "igp"))]
+    as_path: list[int] = []
+    path = raw.get("as-path") or {}
+    if isinstance(path, dict):
+        for _, segment in sorted(path.items(), key=lambda item: int(item[0])):
+            values = [int(v) for v in segment.get("value", [])]
+            if segment.get("element") in ("as-set", "confed-set"):
+                # RFC 4271 §9.1.2.2 a: an AS_SET counts as one AS whatever its size.
+                as_path.append(values[0] if values else 0)
+            else:
+                as_path.extend(values)
+    elif isinstance(path, list):
+        as_path = [int(v) for v in path]
+    local_pref = raw.get("local-preference")
+    med = raw.get("med")
+    originator = raw.get("originator-id")
+    return Attributes(
+        origin=origin,
+        as_path=tuple(as_path),
+        local_pref=None if local_pref is None else int(local_pref),
+        med=None if med is None else int(med),
+        communities=tuple(f"{int(a)}:{int(b)}" for a, b in raw.get("community") or []),
+        large_communities=tuple(":".join(str(int(x)) for x in lc) for lc in raw.get("large-community") or []),
+        originator_id=None if originator is None else IPv4Address(originator),
+        cluster_list=tuple(IPv4Address(c) for c in raw.get("cluster-list") or []),
+    )
+
+
+def _attribute_text(next_hop: IPv4Address, attrs: Attributes) -> str:
+    parts = [f"next-hop {next_hop}", f"origin {attrs.origin.name.lower()}"]
+    if attrs.as_path:
+        parts.append("as-path [ " + " ".join(str(a) for a in attrs.as_path) + " ]")
+    if attrs.local_pref is not None:
+        parts.append(f"local-preference {attrs.local_pref}")
+    if attrs.med is not None:
+        parts.append(f"med {attrs.med}")
+    if attrs.communities:
+        parts.append("community [ " + " ".join(attrs.communities) + " ]")
+    if attrs.large_communities:
+        parts.append("large-community [ " + " ".join(attrs.large_communities) + " ]")
+    if attrs.originator_id is not None:
+        parts.append(f"originator-id {attrs.originator_id}")
+    if attrs.cluster_list:
+        parts.append("cluster-list [ " + " ".join(str(c) for c in attrs.cluster_list) + " ]")
+    return " ".join(parts)
+
+
+def _target(neighbors: Sequence[IPv4Address] | None) -> str:
+    if not neighbors:
+        return ""
+    return ", ".join(f"neighbor {n}" for n in neighbors) + " "
+
+
+def _chunks(prefixes: Sequence[IPv4Network], size: int) -> Iterable[Sequence[IPv4Network]]:
+    for start in range(0, len(prefixes), size):
+        yield prefixes[start : start + size]
+
+
+def announce_lines(
+    prefixes: Sequence[IPv4Network],
+    next_hop: IPv4Address,
+    attrs: Attributes,
+    neighbors: Sequence[IPv4Address] | None = None,
+    per_command: int = NLRI_PER_COMMAND,
+) -> list[str]:
+    """Commands announcing `prefixes` with one set of attributes, to `neighbors` (None = every neighbor)."""
+    head = f"{_target(neighbors)}announce attributes {_attribute_text(next_hop, attrs)} nlri "
+    return [head + " ".join(map(str, chunk)) for chunk in _chunks(prefixes, per_command)]
+
+
+def withdraw_lines(
+    prefixes: Sequence[IPv4Network],
+    neighbors: Sequence[IPv4Address] | None = None,
+    per_command: int = NLRI_PER_COMMAND,
+) -> list[str]:
+    """Commands withdrawing `prefixes` from `neighbors` (None = every neighbor)."""
+    head = f"{_target(neighbors)}withdraw attributes next-hop self nlri "
+    return [head + " ".join(map(str, chunk)) for chunk in _chunks(prefixes, per_command)]
+
+
+def eor_line(neighbor: IPv4Address | None = None) -> str:
+    """End-of-RIB marker for IPv4 unicast (RFC 4724 §2), sent once our table has been handed over."""
+    target = _target([neighbor] if neighbor else None)
+    return f"{target}announce eor ipv4 unicast"

@@ -1,0 +1,199 @@
+"""Runs ExaBGP as bgpd's child: writes its config, starts it, restarts it when it dies, moves API lines.
+
+The channel: bgpd listens on a unix socket in its runtime directory; ExaBGP's helper (`bgpd.exabgp.bridge`)
+connects to it. `on_connect` fires when a (new) ExaBGP is attached - the owner then replays its whole
+announced table, since a new ExaBGP starts empty. `on_disconnect` fires when it goes away: every session of
+that ExaBGP is down. The kernel keeps installed routes meanwhile; bgpd's owner decides what to do with them.
+
+ExaBGP gets PR_SET_PDEATHSIG=SIGTERM so it never outlives bgpd, and runs in its own process group so a
+terminal's ^C reaches bgpd only (bgpd stops it in order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bgpd.exabgp import confgen
+
+log = logging.getLogger("bgpd.exabgp")
+
+PR_SET_PDEATHSIG = 1
+RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+STABLE_AFTER = 60.0  # seconds of uptime after which the backoff starts again from the beginning
+
+
+def _child_setup() -> None:  # runs in the forked child before exec
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    os.setpgid(0, 0)
+
+
+class ExaBGP:
+    """One supervised ExaBGP process and its API channel."""
+
+    def __init__(
+        self,
+        runtime_dir: str,
+        speaker: confgen.Speaker,
+        sessions: Sequence[confgen.Session],
+        on_line: Callable[[str], None],
+        on_connect: Callable[[], None],
+        on_disconnect: Callable[[], None],
+        log_level: str = "INFO",
+        name: str = "exabgp",
+    ) -> None:
+        self.dir = Path(runtime_dir)
+        self.speaker = speaker
+        self.sessions = tuple(sessions)
+        self._on_line = on_line
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self.log_level = log_level
+        self.name = name
+        self.config_path = self.dir / f"{name}.conf"
+        self.socket_path = self.dir / f"{name}.sock"
+        self.log_path = self.dir / f"{name}.log"
+        self.pid_path = self.dir / f"{name}.pid"
+        self.restarts = 0
+        self._process: asyncio.subprocess.Process | None = None
+        self._server: asyncio.Server | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.connected = asyncio.Event()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    def write_config(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        text = confgen.render(self.speaker, self.sessions, str(self.socket_path))
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(self.config_path)
+
+    async def start(self) -> None:
+        self.write_config()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        self._server = await asyncio.start_unix_server(
+            self._accept, path=str(self.socket_path), limit=1 << 24
+        )
+        os.chmod(self.socket_path, 0o600)
+        self._task = asyncio.create_task(self._run(), name=f"{self.name}-supervisor")
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._writer is not None:  # a newer ExaBGP replaces an older one
+            self._writer.close()
+        self._writer = writer
+        self.connected.set()
+        log.info("exabgp attached", extra={"kv": {"instance": self.name, "pid": self.pid}})
+        self._on_connect()
+        try:
+            while line := await reader.readline():
+                self._on_line(line.decode("utf-8", "replace"))
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
+            log.warning("exabgp channel error", extra={"kv": {"instance": self.name, "error": str(exc)}})
+        finally:
+            if self._writer is writer:
+                self._writer = None
+                self.connected.clear()
+                self._on_disconnect()
+            writer.close()
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._stopping:
+            env = dict(os.environ)
+            env.update(confgen.environment(self.speaker, self.log_level))
+            logfile = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+            try:
+                self._process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "exabgp",
+                    "server",
+                    str(self.config_path),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=logfile,
+                    stderr=asyncio.subprocess.STDOUT,
+                    env=env,
+                    preexec_fn=_child_setup,
+                )
+            finally:
+                logfile.close()
+            started = asyncio.get_running_loop().time()
+            self.pid_path.write_text(f"{self._process.pid}\n")
+            log.info("exabgp started", extra={"kv": {"instance": self.name, "pid": self._process.pid}})
+            code = await self._process.wait()
+            if self._stopping:
+                return
+            self.restarts += 1
+            uptime = asyncio.get_running_loop().time() - started
+            attempt = 0 if uptime > STABLE_AFTER else attempt + 1
+            delay = RESTART_BACKOFF[min(attempt, len(RESTART_BACKOFF) - 1)]
+            log.error(
+                "exabgp exited; restarting",
+                extra={"kv": {"instance": self.name, "code": code, "log": str(self.log_path), "in": delay}},
+            )
+            await asyncio.sleep(delay)
+
+    def send(self, lines: Sequence[str]) -> bool:
+        """Queue command lines for ExaBGP. False if no ExaBGP is attached (the caller replays on connect)."""
+        if self._writer is None or not lines:
+            return self._writer is not None
+        self._writer.write(("\n".join(lines) + "\n").encode())
+        return True
+
+    async def drain(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(ConnectionError):
+                await self._writer.drain()
+
+    def reload(self, sessions: Sequence[confgen.Session]) -> None:
+        """New neighbor set: rewrite the config and ask ExaBGP to reload it (SIGUSR1); unchanged sessions
+        stay up."""
+        self.sessions = tuple(sessions)
+        self.write_config()
+        if self.alive and self._process is not None:
+            self._process.send_signal(signal.SIGUSR1)
+
+    def kill(self) -> None:
+        """Kill the current ExaBGP (tests and `bgpctl` use this to exercise the restart path)."""
+        if self.alive and self._process is not None:
+            self._process.kill()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        self._stopping = True
+        if self._writer is not None:
+            self._writer.close()
+        proc = self._process
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._server is not None:
+            self._server.close()
+        for path in (self.socket_path, self.pid_path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()

@@ -1,0 +1,173 @@
+"""Export policy: which kernel routes are this host's workload routes, and which prefixes to announce.
+
+Selection (what Felix programs, see BIRD's `learn` of alien routes in Calico):
+- a unicast route whose protocol is one of `export.protocols` or whose device matches `export.interfaces`;
+- a blackhole/unreachable/prohibit route (an IPAM block) whose protocol is one of `export.protocols`;
+- inside an IP pool that allows export; never a route of bgpd's own protocol (those were learned).
+
+Aggregation (as Calico's BIRD filter): a local block announces itself and hides every selected route inside
+it; a selected route outside every local block (a borrowed address) is announced as is.
+
+`ExportTable` keeps this incrementally: each kernel change returns the announce/withdraw delta, and a full
+resync (`replace_all`) returns the delta against the previous state, so a dump after ENOBUFS costs no
+flapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from ipaddress import IPv4Network
+
+from bgpd.model import KernelRoute
+
+BLOCK_KINDS = frozenset({"blackhole", "unreachable", "prohibit"})
+_MASKS = [(0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF for n in range(33)]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRules:
+    protocols: frozenset[int]
+    interfaces: tuple[str, ...]
+    pools: tuple[IPv4Network, ...]  # pools whose prefixes may be announced
+    own_protocol: int
+
+    def selects(self, route: KernelRoute) -> bool:
+        if route.protocol == self.own_protocol:
+            return False
+        if not any(route.prefix.subnet_of(pool) for pool in self.pools):
+            return False
+        if route.kind in BLOCK_KINDS:
+            return route.protocol in self.protocols
+        if route.kind != "unicast":
+            return False
+        if route.protocol in self.protocols:
+            return True
+        return route.ifname is not None and any(fnmatchcase(route.ifname, g) for g in self.interfaces)
+
+
+@dataclass(slots=True)
+class Delta:
+    announce: set[IPv4Network] = field(default_factory=set)
+    withdraw: set[IPv4Network] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.announce or self.withdraw)
+
+
+class ExportTable:
+    """Selected kernel routes and the aggregated set of prefixes to announce."""
+
+    def __init__(self, rules: ExportRules) -> None:
+        self.rules = rules
+        self._routes: dict[tuple[IPv4Network, int, int], KernelRoute] = {}  # selected, by kernel key
+        self._count: dict[IPv4Network, int] = {}  # selected routes per prefix
+        self._blocks: dict[IPv4Network, int] = {}  # selected block routes per prefix
+        self._block_index: dict[int, set[int]] = {}  # block prefix length -> network addresses
+        self._announced: set[IPv4Network] = set()
+
+    @property
+    def announced(self) -> frozenset[IPv4Network]:
+        return frozenset(self._announced)
+
+    @property
+    def blocks(self) -> frozenset[IPv4Network]:
+        return frozenset(self._blocks)
+
+    def selected(self) -> Iterable[KernelRoute]:
+        return self._routes.values()
+
+    def _covered(self, prefix: IPv4Network) -> bool:
+        """Is `prefix` strictly inside a local block? (One set lookup per distinct block length.)"""
+        address = int(prefix.network_address)
+        for length, networks in self._block_index.items():
+            if length < prefix.prefixlen and (address & _MASKS[length]) in networks:
+                return True
+        return False
+
+    def _index_block(self, block: IPv4Network, present: bool) -> None:
+        networks = self._block_index.setdefault(block.prefixlen, set())
+        if present:
+            networks.add(int(block.network_address))
+        else:
+            networks.discard(int(block.network_address))
+            if not networks:
+                del self._block_index[block.prefixlen]
+
+    def _wanted(self, prefix: IPv4Network) -> bool:
+        return prefix in self._count and not self._covered(prefix)
+
+    def _refresh(self, prefixes: Iterable[IPv4Network], delta: Delta) -> None:
+        # The delta accumulates from one consistent state, so an announce and a withdraw of the same
+        # prefix within it cancel out instead of both being sent.
+        for prefix in prefixes:
+            want = self._wanted(prefix)
+            if want and prefix not in self._announced:
+                self._announced.add(prefix)
+                if prefix in delta.withdraw:
+                    delta.withdraw.discard(prefix)
+                else:
+                    delta.announce.add(prefix)
+            elif not want and prefix in self._announced:
+                self._announced.discard(prefix)
+                if prefix in delta.announce:
+                    delta.announce.discard(prefix)
+                else:
+                    delta.withdraw.add(prefix)
+
+    def _inside(self, block: IPv4Network) -> list[IPv4Network]:
+        return [p for p in self._count if p != block and p.subnet_of(block)]
+
+    def add(self, route: KernelRoute, delta: Delta | None = None) -> Delta:
+        """A kernel route appeared or was replaced (same kernel key)."""
+        delta = Delta() if delta is None else delta
+        if route.key in self._routes:
+            self.remove(self._routes[route.key], delta)
+        if not self.rules.selects(route):
+            return delta
+        self._routes[route.key] = route
+        self._count[route.prefix] = self._count.get(route.prefix, 0) + 1
+        affected = [route.prefix]
+        if route.kind in BLOCK_KINDS:
+            self._blocks[route.prefix] = self._blocks.get(route.prefix, 0) + 1
+            if self._blocks[route.prefix] == 1:
+                self._index_block(route.prefix, True)
+                affected += self._inside(route.prefix)
+        self._refresh(affected, delta)
+        return delta
+
+    def remove(self, route: KernelRoute, delta: Delta | None = None) -> Delta:
+        """A kernel route disappeared (matched by its kernel key)."""
+        delta = Delta() if delta is None else delta
+        old = self._routes.pop(route.key, None)
+        if old is None:
+            return delta
+        self._count[old.prefix] -= 1
+        if not self._count[old.prefix]:
+            del self._count[old.prefix]
+        affected = [old.prefix]
+        if old.kind in BLOCK_KINDS:
+            self._blocks[old.prefix] -= 1
+            if not self._blocks[old.prefix]:
+                del self._blocks[old.prefix]
+                self._index_block(old.prefix, False)
+                affected += self._inside(old.prefix)
+        self._refresh(affected, delta)
+        return delta
+
+    def replace_all(self, routes: Iterable[KernelRoute]) -> Delta:
+        """Make the table equal to a fresh dump; returns only the real differences."""
+        fresh = {r.key: r for r in routes if self.rules.selects(r)}
+        delta = Delta()
+        for key in [k for k in self._routes if k not in fresh]:
+            self.remove(self._routes[key], delta)
+        for key, route in fresh.items():
+            if self._routes.get(key) != route:
+                self.add(route, delta)
+        return delta
+
+    def set_rules(self, rules: ExportRules, all_routes: Iterable[KernelRoute]) -> Delta:
+        """Re-evaluate every kernel route under new rules (config reload)."""
+        self.rules = rules
+        return self.replace_all(all_routes)

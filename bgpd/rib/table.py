@@ -1,0 +1,104 @@
+"""Adj-RIB-In per peer and the Loc-RIB: which paths exist for each prefix and which one(s) win.
+
+`Rib` stores accepted paths by (prefix, peer). Every mutation returns the prefixes whose selection may have
+changed; `selection(prefix)` then gives the best path and its ECMP companions (RFC 4271 §9.1.2, §9.1.4).
+Prefixes can be held back from selection (`suppress`), which is how a host ignores learned copies of a
+prefix it announces itself while still remembering them for when it stops announcing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from bgpd.model import Path
+from bgpd.rib.decision import best_path, multipath, next_hops
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The Loc-RIB entry of one prefix."""
+
+    best: Path
+    paths: tuple[Path, ...]  # ECMP set, includes best
+
+    @property
+    def next_hops(self) -> tuple[IPv4Address, ...]:
+        return next_hops(self.paths)
+
+
+class Rib:
+    """Adj-RIBs-In of all peers, indexed by prefix, with on-demand selection."""
+
+    def __init__(self) -> None:
+        self._by_prefix: dict[IPv4Network, dict[IPv4Address, Path]] = {}
+        self._by_peer: dict[IPv4Address, set[IPv4Network]] = {}
+        self._suppressed: set[IPv4Network] = set()
+
+    def __len__(self) -> int:
+        return sum(len(paths) for paths in self._by_prefix.values())
+
+    def prefixes(self) -> Iterable[IPv4Network]:
+        return self._by_prefix.keys()
+
+    def peer_prefixes(self, peer: IPv4Address) -> frozenset[IPv4Network]:
+        return frozenset(self._by_peer.get(peer, ()))
+
+    def paths(self, prefix: IPv4Network) -> tuple[Path, ...]:
+        return tuple(self._by_prefix.get(prefix, {}).values())
+
+    def add(self, path: Path) -> bool:
+        """Insert or replace the path of `path.peer` for `path.prefix` (implicit withdraw, RFC 4271 §3.1).
+        Returns whether anything changed."""
+        peers = self._by_prefix.setdefault(path.prefix, {})
+        if peers.get(path.peer.address) == path:
+            return False
+        peers[path.peer.address] = path
+        self._by_peer.setdefault(path.peer.address, set()).add(path.prefix)
+        return True
+
+    def remove(self, peer: IPv4Address, prefix: IPv4Network) -> bool:
+        """Withdraw one path. Returns whether it existed."""
+        peers = self._by_prefix.get(prefix)
+        if peers is None or peers.pop(peer, None) is None:
+            return False
+        if not peers:
+            del self._by_prefix[prefix]
+        owned = self._by_peer.get(peer)
+        if owned is not None:
+            owned.discard(prefix)
+            if not owned:
+                del self._by_peer[peer]
+        return True
+
+    def drop_peer(self, peer: IPv4Address) -> set[IPv4Network]:
+        """Remove every path of a peer whose session went down; returns the affected prefixes."""
+        affected = self._by_peer.pop(peer, set())
+        for prefix in affected:
+            peers = self._by_prefix.get(prefix)
+            if peers is not None:
+                peers.pop(peer, None)
+                if not peers:
+                    del self._by_prefix[prefix]
+        return affected
+
+    def suppress(self, prefix: IPv4Network, on: bool) -> None:
+        """Hold a prefix back from selection (on=True) or release it."""
+        if on:
+            self._suppressed.add(prefix)
+        else:
+            self._suppressed.discard(prefix)
+
+    def is_suppressed(self, prefix: IPv4Network) -> bool:
+        return prefix in self._suppressed
+
+    def selection(self, prefix: IPv4Network) -> Selection | None:
+        """Best path and ECMP set for a prefix, or None when no usable path exists."""
+        if prefix in self._suppressed:
+            return None
+        candidates = tuple(self._by_prefix.get(prefix, {}).values())
+        best = best_path(candidates)
+        if best is None:
+            return None
+        return Selection(best, multipath(candidates, best))

@@ -1,0 +1,137 @@
+"""Hosts in network namespaces on one underlay bridge, each able to run `bgpd run` (or BIRD)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bgpd.lab import netns
+from bgpd.lab.netns import Fabric, Process
+
+pytestmark = pytest.mark.e2e
+
+UNDERLAY = "192.168.100"
+ASN = 64512
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root for network namespaces"
+    if shutil.which("ip") is None:
+        return "iproute2 'ip' not installed"
+    return None
+
+
+@dataclass
+class Host:
+    name: str
+    ns: str
+    address: str
+    workdir: Path
+    fabric: Fabric
+    bgpd: Process | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def ip(self, *args: str, check: bool = True) -> str:
+        return netns.ip(*args, ns=self.ns, check=check)
+
+    def routes(self, *selector: str) -> list[dict[str, Any]]:
+        return netns.routes(self.ns, *selector)
+
+    def bird_routes(self) -> dict[str, list[str]]:
+        """prefix -> sorted next hops of the routes installed by bgpd (proto bird) in the main table."""
+        out: dict[str, list[str]] = {}
+        for r in self.routes("proto", "bird"):
+            hops = [r["gateway"]] if "gateway" in r else [n["gateway"] for n in r.get("nexthops", [])]
+            out[r["dst"]] = sorted(hops)
+        return out
+
+    def write_config(self, **overrides: Any) -> Path:
+        cfg: dict[str, Any] = {
+            "node": {"name": self.name, "address": self.address, "asn": ASN},
+            "bgp": {"hold_time": 9},
+            "pools": [{"cidr": "10.20.0.0/16"}],
+            "export": {"protocols": ["boot", 80], "interfaces": ["cali*"]},
+            "kernel": {"protocol": "bird", "table": "main", "stale_timeout": 10},
+            "runtime": {"dir": str(self.workdir / "run"), "log_level": "debug"},
+        }
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+                cfg[key] = {**cfg[key], **value}
+            else:
+                cfg[key] = value
+        self.config = cfg
+        path = self.workdir / "bgpd.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return path
+
+    def start_bgpd(self) -> Process:
+        path = self.workdir / "bgpd.yaml"
+        self.bgpd = self.fabric.spawn(
+            f"bgpd-{self.name}",
+            self.ns,
+            [sys.executable, "-m", "bgpd", "run", "-c", str(path)],
+            str(self.workdir / "bgpd.log"),
+        )
+        return self.bgpd
+
+    def add_workload_route(self, prefix: str, dev: str = "cali0") -> None:
+        self.ip("route", "add", prefix, "dev", dev, "proto", "boot", "scope", "link")
+
+    def add_block(self, prefix: str) -> None:
+        self.ip("route", "add", "blackhole", prefix, "proto", "80")
+
+
+class Underlay:
+    """A switch namespace with a bridge, and hosts attached to it."""
+
+    def __init__(self, fabric: Fabric, workdir: Path) -> None:
+        self.fabric = fabric
+        self.workdir = workdir
+        self.switch = fabric.namespace("sw")
+        fabric.bridge(self.switch)
+        self.hosts: dict[str, Host] = {}
+
+    def host(self, name: str, octet: int) -> Host:
+        ns = self.fabric.namespace(name)
+        port = f"p{name}"[:15]
+        self.fabric.veth(ns, "eth0", self.switch, port)
+        netns.ip("link", "set", port, "master", "br0", ns=self.switch)
+        address = f"{UNDERLAY}.{octet}"
+        netns.ip("addr", "add", f"{address}/24", "dev", "eth0", ns=ns)
+        # a workload veth (no dummy driver on every kernel); its far end stays in the host namespace
+        netns.ip("link", "add", "cali0", "type", "veth", "peer", "name", "wl0", ns=ns)
+        netns.ip("link", "set", "wl0", "up", ns=ns)
+        netns.ip("link", "set", "cali0", "up", ns=ns)
+        workdir = self.workdir / name
+        workdir.mkdir(parents=True, exist_ok=True)
+        host = Host(name, ns, address, workdir, self.fabric)
+        self.hosts[name] = host
+        return host
+
+    def mesh_nodes(self) -> list[str]:
+        return [h.address for h in self.hosts.values()]
+
+
+@pytest.fixture
+def underlay(tmp_path: Path) -> Iterator[Underlay]:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    fabric = Fabric(prefix=f"bgpdt{secrets.token_hex(3)}-")
+    try:
+        yield Underlay(fabric, tmp_path)
+    finally:
+        logs = [(p.name, p.log_tail(15)) for p in fabric.processes]
+        fabric.close()
+        for name, tail in logs:
+            sys.stderr.write(f"--- {name} (last lines) ---\n{tail}\n")

@@ -1,0 +1,224 @@
+"""RouteWatcher against a real kernel, inside a throw-away network namespace."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+
+from bgpd.kernel import RouteAdded, RouteEvent, RouteRemoved, RouteWatcher, Snapshot
+from bgpd.model import KernelRoute
+
+from .conftest import POLL_DEADLINE, Netns, poll_until
+
+pytestmark = pytest.mark.kernel
+
+MAIN = 254
+BURST = 10_000
+
+
+class View:
+    """A consumer as the daemon would keep one: a dict by route key, a Snapshot replaces everything."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.routes: dict[tuple[IPv4Network, int, int], KernelRoute] = {}
+        self.reasons: list[str] = []
+        self.events: list[RouteEvent] = []
+
+    def __call__(self, events: list[RouteEvent]) -> None:
+        with self.lock:
+            self.events.extend(events)
+            for event in events:
+                if isinstance(event, Snapshot):
+                    self.routes = {route.key: route for route in event.routes}
+                    self.reasons.append(event.reason)
+                elif isinstance(event, RouteAdded):
+                    self.routes[event.route.key] = event.route
+                else:
+                    self.routes.pop(event.route.key, None)
+
+    def get(self, prefix: str) -> list[KernelRoute]:
+        net = IPv4Network(prefix)
+        with self.lock:
+            return [route for route in self.routes.values() if route.prefix == net]
+
+    def count(self, protocol: int) -> int:
+        with self.lock:
+            return sum(1 for route in self.routes.values() if route.protocol == protocol)
+
+    def has_event(self, kind: type, prefix: str) -> bool:
+        net = IPv4Network(prefix)
+        with self.lock:
+            return any(
+                isinstance(e, kind) and isinstance(e, RouteAdded | RouteRemoved) and e.route.prefix == net
+                for e in self.events
+            )
+
+
+@pytest.fixture
+def view() -> View:
+    return View()
+
+
+@pytest.fixture
+def watcher(netns: Netns, view: View) -> Iterator[RouteWatcher]:
+    w = RouteWatcher(MAIN, view, netns=netns.name)
+    w.start()
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+def _burst_file(tmp_path: Path, verb: str, count: int, extra: str = "dev cali1234 proto boot") -> Path:
+    path = tmp_path / f"{verb}.batch"
+    lines = [f"route {verb} 10.100.{i // 256}.{i % 256}/32 {extra}" for i in range(count)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_start_snapshot_has_existing_routes(netns: Netns, view: View) -> None:
+    netns.ip("route", "add", "10.9.0.0/16", "via", "192.168.77.2", "proto", "static", "metric", "7")
+    w = RouteWatcher(MAIN, view, netns=netns.name)
+    w.start()
+    try:
+        assert view.reasons == ["start"]  # delivered before start() returns
+        (route,) = view.get("10.9.0.0/16")
+        assert route == KernelRoute(
+            prefix=IPv4Network("10.9.0.0/16"),
+            kind="unicast",
+            protocol=4,
+            table=MAIN,
+            ifname="up0",
+            gateways=(IPv4Address("192.168.77.2"),),
+            priority=7,
+        )
+        (connected,) = view.get("192.168.77.0/24")
+        assert connected.protocol == 2 and connected.ifname == "up0" and connected.gateways == ()
+        assert not view.get("192.168.77.1/32")  # the local route lives in table local, not main
+    finally:
+        w.stop()
+        w.stop()  # idempotent
+    assert not w.running
+
+
+def test_add_and_delete_interface_route(netns: Netns, view: View, watcher: RouteWatcher) -> None:
+    netns.ip("route", "add", "10.20.1.2/32", "dev", "cali1234", "proto", "boot")
+    poll_until(lambda: bool(view.get("10.20.1.2/32")), "10.20.1.2/32 added")
+    (route,) = view.get("10.20.1.2/32")
+    assert route.ifname == "cali1234" and route.protocol == 3 and route.kind == "unicast"
+    assert view.has_event(RouteAdded, "10.20.1.2/32")
+    netns.ip("route", "del", "10.20.1.2/32", "dev", "cali1234", "proto", "boot")
+    poll_until(lambda: view.has_event(RouteRemoved, "10.20.1.2/32"), "10.20.1.2/32 removed")
+    assert not view.get("10.20.1.2/32")
+
+
+def test_blackhole_and_multipath(netns: Netns, view: View, watcher: RouteWatcher) -> None:
+    netns.ip("route", "add", "blackhole", "10.20.1.0/26", "proto", "80")
+    netns.ip(
+        "route", "add", "10.30.0.0/24", "proto", "12", "metric", "32",
+        "nexthop", "via", "192.168.77.3", "nexthop", "via", "192.168.77.2",
+    )  # fmt: skip
+    poll_until(lambda: bool(view.get("10.20.1.0/26") and view.get("10.30.0.0/24")), "routes added")
+    (blackhole,) = view.get("10.20.1.0/26")
+    assert blackhole.kind == "blackhole" and blackhole.protocol == 80 and blackhole.ifname is None
+    (ecmp,) = view.get("10.30.0.0/24")
+    assert ecmp.gateways == (IPv4Address("192.168.77.2"), IPv4Address("192.168.77.3"))
+    assert ecmp.ifname == "up0" and ecmp.priority == 32  # both next hops leave through up0
+
+
+def test_other_tables_not_reported(netns: Netns, view: View, watcher: RouteWatcher) -> None:
+    netns.ip("route", "add", "10.40.0.0/24", "dev", "cali1234", "table", "100")
+    netns.ip("route", "add", "10.40.1.0/24", "dev", "cali1234")  # marker in main, added after
+    poll_until(lambda: bool(view.get("10.40.1.0/24")), "marker route in main")
+    assert not view.get("10.40.0.0/24")
+    with view.lock:
+        assert all(route.table == MAIN for route in view.routes.values())
+
+
+def test_watch_non_main_table(netns: Netns, view: View) -> None:
+    w = RouteWatcher(100, view, netns=netns.name)  # table 100 does not exist yet: empty snapshot
+    w.start()
+    try:
+        assert view.reasons == ["start"] and not view.routes
+        netns.ip("route", "add", "10.41.0.0/24", "dev", "cali1234", "table", "100")
+        poll_until(lambda: bool(view.get("10.41.0.0/24")), "route in table 100")
+        assert view.get("10.41.0.0/24")[0].table == 100
+    finally:
+        w.stop()
+
+
+def test_burst_of_10k_then_flush(
+    netns: Netns, view: View, watcher: RouteWatcher, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _burst_file(tmp_path, "add", BURST)
+    started = time.monotonic()
+    netns.batch(path)
+    batch_done = time.monotonic()
+    poll_until(lambda: view.count(3) == BURST, f"{BURST} routes seen")
+    seen = time.monotonic()
+    with capsys.disabled():
+        print(
+            f"\n[watcher] {BURST} routes: ip -batch took {batch_done - started:.3f}s, all delivered "
+            f"{seen - started:.3f}s after start (resyncs={watcher.resyncs})"
+        )
+    (sample,) = view.get("10.100.39.15/32")
+    assert sample.ifname == "cali1234"
+    netns.ip("route", "flush", "proto", "boot")
+    poll_until(lambda: view.count(3) == 0, "flushed routes gone")
+    assert view.get("192.168.77.0/24")  # the others stay
+
+
+def test_link_delete_resyncs(netns: Netns, view: View, watcher: RouteWatcher) -> None:
+    netns.ip("route", "add", "10.20.1.2/32", "dev", "cali1234", "proto", "boot")
+    netns.ip("route", "add", "10.20.9.0/24", "via", "192.168.77.9", "proto", "boot")
+    poll_until(lambda: bool(view.get("10.20.1.2/32") and view.get("10.20.9.0/24")), "routes added")
+    netns.ip("link", "del", "cali1234")  # the kernel flushes 10.20.1.2/32 without RTM_DELROUTE
+    poll_until(lambda: not view.get("10.20.1.2/32"), "route of deleted link gone")
+    assert "link" in view.reasons and watcher.resyncs >= 1
+    assert view.get("10.20.9.0/24")
+
+
+def test_link_down_resyncs(netns: Netns, view: View, watcher: RouteWatcher) -> None:
+    netns.ip("route", "add", "10.20.9.0/24", "via", "192.168.77.9", "proto", "boot")
+    netns.ip("route", "add", "10.20.1.2/32", "dev", "cali1234", "proto", "boot")
+    poll_until(lambda: bool(view.get("10.20.9.0/24") and view.get("10.20.1.2/32")), "routes added")
+    netns.ip("link", "set", "up0", "down")  # flushes the connected and the gateway route silently
+    poll_until(lambda: not view.get("10.20.9.0/24"), "routes through the downed link gone")
+    assert not view.get("192.168.77.0/24") and view.get("10.20.1.2/32")
+    assert "link" in view.reasons
+
+
+def test_overflow_resyncs_and_view_stays_complete(netns: Netns, tmp_path: Path) -> None:
+    gate = threading.Event()
+    view = View()
+
+    def stalling_consumer(events: list[RouteEvent]) -> None:
+        # Stall the watcher thread on its first event batch, so the burst overflows the tiny socket buffer.
+        if view.reasons:
+            gate.wait(POLL_DEADLINE)
+        view(events)
+
+    w = RouteWatcher(MAIN, stalling_consumer, netns=netns.name, rcvbuf=4096)
+    w.start()
+    try:
+        netns.ip("route", "add", "10.20.1.2/32", "dev", "cali1234", "proto", "boot")
+        netns.batch(_burst_file(tmp_path, "add", 3000))
+        gate.set()
+        poll_until(lambda: view.count(3) == 3001, "3001 routes seen")
+        assert "overflow" in view.reasons and w.resyncs >= 1 and w.overflows >= 1
+        netns.batch(_burst_file(tmp_path, "del", 3000))
+        poll_until(lambda: view.count(3) == 1, "3000 routes gone")
+        expected = {r["dst"] for r in netns.routes()}
+        with view.lock:
+            assert {str(route.prefix) for route in view.routes.values()} == {
+                d if "/" in d else f"{d}/32" for d in expected
+            }
+    finally:
+        gate.set()
+        w.stop()

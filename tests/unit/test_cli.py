@@ -1,0 +1,56 @@
+"""`bgpd check` as a user runs it: exit codes and one-line errors without a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bgpd import config
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted(p for p in (ROOT / "configs").glob("*.yaml") if p.name.startswith(("host", "reflector")))
+
+
+def bgpd(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bgpd", *args], capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_check_accepts_every_shipped_example_and_prints_it_normalized(example: Path) -> None:
+    result = bgpd("check", "-c", str(example))
+    assert result.returncode == 0, result.stderr
+    assert config.parse(result.stdout) == config.load(example)
+
+
+def test_examples_exist() -> None:
+    assert {"host.yaml", "host0.yaml", "host1.yaml"} <= {p.name for p in EXAMPLES}
+
+
+def test_check_rejects_a_bad_config_with_file_line_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("node:\n  name: h\n  address: 192.168.1.1\n  asn: 64512\nbgp:\n  hold_tme: 30\n")
+    result = bgpd("check", "-c", str(bad))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"bgpd: {bad}:6: bgp")
+    assert "hold_time" in lines[0]  # the suggestion
+
+
+def test_run_rejects_a_bad_config_before_touching_anything(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("node:\n  name: h\n  address: 300.1.1.1\n  asn: 64512\n")
+    result = bgpd("run", "-c", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:3: node.address" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    result = bgpd("check", "-c", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "nope.yaml" in result.stderr and "Traceback" not in result.stderr

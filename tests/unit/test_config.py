@@ -1,0 +1,584 @@
+"""Tests for bgpd.config: parsing, normalization, error locations, sessions() and the dump round trip."""
+
+from __future__ import annotations
+
+import textwrap
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bgpd import config as c
+from bgpd.config import (
+    BgpConfig,
+    Config,
+    ConfigError,
+    ExportConfig,
+    KernelConfig,
+    MeshConfig,
+    NodeConfig,
+    PeerConfig,
+    PoolConfig,
+    RuntimeConfig,
+)
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+KNOWN_EXAMPLES = ("host.yaml", "host0.yaml", "host1.yaml")
+
+A = IPv4Address
+
+MINIMAL = """\
+node:
+  name: host0
+  address: 192.168.100.10
+  asn: 64512
+"""
+
+
+def line_of(text: str, needle: str, occurrence: int = 1) -> int:
+    """1-based line of the `occurrence`-th line containing `needle`."""
+    hits = [i for i, line in enumerate(text.splitlines(), 1) if needle in line]
+    assert len(hits) >= occurrence, f"{needle!r} not found {occurrence} times"
+    return hits[occurrence - 1]
+
+
+def error(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        c.parse(text, "t.yaml")
+    return info.value
+
+
+def check_error(text: str, needle: str, keypath: str, message: str = "", occurrence: int = 1) -> ConfigError:
+    text = textwrap.dedent(text)
+    err = error(text)
+    line = line_of(text, needle, occurrence)
+    prefix = f"t.yaml:{line}: {keypath}: " if keypath else f"t.yaml:{line}: "
+    assert str(err).startswith(prefix), f"{err} does not start with {prefix!r}"
+    assert (err.file, err.line, err.keypath) == ("t.yaml", line, keypath)
+    assert message in err.message
+    return err
+
+
+# ------------------------------------------------------------------------------------- normalization
+
+
+def test_minimal_defaults() -> None:
+    cfg = c.parse(MINIMAL, "m.yaml")
+    assert cfg.node == NodeConfig(
+        name="host0", address=A("192.168.100.10"), asn=64512, router_id=A("192.168.100.10")
+    )
+    assert cfg.bgp == BgpConfig(port=179, hold_time=90, graceful_restart=120, mesh=MeshConfig(), peers=())
+    assert cfg.pools == ()
+    assert cfg.export == ExportConfig(protocols=(3, 80), interfaces=("cali*",))
+    assert cfg.kernel == KernelConfig(protocol=12, table=254, metric=32, install=True, stale_timeout=120.0)
+    assert cfg.runtime == RuntimeConfig(dir="/run/bgpd", log_level="info")
+    assert cfg.source == "m.yaml"
+    assert cfg.sessions() == ()
+
+
+def test_names_converted_and_explicit_values() -> None:
+    cfg = c.parse(
+        MINIMAL
+        + """\
+  router_id: 1.2.3.4
+export:
+  protocols: [boot, static, "80", 12]
+  interfaces: ["cali*", "tap?"]
+kernel:
+  protocol: static
+  table: local
+  metric: 0
+  install: false
+  stale_timeout: 5
+runtime:
+  log_level: DEBUG
+pools:
+  - cidr: 10.20.0.0/16
+  - cidr: 10.30.0.0/24
+    export: false
+"""
+    )
+    assert cfg.node.router_id == A("1.2.3.4")
+    assert cfg.export.protocols == (3, 4, 80, 12)
+    assert cfg.export.interfaces == ("cali*", "tap?")
+    assert cfg.kernel == KernelConfig(protocol=4, table=255, metric=0, install=False, stale_timeout=5.0)
+    assert isinstance(cfg.kernel.stale_timeout, float)
+    assert cfg.runtime.log_level == "debug"
+    assert cfg.pools == (
+        PoolConfig(IPv4Network("10.20.0.0/16"), True),
+        PoolConfig(IPv4Network("10.30.0.0/24"), False),
+    )
+
+
+def test_kernel_names_main_bird() -> None:
+    cfg = c.parse(MINIMAL + "kernel:\n  protocol: bird\n  table: main\n")
+    assert (cfg.kernel.protocol, cfg.kernel.table) == (12, 254)
+
+
+def test_null_sections_mean_defaults() -> None:
+    cfg = c.parse(MINIMAL + "bgp:\nexport:\nkernel:\nruntime:\npools:\n")
+    assert cfg == c.parse(MINIMAL)
+
+
+def test_protocol_and_table_numbers() -> None:
+    assert c.protocol_number("boot") == 3
+    assert c.protocol_number("static") == 4
+    assert c.protocol_number("bird") == 12
+    assert c.protocol_number("kernel") == 2
+    assert c.protocol_number(80) == 80
+    assert c.protocol_number("80") == 80
+    assert c.protocol_number(0) == 0
+    assert c.protocol_number(255) == 255
+    assert c.table_number("main") == 254
+    assert c.table_number("local") == 255
+    assert c.table_number("default") == 253
+    assert c.table_number(100) == 100
+    assert c.table_number(2**32 - 1) == 2**32 - 1
+    for bad in ("nosuch", 256, -1, True):
+        with pytest.raises(ValueError):
+            c.protocol_number(bad)
+    for bad_table in ("nosuch", 0, 2**32, "unspec"):
+        with pytest.raises(ValueError):
+            c.table_number(bad_table)
+
+
+def test_config_error_format() -> None:
+    e = ConfigError("host.yaml", 7, "bgp.mesh.nodes[2]", "invalid IPv4 address 'x'")
+    assert str(e) == "host.yaml:7: bgp.mesh.nodes[2]: invalid IPv4 address 'x'"
+    assert str(ConfigError("f", 1, "", "empty")) == "f:1: empty"
+
+
+# ------------------------------------------------------------------------------------------ sessions
+
+
+def test_sessions_mesh_passive_rule_and_peers() -> None:
+    cfg = c.parse(
+        MINIMAL
+        + """\
+bgp:
+  port: 1790
+  mesh:
+    enabled: true
+    nodes: [192.168.100.12, 192.168.100.10, 192.168.100.3]
+  peers:
+    - address: 192.168.100.2
+      asn: 65000
+      passive: true
+      hold_time: 30
+      password: secret
+      description: tor
+"""
+    )
+    assert cfg.sessions() == (
+        PeerConfig(A("192.168.100.12"), 64512, port=1790, passive=True),
+        PeerConfig(A("192.168.100.3"), 64512, port=1790, passive=False),
+        PeerConfig(
+            A("192.168.100.2"),
+            65000,
+            port=179,
+            passive=True,
+            hold_time=30,
+            password="secret",
+            description="tor",
+        ),
+    )
+
+
+def test_sessions_mesh_disabled_ignores_nodes() -> None:
+    cfg = c.parse(
+        MINIMAL
+        + """\
+bgp:
+  mesh:
+    enabled: false
+    nodes: [192.168.100.11, 192.168.100.2]
+  peers:
+    - {address: 192.168.100.2, asn: 64512}
+"""
+    )
+    assert cfg.bgp.mesh.nodes == (A("192.168.100.11"), A("192.168.100.2"))
+    assert cfg.sessions() == (PeerConfig(A("192.168.100.2"), 64512),)
+
+
+# ------------------------------------------------------------------------------------------ errors
+
+
+def test_error_empty_file() -> None:
+    for text in ("", "# just a comment\n", "---\n"):
+        err = error(text)
+        assert str(err).startswith("t.yaml:1: ") and err.keypath == ""
+
+
+def test_error_top_level_not_mapping() -> None:
+    err = error("- a\n- b\n")
+    assert str(err) == "t.yaml:1: top level must be a mapping, got list"
+
+
+def test_error_yaml_syntax() -> None:
+    text = MINIMAL + "bgp:\n  port: [1, 2\n"
+    err = error(text)
+    assert err.line >= line_of(text, "port:")
+    assert "YAML syntax error" in str(err)
+    check_error(MINIMAL + "bgp:\n   port: 1\n  hold_time: 3\n", "hold_time", "", "YAML syntax error")
+
+
+def test_error_unreadable_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as info:
+        c.load(missing)
+    assert str(info.value).startswith(f"{missing}:1: cannot read config")
+
+
+def test_load_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text(MINIMAL + "bgp:\n  hold_tme: 3\n")
+    with pytest.raises(ConfigError) as info:
+        c.load(path)
+    assert str(info.value).startswith(f"{path}:6: bgp: unknown key 'hold_tme' (did you mean 'hold_time'?)")
+    path.write_text(MINIMAL)
+    assert c.load(str(path)).source == str(path)
+
+
+def test_error_unknown_key_with_suggestion() -> None:
+    err = check_error(MINIMAL + "bgp:\n  port: 179\n  hold_tme: 30\n", "hold_tme", "bgp")
+    assert err.message == "unknown key 'hold_tme' (did you mean 'hold_time'?)"
+
+
+def test_error_unknown_top_level_key() -> None:
+    err = check_error(MINIMAL + "kernal:\n  table: main\n", "kernal", "")
+    assert err.message == "unknown key 'kernal' (did you mean 'kernel'?)"
+    err = check_error(MINIMAL + "zzzzzz: 1\n", "zzzzzz", "")
+    assert err.message == "unknown key 'zzzzzz'"
+
+
+def test_error_unknown_key_in_list_item() -> None:
+    text = MINIMAL + "bgp:\n  peers:\n    - address: 192.168.100.2\n      asn: 1\n      pasive: true\n"
+    check_error(text, "pasive", "bgp.peers[0]", "did you mean 'passive'")
+
+
+def test_error_duplicate_key() -> None:
+    check_error(MINIMAL + "bgp:\n  port: 179\n  port: 180\n", "port: 180", "bgp.port", "duplicate key")
+
+
+def test_error_wrong_type_string_for_int() -> None:
+    check_error(MINIMAL + "bgp:\n  port: '179'\n", "port", "bgp.port", "expected an integer, got string")
+
+
+def test_error_wrong_type_bool_is_not_int() -> None:
+    check_error(MINIMAL + "bgp:\n  hold_time: yes\n", "hold_time", "bgp.hold_time", "got boolean")
+
+
+def test_error_wrong_type_list_for_mapping() -> None:
+    check_error(MINIMAL + "bgp:\n  mesh: [1, 2]\n", "mesh", "bgp.mesh", "expected a mapping, got list")
+    check_error(MINIMAL + "kernel:\n  - table\n", "kernel", "kernel", "expected a mapping, got list")
+
+
+def test_error_wrong_type_mapping_for_list() -> None:
+    check_error(MINIMAL + "pools:\n  cidr: 10.0.0.0/8\n", "pools", "pools", "expected a list, got mapping")
+
+
+def test_error_wrong_type_int_for_bool() -> None:
+    check_error(MINIMAL + "kernel:\n  install: 1\n", "install", "kernel.install", "expected a boolean")
+
+
+def test_error_node_not_mapping() -> None:
+    check_error("node: host0\n", "node", "node", "expected a mapping, got string")
+
+
+def test_error_invalid_cidr() -> None:
+    text = MINIMAL + "pools:\n  - cidr: 10.20.0.0/16\n  - cidr: 10.300.0.0/16\n"
+    check_error(text, "10.300", "pools[1].cidr", "invalid CIDR '10.300.0.0/16'")
+    check_error(MINIMAL + "pools:\n  - cidr: 10.20.0.0\n", "cidr", "pools[0].cidr", "invalid CIDR")
+    check_error(MINIMAL + "pools:\n  - cidr: 10.20.0.0/33\n", "cidr", "pools[0].cidr", "invalid CIDR")
+
+
+def test_error_cidr_host_bits() -> None:
+    err = check_error(MINIMAL + "pools:\n  - cidr: 10.20.0.1/16\n", "cidr", "pools[0].cidr")
+    assert err.message == "10.20.0.1/16 has host bits set"
+
+
+def test_error_overlapping_pools() -> None:
+    text = MINIMAL + "pools:\n  - cidr: 10.20.0.0/16\n  - cidr: 10.20.5.0/24\n"
+    check_error(text, "10.20.5.0", "pools[1].cidr", "overlaps pools[0]")
+    text = MINIMAL + "pools:\n  - cidr: 10.20.0.0/16\n  - cidr: 10.20.0.0/16\n"
+    check_error(text, "10.20.0.0/16", "pools[1].cidr", "duplicate pool", occurrence=2)
+
+
+def test_error_invalid_ipv4_address() -> None:
+    text = MINIMAL + "bgp:\n  mesh:\n    nodes:\n      - 192.168.100.10\n      - 192.168.100.11\n      - x\n"
+    err = check_error(text, "- x", "bgp.mesh.nodes[2]")
+    assert err.message == "invalid IPv4 address 'x'"
+    check_error(MINIMAL.replace("192.168.100.10", "10.0.0.256"), "address", "node.address", "invalid IPv4")
+    check_error(MINIMAL.replace("192.168.100.10", "0.0.0.0"), "address", "node.address", "not a unicast")
+    check_error(MINIMAL + "  router_id: 1.2.3\n", "router_id", "node.router_id", "invalid IPv4 address")
+
+
+def test_error_asn_range() -> None:
+    check_error(
+        MINIMAL.replace("asn: 64512", "asn: 0"), "asn", "node.asn", "ASN 0 out of range 1..4294967295"
+    )
+    text = MINIMAL + "bgp:\n  peers:\n    - address: 192.168.100.2\n      asn: 4294967296\n"
+    check_error(text, "4294967296", "bgp.peers[0].asn", "out of range")
+
+
+def test_error_port_range() -> None:
+    check_error(MINIMAL + "bgp:\n  port: 0\n", "port", "bgp.port", "port 0 out of range 1..65535")
+    text = MINIMAL + "bgp:\n  peers:\n    - address: 192.168.100.2\n      asn: 1\n      port: 65536\n"
+    check_error(text, "65536", "bgp.peers[0].port", "out of range 1..65535")
+
+
+@pytest.mark.parametrize("value", [1, 2, 65536, -1])
+def test_error_hold_time(value: int) -> None:
+    check_error(
+        MINIMAL + f"bgp:\n  hold_time: {value}\n", "hold_time", "bgp.hold_time", "must be 0 or 3..65535"
+    )
+
+
+@pytest.mark.parametrize("value", [0, 3, 65535])
+def test_valid_hold_time(value: int) -> None:
+    assert c.parse(MINIMAL + f"bgp:\n  hold_time: {value}\n").bgp.hold_time == value
+
+
+def test_error_peer_hold_time() -> None:
+    text = MINIMAL + "bgp:\n  peers:\n    - address: 192.168.100.2\n      asn: 1\n      hold_time: 2\n"
+    check_error(text, "hold_time", "bgp.peers[0].hold_time", "must be 0 or 3..65535")
+
+
+def test_error_unknown_protocol_name() -> None:
+    text = MINIMAL + "export:\n  protocols:\n    - boot\n    - bot\n"
+    check_error(text, "- bot", "export.protocols[1]", "unknown routing protocol name 'bot'")
+    check_error(
+        MINIMAL + "kernel:\n  protocol: birdd\n", "protocol", "kernel.protocol", "did you mean 'bird'"
+    )
+    check_error(MINIMAL + "kernel:\n  protocol: 256\n", "protocol", "kernel.protocol", "out of range")
+
+
+def test_error_unknown_table_name() -> None:
+    check_error(
+        MINIMAL + "kernel:\n  table: mian\n", "table", "kernel.table", "unknown routing table name 'mian'"
+    )
+    check_error(MINIMAL + "kernel:\n  table: 0\n", "table", "kernel.table", "out of range")
+
+
+def test_error_bad_log_level() -> None:
+    check_error(
+        MINIMAL + "runtime:\n  log_level: verbose\n", "log_level", "runtime.log_level", "bad log level"
+    )
+
+
+def test_error_empty_node_name() -> None:
+    check_error(MINIMAL.replace("name: host0", "name: ''"), "name", "node.name", "must not be empty")
+    check_error(MINIMAL.replace("name: host0", "name: a b"), "name", "node.name", "whitespace")
+
+
+def test_error_empty_interface_pattern() -> None:
+    check_error(MINIMAL + "export:\n  interfaces: ['']\n", "interfaces", "export.interfaces[0]", "empty")
+
+
+def test_error_stale_timeout() -> None:
+    check_error(MINIMAL + "kernel:\n  stale_timeout: -1\n", "stale", "kernel.stale_timeout", "out of range")
+    check_error(MINIMAL + "kernel:\n  stale_timeout: .inf\n", "stale", "kernel.stale_timeout", "out of range")
+
+
+def test_error_password_too_long() -> None:
+    text = (
+        MINIMAL + f"bgp:\n  peers:\n    - address: 192.168.100.2\n      asn: 1\n      password: {'x' * 81}\n"
+    )
+    check_error(text, "password", "bgp.peers[0].password", "longer than 80")
+
+
+def test_error_own_address_missing_from_mesh() -> None:
+    text = MINIMAL + "bgp:\n  mesh:\n    enabled: true\n    nodes:\n      - 192.168.100.11\n"
+    check_error(text, "nodes:", "bgp.mesh.nodes", "192.168.100.10")
+    text = MINIMAL + "bgp:\n  mesh:\n    enabled: true\n"
+    check_error(text, "mesh:", "bgp.mesh.nodes", "does not list this node's address")
+
+
+def test_error_duplicate_mesh_node() -> None:
+    nodes = "".join(f"      - 192.168.100.{n}\n" for n in (10, 11, 10))
+    text = MINIMAL + "bgp:\n  mesh:\n    nodes:\n" + nodes
+    check_error(text, "- 192.168.100.10", "bgp.mesh.nodes[2]", "duplicate mesh node", occurrence=2)
+
+
+def test_error_duplicate_peer() -> None:
+    text = MINIMAL + textwrap.dedent(
+        """\
+        bgp:
+          peers:
+            - address: 192.168.100.2
+              asn: 1
+            - address: 192.168.100.2
+              asn: 2
+        """
+    )
+    check_error(text, "192.168.100.2", "bgp.peers[1].address", "duplicate peer", occurrence=2)
+
+
+def test_error_peer_is_mesh_node() -> None:
+    text = MINIMAL + textwrap.dedent(
+        """\
+        bgp:
+          mesh:
+            enabled: true
+            nodes: [192.168.100.10, 192.168.100.11]
+          peers:
+            - address: 192.168.100.11
+              asn: 1
+        """
+    )
+    check_error(text, "- address: 192.168.100.11", "bgp.peers[0].address", "also a mesh node")
+    # With the mesh disabled the same peer is fine.
+    assert len(c.parse(text.replace("enabled: true", "enabled: false")).sessions()) == 1
+
+
+def test_error_peer_is_own_address() -> None:
+    text = MINIMAL + "bgp:\n  peers:\n    - address: 192.168.100.10\n      asn: 1\n"
+    check_error(text, "- address", "bgp.peers[0].address", "own address")
+
+
+def test_error_missing_required_key() -> None:
+    text = "node:\n  name: host0\n  address: 192.168.100.10\n"
+    err = check_error(text, "node:", "node.asn")
+    assert err.message == "required key missing"
+    check_error("bgp:\n  port: 179\n", "bgp:", "node", "required key missing")
+    text = MINIMAL + "bgp:\n  peers:\n    - address: 192.168.100.2\n"
+    check_error(text, "- address", "bgp.peers[0].asn", "required key missing")
+    check_error(MINIMAL + "pools:\n  - export: false\n", "- export", "pools[0].cidr", "required key missing")
+
+
+# ---------------------------------------------------------------------------------- shipped examples
+
+
+def example_files() -> list[Path]:
+    found = {CONFIGS / name for name in KNOWN_EXAMPLES}
+    found.update(CONFIGS.glob("host*.yaml"))
+    found.update(CONFIGS.glob("reflector*.yaml"))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("path", example_files(), ids=lambda p: p.name)
+def test_shipped_examples_parse(path: Path) -> None:
+    cfg = c.load(path)
+    assert c.parse(c.dump(cfg), str(path)) == cfg
+
+
+def test_host_example_every_key_present() -> None:
+    text = (CONFIGS / "host.yaml").read_text()
+    dumped = yaml.safe_load(c.dump(c.load(CONFIGS / "host.yaml")))
+    raw = yaml.safe_load(text)
+
+    def keys(d: object, prefix: str = "") -> set[str]:
+        out: set[str] = set()
+        if isinstance(d, dict):
+            for k, v in d.items():
+                out.add(prefix + k)
+                out |= keys(v, prefix + k + ".")
+        elif isinstance(d, list) and d:
+            out |= keys(d[0], prefix + "[].")
+        return out
+
+    assert keys(raw) == keys(dumped)
+
+
+def test_two_host_example() -> None:
+    h0 = c.load(CONFIGS / "host0.yaml")
+    h1 = c.load(CONFIGS / "host1.yaml")
+    assert h0.sessions() == (PeerConfig(A("192.168.100.3"), 64512, passive=False),)
+    assert h1.sessions() == (PeerConfig(A("192.168.100.10"), 64512, passive=True),)
+    assert h0.pools == h1.pools == (PoolConfig(IPv4Network("10.20.0.0/16")),)
+    assert (h0.runtime.dir, h1.runtime.dir) == ("/run/bgpd/host0", "/run/bgpd/host1")
+
+
+# ------------------------------------------------------------------------------------------ round trip
+
+_text = st.text(
+    alphabet=st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs")), min_size=0, max_size=20
+)
+_name = st.from_regex(r"[a-z][a-z0-9.-]{0,15}", fullmatch=True)
+_hold = st.one_of(st.just(0), st.integers(3, 65535))
+_asn = st.integers(1, 2**32 - 1)
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> Config:
+    addrs = draw(st.lists(st.integers(1, 2**24 - 2), min_size=1, max_size=8, unique=True))
+    ips = [IPv4Address((10 << 24) + a) for a in addrs]
+    own, rest = ips[0], ips[1:]
+    split = draw(st.integers(0, len(rest)))
+    mesh_others, peer_addrs = rest[:split], rest[split:]
+    enabled = draw(st.booleans())
+    mesh_nodes = list(mesh_others)
+    if enabled or draw(st.booleans()):
+        mesh_nodes.insert(draw(st.integers(0, len(mesh_nodes))), own)
+    peers = tuple(
+        PeerConfig(
+            address=a,
+            asn=draw(_asn),
+            port=draw(st.integers(1, 65535)),
+            passive=draw(st.booleans()),
+            hold_time=draw(st.none() | _hold),
+            password=draw(st.none() | _text.filter(lambda s: bool(s.strip()) and len(s.encode()) <= 80)),
+            description=draw(_text),
+        )
+        for a in peer_addrs
+    )
+    octets = draw(st.lists(st.integers(0, 255), max_size=4, unique=True))
+    pools = tuple(PoolConfig(IPv4Network(f"172.{o}.0.0/16"), draw(st.booleans())) for o in octets)
+    return Config(
+        node=NodeConfig(
+            name=draw(_name),
+            address=own,
+            asn=draw(_asn),
+            router_id=draw(st.sampled_from([own, IPv4Address("1.1.1.1")])),
+        ),
+        bgp=BgpConfig(
+            port=draw(st.integers(1, 65535)),
+            hold_time=draw(_hold),
+            graceful_restart=draw(st.integers(0, 4095)),
+            mesh=MeshConfig(enabled=enabled, nodes=tuple(mesh_nodes)),
+            peers=peers,
+        ),
+        pools=pools,
+        export=ExportConfig(
+            protocols=tuple(draw(st.lists(st.integers(0, 255), max_size=4))),
+            interfaces=tuple(draw(st.lists(_text.filter(lambda s: bool(s.strip())), max_size=3))),
+        ),
+        kernel=KernelConfig(
+            protocol=draw(st.integers(0, 255)),
+            table=draw(st.integers(1, 2**32 - 1)),
+            metric=draw(st.integers(0, 2**32 - 1)),
+            install=draw(st.booleans()),
+            stale_timeout=draw(st.floats(0, 86400, allow_nan=False, allow_infinity=False)),
+        ),
+        runtime=RuntimeConfig(
+            dir=draw(_text.filter(lambda s: bool(s.strip()))),
+            log_level=draw(st.sampled_from(c.LOG_LEVELS)),
+        ),
+        source="gen.yaml",
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(configs())
+def test_dump_parse_round_trip(cfg: Config) -> None:
+    text = c.dump(cfg)
+    again = c.parse(text, "dumped.yaml")
+    assert again == cfg
+    assert c.dump(again) == text
+
+
+def test_dump_is_complete_and_ordered() -> None:
+    doc = yaml.safe_load(c.dump(c.parse(MINIMAL)))
+    assert list(doc) == ["node", "bgp", "pools", "export", "kernel", "runtime"]
+    assert doc["node"]["router_id"] == "192.168.100.10"
+    assert doc["kernel"] == {
+        "protocol": 12,
+        "table": 254,
+        "metric": 32,
+        "install": True,
+        "stale_timeout": 120.0,
+    }
+    assert doc["bgp"]["mesh"] == {"enabled": False, "nodes": []}
