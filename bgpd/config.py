@@ -54,6 +54,8 @@ TABLE_MAX = 2**32 - 1
 METRIC_MAX = 2**32 - 1
 GRACEFUL_RESTART_MAX = 4095  # 12-bit Restart Time field, RFC 4724 §3
 TCP_MD5_MAX_KEY = 80  # TCP_MD5SIG_MAXKEYLEN
+# Characters ExaBGP's configuration tokenizer cannot carry inside a quoted string
+UNQUOTABLE = frozenset("\"'\\\n\r")
 
 _IPROUTE2_DIRS = ("/etc/iproute2", "/usr/share/iproute2")
 
@@ -574,6 +576,8 @@ def _parse_bgp(w: _Walker, v: _V, node: NodeConfig) -> BgpConfig:
             password = w.string(pm["password"], "password")
             if len(password.encode()) > TCP_MD5_MAX_KEY:
                 raise w.error(pm["password"], f"TCP MD5 password longer than {TCP_MD5_MAX_KEY} bytes")
+            if any(c in password for c in UNQUOTABLE):
+                raise w.error(pm["password"], "password must not contain quotes, backslashes or newlines")
         peer_hold: int | None = None
         if "hold_time" in pm and not w.is_null(pm["hold_time"]):
             peer_hold = w.hold_time(pm["hold_time"])
@@ -585,12 +589,22 @@ def _parse_bgp(w: _Walker, v: _V, node: NodeConfig) -> BgpConfig:
                 passive=w.get(pm, "passive", w.boolean, False),
                 hold_time=peer_hold,
                 password=password,
-                description=w.get(pm, "description", lambda x: w.string(x, empty_ok=True), ""),
+                description=w.get(pm, "description", _description(w), ""),
             )
         )
     return BgpConfig(
         port=port, hold_time=hold_time, graceful_restart=graceful_restart, mesh=mesh, peers=tuple(peers)
     )
+
+
+def _description(w: _Walker) -> Callable[[_V], str]:
+    def convert(v: _V) -> str:
+        text = w.string(v, empty_ok=True)
+        if any(c in text for c in UNQUOTABLE):
+            raise w.error(v, "description must not contain quotes, backslashes or newlines")
+        return text
+
+    return convert
 
 
 def _parse_pools(w: _Walker, v: _V) -> tuple[PoolConfig, ...]:

@@ -81,7 +81,8 @@ _IPV4_UNICAST = "ipv4 unicast"
 
 
 def decode(line: str) -> Event | None:
-    """Decode one line ExaBGP wrote to its helper. Non-JSON lines (acks such as "done") give None."""
+    """Decode one line ExaBGP wrote to its helper. Non-JSON lines (acks such as "done") give None.
+    Raises DecodeError, and only DecodeError, for JSON that is not a valid API 5.0.0 event."""
     line = line.strip()
     if not line.startswith("{"):
         return None
@@ -91,6 +92,15 @@ def decode(line: str) -> Event | None:
         raise DecodeError(f"invalid JSON from ExaBGP: {exc}") from exc
     if not isinstance(msg, dict):
         raise DecodeError("ExaBGP event is not an object")
+    try:
+        return _decode_event(msg)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        if isinstance(exc, DecodeError):
+            raise
+        raise DecodeError(f"unexpected event shape: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode_event(msg: dict[str, Any]) -> Event | None:
     kind = msg.get("type")
     neighbor = msg.get("neighbor")
     if not isinstance(neighbor, dict):
@@ -143,7 +153,7 @@ def _decode_update(peer: IPv4Address, peer_asn: int, update: dict[str, Any]) -> 
     if announce:
         try:
             attrs = decode_attributes(update.get("attribute") or {})
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             malformed.append(f"bad attributes: {exc}")
             attrs = None
         for family, by_next_hop in announce.items():
@@ -224,7 +234,8 @@ def _attribute_text(next_hop: IPv4Address, attrs: Attributes) -> str:
 def _target(neighbors: Sequence[IPv4Address] | None) -> str:
     if not neighbors:
         return ""
-    return ", ".join(f"neighbor {n}" for n in neighbors) + " "
+    # ExaBGP splits targets on a comma standing alone between spaces
+    return " , ".join(f"neighbor {n}" for n in neighbors) + " "
 
 
 def _chunks(prefixes: Sequence[IPv4Network], size: int) -> Iterable[Sequence[IPv4Network]]:

@@ -48,8 +48,15 @@ def bridge_command(socket_path: str) -> str:
     return " ".join(shlex.quote(p) for p in (sys.executable, "-m", "bgpd.exabgp.bridge", socket_path))
 
 
+UNQUOTABLE = frozenset("\"'\\\n\r")
+
+
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A quoted ExaBGP string. ExaBGP's tokenizer has no escape that survives for quotes, backslashes or
+    newlines; the config layer rejects them, and this refuses them rather than emit a broken config."""
+    if any(c in text for c in UNQUOTABLE):
+        raise ValueError(f"cannot quote {text!r} for ExaBGP")
+    return '"' + text + '"'
 
 
 def render(speaker: Speaker, sessions: Sequence[Session], socket_path: str) -> str:

@@ -104,7 +104,10 @@ class ExaBGP:
         self._on_connect()
         try:
             while line := await reader.readline():
-                self._on_line(line.decode("utf-8", "replace"))
+                try:
+                    self._on_line(line.decode("utf-8", "replace"))
+                except Exception:  # a bug handling one event must not detach ExaBGP
+                    log.exception("error handling an exabgp event", extra={"kv": {"instance": self.name}})
         except (ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
             log.warning("exabgp channel error", extra={"kv": {"instance": self.name, "error": str(exc)}})
         finally:

@@ -158,7 +158,8 @@ class ExportTable:
 
     def replace_all(self, routes: Iterable[KernelRoute]) -> Delta:
         """Make the table equal to a fresh dump; returns only the real differences."""
-        fresh = {r.key: r for r in routes if self.rules.selects(r)}
+        by_key = {r.key: r for r in routes}  # the last route at a key wins, as when fed one by one
+        fresh = {k: r for k, r in by_key.items() if self.rules.selects(r)}
         delta = Delta()
         for key in [k for k in self._routes if k not in fresh]:
             self.remove(self._routes[key], delta)

@@ -495,7 +495,11 @@ def test_two_host_example() -> None:
 # ------------------------------------------------------------------------------------------ round trip
 
 _text = st.text(
-    alphabet=st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs")), min_size=0, max_size=20
+    alphabet=st.characters(
+        codec="utf-8", categories=("L", "N", "P", "S", "Zs"), exclude_characters=c.UNQUOTABLE
+    ),
+    min_size=0,
+    max_size=20,
 )
 _name = st.from_regex(r"[a-z][a-z0-9.-]{0,15}", fullmatch=True)
 _hold = st.one_of(st.just(0), st.integers(3, 65535))
@@ -582,3 +586,17 @@ def test_dump_is_complete_and_ordered() -> None:
         "stale_timeout": 120.0,
     }
     assert doc["bgp"]["mesh"] == {"enabled": False, "nodes": []}
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("password", "'pa\"ss'"), ("description", '"bob\'s router"'), ("description", "'back\\\\slash'")],
+)
+def test_strings_exabgp_cannot_carry_are_config_errors(key: str, value: str) -> None:
+    text = (
+        "node:\n  name: h\n  address: 192.168.1.1\n  asn: 64512\n"
+        f"bgp:\n  peers:\n    - address: 192.168.1.2\n      asn: 64512\n      {key}: {value}\n"
+    )
+    with pytest.raises(c.ConfigError) as info:
+        c.parse(text, "t.yaml")
+    assert str(info.value).startswith(f"t.yaml:9: bgp.peers[0].{key}:")

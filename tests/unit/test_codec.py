@@ -1,0 +1,554 @@
+"""Tests for bgpd.exabgp.codec: decoding ExaBGP 5 JSON API lines and building API command lines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+import pytest
+
+from bgpd.exabgp.codec import (
+    NLRI_PER_COMMAND,
+    Announced,
+    DecodeError,
+    EndOfRib,
+    Notification,
+    PeerState,
+    Update,
+    announce_lines,
+    decode,
+    decode_attributes,
+    eor_line,
+    withdraw_lines,
+)
+from bgpd.model import Attributes, Origin
+
+# Captured from ExaBGP 5.0.15.
+STATE_UP = (
+    '{ "exabgp": "5.0.0", "time": 1795638558.561876, "host" : "vm", "pid" : 2966, "ppid" : 1, "counter": 1, '
+    '"type": "state", "neighbor": { "address": { "local": "192.168.200.2", "peer": "192.168.200.1" }, '
+    '"asn": { "local": 64512, "peer": 64512 }, "router-id": "192.168.200.2" , "state": "up" } }'
+)
+EOR = (
+    '{ "exabgp": "5.0.0", "time": 1795638558.5669677, "host" : "vm", "pid" : 2966, "ppid" : 1, "counter": 3, '
+    '"type": "update", "neighbor": { "address": { "local": "192.168.200.2", "peer": "192.168.200.1" }, '
+    '"asn": { "local": 64512, "peer": 64512 }, "router-id": "192.168.200.2" , "direction": "receive", '
+    '"message": { "eor": { "afi" : "ipv4", "safi" : "unicast" } } } }'
+)
+UPDATE = (
+    '{ "exabgp": "5.0.0", "time": 1795638559.537057, "host" : "vm", "pid" : 2966, "ppid" : 1, "counter": 4, '
+    '"type": "update", "neighbor": { "address": { "local": "192.168.200.2", "peer": "192.168.200.1" }, '
+    '"asn": { "local": 64512, "peer": 64512 }, "router-id": "192.168.200.2" , "direction": "receive", '
+    '"message": { "update": { "attribute": { "origin": "igp", "local-preference": 200, '
+    '"community": [ [ 65000, 1 ] ] }, "announce": { "ipv4 unicast": { "192.168.200.1": '
+    '[ { "nlri": "10.20.1.0/26" }, { "nlri": "10.20.1.64/26" } ] } } } } } }'
+)
+STATE_DOWN = (
+    '{ "exabgp": "5.0.0", "time": 1795638567.6312685, "host" : "vm", "pid" : 2964, "ppid" : 1, "counter": 4, '
+    '"type": "state", "neighbor": { "address": { "local": "192.168.200.1", "peer": "192.168.200.2" }, '
+    '"asn": { "local": 64512, "peer": 64512 }, "router-id": "192.168.200.1" , "state": "down", '
+    '"reason": "closing connection" } }'
+)
+
+PEER = IPv4Address("192.168.200.1")
+NH = IPv4Address("192.168.200.2")
+
+
+def N(text: str) -> IPv4Network:
+    return IPv4Network(text)
+
+
+def A(text: str) -> IPv4Address:
+    return IPv4Address(text)
+
+
+def event(kind: str, message: Any = None, **neighbor: Any) -> str:
+    """An ExaBGP 5 event line from peer 192.168.200.1 (AS 64513)."""
+    nb: dict[str, Any] = {
+        "address": {"local": "192.168.200.2", "peer": "192.168.200.1"},
+        "asn": {"local": 64512, "peer": 64513},
+        "router-id": "192.168.200.2",
+        "direction": "receive",
+        **neighbor,
+    }
+    if message is not None:
+        nb["message"] = message
+    return json.dumps({"exabgp": "5.0.0", "time": 1.0, "counter": 9, "type": kind, "neighbor": nb})
+
+
+def update(body: dict[str, Any]) -> Update:
+    ev = decode(event("update", {"update": body}))
+    assert isinstance(ev, Update)
+    return ev
+
+
+# ------------------------------------------------------------------ decode: captured lines
+
+
+def test_decode_state_up() -> None:
+    assert decode(STATE_UP) == PeerState(PEER, 64512, "up", "")
+
+
+def test_decode_state_down_with_reason() -> None:
+    assert decode(STATE_DOWN + "\n") == PeerState(A("192.168.200.2"), 64512, "down", "closing connection")
+
+
+def test_decode_eor() -> None:
+    assert decode(EOR) == EndOfRib(PEER)
+
+
+def test_decode_update_captured() -> None:
+    attrs = Attributes(origin=Origin.IGP, local_pref=200, communities=("65000:1",))
+    assert decode(UPDATE) == Update(
+        peer=PEER,
+        peer_asn=64512,
+        announced=(
+            Announced(N("10.20.1.0/26"), PEER, attrs),
+            Announced(N("10.20.1.64/26"), PEER, attrs),
+        ),
+        withdrawn=(),
+        malformed=(),
+    )
+
+
+# ------------------------------------------------------------------ decode: other shapes
+
+
+def test_decode_withdraw() -> None:
+    ev = update({"withdraw": {"ipv4 unicast": [{"nlri": "10.20.1.0/26"}, {"nlri": "10.20.1.64/26"}]}})
+    assert ev == Update(PEER, 64513, (), (N("10.20.1.0/26"), N("10.20.1.64/26")), ())
+
+
+def test_decode_announce_and_withdraw_together() -> None:
+    ev = update(
+        {
+            "attribute": {"origin": "incomplete"},
+            "announce": {"ipv4 unicast": {"192.168.200.1": [{"nlri": "10.20.2.0/26"}]}},
+            "withdraw": {"ipv4 unicast": [{"nlri": "10.20.1.0/26"}]},
+        }
+    )
+    assert ev.withdrawn == (N("10.20.1.0/26"),)
+    assert ev.announced == (Announced(N("10.20.2.0/26"), PEER, Attributes(origin=Origin.INCOMPLETE)),)
+    assert ev.malformed == ()
+
+
+def test_decode_several_next_hops() -> None:
+    ev = update(
+        {
+            "attribute": {"origin": "igp"},
+            "announce": {
+                "ipv4 unicast": {
+                    "192.168.200.1": [{"nlri": "10.20.1.0/26"}],
+                    "192.168.200.9": [{"nlri": "10.20.2.0/26"}],
+                }
+            },
+        }
+    )
+    assert {(a.prefix, a.next_hop) for a in ev.announced} == {
+        (N("10.20.1.0/26"), PEER),
+        (N("10.20.2.0/26"), A("192.168.200.9")),
+    }
+
+
+def test_decode_full_attributes() -> None:
+    raw = {
+        "origin": "egp",
+        "as-path": {"0": {"element": "as-sequence", "value": [65001, 65002]}},
+        "med": 5,
+        "local-preference": 150,
+        "community": [[65000, 1], [65000, 2]],
+        "large-community": [[65000, 1, 2]],
+        "originator-id": "1.1.1.1",
+        "cluster-list": ["1.0.0.1", "1.0.0.2"],
+    }
+    ev = update(
+        {"attribute": raw, "announce": {"ipv4 unicast": {"192.168.200.1": [{"nlri": "10.20.1.3/32"}]}}}
+    )
+    assert ev.announced == (
+        Announced(
+            N("10.20.1.3/32"),
+            PEER,
+            Attributes(
+                origin=Origin.EGP,
+                as_path=(65001, 65002),
+                local_pref=150,
+                med=5,
+                communities=("65000:1", "65000:2"),
+                large_communities=("65000:1:2",),
+                originator_id=A("1.1.1.1"),
+                cluster_list=(A("1.0.0.1"), A("1.0.0.2")),
+            ),
+        ),
+    )
+
+
+def test_decode_attributes_defaults() -> None:
+    assert decode_attributes({}) == Attributes()
+
+
+def test_decode_as_path_segments_in_numeric_order() -> None:
+    raw = {
+        "as-path": {
+            "10": {"element": "as-sequence", "value": [65010]},
+            "2": {"element": "as-sequence", "value": [65002]},
+            "0": {"element": "as-sequence", "value": [65000, 65001]},
+        }
+    }
+    assert decode_attributes(raw).as_path == (65000, 65001, 65002, 65010)
+
+
+def test_decode_as_set_counts_as_one() -> None:
+    raw = {
+        "as-path": {
+            "0": {"element": "as-sequence", "value": [65001]},
+            "1": {"element": "as-set", "value": [65007, 65008, 65009]},
+        }
+    }
+    assert len(decode_attributes(raw).as_path) == 2
+    assert decode_attributes(raw).as_path[0] == 65001
+
+
+def test_decode_as_path_list_form() -> None:
+    assert decode_attributes({"as-path": [65001, 65002]}).as_path == (65001, 65002)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"origin": "bogus"},
+        {"med": "five"},
+        {"local-preference": [1]},
+        {"originator-id": "1.1.1"},
+        {"cluster-list": ["x"]},
+        {"community": [[65000]]},
+    ],
+)
+def test_decode_attributes_malformed_raise_value_or_type_error(raw: dict[str, Any]) -> None:
+    with pytest.raises((ValueError, TypeError, KeyError)):
+        decode_attributes(raw)
+
+
+def test_bad_attributes_reported_not_raised_and_no_route_accepted() -> None:
+    ev = update(
+        {
+            "attribute": {"origin": "bogus"},
+            "announce": {"ipv4 unicast": {"192.168.200.1": [{"nlri": "10.20.1.0/26"}]}},
+            "withdraw": {"ipv4 unicast": [{"nlri": "10.20.2.0/26"}]},
+        }
+    )
+    assert ev.announced == ()
+    assert ev.withdrawn == (N("10.20.2.0/26"),)  # withdrawals still apply
+    assert len(ev.malformed) == 1 and "attribute" in ev.malformed[0]
+
+
+@pytest.mark.parametrize("nlri", ["10.20.1.1/26", "10.20.1.0/33", "300.1.1.0/24", "fd00::/64", "", None])
+def test_malformed_nlri_reported(nlri: Any) -> None:
+    ev = update(
+        {
+            "attribute": {"origin": "igp"},
+            "announce": {"ipv4 unicast": {"192.168.200.1": [{"nlri": nlri}, {"nlri": "10.20.1.64/26"}]}},
+        }
+    )
+    assert [a.prefix for a in ev.announced] == [N("10.20.1.64/26")]
+    assert len(ev.malformed) == 1
+
+
+def test_malformed_withdrawn_nlri_reported() -> None:
+    ev = update({"withdraw": {"ipv4 unicast": [{"nlri": "10.20.1.1/26"}, {"nlri": "10.20.1.64/26"}]}})
+    assert ev.withdrawn == (N("10.20.1.64/26"),)
+    assert len(ev.malformed) == 1
+
+
+@pytest.mark.parametrize("next_hop", ["192.168.200", "fe80::1", "self", "null"])
+def test_malformed_next_hop_reported(next_hop: str) -> None:
+    ev = update(
+        {
+            "attribute": {"origin": "igp"},
+            "announce": {
+                "ipv4 unicast": {
+                    next_hop: [{"nlri": "10.20.1.0/26"}, {"nlri": "10.20.2.0/26"}],
+                    "192.168.200.1": [{"nlri": "10.20.1.64/26"}],
+                }
+            },
+        }
+    )
+    assert [a.prefix for a in ev.announced] == [N("10.20.1.64/26")]
+    assert len(ev.malformed) == 1 and next_hop in ev.malformed[0]
+
+
+def test_unknown_family_reported() -> None:
+    ev = update(
+        {
+            "attribute": {"origin": "igp"},
+            "announce": {
+                "ipv6 unicast": {"fd00::1": [{"nlri": "fd00:1::/64"}]},
+                "ipv4 flow": {"no-nexthop": [{"destination-ipv4": ["10.0.0.0/8"]}]},
+                "ipv4 unicast": {"192.168.200.1": [{"nlri": "10.20.1.0/26"}]},
+            },
+            "withdraw": {"ipv6 unicast": [{"nlri": "fd00:2::/64"}]},
+        }
+    )
+    assert [a.prefix for a in ev.announced] == [N("10.20.1.0/26")]
+    assert ev.withdrawn == ()
+    assert len(ev.malformed) == 3
+    assert sum("ipv6 unicast" in m for m in ev.malformed) == 2
+    assert any("ipv4 flow" in m for m in ev.malformed)
+
+
+def test_update_without_routes() -> None:
+    assert update({}) == Update(PEER, 64513)
+
+
+def test_decode_notification() -> None:
+    line = event("notification", {"notification": {"code": 6, "subcode": 2, "data": "0x00", "message": ""}})
+    assert decode(line) == Notification(PEER, 6, 2, "0x00")
+
+
+@pytest.mark.parametrize("line", ["done", "error", "", "   ", "\n", "shutdown"])
+def test_non_json_lines_give_none(line: str) -> None:
+    assert decode(line) is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        json.dumps({"exabgp": "5.0.0", "type": "notification", "notification": "shutdown"}),  # no neighbor
+        event("keepalive"),
+        event("open", {"open": {}}),
+        event("update", {"eor": {"afi": "ipv6", "safi": "unicast"}}),
+        event("update", {"refresh": {}}),
+    ],
+)
+def test_events_bgpd_ignores_give_none(line: str) -> None:
+    assert decode(line) is None
+
+
+@pytest.mark.parametrize("line", ['{"type": "update", ', "{not json}", '{"a": 1} trailing'])
+def test_invalid_json_raises(line: str) -> None:
+    with pytest.raises(DecodeError):
+        decode(line)
+
+
+def test_decode_error_is_value_error() -> None:
+    assert issubclass(DecodeError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "neighbor",
+    [
+        {"address": {"peer": "fd00::1"}},
+        {"address": {"peer": "not-an-ip"}},
+        {"address": {}},
+        {"asn": {"peer": 1}},
+    ],
+)
+def test_event_without_valid_peer_raises(neighbor: dict[str, Any]) -> None:
+    line = json.dumps({"type": "state", "neighbor": {**neighbor, "state": "up"}})
+    with pytest.raises(DecodeError):
+        decode(line)
+
+
+# ------------------------------------------------------------------ command lines
+
+FULL = Attributes(
+    origin=Origin.EGP,
+    as_path=(65001, 65002),
+    local_pref=200,
+    med=5,
+    communities=("65000:1", "65000:2"),
+    large_communities=("65000:1:2",),
+    originator_id=A("1.1.1.1"),
+    cluster_list=(A("1.0.0.1"), A("1.0.0.2")),
+)
+
+
+def test_announce_line_contains_every_attribute() -> None:
+    [line] = announce_lines([N("10.20.1.0/26"), N("10.20.1.64/26")], NH, FULL)
+    assert line == (
+        "announce attributes next-hop 192.168.200.2 origin egp as-path [ 65001 65002 ] local-preference 200 "
+        "med 5 community [ 65000:1 65000:2 ] large-community [ 65000:1:2 ] originator-id 1.1.1.1 "
+        "cluster-list [ 1.0.0.1 1.0.0.2 ] nlri 10.20.1.0/26 10.20.1.64/26"
+    )
+
+
+def test_announce_line_minimal_attributes() -> None:
+    assert announce_lines([N("10.20.1.3/32")], NH, Attributes()) == [
+        "announce attributes next-hop 192.168.200.2 origin igp nlri 10.20.1.3/32"
+    ]
+
+
+def test_announce_nothing_gives_no_lines() -> None:
+    assert announce_lines([], NH, FULL) == []
+    assert withdraw_lines([]) == []
+
+
+def test_announce_chunking() -> None:
+    prefixes = [N(f"10.20.{i}.0/24") for i in range(7)]
+    lines = announce_lines(prefixes, NH, Attributes(), per_command=3)
+    assert len(lines) == 3
+    assert [line.split(" nlri ")[1].split() for line in lines] == [
+        ["10.20.0.0/24", "10.20.1.0/24", "10.20.2.0/24"],
+        ["10.20.3.0/24", "10.20.4.0/24", "10.20.5.0/24"],
+        ["10.20.6.0/24"],
+    ]
+    assert all(
+        line.startswith("announce attributes next-hop 192.168.200.2 origin igp nlri ") for line in lines
+    )
+
+
+def test_default_chunk_size() -> None:
+    prefixes = [N(f"10.{i // 256}.{i % 256}.0/24") for i in range(NLRI_PER_COMMAND + 1)]
+    lines = announce_lines(prefixes, NH, Attributes())
+    assert [len(line.split(" nlri ")[1].split()) for line in lines] == [NLRI_PER_COMMAND, 1]
+
+
+def test_withdraw_lines_and_chunking() -> None:
+    prefixes = [N("10.20.1.0/26"), N("10.20.1.64/26"), N("10.20.1.128/26")]
+    assert withdraw_lines(prefixes, per_command=2) == [
+        "withdraw attributes next-hop self nlri 10.20.1.0/26 10.20.1.64/26",
+        "withdraw attributes next-hop self nlri 10.20.1.128/26",
+    ]
+
+
+def test_single_neighbor_targeting() -> None:
+    assert announce_lines([N("10.20.1.0/26")], NH, Attributes(), neighbors=[PEER]) == [
+        "neighbor 192.168.200.1 announce attributes next-hop 192.168.200.2 origin igp nlri 10.20.1.0/26"
+    ]
+    assert withdraw_lines([N("10.20.1.0/26")], neighbors=[PEER]) == [
+        "neighbor 192.168.200.1 withdraw attributes next-hop self nlri 10.20.1.0/26"
+    ]
+
+
+def test_several_neighbors_targeting_names_each_before_command() -> None:
+    b = A("192.168.200.3")
+    lines = announce_lines([N("10.20.1.0/26")], NH, Attributes(), neighbors=[PEER, b], per_command=1)
+    [line] = lines
+    head, _, rest = line.partition(" announce attributes ")
+    assert [part.strip(" ,") for part in head.split(",")] == [
+        "neighbor 192.168.200.1",
+        "neighbor 192.168.200.3",
+    ]
+    assert rest == "next-hop 192.168.200.2 origin igp nlri 10.20.1.0/26"
+    [wline] = withdraw_lines([N("10.20.1.0/26")], neighbors=[PEER, b])
+    assert wline.startswith(head + " withdraw attributes next-hop self nlri ")
+
+
+def test_empty_neighbor_list_means_every_neighbor() -> None:
+    assert announce_lines([N("10.20.1.0/26")], NH, Attributes(), neighbors=[])[0].startswith("announce ")
+
+
+def test_eor_line() -> None:
+    assert eor_line() == "announce eor ipv4 unicast"
+    assert eor_line(PEER) == "neighbor 192.168.200.1 announce eor ipv4 unicast"
+
+
+# ------------------------------------------------------------------ against ExaBGP 5.0.15's own parsers
+
+
+@pytest.fixture(scope="module")
+def exabgp_api() -> Iterator[Any]:
+    pytest.importorskip("exabgp")
+    from exabgp.environment import getenv
+    from exabgp.logger import log
+    from exabgp.reactor.api import API
+
+    log.init(getenv())
+    yield API(None)
+
+
+def _exabgp_peer_names(*addresses: str) -> list[str]:
+    # The form of exabgp.bgp.neighbor.Neighbor.name(), which API neighbor selectors are matched against.
+    return [
+        f"neighbor {a} local-ip 192.168.200.2 local-as 64512 peer-as 64512 router-id 192.168.200.2 "
+        "family-allowed in-open"
+        for a in addresses
+    ]
+
+
+def test_exabgp_parses_announce_line_with_same_attributes(exabgp_api: Any) -> None:
+    from exabgp.reactor.api.command.limit import extract_neighbors
+
+    prefixes = [N("10.20.1.0/26"), N("10.20.1.64/26")]
+    [line] = announce_lines(prefixes, NH, FULL)
+    _, command = extract_neighbors(line)
+    changes = exabgp_api.api_attributes(command, [])
+    assert [str(c.nlri.cidr.prefix()) for c in changes] == [str(p) for p in prefixes]
+    text = changes[0].extensive()
+    for part in (
+        "next-hop 192.168.200.2",
+        "origin egp",
+        "as-path ( 65001 65002 )",
+        "med 5",
+        "local-preference 200",
+        "community [ 65000:1 65000:2 ]",
+        "originator-id 1.1.1.1",
+        "cluster-list [ 1.0.0.1 1.0.0.2 ]",
+        "large-community 65000:1:2",
+    ):
+        assert part in text
+
+
+def test_exabgp_parses_withdraw_line(exabgp_api: Any) -> None:
+    from exabgp.reactor.api.command.limit import extract_neighbors
+
+    [line] = withdraw_lines([N("10.20.1.0/26")])
+    _, command = extract_neighbors(line)
+    changes = exabgp_api.api_attributes(command, [])
+    assert [str(c.nlri.cidr.prefix()) for c in changes] == ["10.20.1.0/26"]
+
+
+def test_exabgp_matches_single_neighbor_target(exabgp_api: Any) -> None:
+    from exabgp.reactor.api.command.limit import extract_neighbors, match_neighbors
+
+    peers = _exabgp_peer_names("192.168.200.1", "192.168.200.3")
+    for line in (announce_lines([N("10.20.1.0/26")], NH, Attributes(), neighbors=[PEER])[0], eor_line(PEER)):
+        descriptions, command = extract_neighbors(line)
+        assert match_neighbors(peers, descriptions) == peers[:1]
+        assert command.startswith("announce ")
+
+
+def test_exabgp_matches_every_targeted_neighbor(exabgp_api: Any) -> None:
+    from exabgp.reactor.api.command.limit import extract_neighbors, match_neighbors
+
+    peers = _exabgp_peer_names("192.168.200.1", "192.168.200.3", "192.168.200.4")
+    [line] = announce_lines([N("10.20.1.0/26")], NH, Attributes(), neighbors=[PEER, A("192.168.200.3")])
+    descriptions, command = extract_neighbors(line)
+    assert command.startswith("announce attributes ")
+    assert match_neighbors(peers, descriptions) == peers[:2]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"eor": "ipv4 unicast"},
+        {"update": {"withdraw": [{"nlri": "10.20.1.0/26"}]}},
+        {"update": {"withdraw": {"ipv4 unicast": None}}},
+        {"update": {"announce": {"ipv4 unicast": [{"nlri": "10.20.1.0/26"}]}}},
+        {
+            "update": {
+                "attribute": {"as-path": {"0": [65001]}},
+                "announce": {"ipv4 unicast": {"192.168.200.1": [{"nlri": "10.20.1.0/26"}]}},
+            }
+        },
+    ],
+    ids=[
+        "eor_not_object",
+        "withdraw_list",
+        "withdraw_null_routes",
+        "announce_without_next_hop",
+        "as_path_list",
+    ],
+)
+def test_unexpected_shape_never_escapes_as_other_exception(message: dict[str, Any]) -> None:
+    try:
+        ev = decode(event("update", message))
+    except DecodeError:
+        return
+    assert isinstance(ev, Update) and ev.malformed
+
+
+def test_notification_of_unexpected_shape_raises_decode_error() -> None:
+    with pytest.raises(DecodeError):
+        decode(event("notification", "not an object"))

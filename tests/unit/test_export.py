@@ -1,0 +1,398 @@
+"""Tests for bgpd.policy.export: route selection rules and the incremental, aggregating ExportTable."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bgpd.model import KernelRoute
+from bgpd.policy.export import BLOCK_KINDS, Delta, ExportRules, ExportTable
+
+FELIX = 80  # protocol of the routes Felix programs
+BOOT = 3
+STATIC = 4
+OWN = 12  # bgpd's own protocol: learned routes
+MAIN = 254
+POOL = IPv4Network("10.20.0.0/16")
+POOL_NO_EXPORT = IPv4Network("10.30.0.0/16")  # exists, but export disabled: not passed in `pools`
+
+RULES = ExportRules(
+    protocols=frozenset({FELIX}), interfaces=("cali*", "tap?"), pools=(POOL,), own_protocol=OWN
+)
+
+
+def N(text: str) -> IPv4Network:
+    return IPv4Network(text)
+
+
+def route(
+    prefix: str,
+    kind: str = "unicast",
+    protocol: int = FELIX,
+    ifname: str | None = None,
+    priority: int = 0,
+    table: int = MAIN,
+    gateways: tuple[str, ...] = (),
+) -> KernelRoute:
+    return KernelRoute(
+        prefix=N(prefix),
+        kind=kind,
+        protocol=protocol,
+        table=table,
+        ifname=ifname,
+        gateways=tuple(IPv4Address(g) for g in gateways),
+        priority=priority,
+    )
+
+
+def blackhole(prefix: str, protocol: int = FELIX, priority: int = 0) -> KernelRoute:
+    return route(prefix, kind="blackhole", protocol=protocol, priority=priority)
+
+
+def wep(prefix: str, ifname: str = "cali12345", protocol: int = BOOT, priority: int = 0) -> KernelRoute:
+    """A workload endpoint route: a /32 on a cali* interface."""
+    return route(prefix, protocol=protocol, ifname=ifname, priority=priority)
+
+
+def D(announce: set[str] | None = None, withdraw: set[str] | None = None) -> Delta:
+    return Delta({N(p) for p in announce or ()}, {N(p) for p in withdraw or ()})
+
+
+# ------------------------------------------------------------------ selection
+
+
+SELECTS = [
+    ("unicast_by_protocol", route("10.20.1.0/26", protocol=FELIX), True),
+    ("unicast_by_protocol_no_device", route("10.20.1.7/32", protocol=FELIX, gateways=("192.168.1.1",)), True),
+    ("unicast_by_interface_glob", wep("10.20.1.3/32", ifname="cali0ab12"), True),
+    ("unicast_by_second_glob", wep("10.20.1.3/32", ifname="tap1"), True),
+    ("glob_is_whole_name", wep("10.20.1.3/32", ifname="xcali1"), False),
+    ("glob_is_case_sensitive", wep("10.20.1.3/32", ifname="CALI1"), False),
+    ("glob_single_char", wep("10.20.1.3/32", ifname="tap12"), False),
+    ("unicast_other_protocol_other_device", wep("10.20.1.3/32", ifname="eth0"), False),
+    ("unicast_other_protocol_no_device", route("10.20.1.3/32", protocol=BOOT), False),
+    ("blackhole_by_protocol", blackhole("10.20.1.0/26"), True),
+    ("unreachable_by_protocol", route("10.20.1.0/26", kind="unreachable"), True),
+    ("prohibit_by_protocol", route("10.20.1.0/26", kind="prohibit"), True),
+    ("blackhole_other_protocol", blackhole("10.20.1.0/26", protocol=STATIC), False),
+    (
+        "blackhole_not_matched_by_device",
+        route("10.20.1.0/26", kind="blackhole", protocol=BOOT, ifname="cali1"),
+        False,
+    ),
+    ("local_kind_never", route("10.20.1.1/32", kind="local", protocol=FELIX, ifname="cali1"), False),
+    ("broadcast_kind_never", route("10.20.1.255/32", kind="broadcast", protocol=FELIX), False),
+    ("own_protocol_never", route("10.20.1.0/26", protocol=OWN, ifname="cali1"), False),
+    ("own_protocol_blackhole_never", blackhole("10.20.1.0/26", protocol=OWN), False),
+    ("outside_pool_never", route("10.21.1.0/26", protocol=FELIX, ifname="cali1"), False),
+    ("larger_than_pool_never", blackhole("10.20.0.0/15"), False),
+    ("whole_pool_selected", blackhole("10.20.0.0/16"), True),
+    ("pool_without_export_excluded", wep("10.30.1.3/32"), False),
+    ("pool_without_export_block_excluded", blackhole("10.30.1.0/26"), False),
+]
+
+
+@pytest.mark.parametrize(("r", "expected"), [(r, e) for _, r, e in SELECTS], ids=[n for n, _, _ in SELECTS])
+def test_selects(r: KernelRoute, expected: bool) -> None:
+    assert RULES.selects(r) is expected
+
+
+def test_selects_with_several_pools_and_no_interfaces() -> None:
+    rules = ExportRules(
+        protocols=frozenset({FELIX, STATIC}), interfaces=(), pools=(POOL, POOL_NO_EXPORT), own_protocol=OWN
+    )
+    assert rules.selects(blackhole("10.30.1.0/26", protocol=STATIC))
+    assert not rules.selects(wep("10.30.1.3/32"))
+    assert not rules.selects(route("10.20.1.0/26", protocol=OWN))
+
+
+def test_no_pools_selects_nothing() -> None:
+    rules = ExportRules(frozenset({FELIX}), ("cali*",), (), OWN)
+    assert not rules.selects(blackhole("10.20.1.0/26"))
+    assert not rules.selects(wep("10.20.1.3/32"))
+
+
+def test_block_kinds() -> None:
+    assert frozenset({"blackhole", "unreachable", "prohibit"}) == BLOCK_KINDS
+
+
+# ------------------------------------------------------------------ aggregation
+
+
+def test_block_hides_workload_routes_inside() -> None:
+    t = ExportTable(RULES)
+    assert t.add(blackhole("10.20.1.0/26")) == D({"10.20.1.0/26"})
+    assert t.add(wep("10.20.1.3/32")) == D()
+    assert t.add(wep("10.20.1.4/32", ifname="cali2")) == D()
+    assert t.announced == {N("10.20.1.0/26")}
+    assert t.blocks == {N("10.20.1.0/26")}
+    assert len(list(t.selected())) == 3
+
+
+def test_workloads_first_then_block_withdraws_them() -> None:
+    t = ExportTable(RULES)
+    t.add(wep("10.20.1.3/32"))
+    t.add(wep("10.20.1.4/32"))
+    assert t.announced == {N("10.20.1.3/32"), N("10.20.1.4/32")}
+    assert t.add(blackhole("10.20.1.0/26")) == D({"10.20.1.0/26"}, {"10.20.1.3/32", "10.20.1.4/32"})
+    assert t.announced == {N("10.20.1.0/26")}
+
+
+def test_borrowed_address_outside_block_announced() -> None:
+    t = ExportTable(RULES)
+    t.add(blackhole("10.20.1.0/26"))
+    assert t.add(wep("10.20.1.64/32")) == D({"10.20.1.64/32"})  # first address after the block
+    assert t.add(wep("10.20.0.255/32")) == D({"10.20.0.255/32"})  # last address before it
+    assert t.announced == {N("10.20.1.0/26"), N("10.20.1.64/32"), N("10.20.0.255/32")}
+
+
+def test_removing_block_reannounces_routes_inside() -> None:
+    t = ExportTable(RULES)
+    block = blackhole("10.20.1.0/26")
+    t.add(block)
+    t.add(wep("10.20.1.3/32"))
+    t.add(wep("10.20.1.63/32"))
+    t.add(wep("10.20.2.1/32"))
+    assert t.remove(block) == D({"10.20.1.3/32", "10.20.1.63/32"}, {"10.20.1.0/26"})
+    assert t.announced == {N("10.20.1.3/32"), N("10.20.1.63/32"), N("10.20.2.1/32")}
+    assert t.blocks == frozenset()
+
+
+def test_nested_blocks() -> None:
+    t = ExportTable(RULES)
+    t.add(blackhole("10.20.1.0/26"))
+    t.add(wep("10.20.1.3/32"))
+    assert t.add(blackhole("10.20.0.0/22")) == D({"10.20.0.0/22"}, {"10.20.1.0/26"})
+    assert t.remove(blackhole("10.20.0.0/22")) == D({"10.20.1.0/26"}, {"10.20.0.0/22"})
+    assert t.announced == {N("10.20.1.0/26")}
+
+
+def test_route_with_same_prefix_as_block_is_not_inside_it() -> None:
+    t = ExportTable(RULES)
+    t.add(blackhole("10.20.1.0/26"))
+    assert t.add(route("10.20.1.0/26", protocol=FELIX, priority=5)) == D()
+    assert t.remove(blackhole("10.20.1.0/26")) == D()  # still announced thanks to the unicast route
+    assert t.announced == {N("10.20.1.0/26")}
+    assert t.blocks == frozenset()
+
+
+def test_two_routes_same_prefix_counted() -> None:
+    t = ExportTable(RULES)
+    a = wep("10.20.1.3/32", priority=0)
+    b = wep("10.20.1.3/32", priority=1024)
+    assert t.add(a) == D({"10.20.1.3/32"})
+    assert t.add(b) == D()
+    assert t.remove(a) == D()
+    assert t.announced == {N("10.20.1.3/32")}
+    assert t.remove(b) == D(withdraw={"10.20.1.3/32"})
+    assert t.announced == frozenset()
+
+
+def test_two_blocks_same_prefix_counted() -> None:
+    t = ExportTable(RULES)
+    t.add(blackhole("10.20.1.0/26", priority=0))
+    t.add(blackhole("10.20.1.0/26", priority=1))
+    t.add(wep("10.20.1.3/32"))
+    assert t.remove(blackhole("10.20.1.0/26", priority=0)) == D()
+    assert t.announced == {N("10.20.1.0/26")}
+    assert t.remove(blackhole("10.20.1.0/26", priority=1)) == D({"10.20.1.3/32"}, {"10.20.1.0/26"})
+
+
+def test_same_prefix_in_other_table_is_another_route() -> None:
+    t = ExportTable(RULES)
+    t.add(wep("10.20.1.3/32"))
+    t.add(route("10.20.1.3/32", protocol=FELIX, table=100))
+    assert t.remove(wep("10.20.1.3/32")) == D()
+    assert t.announced == {N("10.20.1.3/32")}
+
+
+def test_route_replaced_by_non_selected_one_is_withdrawn() -> None:
+    t = ExportTable(RULES)
+    t.add(wep("10.20.1.3/32", ifname="cali1"))
+    # same kernel key (prefix, table, metric): the kernel replaced the route, now via eth0
+    assert t.add(wep("10.20.1.3/32", ifname="eth0")) == D(withdraw={"10.20.1.3/32"})
+    assert t.announced == frozenset()
+    assert list(t.selected()) == []
+
+
+def test_route_replaced_by_selected_one_is_no_change() -> None:
+    t = ExportTable(RULES)
+    t.add(wep("10.20.1.3/32", ifname="cali1"))
+    new = wep("10.20.1.3/32", ifname="cali2")
+    assert t.add(new) == D()
+    assert list(t.selected()) == [new]
+
+
+def test_block_replaced_by_unicast_at_same_key() -> None:
+    t = ExportTable(RULES)
+    t.add(blackhole("10.20.1.0/26"))
+    t.add(wep("10.20.1.3/32"))
+    assert t.add(route("10.20.1.0/26", protocol=FELIX)) == D({"10.20.1.3/32"})
+    assert t.blocks == frozenset()
+    assert t.announced == {N("10.20.1.0/26"), N("10.20.1.3/32")}
+
+
+def test_remove_matches_by_key_only() -> None:
+    t = ExportTable(RULES)
+    t.add(wep("10.20.1.3/32", ifname="cali1"))
+    assert t.remove(wep("10.20.1.3/32", ifname="cali2")) == D(withdraw={"10.20.1.3/32"})
+
+
+def test_remove_unknown_and_unselected_are_no_ops() -> None:
+    t = ExportTable(RULES)
+    assert t.remove(wep("10.20.1.3/32")) == D()
+    assert t.add(wep("10.21.1.3/32")) == D()
+    assert t.remove(wep("10.21.1.3/32")) == D()
+    assert not t.add(route("10.20.1.3/32", protocol=OWN))
+
+
+def test_delta_shared_between_calls_cancels_announce_and_withdraw() -> None:
+    t = ExportTable(RULES)
+    delta = Delta()
+    t.add(wep("10.20.1.3/32"), delta)
+    t.remove(wep("10.20.1.3/32"), delta)
+    assert delta == D()
+    assert not delta
+    t.add(wep("10.20.1.4/32"))
+    t.remove(wep("10.20.1.4/32"), delta)
+    t.add(wep("10.20.1.4/32"), delta)
+    assert delta == D()
+    assert t.announced == {N("10.20.1.4/32")}
+
+
+def test_delta_truthiness() -> None:
+    assert not Delta()
+    assert D({"10.20.1.0/26"})
+    assert D(withdraw={"10.20.1.0/26"})
+
+
+def test_replace_all_returns_only_real_difference() -> None:
+    t = ExportTable(RULES)
+    t.add(blackhole("10.20.1.0/26"))
+    t.add(wep("10.20.1.3/32"))
+    t.add(wep("10.20.2.3/32"))
+    dump = [blackhole("10.20.1.0/26"), wep("10.20.1.3/32"), wep("10.20.2.3/32"), wep("10.21.0.1/32")]
+    assert t.replace_all(dump) == D()
+    # the block vanished and a new borrowed address appeared while events were lost
+    dump = [wep("10.20.1.3/32"), wep("10.20.2.3/32"), wep("10.20.3.3/32")]
+    assert t.replace_all(dump) == D({"10.20.1.3/32", "10.20.3.3/32"}, {"10.20.1.0/26"})
+    assert t.announced == {N("10.20.1.3/32"), N("10.20.2.3/32"), N("10.20.3.3/32")}
+
+
+def test_set_rules_reevaluates() -> None:
+    t = ExportTable(RULES)
+    routes = [wep("10.20.1.3/32"), wep("10.30.1.3/32")]
+    for r in routes:
+        t.add(r)
+    assert t.announced == {N("10.20.1.3/32")}
+    both = ExportRules(RULES.protocols, RULES.interfaces, (POOL, POOL_NO_EXPORT), OWN)
+    assert t.set_rules(both, routes) == D({"10.30.1.3/32"})
+    assert t.set_rules(RULES, routes) == D(withdraw={"10.30.1.3/32"})
+    assert t.rules is RULES
+
+
+# ------------------------------------------------------------------ properties
+
+# A small universe with nesting: /24 and /26 blocks, /32s inside and outside them, and routes that are not
+# selected (other device, own protocol, outside the pool) so that replacements by unselected routes happen.
+_PREFIXES = [
+    "10.20.0.0/22",
+    "10.20.1.0/24",
+    "10.20.1.0/26",
+    "10.20.1.64/26",
+    "10.20.1.3/32",
+    "10.20.1.64/32",
+    "10.20.1.200/32",
+    "10.20.2.1/32",
+    "10.20.9.9/32",
+    "10.21.0.0/26",
+    "10.21.0.1/32",
+]
+routes_st = st.builds(
+    route,
+    prefix=st.sampled_from(_PREFIXES),
+    kind=st.sampled_from(["unicast", "unicast", "blackhole", "unreachable", "local"]),
+    protocol=st.sampled_from([FELIX, BOOT, OWN]),
+    ifname=st.sampled_from([None, "cali1", "eth0"]),
+    priority=st.sampled_from([0, 1024]),
+)
+events_st = st.lists(st.tuples(st.booleans(), routes_st), max_size=40)
+
+
+def _reference(routes: dict[tuple[IPv4Network, int, int], KernelRoute]) -> set[IPv4Network]:
+    """From scratch: selected prefixes minus those strictly inside a selected block prefix."""
+    selected = [r for r in routes.values() if RULES.selects(r)]
+    blocks = {r.prefix for r in selected if r.kind in BLOCK_KINDS}
+    return {r.prefix for r in selected if not any(r.prefix != b and r.prefix.subnet_of(b) for b in blocks)}
+
+
+def _apply(
+    table: ExportTable,
+    events: list[tuple[bool, KernelRoute]],
+    kernel: dict[tuple[IPv4Network, int, int], KernelRoute],
+    state: set[IPv4Network],
+) -> None:
+    """Feed events to the table, mirroring the kernel in `kernel` and the announcements in `state`."""
+    for is_add, r in events:
+        before = table.announced
+        if is_add:
+            kernel[r.key] = r
+            delta = table.add(r)
+        else:
+            kernel.pop(r.key, None)
+            delta = table.remove(r)
+        # a real delta: nothing both ways, only new announcements, only withdrawals of announced prefixes
+        assert not (delta.announce & delta.withdraw)
+        assert not (delta.announce & before)
+        assert delta.withdraw <= before
+        state -= delta.withdraw
+        state |= delta.announce
+        assert state == table.announced
+        assert table.announced == _reference(kernel)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=events_st)
+def test_announced_matches_reference_and_deltas(events: list[tuple[bool, KernelRoute]]) -> None:
+    t = ExportTable(RULES)
+    kernel: dict[tuple[IPv4Network, int, int], KernelRoute] = {}
+    state: set[IPv4Network] = set()
+    _apply(t, events, kernel, state)
+    assert set(t.selected()) == {r for r in kernel.values() if RULES.selects(r)}
+    assert t.blocks == {r.prefix for r in kernel.values() if RULES.selects(r) and r.kind in BLOCK_KINDS}
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=events_st)
+def test_replace_all_with_current_routes_is_empty(events: list[tuple[bool, KernelRoute]]) -> None:
+    t = ExportTable(RULES)
+    kernel: dict[tuple[IPv4Network, int, int], KernelRoute] = {}
+    _apply(t, events, kernel, set())
+    before = t.announced
+    assert t.replace_all(list(kernel.values())) == Delta()
+    assert t.announced == before
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=events_st, dump=st.lists(routes_st, max_size=20, unique_by=lambda r: r.key))
+def test_replace_all_equals_fresh_table(
+    events: list[tuple[bool, KernelRoute]], dump: list[KernelRoute]
+) -> None:
+    # A dump holds each kernel key once (KernelRoute.key is the kernel's identity of a route).
+    t = ExportTable(RULES)
+    _apply(t, events, {}, set())
+    before = t.announced
+    delta = t.replace_all(dump)
+    fresh = ExportTable(RULES)
+    for r in dump:
+        fresh.add(r)
+    assert t.announced == fresh.announced
+    assert t.blocks == fresh.blocks
+    assert set(t.selected()) == set(fresh.selected())
+    assert not (delta.announce & delta.withdraw)
+    assert (set(before) - delta.withdraw) | delta.announce == set(t.announced)
+    assert delta.announce.isdisjoint(before)
+    assert delta.withdraw <= before
