@@ -74,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config and print it normalized")
     check.add_argument("-c", "--config", required=True, help="YAML configuration file")
     check.set_defaults(func=cmd_check)
+    from bgpd.lab.cli import add_parser as add_lab_parser
+
+    add_lab_parser(sub)
     return p
 
 

@@ -1,0 +1,67 @@
+"""docker-compose.yml checked statically (no Docker engine runs here): it parses, every file it references
+exists, every service runs a bgpd command whose config `bgpd check` accepts, and it matches the lab."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bgpd import config
+from bgpd.cli import parser
+from bgpd.lab.topology import load as load_topology
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def _host_config(service: dict[str, Any]) -> Path:
+    """The repository file mounted at the path the service's command reads."""
+    command = service["command"]
+    target = command[command.index("-c") + 1]
+    for volume in service.get("volumes", []):
+        source, mounted = volume.split(":")[:2]
+        if mounted == target:
+            return ROOT / source
+    raise AssertionError(f"{target} is not mounted from the repository")
+
+
+def test_build_context_and_dockerfile_exist(compose: dict[str, Any]) -> None:
+    for service in compose["services"].values():
+        build = service["build"]
+        assert (ROOT / build["context"] / build["dockerfile"]).is_file()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), source
+
+
+def test_every_service_runs_bgpd_with_a_valid_config(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"host0", "host1"}
+    for name, service in compose["services"].items():
+        args = parser().parse_args(service["command"])  # the image's entrypoint is `bgpd`
+        assert args.command == "run"
+        cfg = config.load(_host_config(service))
+        assert cfg.node.name == name
+        address = service["networks"]["underlay"]["ipv4_address"]
+        assert cfg.node.address == IPv4Address(address)
+        assert "NET_ADMIN" in service["cap_add"]
+        assert service["sysctls"]["net.ipv4.ip_forward"] == "1"
+
+
+def test_compose_hosts_are_the_default_lab_hosts(compose: dict[str, Any]) -> None:
+    lab = load_topology(ROOT / "configs" / "lab.yaml")
+    addresses = {n: s["networks"]["underlay"]["ipv4_address"] for n, s in compose["services"].items()}
+    assert addresses == {h.name: str(h.address) for h in lab.hosts}
+    subnet = compose["networks"]["underlay"]["ipam"]["config"][0]["subnet"]
+    assert subnet == str(lab.underlay)
