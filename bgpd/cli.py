@@ -43,14 +43,25 @@ async def _run(cfg: config_mod.Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Speaker(cfg).run(stop)
+    speaker = Speaker(cfg)
+    tasks: set[asyncio.Task[object]] = set()
+
+    def on_hup() -> None:  # SIGHUP = `bgpctl reload`
+        task: asyncio.Task[object] = asyncio.create_task(speaker.reload())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    await speaker.run(stop)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if cfg is None:
         return EXIT_CONFIG
-    log_mod.setup(args.log_level or cfg.runtime.log_level, json_format=args.log_json)
+    log_mod.setup(
+        args.log_level or cfg.runtime.log_level, json_format=args.log_json or cfg.runtime.log_format == "json"
+    )
     if os.geteuid() != 0:
         print("bgpd: run needs root (netlink route changes, BGP port)", file=sys.stderr)
         return 1

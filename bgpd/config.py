@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 ASN_MAX = 2**32 - 1
 TABLE_MAX = 2**32 - 1
@@ -131,6 +132,15 @@ class PeerConfig:
     hold_time: int | None = None
     password: str | None = None
     description: str = ""
+    rr_client: bool = False  # set by Config.sessions() for reflector.clients, never read from bgp.peers
+
+
+@dataclass(frozen=True, slots=True)
+class ReflectorConfig:
+    """Route-reflector role (RFC 4456): ``cluster_id`` and the ``clients`` (each becomes a client session)."""
+
+    cluster_id: IPv4Address
+    clients: tuple[IPv4Address, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +199,29 @@ class RuntimeConfig:
 
     dir: str = "/run/bgpd"
     log_level: str = "info"
+    log_format: str = "text"  # "text" (key=value) or "json"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Prometheus scrape target (also /livez and /readyz): ``listen`` "ADDR:PORT", None = off."""
+
+    listen: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ControlConfig:
+    """The unix control socket `bgpctl` talks to (root only); None = ``<runtime.dir>/bgpd.ctl``."""
+
+    socket: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """Readiness as Calico defines it: within ``startup_window`` seconds of start every peer must be
+    Established; afterwards at least one."""
+
+    startup_window: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,13 +234,24 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     kernel: KernelConfig = field(default_factory=KernelConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    reflector: ReflectorConfig | None = None
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     source: str = field(default="<string>", compare=False)
 
+    @property
+    def control_socket(self) -> str:
+        return self.control.socket or os.path.join(self.runtime.dir, "bgpd.ctl")
+
     def sessions(self) -> tuple[PeerConfig, ...]:
-        """Every BGP session this node runs: the mesh (list order, own address skipped), then ``bgp.peers``.
+        """Every BGP session this node runs: the mesh (list order, own address skipped), the reflector's
+        clients, then ``bgp.peers`` (non-clients).
 
         A mesh session has ``asn = node.asn``, ``port = bgp.port`` and is passive when this node's address is
-        the lower of the two (the lower address waits, as Calico does).
+        the lower of the two (the lower address waits, as Calico does). A client session is iBGP
+        (``asn = node.asn``, ``port = bgp.port``) with ``rr_client`` set; the reflector waits passively for
+        its clients to connect (their `bgp.peers` entry connects), which avoids connection collisions.
         """
         mesh: list[PeerConfig] = []
         if self.bgp.mesh.enabled:
@@ -218,7 +262,11 @@ class Config:
                 mesh.append(
                     PeerConfig(address=addr, asn=self.node.asn, port=self.bgp.port, passive=own < addr)
                 )
-        return (*mesh, *self.bgp.peers)
+        clients = [
+            PeerConfig(address=addr, asn=self.node.asn, port=self.bgp.port, passive=True, rr_client=True)
+            for addr in (self.reflector.clients if self.reflector else ())
+        ]
+        return (*mesh, *clients, *self.bgp.peers)
 
 
 # ---------------------------------------------------------------------------- iproute2 name tables
@@ -439,6 +487,32 @@ class _Walker:
             raise self.error(v, f"{addr} is not a unicast address")
         return addr
 
+    def listen(self, v: _V) -> tuple[str, int]:
+        """ "ADDR:PORT" for a TCP listener (IPv4 address, or empty/0.0.0.0 for all)."""
+        text = self.string(v, "listen address").strip()
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not (port_text.isascii() and port_text.isdecimal()) or not 1 <= int(port_text) <= 65535:
+            raise self.error(v, f"invalid listen address {text!r} (expected ADDR:PORT, e.g. 127.0.0.1:9179)")
+        host = host or "0.0.0.0"
+        try:
+            IPv4Address(host)
+        except AddressValueError:
+            raise self.error(v, f"invalid listen address {host!r} (an IPv4 address)") from None
+        return (host, int(port_text))
+
+    def ipv4_id(self, v: _V) -> IPv4Address:
+        """A 32-bit identifier (cluster id): dotted quad or integer, not zero (RFC 4456 §7)."""
+        if isinstance(v.node, yaml.ScalarNode) and v.node.tag == "tag:yaml.org,2002:int":
+            return IPv4Address(self.integer(v, 1, 2**32 - 1, "cluster id"))
+        text = self.string(v, "cluster id").strip()
+        try:
+            ident = IPv4Address(text)
+        except AddressValueError:
+            raise self.error(v, f"invalid cluster id {text!r} (dotted quad or integer)") from None
+        if ident.is_unspecified:
+            raise self.error(v, "cluster id must not be 0.0.0.0")
+        return ident
+
     def cidr(self, v: _V) -> IPv4Network:
         text = self.string(v, "CIDR", empty_ok=True).strip()
         if "/" not in text:
@@ -472,7 +546,19 @@ class _Walker:
 
 # ------------------------------------------------------------------------------------------ parsing
 
-_TOP_KEYS = ("node", "bgp", "pools", "export", "kernel", "runtime")
+_TOP_KEYS = (
+    "node",
+    "bgp",
+    "pools",
+    "export",
+    "kernel",
+    "runtime",
+    "reflector",
+    "metrics",
+    "control",
+    "health",
+)
+_REFLECTOR_KEYS = ("cluster_id", "clients")
 _NODE_KEYS = ("name", "address", "asn", "router_id")
 _BGP_KEYS = ("port", "hold_time", "graceful_restart", "mesh", "peers")
 _MESH_KEYS = ("enabled", "nodes")
@@ -480,7 +566,10 @@ _PEER_KEYS = ("address", "asn", "port", "passive", "hold_time", "password", "des
 _POOL_KEYS = ("cidr", "export")
 _EXPORT_KEYS = ("protocols", "interfaces")
 _KERNEL_KEYS = ("protocol", "table", "metric", "install", "stale_timeout")
-_RUNTIME_KEYS = ("dir", "log_level")
+_RUNTIME_KEYS = ("dir", "log_level", "log_format")
+_METRICS_KEYS = ("listen",)
+_CONTROL_KEYS = ("socket",)
+_HEALTH_KEYS = ("startup_window",)
 
 
 def load(path: str | os.PathLike[str]) -> Config:
@@ -517,11 +606,58 @@ def parse(text: str, filename: str = "<string>") -> Config:
     bgp = _parse_bgp(w, top["bgp"], node) if "bgp" in top else BgpConfig()
     pools = _parse_pools(w, top["pools"]) if "pools" in top else ()
     export = _parse_export(w, top["export"]) if "export" in top else ExportConfig()
-    kernel = _parse_kernel(w, top["kernel"]) if "kernel" in top else KernelConfig()
+    reflector = _parse_reflector(w, top["reflector"], node, bgp) if "reflector" in top else None
+    # A reflector is not in the forwarding path: it installs nothing unless kernel.install says so.
+    default_kernel = KernelConfig(install=reflector is None)
+    kernel = _parse_kernel(w, top["kernel"], default_kernel) if "kernel" in top else default_kernel
     runtime = _parse_runtime(w, top["runtime"]) if "runtime" in top else RuntimeConfig()
+    metrics = MetricsConfig()
+    if "metrics" in top:
+        mm = w.mapping(top["metrics"], _METRICS_KEYS)
+        if "listen" in mm and not w.is_null(mm["listen"]):
+            metrics = MetricsConfig(listen=w.listen(mm["listen"]))
+    control = ControlConfig()
+    if "control" in top:
+        cm = w.mapping(top["control"], _CONTROL_KEYS)
+        if "socket" in cm and not w.is_null(cm["socket"]):
+            control = ControlConfig(socket=w.string(cm["socket"], "control socket path"))
+    health = HealthConfig()
+    if "health" in top:
+        hm = w.mapping(top["health"], _HEALTH_KEYS)
+        health = HealthConfig(
+            startup_window=w.get(hm, "startup_window", lambda x: w.number(x, 0, 3600, "startup window"), 30.0)
+        )
     return Config(
-        node=node, bgp=bgp, pools=pools, export=export, kernel=kernel, runtime=runtime, source=filename
+        node=node,
+        bgp=bgp,
+        pools=pools,
+        export=export,
+        kernel=kernel,
+        runtime=runtime,
+        reflector=reflector,
+        metrics=metrics,
+        control=control,
+        health=health,
+        source=filename,
     )
+
+
+def _parse_reflector(w: _Walker, v: _V, node: NodeConfig, bgp: BgpConfig) -> ReflectorConfig:
+    m = w.mapping(v, _REFLECTOR_KEYS, required=("cluster_id",), null_ok=False)
+    cluster_id = w.ipv4_id(m["cluster_id"])
+    clients: list[IPv4Address] = []
+    for item in w.sequence(m["clients"]) if "clients" in m else []:
+        addr = w.ipv4(item)
+        if addr == node.address:
+            raise w.error(item, f"client {addr} is this node's own address")
+        if addr in clients:
+            raise w.error(item, f"duplicate client {addr}")
+        if any(p.address == addr for p in bgp.peers):
+            raise w.error(item, f"client {addr} is also listed in bgp.peers")
+        if bgp.mesh.enabled and addr in bgp.mesh.nodes:
+            raise w.error(item, f"client {addr} is also a mesh node (bgp.mesh.nodes)")
+        clients.append(addr)
+    return ReflectorConfig(cluster_id=cluster_id, clients=tuple(clients))
 
 
 def _parse_node(w: _Walker, v: _V) -> NodeConfig:
@@ -631,9 +767,8 @@ def _parse_export(w: _Walker, v: _V) -> ExportConfig:
     return ExportConfig(protocols=protocols, interfaces=interfaces)
 
 
-def _parse_kernel(w: _Walker, v: _V) -> KernelConfig:
+def _parse_kernel(w: _Walker, v: _V, d: KernelConfig) -> KernelConfig:
     m = w.mapping(v, _KERNEL_KEYS)
-    d = KernelConfig()
     return KernelConfig(
         protocol=w.get(m, "protocol", lambda x: w.named_number(x, protocol_number), d.protocol),
         table=w.get(m, "table", lambda x: w.named_number(x, table_number), d.table),
@@ -654,8 +789,15 @@ def _parse_runtime(w: _Walker, v: _V) -> RuntimeConfig:
             raise w.error(
                 m["log_level"], f"bad log level {log_level!r}: one of {', '.join(LOG_LEVELS)}{hint}"
             )
+    log_format = d.log_format
+    if "log_format" in m:
+        log_format = w.string(m["log_format"], "log format").strip().lower()
+        if log_format not in LOG_FORMATS:
+            raise w.error(m["log_format"], f"bad log format {log_format!r}: one of {', '.join(LOG_FORMATS)}")
     return RuntimeConfig(
-        dir=w.get(m, "dir", lambda x: w.string(x, "runtime dir"), d.dir), log_level=log_level
+        dir=w.get(m, "dir", lambda x: w.string(x, "runtime dir"), d.dir),
+        log_level=log_level,
+        log_format=log_format,
     )
 
 
@@ -701,8 +843,24 @@ def dump(cfg: Config) -> str:
             "install": cfg.kernel.install,
             "stale_timeout": float(cfg.kernel.stale_timeout),
         },
-        "runtime": {"dir": cfg.runtime.dir, "log_level": cfg.runtime.log_level},
+        "runtime": {
+            "dir": cfg.runtime.dir,
+            "log_level": cfg.runtime.log_level,
+            "log_format": cfg.runtime.log_format,
+        },
+        "metrics": {
+            "listen": None
+            if cfg.metrics.listen is None
+            else f"{cfg.metrics.listen[0]}:{cfg.metrics.listen[1]}"
+        },
+        "control": {"socket": cfg.control.socket},
+        "health": {"startup_window": float(cfg.health.startup_window)},
     }
+    if cfg.reflector is not None:
+        doc["reflector"] = {
+            "cluster_id": str(cfg.reflector.cluster_id),
+            "clients": [str(a) for a in cfg.reflector.clients],
+        }
     header = "# bgpd configuration, normalized: every default filled in\n"
     body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
     return header + body

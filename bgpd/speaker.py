@@ -24,15 +24,20 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path as FsPath
 
+from bgpd import config as config_mod
 from bgpd.config import Config
+from bgpd.control import ControlServer
 from bgpd.exabgp import codec, confgen
 from bgpd.exabgp.supervisor import ExaBGP
 from bgpd.kernel import RouteAdded, RouteEvent, RouteInstaller, RouteRemoved, RouteWatcher, Snapshot
 from bgpd.kernel import local_addresses as kernel_local_addresses
+from bgpd.metrics import HttpEndpoint, registry_for
 from bgpd.model import Attributes, KernelRoute, Path, Peer
 from bgpd.policy.export import Delta, ExportRules, ExportTable
 from bgpd.policy.importer import ImportPolicy, Reject
 from bgpd.rib.table import Rib
+from reflector.adjout import AdjRibOut, Advert, Batch
+from reflector.rules import reflected_attributes, targets
 
 log = logging.getLogger("bgpd.speaker")
 
@@ -46,6 +51,8 @@ class PeerStatus:
 
     address: IPv4Address
     asn: int
+    rr_client: bool = False
+    router_id: IPv4Address | None = None
     state: str = "idle"
     since: float = field(default_factory=time.time)
     eor: bool = False
@@ -88,12 +95,17 @@ class Speaker:
         self.started = time.time()
         self.rib = Rib()
         self.export = ExportTable(export_rules(cfg))
-        self.policy = ImportPolicy(
-            (p.cidr for p in cfg.pools), cfg.node.address, (cfg.node.address,), cfg.node.router_id
-        )
+        self.cluster_id = cfg.reflector.cluster_id if cfg.reflector else None
+        self.mesh_nodes = frozenset(cfg.bgp.mesh.nodes) if cfg.bgp.mesh.enabled else frozenset()
+        self.last_reload: dict[str, object] | None = None
+        self.policy = self._import_policy((cfg.node.address,))
         self.peers: dict[IPv4Address, PeerStatus] = {
-            s.address: PeerStatus(s.address, s.asn) for s in cfg.sessions()
+            s.address: PeerStatus(s.address, s.asn, s.rr_client) for s in cfg.sessions()
         }
+        # Route reflection (RFC 4456): what each peer was sent, and who is a client
+        self.adjout = AdjRibOut()
+        self._ibgp_roles = {a: p.rr_client for a, p in self.peers.items() if p.asn == cfg.node.asn}
+        self._reflect_scheduled = False
         self.counters: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         # kernel view: every route of our table, by kernel key, and foreign ones per prefix
@@ -103,7 +115,7 @@ class Speaker:
         self.fib: dict[IPv4Network, tuple[IPv4Address, ...]] = {}
         self.installed: dict[IPv4Network, tuple[IPv4Address, ...]] = {}
         self.collisions: set[IPv4Network] = set()
-        self._stale_kernel: set[IPv4Network] = set()
+        self.stale_kernel: set[IPv4Network] = set()
         self.reconciled = False
         # paths kept across an ExaBGP restart until the peer re-sent its table
         self._stale_paths: dict[IPv4Address, set[IPv4Network]] = {}
@@ -135,6 +147,21 @@ class Speaker:
         )
         self.installer: RouteInstaller | None = None
         self.watcher: RouteWatcher | None = None
+        # operations: metrics, control socket, latency stamps
+        self.registry, self.latency = registry_for(self)
+        self.commands_sent: Counter[str] = Counter()
+        self.control = ControlServer(self, cfg.control_socket)
+        self.http: HttpEndpoint | None = None
+        self._local_addresses: frozenset[IPv4Address] = frozenset({cfg.node.address})
+        self._export_since: float | None = None
+        self._install_since: float | None = None
+        self._event_time: float | None = None
+        self._added_by_reload: set[IPv4Address] = set()
+
+    def _import_policy(self, addresses: Iterable[IPv4Address]) -> ImportPolicy:
+        cfg = self.cfg
+        pools = (p.cidr for p in cfg.pools)
+        return ImportPolicy(pools, cfg.node.address, addresses, cfg.node.router_id, self.cluster_id)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -154,12 +181,14 @@ class Speaker:
             self.installer = RouteInstaller(cfg.kernel.protocol, cfg.kernel.table, cfg.kernel.metric)
             own = await self._loop.run_in_executor(self._kexec, self.installer.dump_own)
             self.installed = dict(own)
-            self._stale_kernel = set(own)
+            self.stale_kernel = set(own)
             log.info("kernel routes from an earlier run", extra={"kv": {"count": len(own)}})
-        addresses = await self._loop.run_in_executor(self._kexec, kernel_local_addresses)
-        self.policy = ImportPolicy(
-            (p.cidr for p in cfg.pools), cfg.node.address, addresses, cfg.node.router_id
-        )
+        self._local_addresses = await self._loop.run_in_executor(self._kexec, kernel_local_addresses)
+        self.policy = self._import_policy(self._local_addresses)
+        await self.control.start()
+        if cfg.metrics.listen is not None:
+            self.http = HttpEndpoint(self, self.registry, *cfg.metrics.listen)
+            await self.http.start()
         self.watcher = RouteWatcher(cfg.kernel.table, self._on_kernel_events_threadsafe)
         self.watcher.start()
         await self.exabgp.start()
@@ -173,6 +202,9 @@ class Speaker:
         )
 
     async def close(self) -> None:
+        await self.control.close()
+        if self.http is not None:
+            await self.http.close()
         if self.watcher is not None:
             self.watcher.stop()
         await self.exabgp.stop()
@@ -192,13 +224,15 @@ class Speaker:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # loop closing during shutdown
-                loop.call_soon_threadsafe(self.on_kernel_events, events)
+                loop.call_soon_threadsafe(self.on_kernel_events, events, time.monotonic())
 
-    def on_kernel_events(self, events: Iterable[RouteEvent]) -> None:
+    def on_kernel_events(self, events: Iterable[RouteEvent], received: float | None = None) -> None:
+        if self._export_since is None:
+            self._export_since = received if received is not None else time.monotonic()
         delta = Delta()
         for event in events:
             if isinstance(event, Snapshot):
-                self.counters["kernel_resyncs" if event.reason != "start" else "kernel_dumps"] += 1
+                self.counters[f"kernel_resyncs_{event.reason}"] += 1
                 self._set_kernel_view(event.routes)
                 step = self.export.replace_all(event.routes)
                 delta.announce |= step.announce
@@ -221,7 +255,7 @@ class Speaker:
         if delta:
             self._queue_export(delta)
             for prefix in delta.announce | delta.withdraw:
-                self.rib.suppress(prefix, prefix in self.export.announced)
+                self.rib.suppress(prefix, self.export.is_announced(prefix))
                 self._reselect(prefix)
         self._flush_eor()
 
@@ -282,6 +316,17 @@ class Speaker:
             )
         self._out_announce.clear()
         self._out_withdraw.clear()
+        self._send(lines, self.peers)
+        if lines and self._export_since is not None:
+            self.latency.export.observe(time.monotonic() - self._export_since)
+        self._export_since = None
+
+    def _send(self, lines: list[str], peers: Iterable[IPv4Address]) -> None:
+        """Hand command lines to ExaBGP, counting them per peer they target (for metrics)."""
+        if not lines:
+            return
+        for peer in peers:
+            self.commands_sent[str(peer)] += len(lines)
         self.exabgp.send(lines)
 
     def _flush_eor(self) -> None:
@@ -290,15 +335,27 @@ class Speaker:
             return
         if self._out_scheduled:
             self._flush_export()
-        self.exabgp.send([codec.eor_line(peer) for peer in sorted(self._eor_pending)])
+        for peer in sorted(self._eor_pending):
+            if (
+                peer in self._added_by_reload
+            ):  # ExaBGP learnt this neighbor by a reload: hand it our table now
+                self._added_by_reload.discard(peer)
+                self._send_table_to(peer)
+            self._send([codec.eor_line(peer)], [peer])
         self._eor_pending.clear()
+
+    def _send_table_to(self, peer: IPv4Address) -> None:
+        announced = sorted(self.export.announced)
+        self._send(codec.announce_lines(announced, self.cfg.node.address, EXPORT_ATTRIBUTES, [peer]), [peer])
+        self._send(self._batch_lines(self.adjout.replay(peer)), [peer])
 
     # ------------------------------------------------------------------ ExaBGP -> RIB
 
     def _on_exabgp_connect(self) -> None:
-        """A (new) ExaBGP attached: it knows nothing; replay our whole table."""
+        """A (new) ExaBGP attached: it knows nothing; replay our whole table and what we reflected."""
         announced = sorted(self.export.announced)
-        self.exabgp.send(codec.announce_lines(announced, self.cfg.node.address, EXPORT_ATTRIBUTES))
+        self._send(codec.announce_lines(announced, self.cfg.node.address, EXPORT_ATTRIBUTES), self.peers)
+        self.exabgp.send(self._batch_lines(self.adjout.replay()))
 
     def _on_exabgp_disconnect(self) -> None:
         """ExaBGP went away: all sessions are down, but keep their paths until they come back."""
@@ -318,6 +375,13 @@ class Speaker:
             self._tasks.append(self._loop.create_task(self._expire_stale_paths(), name="stale-paths"))
 
     def _on_exabgp_line(self, line: str) -> None:
+        self._event_time = time.monotonic()  # stamps the kernel changes this line causes (install latency)
+        try:
+            self._handle_exabgp_line(line)
+        finally:
+            self._event_time = None
+
+    def _handle_exabgp_line(self, line: str) -> None:
         try:
             event = codec.decode(line)
         except codec.DecodeError as exc:
@@ -331,6 +395,8 @@ class Speaker:
             return
         if isinstance(event, codec.Update):
             self._on_update(status, event)
+        elif isinstance(event, codec.PeerOpen):
+            status.router_id = event.router_id
         elif isinstance(event, codec.PeerState):
             self._on_state(status, event)
         elif isinstance(event, codec.EndOfRib):
@@ -379,7 +445,7 @@ class Speaker:
                 self._reselect(prefix)
             if stale is not None:
                 stale.discard(prefix)
-        peer = Peer(peer_addr, status.asn, ebgp=status.asn != self.cfg.node.asn)
+        peer = Peer(peer_addr, status.asn, status.router_id, ebgp=status.asn != self.cfg.node.asn)
         for route in update.announced:
             status.received += 1
             if stale is not None:
@@ -390,7 +456,7 @@ class Speaker:
                 if self.rib.remove(peer_addr, route.prefix):  # an invalid replacement withdraws the old path
                     self._reselect(route.prefix)
                 continue
-            if route.prefix in self.export.announced:
+            if self.export.is_announced(route.prefix):
                 self._reject(status, Reject.OWN_PREFIX, str(route.prefix))  # kept, but never selected
             else:
                 status.accepted += 1
@@ -425,19 +491,59 @@ class Speaker:
     # ------------------------------------------------------------------ RIB -> kernel
 
     def _reselect(self, prefix: IPv4Network) -> None:
+        """The paths of `prefix` changed: run the decision process and feed both outputs (kernel, peers)."""
         selection = self.rib.selection(prefix)
         want = selection.next_hops if selection is not None else None
-        if self.fib.get(prefix) == want:
-            return
-        if want is None:
-            del self.fib[prefix]
-        else:
-            self.fib[prefix] = want
-        self._mark(prefix)
+        if self.fib.get(prefix) != want:
+            if want is None:
+                del self.fib[prefix]
+            else:
+                self.fib[prefix] = want
+            self._mark(prefix)
+        if self.cluster_id is not None:
+            self._reflect(prefix, selection.best if selection is not None else None)
+
+    # ------------------------------------------------------------------ RIB -> peers (reflector)
+
+    def _reflect(self, prefix: IPv4Network, best: Path | None) -> None:
+        """RFC 4456: send the best path to the peers the reflection rules name, withdraw it elsewhere."""
+        assert self.cluster_id is not None
+        wanted: dict[IPv4Address, Advert] = {}
+        if best is not None:
+            source = best.peer.address
+            source_id = best.peer.router_id or source
+            advert = Advert(best.next_hop, reflected_attributes(best.attrs, source_id, self.cluster_id))
+            for peer in targets(source, self._ibgp_roles.get(source, False), self._ibgp_roles):
+                wanted[peer] = advert
+        self.adjout.set(prefix, wanted)
+        if not self._reflect_scheduled and self._loop is not None:
+            self._reflect_scheduled = True
+            self._loop.call_soon(self._flush_reflection)
+
+    def _flush_reflection(self) -> None:
+        self._reflect_scheduled = False
+        batches = self.adjout.flush()
+        self.counters["reflected_batches"] += len(batches)
+        for batch in batches:
+            for peer in batch.peers:
+                self.commands_sent[str(peer)] += 1
+        self.exabgp.send(self._batch_lines(batches))
+
+    @staticmethod
+    def _batch_lines(batches: Iterable[Batch]) -> list[str]:
+        lines: list[str] = []
+        for b in batches:
+            if b.advert is None:
+                lines += codec.withdraw_lines(b.prefixes, b.peers)
+            else:
+                lines += codec.announce_lines(b.prefixes, b.advert.next_hop, b.advert.attrs, b.peers)
+        return lines
 
     def _mark(self, prefix: IPv4Network) -> None:
         if self.installer is None:
             return
+        if self._install_since is None:
+            self._install_since = self._event_time or time.monotonic()
         self._dirty.add(prefix)
         self._kernel_wakeup.set()
 
@@ -448,13 +554,13 @@ class Speaker:
 
     def _reconcile(self, why: str) -> None:
         self.reconciled = True
-        stale = [p for p in self._stale_kernel if p not in self.fib]
+        stale = [p for p in self.stale_kernel if p not in self.fib]
         log.info(
             "reconciling kernel routes from an earlier run", extra={"kv": {"why": why, "stale": len(stale)}}
         )
-        for prefix in self._stale_kernel:
+        for prefix in self.stale_kernel:
             self._mark(prefix)
-        self._stale_kernel.clear()
+        self.stale_kernel.clear()
 
     async def _stale_deadline(self) -> None:
         if not self.peers:
@@ -482,7 +588,7 @@ class Speaker:
                 self.collisions.discard(prefix)
             if want == have:
                 continue
-            if want is None and prefix in self._stale_kernel:
+            if want is None and prefix in self.stale_kernel:
                 continue  # an earlier run's route: kept until reconciliation
             ops.append((prefix, want))
         self._dirty.clear()
@@ -497,9 +603,12 @@ class Speaker:
             await self._kernel_wakeup.wait()
             self._kernel_wakeup.clear()
             ops = self._ops()
+            since, self._install_since = self._install_since, None
             if not ops:
                 continue
             results = await loop.run_in_executor(self._kexec, installer.apply, ops)
+            if since is not None:
+                self.latency.install.observe(time.monotonic() - since)
             failed: list[IPv4Network] = []
             for (prefix, want), result in zip(ops, results, strict=True):
                 if result.ok:
@@ -524,3 +633,103 @@ class Speaker:
     def _retry(self, prefixes: list[IPv4Network]) -> None:
         for prefix in prefixes:
             self._mark(prefix)
+
+    # ------------------------------------------------------------------ reload (SIGHUP, bgpctl reload)
+
+    async def reload(self) -> dict[str, object]:
+        """Re-read the config file and apply it without resetting sessions whose settings did not change.
+        An invalid or non-reloadable new config changes nothing."""
+        try:
+            new = config_mod.load(self.cfg.source)
+        except config_mod.ConfigError as exc:
+            return self._reload_done(False, f"invalid config, nothing changed: {exc}")
+        blocked = restart_required(self.cfg, new)
+        if blocked:
+            return self._reload_done(
+                False, f"{', '.join(blocked)} changed: restart bgpd to apply; nothing changed"
+            )
+        old = self.cfg
+        old_sessions = {p.address: p for p in old.sessions()}
+        new_sessions = {p.address: p for p in new.sessions()}
+        removed = [a for a in old_sessions if a not in new_sessions]
+        added = [a for a in new_sessions if a not in old_sessions]
+        changed = [a for a in new_sessions if a in old_sessions and new_sessions[a] != old_sessions[a]]
+        self.cfg = new
+        self.cluster_id = new.reflector.cluster_id if new.reflector else None
+        self.mesh_nodes = frozenset(new.bgp.mesh.nodes) if new.bgp.mesh.enabled else frozenset()
+        logging.getLogger().setLevel(logging.getLevelName(new.runtime.log_level.upper()))
+        affected: set[IPv4Network] = set()
+        for address in removed:
+            del self.peers[address]
+            self._stale_paths.pop(address, None)
+            self._eor_pending.discard(address)
+            affected |= self.rib.drop_peer(address)
+            self.adjout.forget_peer(address)
+        for address in added:
+            p = new_sessions[address]
+            self.peers[address] = PeerStatus(address, p.asn, p.rr_client)
+            self._added_by_reload.add(address)
+        for address in changed:
+            p = new_sessions[address]
+            status = self.peers[address]
+            status.asn, status.rr_client = p.asn, p.rr_client
+        roles = {a: p.rr_client for a, p in self.peers.items() if p.asn == new.node.asn}
+        roles_changed = roles != self._ibgp_roles
+        self._ibgp_roles = roles
+        if removed or added or changed:
+            self.exabgp.reload(sessions_of(new))
+        # export rules: re-evaluate every kernel route
+        if export_rules(new) != self.export.rules:
+            delta = self.export.set_rules(export_rules(new), self.kernel_view.values())
+            if delta:
+                self._queue_export(delta)
+                for prefix in delta.announce | delta.withdraw:
+                    self.rib.suppress(prefix, self.export.is_announced(prefix))
+                    affected.add(prefix)
+        # import policy: drop paths the new policy rejects; ask peers to resend what it may now accept
+        policy = self._import_policy(self._local_addresses)
+        if (policy.pools, policy.cluster_id) != (self.policy.pools, self.policy.cluster_id):
+            self.policy = policy
+            for prefix in list(self.rib.prefixes()):
+                for path in self.rib.paths(prefix):
+                    if policy.check(path.prefix, path.next_hop, path.attrs) is not None:
+                        self.rib.remove(path.peer.address, prefix)
+                        affected.add(prefix)
+            refresh = [codec.route_refresh_line(a) for a, st in self.peers.items() if st.state == "up"]
+            self.exabgp.send(refresh)
+        if roles_changed or (self.cluster_id is None and old.reflector is not None):
+            affected |= set(self.rib.prefixes())
+        for prefix in affected:
+            self._reselect(prefix)
+        summary = (
+            f"reloaded: {len(added)} peers added, {len(removed)} removed, {len(changed)} changed, "
+            f"{len(old_sessions) - len(removed) - len(changed)} unchanged"
+        )
+        return self._reload_done(True, summary)
+
+    def _reload_done(self, ok: bool, message: str) -> dict[str, object]:
+        self.counters["reloads_ok" if ok else "reloads_failed"] += 1
+        self.last_reload = {"ok": ok, "message": message, "time": time.time()}
+        log.log(
+            logging.INFO if ok else logging.ERROR,
+            "config reload",
+            extra={"kv": {"ok": ok, "result": message}},
+        )
+        return dict(self.last_reload)
+
+
+def restart_required(old: Config, new: Config) -> list[str]:
+    """Settings a running bgpd cannot change in place (the kernel side, identity, listeners)."""
+    checks = {
+        "node": (old.node, new.node),
+        "runtime.dir": (old.runtime.dir, new.runtime.dir),
+        "kernel.protocol": (old.kernel.protocol, new.kernel.protocol),
+        "kernel.table": (old.kernel.table, new.kernel.table),
+        "kernel.metric": (old.kernel.metric, new.kernel.metric),
+        "kernel.install": (old.kernel.install, new.kernel.install),
+        "bgp.port": (old.bgp.port, new.bgp.port),
+        "bgp.graceful_restart": (old.bgp.graceful_restart, new.bgp.graceful_restart),
+        "control.socket": (old.control_socket, new.control_socket),
+        "metrics.listen": (old.metrics.listen, new.metrics.listen),
+    }
+    return [name for name, (a, b) in checks.items() if a != b]

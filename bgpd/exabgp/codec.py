@@ -33,6 +33,16 @@ class PeerState:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerOpen:
+    """The OPEN the peer sent (RFC 4271 §4.2): its BGP Identifier is the router id used in best path."""
+
+    peer: IPv4Address
+    peer_asn: int
+    router_id: IPv4Address
+    hold_time: int
+
+
+@dataclass(frozen=True, slots=True)
 class Announced:
     """One received NLRI with its next hop and attributes (still unvalidated by policy)."""
 
@@ -69,7 +79,7 @@ class Notification:
     data: str = ""
 
 
-Event = PeerState | Update | EndOfRib | Notification
+Event = PeerState | PeerOpen | Update | EndOfRib | Notification
 
 
 class DecodeError(ValueError):
@@ -108,6 +118,11 @@ def _decode_event(msg: dict[str, Any]) -> Event | None:
     peer, peer_asn = _peer_of(neighbor)
     if kind == "state":
         return PeerState(peer, peer_asn, str(neighbor.get("state", "")), str(neighbor.get("reason", "")))
+    if kind == "open":
+        if neighbor.get("direction") != "receive":
+            return None
+        opened = neighbor["open"]  # ExaBGP 5 puts "open" directly in "neighbor", not under "message"
+        return PeerOpen(peer, peer_asn, IPv4Address(opened["router_id"]), int(opened.get("hold_time", 0)))
     if kind == "notification":
         note = neighbor.get("message", {}).get("notification", {})
         code, subcode = int(note.get("code", 0)), int(note.get("subcode", 0))
@@ -269,3 +284,9 @@ def eor_line(neighbor: IPv4Address | None = None) -> str:
     """End-of-RIB marker for IPv4 unicast (RFC 4724 §2), sent once our table has been handed over."""
     target = _target([neighbor] if neighbor else None)
     return f"{target}announce eor ipv4 unicast"
+
+
+def route_refresh_line(neighbor: IPv4Address) -> str:
+    """Ask the peer to send its whole table again (ROUTE-REFRESH, RFC 2918 §3): after an import policy
+    change, routes rejected before may now be accepted."""
+    return f"{_target([neighbor])}announce route-refresh ipv4 unicast"

@@ -99,6 +99,7 @@ def render(speaker: Speaker, sessions: Sequence[Session], socket_path: str) -> s
             "        neighbor-changes;",
             "        receive {",
             "            parsed;",
+            "            open;",
             "            update;",
             "            notification;",
             "        }",

@@ -35,14 +35,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def print_summary(lab: Lab, hosts: list[HostSummary], seconds: float) -> None:
     workloads = sum(len(h.workloads) for h in hosts)
-    print(f"lab {lab.topo.name!r}: {len(hosts)} hosts, {workloads} workloads, converged in {seconds:.1f} s")
+    reflectors = sum(1 for h in hosts if h.reflector)
+    counts = f"{len(hosts) - reflectors} hosts, " + (f"{reflectors} reflectors, " if reflectors else "")
+    print(f"lab {lab.topo.name!r}: {counts}{workloads} workloads, converged in {seconds:.1f} s")
     print(f"{'HOST':<8} {'ADDRESS':<16} {'SESSIONS':<9} {'BGP':>4} {'LOCAL':>6} {'BLACKHOLE':>10}  WORKLOADS")
     for h in hosts:
         r = h.routes
         sessions = f"{h.sessions_up}/{h.sessions_total}"
+        what = "(route reflector)" if h.reflector else " ".join(h.workloads)
         print(
             f"{h.name:<8} {h.address:<16} {sessions:<9} {r['learned via BGP']:>4} "
-            f"{r['local workloads']:>6} {r['blackholes']:>10}  {' '.join(h.workloads)}"
+            f"{r['local workloads']:>6} {r['blackholes']:>10}  {what}"
         )
     print(f"logs and configs: {lab.state_dir}")
 

@@ -8,6 +8,9 @@ pools: [10.20.0.0/16]
 hosts:
   - {name: host0, address: 192.168.100.10, blocks: [10.20.1.0/24], workloads: [10.20.1.2]}
   - {name: host1, address: 192.168.100.3, blocks: [10.20.2.0/24], workloads: [10.20.2.2, 10.20.1.3]}
+reflectors:                     # optional: route reflectors replace the full mesh
+  - {name: rr1, address: 192.168.100.2}
+cluster_id: 1.0.0.1             # optional, default 1.0.0.1
 ```
 
 Errors name the file, the line and the key, like the daemon's config errors.
@@ -23,6 +26,7 @@ from typing import Any
 
 import yaml
 
+DEFAULT_CLUSTER_ID = IPv4Address("1.0.0.1")
 NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 
 
@@ -34,8 +38,9 @@ class TopologyError(Exception):
 class LabHost:
     name: str
     address: IPv4Address
-    blocks: tuple[IPv4Network, ...]
-    workloads: tuple[IPv4Address, ...]
+    blocks: tuple[IPv4Network, ...] = ()
+    workloads: tuple[IPv4Address, ...] = ()
+    reflector: bool = False  # a route reflector node: no workloads, not in the forwarding path
 
     def exported(self) -> set[IPv4Network]:
         """What this host announces: its blocks, and its workloads outside them (borrowed addresses)."""
@@ -53,7 +58,14 @@ class Topology:
     asn: int
     pools: tuple[IPv4Network, ...]
     hosts: tuple[LabHost, ...]
+    reflectors: tuple[LabHost, ...] = ()
+    cluster_id: IPv4Address = DEFAULT_CLUSTER_ID
     source: str = "<string>"
+
+    @property
+    def nodes(self) -> tuple[LabHost, ...]:
+        """Every node that runs bgpd: the hosts, then the reflectors."""
+        return (*self.hosts, *self.reflectors)
 
     @property
     def gateway(self) -> IPv4Address:
@@ -65,7 +77,7 @@ class Topology:
         return f"bgpd{self.name}-"
 
     def host(self, name: str) -> LabHost:
-        for h in self.hosts:
+        for h in self.nodes:
             if h.name == name:
                 return h
         raise KeyError(name)
@@ -120,7 +132,7 @@ def parse(text: str, source: str = "<string>") -> Topology:
         except ValueError as exc:
             raise fail(where, path, str(exc)) from exc
 
-    known = {"name", "underlay", "asn", "pools", "hosts", "__line__"}
+    known = {"name", "underlay", "asn", "pools", "hosts", "reflectors", "cluster_id", "__line__"}
     for key in raw:
         if key not in known:
             raise fail(raw, str(key), "unknown key")
@@ -159,12 +171,28 @@ def parse(text: str, source: str = "<string>") -> Topology:
             if not any(net.subnet_of(p) for p in pools):
                 raise fail(h, path, f"{net} is outside every pool")
         hosts.append(LabHost(hname, address, blocks, workloads))
-    names = [h.name for h in hosts]
+    reflectors: list[LabHost] = []
+    for i, r in enumerate(get(raw, "reflectors", "reflectors", list, [])):
+        path = f"reflectors[{i}]"
+        if not isinstance(r, dict):
+            raise fail(raw, path, "expected a mapping")
+        for key in r:
+            if key not in {"name", "address", "__line__"}:
+                raise fail(r, f"{path}.{key}", "unknown key")
+        rname = get(r, "name", f"{path}.name", str)
+        if not NAME.match(rname):
+            raise fail(r, f"{path}.name", "1-10 lower-case letters or digits, starting with a letter")
+        address = convert(r, f"{path}.address", IPv4Address, get(r, "address", f"{path}.address", str))
+        if address not in underlay or address == underlay.network_address + 1:
+            raise fail(r, f"{path}.address", f"{address} is not a host address of the underlay {underlay}")
+        reflectors.append(LabHost(rname, address, reflector=True))
+    cluster_id = convert(raw, "cluster_id", IPv4Address, get(raw, "cluster_id", "cluster_id", str, "1.0.0.1"))
+    names = [h.name for h in (*hosts, *reflectors)]
     if len(set(names)) != len(names):
         raise fail(raw, "hosts", "duplicate host name")
-    addresses = [h.address for h in hosts] + [w for h in hosts for w in h.workloads]
+    addresses = [h.address for h in (*hosts, *reflectors)] + [w for h in hosts for w in h.workloads]
     if len(set(addresses)) != len(addresses):
         raise fail(raw, "hosts", "duplicate address")
     if len(hosts) < 2:
         raise fail(raw, "hosts", "at least two hosts")
-    return Topology(name, underlay, asn, pools, tuple(hosts), source)
+    return Topology(name, underlay, asn, pools, tuple(hosts), tuple(reflectors), cluster_id, source)

@@ -71,6 +71,13 @@ class ExportTable:
     def announced(self) -> frozenset[IPv4Network]:
         return frozenset(self._announced)
 
+    def is_announced(self, prefix: IPv4Network) -> bool:
+        return prefix in self._announced
+
+    def __len__(self) -> int:
+        """Number of selected kernel routes (what the kernel shows us for export)."""
+        return len(self._routes)
+
     @property
     def blocks(self) -> frozenset[IPv4Network]:
         return frozenset(self._blocks)

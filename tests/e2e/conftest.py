@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -83,6 +85,29 @@ class Host:
             str(self.workdir / "bgpd.log"),
         )
         return self.bgpd
+
+    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`bgpctl -s SOCKET ARGS...` as a user runs it (the socket is a file: any namespace reaches it)."""
+        socket_path = os.path.join(self.config["runtime"]["dir"], "bgpd.ctl")
+        argv = [sys.executable, "-m", "bgpd.ctl", "-s", socket_path, *args]
+        return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+
+    def ctl_json(self, *args: str) -> Any:
+        result = self.ctl(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def http_get(self, url: str) -> tuple[int, str]:
+        """GET from inside the host's namespace (where bgpd's metrics endpoint listens)."""
+        code = (
+            "import sys, urllib.request, urllib.error\n"
+            "try:\n r = urllib.request.urlopen(sys.argv[1], timeout=10)\n"
+            " print(r.status); sys.stdout.write(r.read().decode())\n"
+            "except urllib.error.HTTPError as e:\n print(e.code); sys.stdout.write(e.read().decode())\n"
+        )
+        out = netns.ns_exec(self.ns, sys.executable, "-c", code, url).stdout
+        status, _, body = out.partition("\n")
+        return int(status), body
 
     def add_workload_route(self, prefix: str, dev: str = "cali0") -> None:
         self.ip("route", "add", prefix, "dev", dev, "proto", "boot", "scope", "link")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -135,4 +136,22 @@ def test_routes_that_do_not_converge_in_time_fail_up_name_the_logs_and_tear_down
     assert "lab up failed while waiting for routes to converge" in up.stderr
     assert str(state / "host0.log") in up.stderr
     assert "Traceback" not in up.stderr
+    assert netns.list_namespaces(load(topology).prefix) == []
+
+
+def test_reflector_topology_converges_and_every_ping_answers(tmp_path: Path) -> None:
+    topology = _copy_topology("lab-rr.yaml", tmp_path)
+    state = tmp_path / "state"
+    try:
+        up = lab_cli(topology, state, "up")
+        assert up.returncode == 0, up.stderr + up.stdout
+        assert "3 hosts, 2 reflectors, 5 workloads" in up.stdout
+        assert re.search(
+            r"^rr1\s+192\.168\.100\.2\s+4/4\s+0\s+0\s+0\s+\(route reflector\)", up.stdout, re.M
+        ), up.stdout
+        check = lab_cli(topology, state, "check")
+        assert check.returncode == 0, check.stdout
+        assert "35/35 pings answered" in check.stdout
+    finally:
+        lab_cli(topology, state, "down")
     assert netns.list_namespaces(load(topology).prefix) == []

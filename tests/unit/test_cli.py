@@ -54,3 +54,27 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     result = bgpd("check", "-c", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
     assert "nope.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def bgpctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bgpd.ctl", *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_bgpctl_without_a_daemon_says_so_in_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "h.yaml"
+    cfg.write_text(f"node: {{name: h, address: 192.168.1.1, asn: 64512}}\nruntime: {{dir: {tmp_path}}}\n")
+    result = bgpctl("-c", str(cfg), "show", "peers")
+    assert result.returncode == 1
+    assert result.stderr == f"bgpctl: bgpd is not running (no control socket at {tmp_path}/bgpd.ctl)\n"
+    probe = bgpctl("-s", str(tmp_path / "x.ctl"), "health", "--live")
+    assert probe.returncode == 1 and "not running" in probe.stderr
+
+
+def test_bgpctl_with_a_bad_config_reports_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "h.yaml"
+    cfg.write_text("node: {name: h, address: 192.168.1.1}\n")
+    result = bgpctl("-c", str(cfg), "show", "status")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"bgpctl: {cfg}:1: node.asn: required key missing")

@@ -15,6 +15,7 @@ from bgpd.exabgp.codec import (
     DecodeError,
     EndOfRib,
     Notification,
+    PeerOpen,
     PeerState,
     Update,
     announce_lines,
@@ -301,6 +302,22 @@ def test_update_without_routes() -> None:
     assert update({}) == Update(PEER, 64513)
 
 
+OPEN_LINE = (
+    '{ "exabgp": "5.0.0", "time": 1.0, "host" : "vm", "pid" : 1, "ppid" : 1, "counter": 2, "type": "open", '
+    '"neighbor": { "address": { "local": "192.168.200.2", "peer": "192.168.200.1" }, '
+    '"asn": { "local": 64512, "peer": 64513 }, "router-id": "192.168.200.2" , "direction": "%s", '
+    '"open": { "version": 4, "asn": 64513, "hold_time": 9, "router_id": "10.0.0.1", "capabilities": { } } } }'
+)
+
+
+def test_decode_received_open_gives_the_peer_router_id() -> None:
+    assert decode(OPEN_LINE % "receive") == PeerOpen(PEER, 64513, IPv4Address("10.0.0.1"), 9)
+
+
+def test_sent_open_is_ignored() -> None:
+    assert decode(OPEN_LINE % "send") is None
+
+
 def test_decode_notification() -> None:
     line = event("notification", {"notification": {"code": 6, "subcode": 2, "data": "0x00", "message": ""}})
     assert decode(line) == Notification(PEER, 6, 2, "0x00")
@@ -316,7 +333,6 @@ def test_non_json_lines_give_none(line: str) -> None:
     [
         json.dumps({"exabgp": "5.0.0", "type": "notification", "notification": "shutdown"}),  # no neighbor
         event("keepalive"),
-        event("open", {"open": {}}),
         event("update", {"eor": {"afi": "ipv6", "safi": "unicast"}}),
         event("update", {"refresh": {}}),
     ],

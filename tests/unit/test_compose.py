@@ -36,7 +36,7 @@ def _host_config(service: dict[str, Any]) -> Path:
 
 
 def test_build_context_and_dockerfile_exist(compose: dict[str, Any]) -> None:
-    for service in compose["services"].values():
+    for service in _bgpd_services(compose).values():
         build = service["build"]
         assert (ROOT / build["context"] / build["dockerfile"]).is_file()
     dockerfile = (ROOT / "Dockerfile").read_text()
@@ -46,9 +46,13 @@ def test_build_context_and_dockerfile_exist(compose: dict[str, Any]) -> None:
                 assert (ROOT / source).exists(), source
 
 
+def _bgpd_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in compose["services"].items() if "build" in s}
+
+
 def test_every_service_runs_bgpd_with_a_valid_config(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"host0", "host1"}
-    for name, service in compose["services"].items():
+    assert set(_bgpd_services(compose)) == {"host0", "host1"}
+    for name, service in _bgpd_services(compose).items():
         args = parser().parse_args(service["command"])  # the image's entrypoint is `bgpd`
         assert args.command == "run"
         cfg = config.load(_host_config(service))
@@ -61,7 +65,45 @@ def test_every_service_runs_bgpd_with_a_valid_config(compose: dict[str, Any]) ->
 
 def test_compose_hosts_are_the_default_lab_hosts(compose: dict[str, Any]) -> None:
     lab = load_topology(ROOT / "configs" / "lab.yaml")
-    addresses = {n: s["networks"]["underlay"]["ipv4_address"] for n, s in compose["services"].items()}
+    addresses = {n: s["networks"]["underlay"]["ipv4_address"] for n, s in _bgpd_services(compose).items()}
     assert addresses == {h.name: str(h.address) for h in lab.hosts}
     subnet = compose["networks"]["underlay"]["ipam"]["config"][0]["subnet"]
     assert subnet == str(lab.underlay)
+
+
+def test_prometheus_service_scrapes_every_bgpd_metrics_port(compose: dict[str, Any]) -> None:
+    prom = compose["services"]["prometheus"]
+    source = prom["volumes"][0].split(":")[0]
+    scrape = yaml.safe_load((ROOT / source).read_text())
+    targets = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
+    expected = []
+    for name, service in _bgpd_services(compose).items():
+        listen = config.load(_host_config(service)).metrics.listen
+        assert listen is not None, f"{name} serves no metrics"
+        expected.append(f"{name}:{listen[1]}")
+    assert sorted(targets) == sorted(expected)
+
+
+def test_grafana_dashboard_queries_metrics_bgpd_serves() -> None:
+    import json
+    import re
+
+    dashboard = json.loads((ROOT / "configs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    names = {n for e in exprs for n in re.findall(r"\b(bgpd?_[a-z_]+)", e)}
+    served = {
+        "bgp_peer_state",
+        "bgp_routes_received_total",
+        "bgp_routes_accepted_total",
+        "bgp_routes_rejected_total",
+        "bgpd_kernel_routes_installed",
+        "bgpd_routes_announced",
+        "bgpd_install_latency_seconds_bucket",
+        "bgpd_export_latency_seconds_bucket",
+        "bgp_peer_flaps_total",
+        "bgpd_exabgp_restarts_total",
+        "bgpd_netlink_errors_total",
+        "bgpd_kernel_resyncs_total",
+        "bgpd_kernel_collisions_total",
+    }
+    assert names and names <= served, names - served

@@ -102,7 +102,7 @@ def test_capabilities_family_and_api() -> None:
     assert re.search(r"family \{\s*ipv4 unicast;\s*\}", body)
     assert f"processes [ {PROCESS_NAME} ];" in body
     assert "neighbor-changes;" in body
-    assert re.search(r"receive \{\s*parsed;\s*update;\s*notification;\s*\}", body)
+    assert re.search(r"receive \{\s*parsed;\s*open;\s*update;\s*notification;\s*\}", body)
 
 
 def test_process_stanza_runs_bridge() -> None:

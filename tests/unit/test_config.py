@@ -576,7 +576,20 @@ def test_dump_parse_round_trip(cfg: Config) -> None:
 
 def test_dump_is_complete_and_ordered() -> None:
     doc = yaml.safe_load(c.dump(c.parse(MINIMAL)))
-    assert list(doc) == ["node", "bgp", "pools", "export", "kernel", "runtime"]
+    assert list(doc) == [
+        "node",
+        "bgp",
+        "pools",
+        "export",
+        "kernel",
+        "runtime",
+        "metrics",
+        "control",
+        "health",
+    ]
+    assert doc["metrics"] == {"listen": None}
+    assert doc["control"] == {"socket": None}
+    assert doc["health"] == {"startup_window": 30.0}
     assert doc["node"]["router_id"] == "192.168.100.10"
     assert doc["kernel"] == {
         "protocol": 12,

@@ -1,0 +1,119 @@
+"""The control socket: a unix stream socket (mode 0600, root only) that `bgpctl` talks to.
+
+Protocol: the client sends one JSON object on one line, `{"command": NAME, "args": {...}}`; the daemon
+answers one line, `{"ok": true, "result": ...}` or `{"ok": false, "error": "one clear sentence"}`, and
+closes. Commands: status, peers, routes (args: prefix), kernel, live, ready, reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bgpd import views
+
+if TYPE_CHECKING:
+    from bgpd.speaker import Speaker
+
+log = logging.getLogger("bgpd.control")
+
+MAX_REQUEST = 1 << 16
+
+
+class ControlServer:
+    def __init__(self, speaker: Speaker, path: str) -> None:
+        self.speaker = speaker
+        self.path = Path(path)
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        old = os.umask(0o177)  # the socket is created 0600: root (the daemon's user) only
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._handle, path=str(self.path), limit=MAX_REQUEST
+            )
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 10.0)
+            reply = await self.dispatch(line)
+        except (TimeoutError, ValueError, ConnectionError) as exc:
+            reply = {"ok": False, "error": f"bad request: {exc}"}
+        try:
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def dispatch(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+            command = str(request["command"])
+            args = dict(request.get("args") or {})
+        except (ValueError, KeyError, TypeError):
+            return {"ok": False, "error": 'bad request: expected {"command": ..., "args": {...}}'}
+        handler = self._handlers().get(command)
+        if handler is None:
+            return {"ok": False, "error": f"unknown command {command!r}"}
+        try:
+            return {"ok": True, "result": await handler(args)}
+        except views.UnknownPrefix as exc:
+            return {"ok": False, "error": str(exc)}
+
+    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[Any]]]:
+        sp = self.speaker
+
+        async def status(_: dict[str, Any]) -> Any:
+            return views.status(sp)
+
+        async def peers(_: dict[str, Any]) -> Any:
+            return views.peers(sp)
+
+        async def routes(args: dict[str, Any]) -> Any:
+            prefix = args.get("prefix")
+            return views.routes(sp, None if prefix is None else str(prefix))
+
+        async def kernel(_: dict[str, Any]) -> Any:
+            return views.kernel(sp)
+
+        async def live(_: dict[str, Any]) -> Any:
+            ok, reason = views.live(sp)
+            return {"ok": ok, "reason": reason}
+
+        async def ready(_: dict[str, Any]) -> Any:
+            ok, reason = views.ready(sp)
+            return {"ok": ok, "reason": reason}
+
+        async def reload(_: dict[str, Any]) -> Any:
+            return await sp.reload()
+
+        return {
+            "status": status,
+            "peers": peers,
+            "routes": routes,
+            "kernel": kernel,
+            "live": live,
+            "ready": ready,
+            "reload": reload,
+        }

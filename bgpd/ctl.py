@@ -1,0 +1,214 @@
+"""`bgpctl`: talks to a running bgpd over its control socket (see `bgpd.control`), birdc-style.
+
+    bgpctl [-s SOCKET | -c CONFIG] show peers|routes [PREFIX]|kernel|status [--json]
+    bgpctl reload
+    bgpctl health --live | --ready
+
+Exit codes: 0 success (for health: probe passed), 1 failure (daemon not running, permission denied,
+unknown prefix, reload rejected, probe failed), 2 usage error. Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+DEFAULT_SOCKET = "/run/bgpd/bgpd.ctl"
+STATE_NAMES = {"up": "Established", "connected": "Connect", "down": "Idle", "idle": "Idle"}
+
+
+class CtlError(Exception):
+    pass
+
+
+def request(path: str, command: str, args: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
+    """Send one command; return its result or raise CtlError with a one-line explanation."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except FileNotFoundError:
+        raise CtlError(f"bgpd is not running (no control socket at {path})") from None
+    except ConnectionRefusedError:
+        raise CtlError(f"bgpd is not running (nothing listens on {path})") from None
+    except PermissionError:
+        raise CtlError(f"permission denied on {path} (the control socket is root only)") from None
+    except OSError as exc:
+        raise CtlError(f"cannot connect to {path}: {exc.strerror}") from None
+    try:
+        sock.sendall(json.dumps({"command": command, "args": args or {}}).encode() + b"\n")
+        chunks = []
+        while chunk := sock.recv(1 << 16):
+            chunks.append(chunk)
+    except OSError as exc:
+        raise CtlError(f"control socket {path}: {exc.strerror or exc}") from None
+    finally:
+        sock.close()
+    try:
+        reply = json.loads(b"".join(chunks))
+    except ValueError:
+        raise CtlError("bgpd closed the connection without an answer") from None
+    if not reply.get("ok"):
+        raise CtlError(str(reply.get("error", "unknown error")))
+    return reply.get("result")
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def render_peers(peers: list[dict[str, Any]]) -> str:
+    lines = [
+        f"{'Peer':<16} {'AS':<10} {'Type':<9} {'State':<12} {'Since':<19}  "
+        f"{'Recv':>6} {'Acc':>6} {'Rej':>5} {'Adv':>6}"
+    ]
+    for p in peers:
+        rejected = sum(p["rejected"].values())
+        state = STATE_NAMES.get(p["state"], p["state"])
+        lines.append(
+            f"{p['address']:<16} {p['asn']:<10} {p['type']:<9} {state:<12} {_when(p['since']):<19}  "
+            f"{p['received']:>6} {p['accepted']:>6} {rejected:>5} {p['advertised']:>6}"
+        )
+        if p["rejected"]:
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(p["rejected"].items()))
+            lines.append(f"{'':<16} rejected: {reasons}")
+    return "\n".join(lines)
+
+
+def render_routes(routes: list[dict[str, Any]]) -> str:
+    lines = []
+    for r in routes:
+        notes = []
+        if r["local"]:
+            notes.append("announced by this host")
+        if r["installed"]:
+            notes.append("installed via " + ", ".join(r["installed"]))
+        elif r["paths"]:
+            notes.append("not installed")
+        if r["collision"]:
+            notes.append("held by a foreign kernel route")
+        if r["suppressed"]:
+            notes.append("learned copies ignored (own prefix)")
+        lines.append(f"{r['prefix']:<20} {'; '.join(notes)}")
+        for p in r["paths"]:
+            mark = "*" if p["best"] else ("=" if p["ecmp"] else " ")
+            attrs = [
+                f"lp {p['local_pref']}",
+                f"as-path {' '.join(map(str, p['as_path'])) or '-'}",
+                p["origin"],
+            ]
+            if p["med"] is not None:
+                attrs.append(f"med {p['med']}")
+            if p["communities"]:
+                attrs.append("communities " + " ".join(p["communities"]))
+            if p["originator_id"]:
+                attrs.append(f"originator {p['originator_id']}")
+            if p["cluster_list"]:
+                attrs.append("cluster-list " + " ".join(p["cluster_list"]))
+            lines.append(f"   {mark} via {p['next_hop']:<15} from {p['from']:<15} [{', '.join(attrs)}]")
+    lines.append("(* best, = equal-cost path used for ECMP)" if routes else "no routes")
+    return "\n".join(lines)
+
+
+def render_kernel(k: dict[str, Any]) -> str:
+    lines = [f"table {k['table']}, protocol {k['protocol']}, install {'on' if k['install'] else 'off'}"]
+    lines.append(f"owned by bgpd ({len(k['owned'])}):")
+    lines += [f"  {o['prefix']} via {', '.join(o['next_hops']) or '-'}" for o in k["owned"]]
+    lines.append(f"selected for export ({len(k['selected_for_export'])}):")
+    lines += [
+        f"  {s['prefix']} {s['kind']} proto {s['protocol']}" + (f" dev {s['device']}" if s["device"] else "")
+        for s in k["selected_for_export"]
+    ]
+    lines.append(f"announced ({len(k['announced'])}): {' '.join(k['announced']) or '-'}")
+    if k["collisions"]:
+        lines.append(f"collisions with foreign routes: {' '.join(k['collisions'])}")
+    if k["stale_from_earlier_run"]:
+        lines.append(f"kept from an earlier run until reconciled: {' '.join(k['stale_from_earlier_run'])}")
+    return "\n".join(lines)
+
+
+def render_status(s: dict[str, Any]) -> str:
+    ex = s["exabgp"]
+    lines = [
+        f"bgpd {s['version']} (ExaBGP {s['exabgp_version']})",
+        f"node {s['node']}, router id {s['router_id']}, AS {s['asn']}, role {s['role']}"
+        + (f", cluster id {s['cluster_id']}" if s["cluster_id"] else ""),
+        f"up since {_when(s['started'])} ({s['uptime_seconds']:.0f} s), config {s['config']}",
+        f"exabgp pid {ex['pid']}, {'running' if ex['alive'] else 'not running'}, restarts {ex['restarts']}",
+        f"sessions {s['sessions']['established']}/{s['sessions']['configured']} established",
+        f"routes: {s['routes']['paths']} paths, {s['routes']['installed']} installed, "
+        f"{s['routes']['announced']} announced",
+    ]
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bgpctl", description="control and inspect a running bgpd")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-s", "--socket", help=f"control socket (default {DEFAULT_SOCKET})")
+    where.add_argument("-c", "--config", help="take the control socket from this bgpd config")
+    sub = p.add_subparsers(dest="command", required=True)
+    show = sub.add_parser("show", help="show peers, routes, kernel routes or status")
+    show.add_argument("what", choices=["peers", "routes", "kernel", "status"])
+    show.add_argument("prefix", nargs="?", help="with `routes`: one prefix")
+    show.add_argument("--json", action="store_true")
+    reload = sub.add_parser("reload", help="re-read the config file (as SIGHUP)")
+    reload.add_argument("--json", action="store_true")
+    health = sub.add_parser("health", help="liveness/readiness probe (exit 0 = pass)")
+    kind = health.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--live", action="store_true")
+    kind.add_argument("--ready", action="store_true")
+    health.add_argument("--json", action="store_true")
+    return p
+
+
+def _socket_path(args: argparse.Namespace) -> str:
+    if args.socket:
+        return str(args.socket)
+    if args.config:
+        from bgpd import config as config_mod  # only here: plain `bgpctl -s` needs nothing beyond stdlib
+
+        try:
+            return config_mod.load(args.config).control_socket
+        except config_mod.ConfigError as exc:
+            raise CtlError(str(exc)) from None
+    return DEFAULT_SOCKET
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        path = _socket_path(args)
+        if args.command == "show":
+            if args.prefix and args.what != "routes":
+                raise CtlError(f"`show {args.what}` takes no prefix")
+            command = args.what
+            result = request(path, command, {"prefix": args.prefix} if args.prefix else None)
+            renderers: dict[str, Callable[[Any], str]] = {
+                "peers": render_peers,
+                "routes": render_routes,
+                "kernel": render_kernel,
+                "status": render_status,
+            }
+            text = json.dumps(result, indent=1) if args.json else renderers[command](result)
+            print(text)
+            return 0
+        if args.command == "reload":
+            result = request(path, "reload")
+            print(json.dumps(result, indent=1) if args.json else result["message"])
+            return 0 if result["ok"] else 1
+        result = request(path, "live" if args.live else "ready", timeout=5.0)
+        print(json.dumps(result) if args.json else f"{'ok' if result['ok'] else 'FAIL'}: {result['reason']}")
+        return 0 if result["ok"] else 1
+    except CtlError as exc:
+        print(f"bgpctl: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

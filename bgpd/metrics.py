@@ -1,0 +1,240 @@
+"""Prometheus metrics and the HTTP endpoint that serves them with the health probes.
+
+State is read at scrape time by a custom collector (as GoBGP does): session state, counters kept by the
+speaker, kernel and ExaBGP facts. The two latency histograms are the only metrics updated as events
+happen. Names follow Prometheus conventions and the exporters users know (`bgp_peer_state`,
+`bgp_routes_received_total` in the style of GoBGP / frr_exporter); bgpd-specific ones start with `bgpd_`.
+
+HTTP (asyncio, in the daemon's loop, so a scrape sees one consistent state):
+`/metrics`, `/livez` and `/readyz` (200 when the probe passes, 503 with the reason otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import platform
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bgpd import __version__, views
+
+if TYPE_CHECKING:
+    from bgpd.speaker import Speaker
+
+log = logging.getLogger("bgpd.metrics")
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Latency:
+    """The two event-driven histograms, registered in the speaker's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.export = Histogram(
+            "bgpd_export_latency_seconds",
+            "Local kernel route change to announcement handed to ExaBGP "
+            "(one sample per batch, its oldest change)",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.install = Histogram(
+            "bgpd_install_latency_seconds",
+            "UPDATE received from a peer to route installed in the kernel (one sample per netlink batch, "
+            "its oldest change)",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+
+class SpeakerCollector(Collector):
+    def __init__(self, speaker: Speaker) -> None:
+        self.speaker = speaker
+
+    def collect(self) -> Iterator[Metric]:
+        sp = self.speaker
+        labels = ["peer", "asn", "type"]
+
+        def peer_labels(p: dict[str, object]) -> list[str]:
+            return [str(p["address"]), str(p["asn"]), str(p["type"])]
+
+        peers = views.peers(sp)
+        state = GaugeMetricFamily(
+            "bgp_peer_state", "1 when the BGP session is Established, else 0", labels=labels
+        )
+        uptime = GaugeMetricFamily(
+            "bgp_peer_uptime_seconds", "Seconds since the session was established", labels=labels
+        )
+        received = CounterMetricFamily("bgp_routes_received", "Prefixes received in UPDATEs", labels=labels)
+        accepted = CounterMetricFamily(
+            "bgp_routes_accepted", "Received prefixes that passed import", labels=labels
+        )
+        rejected = CounterMetricFamily(
+            "bgp_routes_rejected",
+            "Received prefixes rejected by import, by reason",
+            labels=[*labels, "reason"],
+        )
+        advertised = GaugeMetricFamily(
+            "bgp_routes_advertised", "Prefixes bgpd currently advertises to the peer", labels=labels
+        )
+        updates_in = CounterMetricFamily(
+            "bgp_peer_updates_received", "UPDATE messages received", labels=labels
+        )
+        commands_out = CounterMetricFamily(
+            "bgp_peer_update_commands_sent",
+            "Announce/withdraw commands handed to ExaBGP for the peer (each becomes one or more UPDATEs)",
+            labels=labels,
+        )
+        flaps = CounterMetricFamily("bgp_peer_flaps", "Established sessions that went down", labels=labels)
+        for p in peers:
+            lv = peer_labels(p)
+            state.add_metric(lv, 1.0 if p["state"] == "up" else 0.0)
+            uptime.add_metric(lv, float(p["uptime_seconds"]))
+            received.add_metric(lv, float(p["received"]))
+            accepted.add_metric(lv, float(p["accepted"]))
+            for reason, count in dict(p["rejected"]).items():
+                rejected.add_metric([*lv, reason], float(count))
+            advertised.add_metric(lv, float(p["advertised"]))
+            updates_in.add_metric(lv, float(p["updates_received"]))
+            commands_out.add_metric(lv, float(sp.commands_sent.get(str(p["address"]), 0)))
+            flaps.add_metric(lv, float(p["flaps"]))
+        yield from (state, uptime, received, accepted, rejected, advertised, updates_in, commands_out, flaps)
+
+        c = sp.counters
+        yield GaugeMetricFamily("bgpd_rib_paths", "Paths held in the Adj-RIBs-In", value=len(sp.rib))
+        yield GaugeMetricFamily(
+            "bgpd_kernel_routes_installed", "Routes bgpd owns in the kernel", value=len(sp.installed)
+        )
+        yield GaugeMetricFamily(
+            "bgpd_kernel_routes_selected",
+            "Kernel routes selected for export (workload routes and blocks)",
+            value=len(sp.export),
+        )
+        yield GaugeMetricFamily(
+            "bgpd_routes_announced", "Prefixes announced from this host", value=len(sp.export.announced)
+        )
+        yield CounterMetricFamily(
+            "bgpd_kernel_route_changes", "Route changes written to the kernel", value=c["kernel_ops"]
+        )
+        installer = sp.installer
+        errors = CounterMetricFamily("bgpd_netlink_errors", "Netlink route changes that failed after retries")
+        errors.add_metric([], float(installer.errors if installer else 0))
+        yield errors
+        yield CounterMetricFamily(
+            "bgpd_netlink_retries",
+            "Netlink route changes retried",
+            value=installer.retried if installer else 0,
+        )
+        resyncs = CounterMetricFamily(
+            "bgpd_kernel_resyncs", "Full kernel dumps after lost events", labels=["reason"]
+        )
+        for reason in ("overflow", "link"):
+            resyncs.add_metric([reason], float(c[f"kernel_resyncs_{reason}"]))
+        yield resyncs
+        yield CounterMetricFamily(
+            "bgpd_kernel_collisions",
+            "Learned prefixes not installed because a foreign route holds them",
+            value=c["kernel_collisions"],
+        )
+        yield CounterMetricFamily("bgpd_exabgp_restarts", "ExaBGP child restarts", value=sp.exabgp.restarts)
+        yield GaugeMetricFamily(
+            "bgpd_exabgp_up",
+            "1 when the ExaBGP child runs and is attached",
+            value=1.0 if views.live(sp)[0] else 0.0,
+        )
+        reloads = CounterMetricFamily(
+            "bgpd_config_reloads", "Configuration reloads by result", labels=["result"]
+        )
+        reloads.add_metric(["success"], float(c["reloads_ok"]))
+        reloads.add_metric(["failure"], float(c["reloads_failed"]))
+        yield reloads
+        yield GaugeMetricFamily(
+            "bgpd_config_last_reload_successful",
+            "1 if the last reload succeeded (or none was tried)",
+            value=0.0 if sp.last_reload and not sp.last_reload.get("ok") else 1.0,
+        )
+        yield GaugeMetricFamily(
+            "bgpd_ready", "1 when the readiness probe passes", value=1.0 if views.ready(sp)[0] else 0.0
+        )
+        yield GaugeMetricFamily(
+            "bgpd_start_time_seconds", "Start time, seconds since the epoch", value=sp.started
+        )
+        info = InfoMetricFamily("bgpd_build", "bgpd build information")
+        info.add_metric(
+            [],
+            {
+                "version": __version__,
+                "exabgp_version": views.exabgp_version(),
+                "python_version": platform.python_version(),
+                "role": views.role(sp),
+            },
+        )
+        yield info
+
+
+def registry_for(speaker: Speaker) -> tuple[CollectorRegistry, Latency]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SpeakerCollector(speaker))
+    return registry, Latency(registry)
+
+
+class HttpEndpoint:
+    """Minimal HTTP/1.0 server for /metrics, /livez, /readyz (GET only)."""
+
+    def __init__(self, speaker: Speaker, registry: CollectorRegistry, host: str, port: int) -> None:
+        self.speaker = speaker
+        self.registry = registry
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        log.info("metrics endpoint listening", extra={"kv": {"listen": f"{self.host}:{self.port}"}})
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10.0)
+            method, target = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")[:2]
+            status, ctype, body = self.respond(method, target.split("?", 1)[0])
+            writer.write(
+                f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                f"Connection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        except (
+            TimeoutError,
+            ValueError,
+            ConnectionError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+        ):
+            pass
+        finally:
+            with contextlib.suppress(ConnectionError):
+                writer.close()
+
+    def respond(self, method: str, path: str) -> tuple[str, str, bytes]:
+        if method != "GET":
+            return "405 Method Not Allowed", "text/plain", b"GET only\n"
+        if path == "/metrics":
+            started = time.perf_counter()
+            body = generate_latest(self.registry)
+            log.debug("scrape", extra={"kv": {"ms": round((time.perf_counter() - started) * 1000, 1)}})
+            return "200 OK", CONTENT_TYPE_LATEST, body
+        if path in ("/livez", "/readyz"):
+            ok, reason = (views.live if path == "/livez" else views.ready)(self.speaker)
+            return ("200 OK" if ok else "503 Service Unavailable"), "text/plain", f"{reason}\n".encode()
+        return "404 Not Found", "text/plain", b"try /metrics, /livez or /readyz\n"
