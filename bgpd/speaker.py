@@ -42,6 +42,8 @@ from reflector.rules import reflected_attributes, targets
 log = logging.getLogger("bgpd.speaker")
 
 RETRY_FAILED_AFTER = 5.0
+UNREACHABLE_FIRST_REPORT = 30.0  # seconds; then every 60, 120, ... up to the maximum
+UNREACHABLE_MAX_REPORT = 600.0
 EXPORT_ATTRIBUTES = Attributes()
 
 
@@ -194,6 +196,7 @@ class Speaker:
         await self.exabgp.start()
         self._tasks.append(asyncio.create_task(self._kernel_loop(), name="kernel-writer"))
         self._tasks.append(asyncio.create_task(self._stale_deadline(), name="stale-deadline"))
+        self._tasks.append(asyncio.create_task(self._report_unreachable(), name="unreachable-peers"))
         log.info(
             "bgpd started",
             extra={
@@ -234,11 +237,7 @@ class Speaker:
             if isinstance(event, Snapshot):
                 self.counters[f"kernel_resyncs_{event.reason}"] += 1
                 self._set_kernel_view(event.routes)
-                step = self.export.replace_all(event.routes)
-                delta.announce |= step.announce
-                delta.announce -= step.withdraw
-                delta.withdraw |= step.withdraw
-                delta.withdraw -= step.announce
+                self.export.replace_all(event.routes, delta)
                 if event.reason != "start":
                     log.warning(
                         "kernel resync", extra={"kv": {"reason": event.reason, "routes": len(event.routes)}}
@@ -561,6 +560,26 @@ class Speaker:
         for prefix in self.stale_kernel:
             self._mark(prefix)
         self.stale_kernel.clear()
+
+    async def _report_unreachable(self) -> None:
+        """ExaBGP retries connecting forever; say so in the log, with a growing interval (never fatal)."""
+        interval = UNREACHABLE_FIRST_REPORT
+        while True:
+            await asyncio.sleep(interval)
+            now = time.time()
+            for status in self.peers.values():
+                if status.state != "up" and now - status.since >= interval:
+                    log.warning(
+                        "peer not established; still retrying",
+                        extra={
+                            "kv": {
+                                "peer": status.address,
+                                "state": status.state,
+                                "for_s": round(now - status.since),
+                            }
+                        },
+                    )
+            interval = min(interval * 2, UNREACHABLE_MAX_REPORT)
 
     async def _stale_deadline(self) -> None:
         if not self.peers:

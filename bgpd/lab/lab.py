@@ -228,8 +228,24 @@ class Lab:
             got[r["dst"]] = ",".join(sorted(hops))
         return got
 
+    def sessions_up(self, node: LabHost) -> int:
+        """Established BGP sessions of a node, as the kernel's TCP table shows them."""
+        out = netns.ns_exec(
+            self.host_ns(node),
+            "ss",
+            "-Htn",
+            "state",
+            "established",
+            "( sport = :179 or dport = :179 )",
+            check=False,
+        ).stdout
+        return len(out.splitlines())
+
     def converged(self) -> bool:
-        return all(self.learned(h) == self.expected(h) for h in self.topo.hosts)
+        """Every host has every other host's routes, and every session is established."""
+        return all(self.learned(h) == self.expected(h) for h in self.topo.hosts) and all(
+            self.sessions_up(n) == self._session_count(n) for n in self.topo.nodes
+        )
 
     def _wait_converged(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -242,6 +258,10 @@ class Lab:
                     f"{h.name} lacks {sorted(set(self.expected(h).items()) - set(self.learned(h).items()))}"
                     for h in self.topo.hosts
                     if self.learned(h) != self.expected(h)
+                ] + [
+                    f"{n.name} has {self.sessions_up(n)}/{self._session_count(n)} sessions"
+                    for n in self.topo.nodes
+                    if self.sessions_up(n) != self._session_count(n)
                 ]
                 logs = ", ".join(str(self.log_path(h)) for h in self.topo.nodes)
                 raise LabError(
@@ -325,17 +345,13 @@ class Lab:
     def summary(self) -> list[HostSummary]:
         out = []
         for host in self.topo.nodes:
-            ns = self.host_ns(host)
-            established = netns.ns_exec(
-                ns, "ss", "-Htn", "state", "established", "( sport = :179 or dport = :179 )", check=False
-            ).stdout
             groups = self.routes(host.name)
             out.append(
                 HostSummary(
                     host.name,
                     str(host.address),
                     [str(w) for w in host.workloads],
-                    len(established.splitlines()),
+                    self.sessions_up(host),
                     self._session_count(host),
                     {k: len(v) for k, v in groups.items() if k != "other"},
                     host.reflector,

@@ -163,11 +163,11 @@ class ExportTable:
         self._refresh(affected, delta)
         return delta
 
-    def replace_all(self, routes: Iterable[KernelRoute]) -> Delta:
-        """Make the table equal to a fresh dump; returns only the real differences."""
+    def replace_all(self, routes: Iterable[KernelRoute], delta: Delta | None = None) -> Delta:
+        """Make the table equal to a fresh dump; returns (or adds to `delta`) only the real differences."""
+        delta = Delta() if delta is None else delta
         by_key = {r.key: r for r in routes}  # the last route at a key wins, as when fed one by one
         fresh = {k: r for k, r in by_key.items() if self.rules.selects(r)}
-        delta = Delta()
         for key in [k for k in self._routes if k not in fresh]:
             self.remove(self._routes[key], delta)
         for key, route in fresh.items():
