@@ -127,7 +127,7 @@ class ExaBGP:
                 self._process = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
-                    "exabgp",
+                    "bgpd.exabgp.launch",  # ExaBGP with the reactor changes described in launch.py
                     "server",
                     str(self.config_path),
                     stdin=asyncio.subprocess.DEVNULL,

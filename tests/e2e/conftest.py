@@ -76,13 +76,14 @@ class Host:
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         return path
 
-    def start_bgpd(self) -> Process:
+    def start_bgpd(self, env: dict[str, str] | None = None) -> Process:
         path = self.workdir / "bgpd.yaml"
         self.bgpd = self.fabric.spawn(
             f"bgpd-{self.name}",
             self.ns,
             [sys.executable, "-m", "bgpd", "run", "-c", str(path)],
             str(self.workdir / "bgpd.log"),
+            env=env,
         )
         return self.bgpd
 
