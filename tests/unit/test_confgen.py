@@ -135,6 +135,7 @@ def test_environment() -> None:
     assert env["exabgp_daemon_daemonize"] == "false"
     assert env["exabgp_log_level"] == "INFO"
     assert env["exabgp_api_ack"] == "false"
+    assert env["exabgp_reactor_speed"] == "10.0"  # idle wake-ups every 100 ms, not 10 ms
     assert all(isinstance(v, str) for v in env.values())
     assert all(k.startswith("exabgp_") for k in env)
     assert environment(SPEAKER, "DEBUG")["exabgp_log_level"] == "DEBUG"
