@@ -191,7 +191,9 @@ class Speaker:
         if cfg.metrics.listen is not None:
             self.http = HttpEndpoint(self, self.registry, *cfg.metrics.listen)
             await self.http.start()
-        self.watcher = RouteWatcher(cfg.kernel.table, self._on_kernel_events_threadsafe)
+        self.watcher = RouteWatcher(
+            cfg.kernel.table, self._on_kernel_events_threadsafe, ignore_protocol=cfg.kernel.protocol
+        )
         self.watcher.start()
         await self.exabgp.start()
         self._tasks.append(asyncio.create_task(self._kernel_loop(), name="kernel-writer"))
@@ -301,7 +303,7 @@ class Speaker:
         self._out_scheduled = False
         lines: list[str] = []
         if self._out_withdraw:
-            lines += codec.withdraw_lines(sorted(self._out_withdraw))
+            lines += codec.withdraw_lines(sorted(self._out_withdraw), self.cfg.node.address)
         if self._out_announce:
             lines += codec.announce_lines(
                 sorted(self._out_announce), self.cfg.node.address, EXPORT_ATTRIBUTES
@@ -528,12 +530,11 @@ class Speaker:
                 self.commands_sent[str(peer)] += 1
         self.exabgp.send(self._batch_lines(batches))
 
-    @staticmethod
-    def _batch_lines(batches: Iterable[Batch]) -> list[str]:
+    def _batch_lines(self, batches: Iterable[Batch]) -> list[str]:
         lines: list[str] = []
         for b in batches:
             if b.advert is None:
-                lines += codec.withdraw_lines(b.prefixes, b.peers)
+                lines += codec.withdraw_lines(b.prefixes, self.cfg.node.address, b.peers)
             else:
                 lines += codec.announce_lines(b.prefixes, b.advert.next_hop, b.advert.attrs, b.peers)
         return lines

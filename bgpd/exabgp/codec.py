@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from bgpd import prefix
 from bgpd.model import Attributes, Origin
 
 NLRI_PER_COMMAND = 500
@@ -191,7 +192,7 @@ def _decode_update(peer: IPv4Address, peer_asn: int, update: dict[str, Any]) -> 
 def _prefix(route: Any, malformed: list[str]) -> IPv4Network | None:
     text = route.get("nlri") if isinstance(route, dict) else route
     try:
-        return IPv4Network(str(text))
+        return prefix.parse(str(text))
     except ValueError:
         malformed.append(f"invalid prefix {text!r}")
         return None
@@ -272,11 +273,15 @@ def announce_lines(
 
 def withdraw_lines(
     prefixes: Sequence[IPv4Network],
+    next_hop: IPv4Address,
     neighbors: Sequence[IPv4Address] | None = None,
     per_command: int = NLRI_PER_COMMAND,
 ) -> list[str]:
-    """Commands withdrawing `prefixes` from `neighbors` (None = every neighbor)."""
-    head = f"{_target(neighbors)}withdraw attributes next-hop self nlri "
+    """Commands withdrawing `prefixes` from `neighbors` (None = every neighbor).
+
+    A withdrawal carries no next hop in BGP (RFC 4271 §4.3) and ExaBGP matches it by prefix alone; an
+    explicit one (rather than `self`) spares ExaBGP a deep copy of every route for every neighbor."""
+    head = f"{_target(neighbors)}withdraw attributes next-hop {next_hop} nlri "
     return [head + " ".join(map(str, chunk)) for chunk in _chunks(prefixes, per_command)]
 
 

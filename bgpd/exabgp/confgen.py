@@ -80,6 +80,7 @@ def render(speaker: Speaker, sessions: Sequence[Session], socket_path: str) -> s
             f"    hold-time {session.hold_time};",
             f"    passive {'true' if session.passive else 'false'};",
             f"    connect {session.port};",
+            "    adj-rib-in false;",  # bgpd keeps the table; ExaBGP need not cache every received route
             "    adj-rib-out true;",
             "    manual-eor true;",
             "    group-updates true;",

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address, IPv4Network
 
 from bgpd.model import KernelRoute
+from bgpd.prefix import from_int as prefix_from_int
 
 # --- <linux/netlink.h> ---------------------------------------------------------------------------------
 NETLINK_ROUTE = 0
@@ -300,15 +301,17 @@ def parse_route(
     end: int,
     table: int,
     ifname_of: Callable[[int], str | None],
+    skip_protocol: int = -1,
 ) -> tuple[KernelRoute, tuple[int, ...]] | None:
     """KernelRoute and its output ifindexes from an RTM_NEWROUTE/DELROUTE body, or None if not wanted.
 
-    Not wanted: non-IPv4, RTM_F_CLONED cache entries, or another table than `table`.
+    Not wanted: non-IPv4, RTM_F_CLONED cache entries, routes of `skip_protocol`, or another table than
+    `table`.
     """
     family, dst_len, _src_len, _tos, rtm_table, protocol, _scope, rtype, rtm_flags = RTMSG.unpack_from(
         buf, off
     )
-    if family != socket.AF_INET or rtm_flags & RTM_F_CLONED:
+    if family != socket.AF_INET or rtm_flags & RTM_F_CLONED or protocol == skip_protocol:
         return None
     dst = 0
     oif = 0
@@ -347,7 +350,7 @@ def parse_route(
         oifs = (oif,) if oif else ()
     ifname = ifname_of(oifs[0]) if len(oifs) == 1 else None
     route = KernelRoute(
-        prefix=IPv4Network((dst, dst_len)),
+        prefix=prefix_from_int(dst, dst_len),
         kind=RTN_NAMES.get(rtype, str(rtype)),
         protocol=protocol,
         table=route_table,

@@ -83,8 +83,11 @@ class RouteWatcher:
         *,
         netns: str | None = None,
         rcvbuf: int = 8 * 2**20,
+        ignore_protocol: int | None = None,
     ) -> None:
         self.table = table
+        # routes of this protocol (bgpd's own installs) are dropped before parsing: the daemon knows them
+        self.skip_protocol = -1 if ignore_protocol is None else ignore_protocol
         self.netns = netns
         self.rcvbuf = rcvbuf
         self.resyncs = 0  # overflow and link resyncs done (the start dump is not counted)
@@ -246,7 +249,7 @@ class RouteWatcher:
         need_resync = False
         for mtype, _flags, _seq, off, end in nl.iter_messages(buf, length):
             if mtype == nl.RTM_NEWROUTE or mtype == nl.RTM_DELROUTE:
-                parsed = nl.parse_route(buf, off, end, self.table, self._ifname)
+                parsed = nl.parse_route(buf, off, end, self.table, self._ifname, self.skip_protocol)
                 if parsed is None:
                     continue
                 route, oifs = parsed
@@ -325,7 +328,7 @@ class RouteWatcher:
         for mtype, data, off, end, _flags in nl.dump_routes(sock, self.table, 0, self._next_seq()):
             if mtype != nl.RTM_NEWROUTE:
                 continue
-            parsed = nl.parse_route(data, off, end, self.table, self._ifname)
+            parsed = nl.parse_route(data, off, end, self.table, self._ifname, self.skip_protocol)
             if parsed is not None:
                 route, oifs = parsed
                 routes[route.key] = route

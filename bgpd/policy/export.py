@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from ipaddress import IPv4Network
 
+from bgpd import prefix as prefixes
 from bgpd.model import KernelRoute
 
 BLOCK_KINDS = frozenset({"blackhole", "unreachable", "prohibit"})
@@ -32,11 +33,16 @@ class ExportRules:
     interfaces: tuple[str, ...]
     pools: tuple[IPv4Network, ...]  # pools whose prefixes may be announced
     own_protocol: int
+    _pool_bits: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_pool_bits", tuple(prefixes.bits(p) for p in self.pools))
 
     def selects(self, route: KernelRoute) -> bool:
         if route.protocol == self.own_protocol:
             return False
-        if not any(route.prefix.subnet_of(pool) for pool in self.pools):
+        net = prefixes.bits(route.prefix)
+        if not any(prefixes.covers(pool, net) for pool in self._pool_bits):
             return False
         if route.kind in BLOCK_KINDS:
             return route.protocol in self.protocols

@@ -11,13 +11,11 @@ from collections.abc import Iterable
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
 
+from bgpd import prefix
 from bgpd.model import Attributes
 
-_INVALID_NEXT_HOPS = (
-    IPv4Network("0.0.0.0/8"),
-    IPv4Network("127.0.0.0/8"),
-    IPv4Network("224.0.0.0/4"),
-    IPv4Network("240.0.0.0/4"),
+_INVALID_NEXT_HOPS = tuple(
+    prefix.bits(IPv4Network(n)) for n in ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4")
 )
 
 
@@ -51,18 +49,24 @@ class ImportPolicy:
         self.own_addresses = frozenset(own_addresses) | {underlay}
         self.router_id = router_id
         self.cluster_id = cluster_id
+        # the same facts as integers: this check runs once per received route
+        self._pool_bits = tuple(prefix.bits(p) for p in self.pools)
+        self._underlay = int(underlay)
+        self._own = frozenset(int(a) for a in self.own_addresses)
 
-    def check(self, prefix: IPv4Network, next_hop: IPv4Address, attrs: Attributes) -> Reject | None:
+    def check(self, route: IPv4Network, next_hop: IPv4Address, attrs: Attributes) -> Reject | None:
         """None if the route may be accepted, else the first reason it may not."""
-        if prefix.prefixlen == 0:
+        net = prefix.bits(route)
+        if net[1] == 0:
             return Reject.DEFAULT_ROUTE
-        if not any(prefix.subnet_of(pool) for pool in self.pools):
+        if not any(prefix.covers(pool, net) for pool in self._pool_bits):
             return Reject.NOT_IN_POOL
-        if self.underlay in prefix:
+        if prefix.covers(net, (self._underlay, 32)):
             return Reject.CONTAINS_OWN_ADDRESS
-        if next_hop in self.own_addresses:
+        hop = int(next_hop)
+        if hop in self._own:
             return Reject.OWN_NEXT_HOP
-        if any(next_hop in bad for bad in _INVALID_NEXT_HOPS) or next_hop == IPv4Address("255.255.255.255"):
+        if any(prefix.covers(bad, (hop, 32)) for bad in _INVALID_NEXT_HOPS) or hop == 0xFFFFFFFF:
             return Reject.INVALID_NEXT_HOP
         if attrs.originator_id is not None and attrs.originator_id == self.router_id:
             return Reject.OWN_ORIGINATOR

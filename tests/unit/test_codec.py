@@ -397,7 +397,7 @@ def test_announce_line_minimal_attributes() -> None:
 
 def test_announce_nothing_gives_no_lines() -> None:
     assert announce_lines([], NH, FULL) == []
-    assert withdraw_lines([]) == []
+    assert withdraw_lines([], IPv4Address("192.168.200.2")) == []
 
 
 def test_announce_chunking() -> None:
@@ -422,9 +422,9 @@ def test_default_chunk_size() -> None:
 
 def test_withdraw_lines_and_chunking() -> None:
     prefixes = [N("10.20.1.0/26"), N("10.20.1.64/26"), N("10.20.1.128/26")]
-    assert withdraw_lines(prefixes, per_command=2) == [
-        "withdraw attributes next-hop self nlri 10.20.1.0/26 10.20.1.64/26",
-        "withdraw attributes next-hop self nlri 10.20.1.128/26",
+    assert withdraw_lines(prefixes, IPv4Address("192.168.200.2"), per_command=2) == [
+        "withdraw attributes next-hop 192.168.200.2 nlri 10.20.1.0/26 10.20.1.64/26",
+        "withdraw attributes next-hop 192.168.200.2 nlri 10.20.1.128/26",
     ]
 
 
@@ -432,8 +432,8 @@ def test_single_neighbor_targeting() -> None:
     assert announce_lines([N("10.20.1.0/26")], NH, Attributes(), neighbors=[PEER]) == [
         "neighbor 192.168.200.1 announce attributes next-hop 192.168.200.2 origin igp nlri 10.20.1.0/26"
     ]
-    assert withdraw_lines([N("10.20.1.0/26")], neighbors=[PEER]) == [
-        "neighbor 192.168.200.1 withdraw attributes next-hop self nlri 10.20.1.0/26"
+    assert withdraw_lines([N("10.20.1.0/26")], IPv4Address("192.168.200.2"), neighbors=[PEER]) == [
+        "neighbor 192.168.200.1 withdraw attributes next-hop 192.168.200.2 nlri 10.20.1.0/26"
     ]
 
 
@@ -447,8 +447,8 @@ def test_several_neighbors_targeting_names_each_before_command() -> None:
         "neighbor 192.168.200.3",
     ]
     assert rest == "next-hop 192.168.200.2 origin igp nlri 10.20.1.0/26"
-    [wline] = withdraw_lines([N("10.20.1.0/26")], neighbors=[PEER, b])
-    assert wline.startswith(head + " withdraw attributes next-hop self nlri ")
+    [wline] = withdraw_lines([N("10.20.1.0/26")], IPv4Address("192.168.200.2"), neighbors=[PEER, b])
+    assert wline.startswith(head + " withdraw attributes next-hop 192.168.200.2 nlri ")
 
 
 def test_empty_neighbor_list_means_every_neighbor() -> None:
@@ -509,10 +509,12 @@ def test_exabgp_parses_announce_line_with_same_attributes(exabgp_api: Any) -> No
 def test_exabgp_parses_withdraw_line(exabgp_api: Any) -> None:
     from exabgp.reactor.api.command.limit import extract_neighbors
 
-    [line] = withdraw_lines([N("10.20.1.0/26")])
+    [line] = withdraw_lines([N("10.20.1.0/26")], IPv4Address("192.168.200.2"))
     _, command = extract_neighbors(line)
     changes = exabgp_api.api_attributes(command, [])
     assert [str(c.nlri.cidr.prefix()) for c in changes] == ["10.20.1.0/26"]
+    # an explicit next hop: ExaBGP's patched remove_self need not copy the route per neighbor
+    assert [c.nlri.nexthop.SELF for c in changes] == [False]
 
 
 def test_exabgp_matches_single_neighbor_target(exabgp_api: Any) -> None:
