@@ -1,21 +1,26 @@
-"""The helper process ExaBGP starts (`process bgpd { run ... }`): relays ExaBGP's pipes to bgpd.
+"""The helper process ExaBGP starts (`process bgpd { run ... }`): hands ExaBGP's pipes to bgpd.
 
-ExaBGP writes events to our stdin and reads commands from our stdout. bgpd listens on a unix socket; this
-bridge connects to it and copies bytes both ways, unchanged. When either side closes, the bridge exits; with
-`exabgp.api.terminate=true` ExaBGP then stops too, so an orphaned ExaBGP never keeps sessions up without
-bgpd deciding.
+ExaBGP writes events to this helper's stdin and reads commands from its stdout. The helper connects to
+bgpd's unix socket, passes both file descriptors over it (SCM_RIGHTS), closes its own copies and waits.
+From then on bgpd reads and writes ExaBGP's pipes directly: no process copies the bytes in between (an
+earlier version relayed them, which cost two process wake-ups per message and direction).
+
+The helper stays alive because ExaBGP treats its exit as the API going away, and dies with ExaBGP
+(PR_SET_PDEATHSIG). ExaBGP itself dies with bgpd (the supervisor sets the same on it).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import sys
-import threading
 import time
 
 CONNECT_DEADLINE = 10.0
-CHUNK = 1 << 16
+PR_SET_PDEATHSIG = 1
+HELLO = b"bgpd-exabgp-pipes v1"
 
 
 def _connect(path: str) -> socket.socket:
@@ -32,44 +37,26 @@ def _connect(path: str) -> socket.socket:
             time.sleep(0.05)
 
 
-def _stdin_to_socket(sock: socket.socket, done: threading.Event) -> None:
-    fd = sys.stdin.fileno()
-    try:
-        while chunk := os.read(fd, CHUNK):
-            sock.sendall(chunk)
-    except OSError:
-        pass
-    finally:
-        done.set()
-
-
-def _socket_to_stdout(sock: socket.socket, done: threading.Event) -> None:
-    fd = sys.stdout.fileno()
-    try:
-        while chunk := sock.recv(CHUNK):
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
-    except OSError:
-        pass
-    finally:
-        done.set()
-
-
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m bgpd.exabgp.bridge SOCKET", file=sys.stderr)
         return 2
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # ExaBGP died before the line above took effect
+        return 0
     try:
         sock = _connect(argv[1])
+        socket.send_fds(sock, [HELLO], [sys.stdin.fileno(), sys.stdout.fileno()])
+        sock.close()
     except OSError as exc:
-        print(f"bgpd bridge: cannot connect to {argv[1]}: {exc}", file=sys.stderr)
+        print(f"bgpd bridge: cannot hand the pipes to {argv[1]}: {exc}", file=sys.stderr)
         return 1
-    done = threading.Event()
-    for target in (_stdin_to_socket, _socket_to_stdout):
-        threading.Thread(target=target, args=(sock, done), daemon=True).start()
-    done.wait()
-    return 0
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)  # bgpd holds the pipes now; drop our copies so EOF travels when either side goes
+    os.dup2(devnull, 1)
+    while True:
+        signal.pause()
 
 
 if __name__ == "__main__":

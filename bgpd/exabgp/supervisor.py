@@ -1,8 +1,9 @@
 """Runs ExaBGP as bgpd's child: writes its config, starts it, restarts it when it dies, moves API lines.
 
 The channel: bgpd listens on a unix socket in its runtime directory; ExaBGP's helper (`bgpd.exabgp.bridge`)
-connects to it. `on_connect` fires when a (new) ExaBGP is attached - the owner then replays its whole
-announced table, since a new ExaBGP starts empty. `on_disconnect` fires when it goes away: every session of
+connects to it and hands over ExaBGP's API pipes, which bgpd then reads and writes directly. `on_connect`
+fires when a (new) ExaBGP is attached - the owner then replays its whole announced table, since a new
+ExaBGP starts empty. `on_disconnect` fires when it goes away: every session of
 that ExaBGP is down. The kernel keeps installed routes meanwhile; bgpd's owner decides what to do with them.
 
 ExaBGP gets PR_SET_PDEATHSIG=SIGTERM so it never outlives bgpd, and runs in its own process group so a
@@ -14,18 +15,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bgpd.exabgp import confgen
+from bgpd.exabgp import bridge, confgen
 
 log = logging.getLogger("bgpd.exabgp")
 
 PR_SET_PDEATHSIG = 1
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named in the fcntl module only from Python 3.10 on Linux
+PIPE_SIZE = 1 << 20
+
+
+class _WriteProtocol(asyncio.streams.FlowControlMixin, asyncio.Protocol):
+    """Flow control for the command pipe (what asyncio.StreamWriter needs for drain())."""
+
+
 RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_AFTER = 60.0  # seconds of uptime after which the backoff starts again from the beginning
 
@@ -64,7 +75,9 @@ class ExaBGP:
         self.pid_path = self.dir / f"{name}.pid"
         self.restarts = 0
         self._process: asyncio.subprocess.Process | None = None
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accept_task: asyncio.Task[None] | None = None
+        self._serving: set[asyncio.Task[None]] = set()
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -89,13 +102,52 @@ class ExaBGP:
         self.write_config()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-        self._server = await asyncio.start_unix_server(
-            self._accept, path=str(self.socket_path), limit=1 << 24
-        )
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.socket_path))
         os.chmod(self.socket_path, 0o600)
+        listener.listen(4)
+        listener.setblocking(False)
+        self._listener = listener
+        self._accept_task = asyncio.create_task(self._accept_pipes(), name=f"{self.name}-accept")
         self._task = asyncio.create_task(self._run(), name=f"{self.name}-supervisor")
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept_pipes(self) -> None:
+        """Take ExaBGP's API pipes from the helper (see bridge.py), one ExaBGP at a time."""
+        loop = asyncio.get_running_loop()
+        assert self._listener is not None
+        while True:
+            conn, _ = await loop.sock_accept(self._listener)
+            try:
+                conn.settimeout(5.0)
+                hello, fds, _, _ = await loop.run_in_executor(None, socket.recv_fds, conn, 64, 2)
+            except OSError as exc:
+                log.warning("exabgp helper handshake failed", extra={"kv": {"error": str(exc)}})
+                continue
+            finally:
+                conn.close()
+            if hello != bridge.HELLO or len(fds) != 2:
+                for fd in fds:
+                    os.close(fd)
+                log.warning("unexpected exabgp helper handshake", extra={"kv": {"hello": hello[:40]}})
+                continue
+            events_fd, commands_fd = fds
+            with contextlib.suppress(OSError):  # room for bursts of events while bgpd is busy
+                fcntl.fcntl(events_fd, F_SETPIPE_SZ, PIPE_SIZE)
+                fcntl.fcntl(commands_fd, F_SETPIPE_SZ, PIPE_SIZE)
+            reader = asyncio.StreamReader(limit=1 << 24)
+            await loop.connect_read_pipe(
+                lambda reader=reader: asyncio.StreamReaderProtocol(reader),  # type: ignore[misc]
+                os.fdopen(events_fd, "rb", buffering=0),
+            )
+            transport, protocol = await loop.connect_write_pipe(
+                lambda: _WriteProtocol(), os.fdopen(commands_fd, "wb", buffering=0)
+            )
+            writer = asyncio.StreamWriter(transport, protocol, None, loop)
+            task = asyncio.create_task(self._serve(reader, writer), name=f"{self.name}-api")
+            self._serving.add(task)
+            task.add_done_callback(self._serving.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._writer is not None:  # a newer ExaBGP replaces an older one
             self._writer.close()
         self._writer = writer
@@ -180,9 +232,15 @@ class ExaBGP:
             self._process.kill()
 
     async def stop(self, timeout: float = 5.0) -> None:
+        """Stop reading events first (ExaBGP's goodbye "down" events must not withdraw anything: the kernel
+        keeps the routes while bgpd is stopped), then stop ExaBGP."""
         self._stopping = True
+        for task in (self._accept_task, *self._serving):
+            if task is not None:
+                task.cancel()
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
         proc = self._process
         if proc is not None and proc.returncode is None:
             proc.terminate()
@@ -195,8 +253,8 @@ class ExaBGP:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
         for path in (self.socket_path, self.pid_path):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
