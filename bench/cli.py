@@ -1,0 +1,408 @@
+"""`python -m bench`: bgpd against BIRD 2 on the same workloads, in network namespaces (issue 6).
+
+Run from the repository root as root: ``sudo .venv/bin/python -m bench`` (``--help`` for options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from . import profiling, report, scenarios, topo
+from .scenarios import Settings
+
+SCENARIOS = ("latency", "bulk10k", "bulk100k", "reflector", "memory")
+DAEMONS = ("bgpd", "bird")
+DEFAULT_REPEAT = {"latency": 5, "bulk10k": 5, "bulk100k": 3, "reflector": 3, "memory": 3}
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _csv(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        items = [x.strip() for x in text.split(",") if x.strip()]
+        bad = [x for x in items if x not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(bad)} (choose from {', '.join(allowed)})")
+        return items
+
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark bgpd against BIRD 2 in network namespaces (needs root).",
+    )
+    p.add_argument(
+        "--scenarios",
+        type=_csv(SCENARIOS),
+        default=None,
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all; --quick: all but bulk100k)",
+    )
+    p.add_argument("--daemons", type=_csv(DAEMONS), default=list(DAEMONS), help="bgpd,bird (default both)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="repetitions of every scenario (default: latency 5, bulk10k 5, bulk100k/reflector/memory 3)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run (~3 min): 1 repetition, 20 latency samples, 10 s idle window, no bulk100k "
+        "unless asked, memory measured with 10k routes, 20 reflector clients",
+    )
+    p.add_argument("--samples", type=int, default=None, help="latency samples per repetition (default 25)")
+    p.add_argument("--idle-seconds", type=float, default=None, help="idle CPU window (default 15 s)")
+    p.add_argument("--clients", type=int, default=None, help="reflector clients (default 50)")
+    p.add_argument("--routes-per-client", type=int, default=200, help="reflector routes per client (200)")
+    p.add_argument("--reflector-timeout", type=float, default=None, help="seconds (default 300)")
+    p.add_argument("--bulk-timeout", type=float, default=600.0, help="seconds per bulk phase (600)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the measured runs, one extra bgpd bulk-100k run under py-spy (sender bgpd, "
+        "sender ExaBGP, receiver ExaBGP, receiver bgpd); not counted in the figures",
+    )
+    p.add_argument(
+        "--profile-reflector", action="store_true", help="also one extra bgpd reflector run under py-spy"
+    )
+    p.add_argument("--log-level", default="info", help="bgpd runtime.log_level (default info)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="configs, logs, batch files (default /tmp/bgpdbench-DATE; kept after the run)",
+    )
+    p.add_argument("--results", type=Path, default=RESULTS, help="where latest.json/latest.md go")
+    p.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="remove namespaces left by a crashed earlier run (prefix bgpdbench-) and exit",
+    )
+    return p
+
+
+class Interrupted(BaseException):
+    pass
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(f"signal {signal.Signals(signum).name}")
+
+
+def _log(text: str) -> None:
+    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+    sys.stderr.flush()
+
+
+def _brief(result: dict[str, Any]) -> str:
+    keys = (
+        "add_p50_ms",
+        "add_p90_ms",
+        "del_p50_ms",
+        "add_s",
+        "del_s",
+        "converge_s",
+        "bytes_per_route",
+        "idle_cpu_receiver_s",
+    )
+    return " ".join(
+        f"{k}={result[k]:.3f}" if isinstance(result[k], float) else f"{k}={result[k]}"
+        for k in keys
+        if k in result
+    )
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        quick = args.quick
+        self.scenarios: list[str] = args.scenarios or [
+            s for s in SCENARIOS if not (quick and s == "bulk100k")
+        ]
+        self.daemons: list[str] = args.daemons
+        self.repeat = {
+            s: args.repeat if args.repeat is not None else (1 if quick else DEFAULT_REPEAT[s])
+            for s in SCENARIOS
+        }
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.workdir: Path = args.workdir or Path(f"/tmp/bgpdbench-{stamp}")
+        self.settings = Settings(
+            workdir=self.workdir,
+            latency_samples=args.samples or (20 if quick else 25),
+            idle_seconds=args.idle_seconds if args.idle_seconds is not None else (10.0 if quick else 15.0),
+            bulk_timeout=args.bulk_timeout,
+            reflector_clients=args.clients or (20 if quick else 50),
+            reflector_routes=args.routes_per_client,
+            reflector_timeout=args.reflector_timeout or (120.0 if quick else 300.0),
+            log_level=args.log_level,
+        )
+        self.memory_n = 10_000 if quick and "bulk100k" not in self.scenarios else 100_000
+        self.results: dict[str, Any] = {
+            "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "machine": report.machine(),
+            "scenarios": self.scenarios,
+            "daemons": self.daemons,
+            "repeat": {s: self.repeat[s] for s in self.scenarios},
+            "settings": {
+                "latency_samples": self.settings.latency_samples,
+                "idle_seconds": self.settings.idle_seconds,
+                "reflector_clients": self.settings.reflector_clients,
+                "reflector_routes_per_client": self.settings.reflector_routes,
+                "memory_routes": self.memory_n,
+                "quick": quick,
+                "workdir": str(self.workdir),
+            },
+            "runs": {},
+            "errors": {},
+            "notes": [],
+        }
+
+    # --- bookkeeping -------------------------------------------------------------------------------------
+    def _store(self, scenario: str, daemon: str, result: dict[str, Any]) -> None:
+        self.results["runs"].setdefault(scenario, {}).setdefault(daemon, []).append(result)
+
+    def _error(self, scenario: str, daemon: str, message: str) -> None:
+        self.results["errors"].setdefault(scenario, {})[daemon] = message
+        self.results["runs"].setdefault(scenario, {}).setdefault(daemon, [])
+
+    def _one(
+        self, scenario: str, daemon: str, rep: int, total: int, fn: Callable[[], dict[str, Any]]
+    ) -> None:
+        _log(f"{scenario} {daemon} {rep + 1}/{total} ...")
+        t0 = time.monotonic()
+        load = os.getloadavg()[0]
+        try:
+            result = fn()
+        except Exception as exc:
+            _log(f"{scenario} {daemon} {rep + 1}/{total} FAILED: {exc}")
+            if os.environ.get("BENCH_DEBUG"):
+                traceback.print_exc()
+            self._error(scenario, daemon, f"failed: {str(exc).splitlines()[0][:200]}")
+            return
+        result["wall_s"] = time.monotonic() - t0
+        result["loadavg_before"] = load
+        self._record(scenario, daemon, result)
+        _log(f"{scenario} {daemon} {rep + 1}/{total} {_brief(result)} ({result['wall_s']:.0f} s)")
+
+    def _record(self, scenario: str, daemon: str, result: dict[str, Any]) -> None:
+        if scenario in ("latency", "reflector"):
+            self._store(scenario, daemon, result)
+            return
+        n = result["n"]
+        if scenario.startswith("bulk"):
+            self._store(scenario, daemon, result)
+        if "memory" in self.scenarios and n == self.memory_n:
+            self._store("memory", daemon, result)
+        if "idle_cpu_receiver_s" in result:
+            window = result["idle_window_s"]
+            self._store(
+                "idle",
+                daemon,
+                {
+                    "idle_cpu_pct": 100 * result["idle_cpu_receiver_s"] / window,
+                    "idle_cpu_sender_pct": 100 * result["idle_cpu_sender_s"] / window,
+                    "idle_cpu_receiver_s": result["idle_cpu_receiver_s"],
+                    "window_s": window,
+                },
+            )
+
+    # --- plan --------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        st = self.settings
+        sel = self.scenarios
+        memory = "memory" in sel
+        idle = st.idle_seconds if memory else None
+        for scenario in sel:
+            n_rep = self.repeat[scenario]
+            if scenario == "latency":
+                for rep in range(n_rep):
+                    for d in self.daemons:
+                        self._one("latency", d, rep, n_rep, partial(scenarios.run_latency, st, d, rep))
+            elif scenario in ("bulk10k", "bulk100k"):
+                n = 10_000 if scenario == "bulk10k" else 100_000
+                for rep in range(n_rep):
+                    for d in self.daemons:
+                        self._one(
+                            scenario,
+                            d,
+                            rep,
+                            n_rep,
+                            partial(
+                                scenarios.run_bulk, st, d, rep, n, idle_seconds=idle if n == 10_000 else None
+                            ),
+                        )
+            elif scenario == "reflector":
+                self._reflector(n_rep)
+            elif scenario == "memory":
+                self._memory(n_rep, idle)
+        if memory and self.memory_n != 100_000:
+            self.results["notes"].append(
+                f"memory figures measured with {self.memory_n:,} routes (--quick), not 100k"
+            )
+        if "reflector" in sel:
+            self.results["notes"].append(
+                f"reflector: {st.reflector_clients} BIRD clients × {st.reflector_routes} routes; "
+                "convergence = every client holds every other client's routes, from enabling the "
+                "clients' static routes (all sessions already established)"
+            )
+        if memory:
+            self.results["notes"].append(
+                f"idle CPU over {st.idle_seconds:.0f} s with 10k routes; RSS and CPU are the daemon's "
+                "process tree (bgpd + ExaBGP + its API helper; bird alone)"
+            )
+        if self.args.profile or self.args.profile_reflector:
+            self.profile()
+
+    def _memory(self, n_rep: int, idle: float | None) -> None:
+        """Memory/CPU figures come from the bulk runs when they ran; otherwise from runs of our own."""
+        st, sel, n = self.settings, self.scenarios, self.memory_n
+        own_full = f"bulk{n // 1000}k" not in sel
+        own_idle = "bulk10k" not in sel and not (own_full and n == 10_000)
+        for rep in range(n_rep):
+            for d in self.daemons:
+                if own_full:
+                    self._one(
+                        "memory",
+                        d,
+                        rep,
+                        n_rep,
+                        partial(
+                            scenarios.run_bulk,
+                            st,
+                            d,
+                            rep,
+                            n,
+                            delete=False,
+                            idle_seconds=idle if n == 10_000 else None,
+                        ),
+                    )
+                if own_idle:
+                    self._one(
+                        "memory",
+                        d,
+                        rep,
+                        n_rep,
+                        partial(scenarios.run_bulk, st, d, rep, 10_000, delete=False, idle_seconds=idle),
+                    )
+
+    def _reflector(self, n_rep: int) -> None:
+        st = self.settings
+        daemons = list(self.daemons)
+        if "bgpd" in daemons:
+            ok, why = scenarios.bgpd_reflector_available(st)
+            if not ok:
+                _log(f"bgpd reflector: not available ({why})")
+                self._error("reflector", "bgpd", "not available")
+                self.results["notes"].append(f"bgpd reflector: not available (`bgpd check`: {why})")
+                daemons.remove("bgpd")
+        for rep in range(n_rep):
+            for d in daemons:
+                self._one("reflector", d, rep, n_rep, partial(scenarios.run_reflector, st, d, rep))
+
+    def profile(self) -> None:
+        if not profiling.available():
+            _log(f"--profile: py-spy not found ({profiling.PYSPY}); install it: .venv/bin/pip install py-spy")
+            return
+        outdir = self.args.results / "profile"
+        if outdir.exists():
+            shutil.rmtree(outdir)
+        st = Settings(**{**self.settings.__dict__, "profile_dir": outdir})
+        summaries: dict[str, Any] = {}
+        if self.args.profile:
+            _log("profile: bgpd bulk 100k under py-spy (not counted) ...")
+            try:
+                r = scenarios.run_bulk(st, "bgpd", 99, 100_000, profile=True)
+                _log(f"profile run: {_brief(r)}")
+                summaries["bulk100k_run"] = r
+            except Exception as exc:
+                _log(f"profile run failed: {exc}")
+        if self.args.profile_reflector:
+            _log("profile: bgpd reflector under py-spy (not counted) ...")
+            try:
+                ok, _ = scenarios.bgpd_reflector_available(st)
+                if ok:
+                    r = scenarios.run_reflector(st, "bgpd", 99, profile=True)
+                    summaries["reflector_run"] = r
+            except Exception as exc:
+                _log(f"profile reflector run failed: {exc}")
+        text = ["# py-spy profiles (bgpd, not counted in the figures)", ""]
+        for path in sorted(outdir.glob("*.txt")):
+            summary = profiling.summarize(path, 15)
+            summaries[path.stem] = summary
+            text += ["```", profiling.format_summary(path.stem, summary, 12), "```", ""]
+        (outdir / "summary.md").write_text("\n".join(text))
+        (outdir / "summary.json").write_text(json.dumps(summaries, indent=1, default=str))
+        self.results["profile"] = {"dir": str(outdir), "summary": str(outdir / "summary.md")}
+        _log(f"profile summaries: {outdir / 'summary.md'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench: needs root (network namespaces); run: sudo .venv/bin/python -m bench", file=sys.stderr)
+        return 1
+    if args.cleanup:
+        left = topo.leftovers()
+        for ns in left:
+            topo.remove_namespace(ns)
+        print(f"removed {len(left)} namespaces: {' '.join(left)}" if left else "nothing to remove")
+        return 0
+    for tool in ("ip", topo.BIRD):
+        if shutil.which(tool) is None and not Path(tool).exists():
+            print(f"bench: {tool} not found (run scripts/setup.sh)", file=sys.stderr)
+            return 1
+    left = topo.leftovers()
+    if left:
+        _log(
+            f"warning: {len(left)} namespaces from an earlier run ({left[0]} ...); remove them with --cleanup"
+        )
+    bench = Bench(args)
+    _log(f"scenarios {','.join(bench.scenarios)}; daemons {','.join(bench.daemons)}; workdir {bench.workdir}")
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, _on_signal)
+    interrupted = False
+    t0 = time.monotonic()
+    try:
+        bench.run()
+    except (Interrupted, KeyboardInterrupt) as exc:
+        interrupted = True
+        _log(f"interrupted ({exc}); cleaning up")
+        bench.results["notes"].append("interrupted: partial results")
+    finally:
+        # ignore further signals while tearing down
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        topo.close_all()
+        for f in bench.workdir.glob("batch-*.txt"):
+            f.unlink()
+    bench.results["wall_s"] = round(time.monotonic() - t0, 1)
+    bench.results["machine"]["loadavg_at_end"] = os.getloadavg()
+    latest, md = report.write(bench.results, args.results)
+    rows = bench.results["summary"]
+    m = bench.results["machine"]
+    print(
+        f"\nbgpd vs BIRD {m['bird']} — {bench.results['date']} — {m['nproc']} × {m['cpu']}, "
+        f"kernel {m['kernel']}"
+    )
+    print(report.text_table(rows))
+    for note in bench.results["notes"]:
+        print(f"- {note}")
+    print(f"\nresults: {latest}, {md} (wall {bench.results['wall_s']:.0f} s; logs in {bench.workdir})")
+    left = topo.leftovers()
+    if left:
+        print(f"warning: namespaces left: {left}", file=sys.stderr)
+    return 130 if interrupted else 0

@@ -1,0 +1,243 @@
+"""Turning per-repetition results into the table: median (min–max) per daemon, ratio, goal."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str  # key in results["runs"]
+    metric: str  # key in each repetition's dict
+    label: str
+    unit: str
+    scale: float = 1.0  # multiply raw values (bytes -> MiB ...)
+    goal: str = ""
+    check: Callable[[float, float | None], bool | None] | None = None  # (bgpd median, ratio) -> met
+    digits: int = 2
+
+
+def _ratio_le(limit: float) -> Callable[[float, float | None], bool | None]:
+    return lambda _v, ratio: None if ratio is None else ratio <= limit
+
+
+MIB = 1 / (1 << 20)
+ROWS = [
+    Row(
+        "latency",
+        "add_p50_ms",
+        "latency add → installed, p50",
+        "ms",
+        goal="≤ 1.0× BIRD",
+        check=_ratio_le(1.0),
+    ),
+    Row("latency", "add_p90_ms", "latency add → installed, p90", "ms"),
+    Row("latency", "del_p50_ms", "latency delete → removed, p50", "ms"),
+    Row("latency", "del_p90_ms", "latency delete → removed, p90", "ms"),
+    Row("bulk10k", "add_s", "bulk 10k added → all installed", "s", goal="≤ 0.5× BIRD", check=_ratio_le(0.5)),
+    Row("bulk10k", "del_s", "bulk 10k deleted → all removed", "s"),
+    Row("bulk10k", "sender_overflows_add", "bulk 10k: sender lost kernel notifications", "times", digits=0),
+    Row(
+        "bulk100k", "add_s", "bulk 100k added → all installed", "s", goal="≤ 1.0× BIRD", check=_ratio_le(1.0)
+    ),
+    Row("bulk100k", "del_s", "bulk 100k deleted → all removed", "s"),
+    Row("bulk100k", "sender_overflows_add", "bulk 100k: sender lost kernel notifications", "times", digits=0),
+    Row(
+        "reflector",
+        "converge_s",
+        "reflector: every client has all others' routes",
+        "s",
+        goal="≤ 1.0× BIRD",
+        check=_ratio_le(1.0),
+    ),
+    Row("reflector", "reflector_cpu_s", "reflector CPU until converged", "s"),
+    Row("reflector", "reflector_rss_bytes", "reflector RSS converged", "MiB", scale=MIB, digits=1),
+    Row(
+        "memory",
+        "bytes_per_route",
+        "receiver RSS per route beyond idle",
+        "B",
+        goal="≤ 500 B",
+        check=lambda v, _r: v <= 500,
+        digits=0,
+    ),
+    Row("memory", "rss_idle_bytes", "receiver RSS idle", "MiB", scale=MIB, digits=1),
+    Row("memory", "rss_full_bytes", "receiver RSS, all routes installed", "MiB", scale=MIB, digits=1),
+    Row("memory", "cpu_per_10k_receiver_s", "receiver CPU per 10k routes added", "s"),
+    Row("memory", "cpu_per_10k_sender_s", "sender CPU per 10k routes added", "s"),
+    Row(
+        "idle",
+        "idle_cpu_pct",
+        "receiver idle CPU, 10k routes installed",
+        "% core",
+        goal="≈ 0",
+        check=lambda v, _r: v <= 0.5,
+        digits=2,
+    ),
+    Row("idle", "idle_cpu_sender_pct", "sender idle CPU, 10k routes announced", "% core", digits=2),
+]
+
+
+def _fmt(value: float, digits: int) -> str:
+    if math.isnan(value):
+        return "—"
+    if digits == 0 or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def stats(values: list[float]) -> dict[str, float] | None:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def values_of(results: dict[str, Any], row: Row, daemon: str) -> list[float]:
+    runs = results["runs"].get(row.scenario, {}).get(daemon, [])
+    return [r[row.metric] * row.scale for r in runs if isinstance(r, dict) and r.get(row.metric) is not None]
+
+
+def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per table row that has data, with stats per daemon, ratio and goal status."""
+    out = []
+    for row in ROWS:
+        if row.scenario not in results["runs"]:
+            continue
+        entry: dict[str, Any] = {
+            "scenario": row.scenario,
+            "metric": row.metric,
+            "label": row.label,
+            "unit": row.unit,
+            "goal": row.goal,
+        }
+        for daemon in ("bgpd", "bird"):
+            entry[daemon] = stats(values_of(results, row, daemon))
+            errors = results.get("errors", {}).get(row.scenario, {}).get(daemon)
+            if errors:
+                entry[f"{daemon}_error"] = errors
+        b, r = entry["bgpd"], entry["bird"]
+        entry["ratio"] = b["median"] / r["median"] if b and r and r["median"] else None
+        entry["met"] = row.check(b["median"], entry["ratio"]) if (row.check and b) else None
+        entry["digits"] = row.digits
+        out.append(entry)
+    return out
+
+
+def _cell(entry: dict[str, Any], daemon: str) -> str:
+    s = entry[daemon]
+    if s is None:
+        return str(entry.get(f"{daemon}_error", "—"))
+    d = entry["digits"]
+    if s["n"] == 1:
+        return f"{_fmt(s['median'], d)}"
+    return f"{_fmt(s['median'], d)} ({_fmt(s['min'], d)}–{_fmt(s['max'], d)})"
+
+
+def table(rows: list[dict[str, Any]]) -> list[list[str]]:
+    lines = [
+        ["scenario", "unit", "bgpd median (min–max)", "BIRD median (min–max)", "bgpd/BIRD", "goal", "met"]
+    ]
+    for e in rows:
+        ratio = "—" if e["ratio"] is None else f"{e['ratio']:.2f}×"
+        met = "" if e["met"] is None else ("yes" if e["met"] else "no")
+        lines.append([e["label"], e["unit"], _cell(e, "bgpd"), _cell(e, "bird"), ratio, e["goal"], met])
+    return lines
+
+
+def text_table(rows: list[dict[str, Any]]) -> str:
+    cells = table(rows)
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    out = []
+    for n, r in enumerate(cells):
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def markdown(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    cells = table(rows)
+    m = results["machine"]
+    lines = [
+        f"Measured {results['date']} on {m['nproc']} × {m['cpu']}, {m['mem_gib']} GiB, kernel {m['kernel']}, "
+        f"BIRD {m['bird']}, ExaBGP {m['exabgp']}, Python {m['python']}; "
+        f"repetitions: {', '.join(f'{k} {v}' for k, v in results['repeat'].items())}.",
+        "",
+        "| " + " | ".join(cells[0]) + " |",
+        "|" + "|".join(" --- " for _ in cells[0]) + "|",
+    ]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in cells[1:]]
+    notes = results.get("notes", [])
+    if notes:
+        lines += ["", *[f"- {n}" for n in notes]]
+    return "\n".join(lines) + "\n"
+
+
+def _run(*argv: str) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) // (1 << 20)
+    except OSError:
+        pass
+    try:
+        from importlib.metadata import version
+
+        exabgp = version("exabgp")
+    except Exception:
+        exabgp = "?"
+    bird = (
+        (_run("bird", "--version") + _run("bash", "-c", "bird --version 2>&1")).split("version")[-1].strip()
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu or platform.processor(),
+        "mem_gib": mem,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "bird": bird or "?",
+        "exabgp": exabgp,
+        "host": platform.node(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def write(results: dict[str, Any], outdir: Path) -> tuple[Path, Path]:
+    outdir.mkdir(parents=True, exist_ok=True)
+    rows = summarize(results)
+    results["summary"] = rows
+    text = json.dumps(results, indent=1, default=str)
+    stamp = datetime.fromisoformat(results["date"]).strftime("%Y%m%d-%H%M%S")
+    latest = outdir / "latest.json"
+    latest.write_text(text)
+    (outdir / f"{stamp}.json").write_text(text)
+    md = outdir / "latest.md"
+    md.write_text(markdown(results, rows))
+    return latest, md

@@ -1,0 +1,456 @@
+"""The scenarios: one function per (scenario, daemon, repetition), each on a freshly built topology.
+
+Two-host scenarios (latency, bulk, memory): host A (192.168.100.10) plays Felix and injects workload
+routes (``/32 dev cali0 scope link proto boot``); host B (192.168.100.11) receives. Both run the daemon
+under test (bgpd or BIRD) in a two-node mesh. An agent (`bench/agent.py`) in each namespace injects single
+routes (A) and watches B's routes of protocol bird inside the pool over netlink (B), with timestamps on
+CLOCK_MONOTONIC. Before measuring, a probe route goes A -> B and back, so sessions are up and warm.
+
+Reflector scenario: 50 BIRD clients, each announcing 200 prefixes, around the reflector under test.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from . import birdconf, profiling
+from .topo import ASN, POOL, Agent, BenchError, BirdCli, Host, Topology, bird_cli
+
+log = logging.getLogger("bench")
+
+PROBE = "10.255.0.1/32"
+READY_TIMEOUT = 90.0
+BULK_BASE = int(IPv4Address("10.64.0.0"))
+RR_ADDRESS = "192.168.100.2"
+RR_CLUSTER_ID = "1.0.0.1"
+
+
+@dataclass
+class Settings:
+    workdir: Path
+    latency_samples: int = 25
+    idle_seconds: float = 30.0
+    bulk_timeout: float = 600.0
+    reflector_clients: int = 50
+    reflector_routes: int = 200
+    reflector_timeout: float = 300.0
+    log_level: str = "info"
+    profile_dir: Path | None = None
+
+
+# --------------------------------------------------------------------------------------------- two hosts
+@dataclass
+class Pair:
+    topo: Topology
+    a: Host
+    b: Host
+    agent_a: Agent
+    agent_b: Agent
+    ready_s: float
+
+
+def bgpd_config(host: Host, mesh: list[str]) -> dict[str, Any]:
+    """As tests/e2e: a full mesh, one pool, Felix's protocols, routes installed as proto bird."""
+    return {
+        "node": {"name": host.name, "address": host.address, "asn": ASN},
+        "bgp": {"mesh": {"enabled": True, "nodes": mesh}},
+        "pools": [{"cidr": POOL}],
+        "export": {"protocols": ["boot", 80], "interfaces": ["cali*"]},
+        "kernel": {"protocol": "bird", "table": "main"},
+    }
+
+
+def build_pair(settings: Settings, daemon: str, tag: str) -> Pair:
+    topo = Topology(settings.workdir / tag, tag)
+    try:
+        a = topo.host("hA", 10)
+        b = topo.host("hB", 11)
+        t0 = time.monotonic()
+        for host, peer in ((b, a), (a, b)):  # the receiver first: it is the passive side for bgpd
+            if daemon == "bgpd":
+                topo.start_bgpd(host, bgpd_config(host, [a.address, b.address]), settings.log_level)
+            else:
+                topo.start_bird(host, birdconf.host(host.address, [peer.address], POOL, ASN))
+        agent_a = topo.agent(a)
+        agent_b = topo.agent(b)
+        # probe: a route A -> B and its withdrawal, so both sessions are established and warm
+        deadline = time.monotonic() + READY_TIMEOUT
+        agent_b.wait("add", PROBE)
+        agent_a.change("add", PROBE)
+        while True:
+            topo.check_alive()
+            try:
+                agent_b.seen("add", PROBE, 1.0)
+                break
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise BenchError(
+                        f"{daemon}: probe route never reached host B within {READY_TIMEOUT:.0f}s; "
+                        f"logs in {topo.workdir}"
+                    ) from None
+        ready = time.monotonic() - t0
+        agent_b.wait("del", PROBE)
+        agent_a.change("del", PROBE)
+        agent_b.seen("del", PROBE, 30.0)
+        return Pair(topo, a, b, agent_a, agent_b, ready)
+    except BaseException:
+        topo.close()
+        raise
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolation percentile (q in 0..100)."""
+    data = sorted(values)
+    if not data:
+        return float("nan")
+    pos = (len(data) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def run_latency(settings: Settings, daemon: str, rep: int) -> dict[str, Any]:
+    pair = build_pair(settings, daemon, f"latency-{daemon}-{rep}")
+    try:
+        rng = random.Random(rep)
+        adds: list[float] = []
+        dels: list[float] = []
+        lost = 0
+        for i in range(settings.latency_samples):
+            prefix = f"10.1.{i // 200}.{i % 200 + 1}/32"
+            for op, out in (("add", adds), ("del", dels)):
+                time.sleep(rng.uniform(0.05, 0.15))  # off any timer's phase
+                pair.agent_b.wait(op, prefix)
+                t_inject = pair.agent_a.change(op, prefix)
+                try:
+                    t_seen = pair.agent_b.seen(op, prefix, 10.0)
+                except TimeoutError:
+                    lost += 1
+                    pair.topo.check_alive()
+                    continue
+                out.append((t_seen - t_inject) * 1000)
+        return {
+            "add_p50_ms": percentile(adds, 50),
+            "add_p90_ms": percentile(adds, 90),
+            "del_p50_ms": percentile(dels, 50),
+            "del_p90_ms": percentile(dels, 90),
+            "samples_add_ms": [round(x, 3) for x in adds],
+            "samples_del_ms": [round(x, 3) for x in dels],
+            "lost": lost,
+            "ready_s": pair.ready_s,
+        }
+    finally:
+        pair.topo.close()
+
+
+# --------------------------------------------------------------------------------------------- bulk
+def bulk_prefixes(n: int) -> list[str]:
+    return [f"{IPv4Address(BULK_BASE + i)}/32" for i in range(n)]
+
+
+def batch_files(settings: Settings, n: int) -> tuple[Path, Path]:
+    add = settings.workdir / f"batch-add-{n}.txt"
+    delete = settings.workdir / f"batch-del-{n}.txt"
+    if not add.exists() or not delete.exists():
+        settings.workdir.mkdir(parents=True, exist_ok=True)
+        prefixes = bulk_prefixes(n)
+        add.write_text("".join(f"route add {p} dev cali0 proto boot scope link\n" for p in prefixes))
+        delete.write_text("".join(f"route del {p} dev cali0\n" for p in prefixes))
+    return add, delete
+
+
+def ip_batch(host: Host, path: Path) -> float:
+    """`ip -n NS -batch FILE` (as Felix's bulk programming); returns its duration."""
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        ["ip", "-n", host.ns, "-batch", str(path)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise BenchError(f"ip -batch {path} in {host.ns}: {proc.stderr.strip()[:300]}")
+    return time.monotonic() - t0
+
+
+def _wait_count(pair: Pair, n: int, timeout: float, what: str) -> float:
+    deadline = time.monotonic() + timeout
+    while True:
+        pair.topo.check_alive()
+        try:
+            return pair.agent_b.seen("count", n, min(5.0, max(deadline - time.monotonic(), 0.0)))
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                got, _ = pair.agent_b.count()
+                raise TimeoutError(f"{what}: {got} of {n} routes after {timeout:.0f}s") from None
+
+
+OVERFLOW_MARKS = ("Kernel dropped some netlink messages", "route notifications lost")
+
+
+def overflows(host: Host) -> int:
+    """How often the daemon on `host` logged that the kernel dropped route notifications (BIRD then waits
+    for its next scan, `scan time 2`; bgpd re-dumps at once)."""
+    if host.daemon is None:
+        return 0
+    try:
+        with open(host.daemon.log_path, errors="replace") as fh:
+            return sum(1 for line in fh if any(m in line for m in OVERFLOW_MARKS))
+    except OSError:
+        return 0
+
+
+def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: round(v - before.get(k, 0.0), 2) for k, v in after.items()}
+
+
+def _profile_targets(pair: Pair) -> dict[str, int | None]:
+    return {
+        "sender-bgpd": pair.a.daemon.pid if pair.a.daemon else None,
+        "sender-exabgp": pair.a.exabgp_pid(),
+        "receiver-exabgp": pair.b.exabgp_pid(),
+        "receiver-bgpd": pair.b.daemon.pid if pair.b.daemon else None,
+    }
+
+
+def run_bulk(
+    settings: Settings,
+    daemon: str,
+    rep: int,
+    n: int,
+    delete: bool = True,
+    idle_seconds: float | None = None,
+    profile: bool = False,
+) -> dict[str, Any]:
+    """Add n routes on A at once; time until all are installed on B; optionally idle CPU; then delete all.
+
+    Also: RSS of B's daemon tree idle and with n routes, CPU seconds of both trees over each phase."""
+    add_file, del_file = batch_files(settings, n)
+    pair = build_pair(settings, daemon, f"bulk{n}-{daemon}-{rep}")
+    profiler = profiling.Profiler(settings.profile_dir) if profile and settings.profile_dir else None
+    try:
+        time.sleep(1.0)  # let the start-up settle before taking the idle footprint
+        result: dict[str, Any] = {"n": n, "ready_s": pair.ready_s}
+        rss_idle = pair.b.rss()
+        result["rss_idle_bytes"] = rss_idle
+        result["rss_idle_receiver_by_process_bytes"] = pair.b.rss_by_process()
+        result["sender_rss_idle_bytes"] = pair.a.rss()
+        cpu_b0, cpu_a0 = pair.b.cpu(), pair.a.cpu()
+        split_b0, split_a0 = pair.b.cpu_by_process(), pair.a.cpu_by_process()
+        over0 = overflows(pair.a)
+        pair.agent_b.wait("count", n)
+        if profiler:
+            profiler.start(_profile_targets(pair), f"add{n}")
+        t0 = time.monotonic()
+        result["batch_add_s"] = ip_batch(pair.a, add_file)
+        t_done = _wait_count(pair, n, settings.bulk_timeout, f"{daemon} bulk add {n}")
+        result["add_s"] = t_done - t0
+        result["sender_overflows_add"] = overflows(pair.a) - over0
+        time.sleep(0.5)  # the receiver may still log/account after the last install
+        if profiler:
+            profiler.stop()
+        cpu_b1, cpu_a1 = pair.b.cpu(), pair.a.cpu()
+        result["cpu_add_receiver_s"] = cpu_b1 - cpu_b0
+        result["cpu_add_sender_s"] = cpu_a1 - cpu_a0
+        result["cpu_per_10k_receiver_s"] = (cpu_b1 - cpu_b0) * 10_000 / n
+        result["cpu_per_10k_sender_s"] = (cpu_a1 - cpu_a0) * 10_000 / n
+        result["cpu_add_receiver_by_process_s"] = _delta(pair.b.cpu_by_process(), split_b0)
+        result["cpu_add_sender_by_process_s"] = _delta(pair.a.cpu_by_process(), split_a0)
+        rss_full = pair.b.rss()
+        result["rss_full_receiver_by_process_bytes"] = pair.b.rss_by_process()
+        result["rss_full_sender_by_process_bytes"] = pair.a.rss_by_process()
+        result["rss_full_bytes"] = rss_full
+        result["sender_rss_full_bytes"] = pair.a.rss()
+        result["bytes_per_route"] = (rss_full - rss_idle) / n
+        if idle_seconds:
+            time.sleep(2.0)
+            c0, s0 = pair.b.cpu(), pair.a.cpu()
+            split_b0, split_a0 = pair.b.cpu_by_process(), pair.a.cpu_by_process()
+            time.sleep(idle_seconds)
+            result["idle_cpu_receiver_s"] = pair.b.cpu() - c0
+            result["idle_cpu_sender_s"] = pair.a.cpu() - s0
+            result["idle_cpu_receiver_by_process_s"] = _delta(pair.b.cpu_by_process(), split_b0)
+            result["idle_cpu_sender_by_process_s"] = _delta(pair.a.cpu_by_process(), split_a0)
+            result["idle_window_s"] = idle_seconds
+        if delete:
+            pair.agent_b.wait("count", 0)
+            if profiler:
+                profiler.start(_profile_targets(pair), f"del{n}")
+            c0, s0 = pair.b.cpu(), pair.a.cpu()
+            over0 = overflows(pair.a)
+            t0 = time.monotonic()
+            result["batch_del_s"] = ip_batch(pair.a, del_file)
+            t_done = _wait_count(pair, 0, settings.bulk_timeout, f"{daemon} bulk delete {n}")
+            result["del_s"] = t_done - t0
+            result["sender_overflows_del"] = overflows(pair.a) - over0
+            if profiler:
+                profiler.stop()
+            result["cpu_del_receiver_s"] = pair.b.cpu() - c0
+            result["cpu_del_sender_s"] = pair.a.cpu() - s0
+        result["resyncs"] = pair.agent_b.count()[1]
+        return result
+    finally:
+        if profiler:
+            profiler.stop()
+        pair.topo.close()
+
+
+# --------------------------------------------------------------------------------------------- reflector
+def client_routes(index: int, count: int) -> list[str]:
+    """`count` unique /26 prefixes for client `index`: 10.(100 + index / 100).x.y/26."""
+    base = int(IPv4Address("10.100.0.0")) + index * count * 64
+    return [f"{IPv4Address(base + i * 64)}/26" for i in range(count)]
+
+
+def bgpd_reflector_config(clients: list[str]) -> dict[str, Any]:
+    return {
+        "node": {"name": "rr1", "address": RR_ADDRESS, "asn": ASN},
+        "reflector": {"cluster_id": RR_CLUSTER_ID, "clients": clients},
+        "pools": [{"cidr": POOL}],
+        "kernel": {"install": False},
+    }
+
+
+def bgpd_reflector_available(settings: Settings) -> tuple[bool, str]:
+    """Does the installed bgpd accept the `reflector` key? (`bgpd check -c` exits 2 if not.)"""
+    import sys
+
+    import yaml
+
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    path = settings.workdir / "rr-check.yaml"
+    cfg = bgpd_reflector_config([f"192.168.100.{10 + i}" for i in range(settings.reflector_clients)])
+    cfg["runtime"] = {"dir": str(settings.workdir / "rr-check-run")}
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bgpd", "check", "-c", str(path)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode == 0:
+        return True, ""
+    return False, (proc.stderr.strip() or proc.stdout.strip())[:300]
+
+
+def _poll(clis: list[BirdCli], command: str) -> list[list[str]]:
+    for cli in clis:
+        cli.sock.sendall(command.encode() + b"\n")
+    return [cli._reply() for cli in clis]
+
+
+def _count_of(reply: list[str]) -> int:
+    # '1007-9800 of 10000 routes for 10000 networks in table master4' (filtered count first)
+    for line in reply:
+        text = line[5:] if line[:4].isdigit() else line.strip()
+        words = text.split()
+        if len(words) > 2 and words[1] == "of" and words[0].isdigit():
+            return int(words[0])
+    return -1
+
+
+def run_reflector(settings: Settings, daemon: str, rep: int, profile: bool = False) -> dict[str, Any]:
+    n_clients, n_routes = settings.reflector_clients, settings.reflector_routes
+    expected = (n_clients - 1) * n_routes
+    topo = Topology(settings.workdir / f"reflector-{daemon}-{rep}", f"rr-{daemon}-{rep}")
+    clis: list[BirdCli] = []
+    profiler = profiling.Profiler(settings.profile_dir) if profile and settings.profile_dir else None
+    try:
+        rr = topo.host("rr", 2, workload_dev=False)
+        clients = [topo.host(f"c{i:02d}", 10 + i, workload_dev=False) for i in range(n_clients)]
+        addresses = [c.address for c in clients]
+        t_start = time.monotonic()
+        if daemon == "bgpd":
+            topo.start_bgpd(rr, bgpd_reflector_config(addresses), settings.log_level)
+        else:
+            topo.start_bird(rr, birdconf.reflector(rr.address, addresses, POOL, ASN, RR_CLUSTER_ID))
+        for i, c in enumerate(clients):
+            topo.start_bird(c, birdconf.client(c.address, rr.address, client_routes(i, n_routes), POOL, ASN))
+        # connect to every client's control socket
+        deadline = time.monotonic() + 30.0
+        for c in clients:
+            while True:
+                try:
+                    clis.append(bird_cli(c))
+                    break
+                except OSError:
+                    topo.check_alive()
+                    if time.monotonic() > deadline:
+                        raise BenchError(f"BIRD on {c.name} has no control socket") from None
+                    time.sleep(0.1)
+        # every client's session to the reflector established
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            topo.check_alive()
+            replies = _poll(clis, "show protocols reflector")
+            up = sum(1 for r in replies if any("Established" in line for line in r))
+            if up == n_clients:
+                break
+            if time.monotonic() > deadline:
+                raise BenchError(f"{daemon} reflector: {up} of {n_clients} sessions established")
+            time.sleep(0.2)
+        ready = time.monotonic() - t_start
+        time.sleep(1.0)
+        cpu0 = rr.cpu()
+        if profiler:
+            profiler.start(
+                {"reflector-bgpd": rr.daemon.pid if rr.daemon else None, "reflector-exabgp": rr.exabgp_pid()},
+                "reflector",
+            )
+        t0 = time.monotonic()
+        for reply in _poll(clis, "enable workloads"):
+            if not any("enabled" in line for line in reply):
+                raise BenchError(f"enable workloads: {reply}")
+        t_enabled = time.monotonic() - t0
+        done: dict[int, float] = {}
+        counts = [0] * n_clients
+        deadline = t0 + settings.reflector_timeout
+        while len(done) < n_clients:
+            topo.check_alive()
+            todo = [i for i in range(n_clients) if i not in done]
+            replies = _poll([clis[i] for i in todo], "show route protocol reflector count")
+            now = time.monotonic()
+            for i, reply in zip(todo, replies, strict=True):
+                counts[i] = _count_of(reply)
+                if counts[i] == expected:
+                    done[i] = now - t0
+            if len(done) == n_clients:
+                break
+            if now > deadline:
+                raise TimeoutError(
+                    f"{daemon} reflector: {len(done)} of {n_clients} clients converged after "
+                    f"{settings.reflector_timeout:.0f}s (routes per client min {min(counts)}, "
+                    f"max {max(counts)}, expected {expected})"
+                )
+            time.sleep(0.1)
+        converged = max(done.values())
+        cpu1 = rr.cpu()
+        if profiler:
+            profiler.stop()
+        return {
+            "converge_s": converged,
+            "first_client_s": min(done.values()),
+            "enable_s": t_enabled,
+            "ready_s": ready,
+            "reflector_cpu_s": cpu1 - cpu0,
+            "reflector_rss_bytes": rr.rss(),
+            "clients": n_clients,
+            "routes_per_client": n_routes,
+            "expected_per_client": expected,
+        }
+    finally:
+        if profiler:
+            profiler.stop()
+        for cli in clis:
+            cli.close()
+        topo.close()
+
+
+def median_of(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+Runner = Callable[[Settings, str, int], dict[str, Any]]
