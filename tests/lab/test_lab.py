@@ -102,19 +102,26 @@ def test_removed_workload_becomes_unreachable_and_its_route_disappears(
     assert lab.ping(w0, "10.20.1.2", "10.20.2.2").ok  # everything else still works
 
 
-def test_four_hosts_three_workloads_each(tmp_path: Path) -> None:
-    topology = _copy_topology("lab4.yaml", tmp_path)
+def _up_check_down(tmp_path: Path, shipped: str, summary: str, pings: str) -> str:
+    """`up` a shipped topology, expect `summary` in its output and `pings` answered by `check`; always
+    `down`, which must leave nothing. Returns `up`'s output."""
+    topology = _copy_topology(shipped, tmp_path)
     state = tmp_path / "state"
     try:
         up = lab_cli(topology, state, "up")
         assert up.returncode == 0, up.stderr + up.stdout
-        assert "4 hosts, 12 workloads" in up.stdout
+        assert summary in up.stdout
         check = lab_cli(topology, state, "check")
         assert check.returncode == 0, check.stdout
-        assert "180/180 pings answered" in check.stdout
+        assert f"{pings} pings answered" in check.stdout
     finally:
         lab_cli(topology, state, "down")
     assert netns.list_namespaces(load(topology).prefix) == []
+    return up.stdout
+
+
+def test_four_hosts_three_workloads_each(tmp_path: Path) -> None:
+    _up_check_down(tmp_path, "lab4.yaml", "4 hosts, 12 workloads", "180/180")
 
 
 def test_up_that_cannot_write_its_state_fails_cleanly(tmp_path: Path) -> None:
@@ -140,18 +147,5 @@ def test_routes_that_do_not_converge_in_time_fail_up_name_the_logs_and_tear_down
 
 
 def test_reflector_topology_converges_and_every_ping_answers(tmp_path: Path) -> None:
-    topology = _copy_topology("lab-rr.yaml", tmp_path)
-    state = tmp_path / "state"
-    try:
-        up = lab_cli(topology, state, "up")
-        assert up.returncode == 0, up.stderr + up.stdout
-        assert "3 hosts, 2 reflectors, 5 workloads" in up.stdout
-        assert re.search(
-            r"^rr1\s+192\.168\.100\.2\s+4/4\s+0\s+0\s+0\s+\(route reflector\)", up.stdout, re.M
-        ), up.stdout
-        check = lab_cli(topology, state, "check")
-        assert check.returncode == 0, check.stdout
-        assert "35/35 pings answered" in check.stdout
-    finally:
-        lab_cli(topology, state, "down")
-    assert netns.list_namespaces(load(topology).prefix) == []
+    out = _up_check_down(tmp_path, "lab-rr.yaml", "3 hosts, 2 reflectors, 5 workloads", "35/35")
+    assert re.search(r"^rr1\s+192\.168\.100\.2\s+4/4\s+0\s+0\s+0\s+\(route reflector\)", out, re.M), out
