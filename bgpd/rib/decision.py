@@ -88,6 +88,17 @@ def multipath(paths: Sequence[Path], best: Path) -> tuple[Path, ...]:
     return tuple(sorted(chosen, key=lambda p: int(p.peer.address)))
 
 
+_NEXT_HOP_SETS: dict[tuple[IPv4Address, ...], tuple[IPv4Address, ...]] = {}
+_NEXT_HOP_SETS_MAX = 4096
+
+
 def next_hops(paths: Iterable[Path]) -> tuple[IPv4Address, ...]:
-    """Distinct next hops of a multipath set, sorted (the kernel's RTA_MULTIPATH order)."""
-    return tuple(sorted({p.next_hop for p in paths}))
+    """Distinct next hops of a multipath set, sorted (the kernel's RTA_MULTIPATH order). The same set is
+    returned as the same tuple object: a host has few distinct next-hop sets and 100k routes using them."""
+    hops = tuple(sorted({p.next_hop for p in paths}))
+    shared = _NEXT_HOP_SETS.get(hops)
+    if shared is not None:
+        return shared
+    if len(_NEXT_HOP_SETS) < _NEXT_HOP_SETS_MAX:
+        _NEXT_HOP_SETS[hops] = hops
+    return hops

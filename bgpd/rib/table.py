@@ -32,7 +32,9 @@ class Rib:
     """Adj-RIBs-In of all peers, indexed by prefix, with on-demand selection."""
 
     def __init__(self) -> None:
-        self._by_prefix: dict[IPv4Network, dict[IPv4Address, Path]] = {}
+        # paths per prefix as a tuple (one path per peer): most prefixes have one or two paths, and a tuple
+        # costs a fraction of a dict's memory at 100k prefixes
+        self._by_prefix: dict[IPv4Network, tuple[Path, ...]] = {}
         self._by_peer: dict[IPv4Address, set[IPv4Network]] = {}
         self._suppressed: set[IPv4Network] = set()
 
@@ -46,24 +48,34 @@ class Rib:
         return frozenset(self._by_peer.get(peer, ()))
 
     def paths(self, prefix: IPv4Network) -> tuple[Path, ...]:
-        return tuple(self._by_prefix.get(prefix, {}).values())
+        return self._by_prefix.get(prefix, ())
 
     def add(self, path: Path) -> bool:
         """Insert or replace the path of `path.peer` for `path.prefix` (implicit withdraw, RFC 4271 §3.1).
         Returns whether anything changed."""
-        peers = self._by_prefix.setdefault(path.prefix, {})
-        if peers.get(path.peer.address) == path:
-            return False
-        peers[path.peer.address] = path
-        self._by_peer.setdefault(path.peer.address, set()).add(path.prefix)
+        peer = path.peer.address
+        current = self._by_prefix.get(path.prefix, ())
+        for i, old in enumerate(current):
+            if old.peer.address == peer:
+                if old == path:
+                    return False
+                self._by_prefix[path.prefix] = (*current[:i], path, *current[i + 1 :])
+                return True
+        self._by_prefix[path.prefix] = (*current, path)
+        self._by_peer.setdefault(peer, set()).add(path.prefix)
         return True
 
     def remove(self, peer: IPv4Address, prefix: IPv4Network) -> bool:
         """Withdraw one path. Returns whether it existed."""
-        peers = self._by_prefix.get(prefix)
-        if peers is None or peers.pop(peer, None) is None:
+        current = self._by_prefix.get(prefix)
+        if current is None:
             return False
-        if not peers:
+        left = tuple(p for p in current if p.peer.address != peer)
+        if len(left) == len(current):
+            return False
+        if left:
+            self._by_prefix[prefix] = left
+        else:
             del self._by_prefix[prefix]
         owned = self._by_peer.get(peer)
         if owned is not None:
@@ -76,11 +88,11 @@ class Rib:
         """Remove every path of a peer whose session went down; returns the affected prefixes."""
         affected = self._by_peer.pop(peer, set())
         for prefix in affected:
-            peers = self._by_prefix.get(prefix)
-            if peers is not None:
-                peers.pop(peer, None)
-                if not peers:
-                    del self._by_prefix[prefix]
+            left = tuple(p for p in self._by_prefix.get(prefix, ()) if p.peer.address != peer)
+            if left:
+                self._by_prefix[prefix] = left
+            else:
+                self._by_prefix.pop(prefix, None)
         return affected
 
     def suppress(self, prefix: IPv4Network, on: bool) -> None:
@@ -97,7 +109,7 @@ class Rib:
         """Best path and ECMP set for a prefix, or None when no usable path exists."""
         if prefix in self._suppressed:
             return None
-        candidates = tuple(self._by_prefix.get(prefix, {}).values())
+        candidates = self._by_prefix.get(prefix, ())
         best = best_path(candidates)
         if best is None:
             return None
