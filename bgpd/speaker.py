@@ -110,7 +110,6 @@ class Speaker:
         self._ibgp_roles = {a: p.rr_client for a, p in self.peers.items() if p.asn == cfg.node.asn}
         self._reflect_scheduled = False
         self.counters: Counter[str] = Counter()
-        self.rejected: Counter[str] = Counter()
         # kernel view: every route of our table, by kernel key, and foreign ones per prefix
         self.kernel_view: dict[tuple[IPv4Network, int, int], KernelRoute] = {}
         self._foreign: Counter[IPv4Network] = Counter()
@@ -309,8 +308,6 @@ class Speaker:
             lines += codec.announce_lines(
                 sorted(self._out_announce), self.cfg.node.address, EXPORT_ATTRIBUTES
             )
-        self.counters["announced"] += len(self._out_announce)
-        self.counters["withdrawn"] += len(self._out_withdraw)
         if lines:
             log.debug(
                 "export",
@@ -371,7 +368,6 @@ class Speaker:
             prefixes = self.rib.peer_prefixes(peer)
             if prefixes:
                 self._stale_paths[peer] = set(prefixes)
-        self.counters["exabgp_disconnects"] += 1
         log.error("exabgp disconnected; keeping learned routes until sessions return")
         if self._loop is not None:
             self._tasks.append(self._loop.create_task(self._expire_stale_paths(), name="stale-paths"))
@@ -467,7 +463,6 @@ class Speaker:
 
     def _reject(self, status: PeerStatus, reason: Reject, what: str) -> None:
         status.rejected[reason.value] += 1
-        self.rejected[reason.value] += 1
         log.debug(
             "route rejected", extra={"kv": {"peer": status.address, "reason": reason.value, "what": what}}
         )
@@ -525,7 +520,6 @@ class Speaker:
     def _flush_reflection(self) -> None:
         self._reflect_scheduled = False
         batches = self.adjout.flush()
-        self.counters["reflected_batches"] += len(batches)
         for batch in batches:
             for peer in batch.peers:
                 self.commands_sent[str(peer)] += 1
