@@ -117,7 +117,7 @@ class SpeakerCollector(Collector):
             value=len(sp.export),
         )
         yield GaugeMetricFamily(
-            "bgpd_routes_announced", "Prefixes announced from this host", value=len(sp.export.announced)
+            "bgpd_routes_announced", "Prefixes announced from this host", value=sp.export.announced_count
         )
         yield CounterMetricFamily(
             "bgpd_kernel_route_changes", "Route changes written to the kernel", value=c["kernel_ops"]

@@ -252,7 +252,7 @@ class Speaker:
                 self.export.remove(event.route, delta)
         if not self._export_ready:
             self._export_ready = True
-            log.info("kernel dump read", extra={"kv": {"exported": len(self.export.announced)}})
+            log.info("kernel dump read", extra={"kv": {"exported": self.export.announced_count}})
         if delta:
             self._queue_export(delta)
             for prefix in delta.announce | delta.withdraw:

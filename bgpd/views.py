@@ -36,7 +36,7 @@ def role(speaker: Speaker) -> str:
 
 def advertised(speaker: Speaker, status: PeerStatus) -> int:
     """Prefixes bgpd has handed to ExaBGP for this peer: its own exports plus what it reflects to it."""
-    return len(speaker.export.announced) + speaker.adjout.count(status.address)
+    return speaker.export.announced_count + speaker.adjout.count(status.address)
 
 
 def peer(speaker: Speaker, status: PeerStatus) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def routes(speaker: Speaker, prefix: str | None = None) -> list[dict[str, Any]]:
             net = IPv4Network(prefix)
         except ValueError as exc:
             raise UnknownPrefix(f"invalid prefix {prefix!r}") from exc
-        if net not in set(speaker.rib.prefixes()) and not speaker.export.is_announced(net):
+        if not speaker.rib.paths(net) and not speaker.export.is_announced(net):
             raise UnknownPrefix(f"unknown prefix {net}")
         return [route(speaker, net)]
     every = set(speaker.rib.prefixes()) | set(speaker.export.announced)
@@ -157,7 +157,7 @@ def status(speaker: Speaker) -> dict[str, Any]:
         "routes": {
             "paths": len(speaker.rib),
             "installed": len(speaker.installed),
-            "announced": len(speaker.export.announced),
+            "announced": speaker.export.announced_count,
         },
         "reconciled": speaker.reconciled,
         "last_reload": speaker.last_reload,

@@ -222,11 +222,9 @@ class Lab:
         return out
 
     def learned(self, host: LabHost) -> dict[str, str]:
-        got: dict[str, str] = {}
-        for r in netns.routes(self.host_ns(host), "proto", "bird"):
-            hops = [r["gateway"]] if "gateway" in r else [n["gateway"] for n in r.get("nexthops", [])]
-            got[r["dst"]] = ",".join(sorted(hops))
-        return got
+        """Routes bgpd installed on `host`: prefix -> its next hops, comma-separated."""
+        hops = netns.next_hops_by_prefix(self.host_ns(host), "proto", "bird")
+        return {prefix: ",".join(via) for prefix, via in hops.items()}
 
     def sessions_up(self, node: LabHost) -> int:
         """Established BGP sessions of a node, as the kernel's TCP table shows them."""

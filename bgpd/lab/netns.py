@@ -60,6 +60,16 @@ def routes(ns: str, *selector: str) -> list[dict[str, Any]]:
     return list(json.loads(out)) if out else []
 
 
+def next_hops_by_prefix(ns: str, *selector: str) -> dict[str, list[str]]:
+    """The routes `ip route show SELECTOR` lists inside `ns`: prefix (as ip prints it) -> sorted next hops
+    (one for a single-path route, several for a multipath one)."""
+    out: dict[str, list[str]] = {}
+    for r in routes(ns, *selector):
+        hops = [r["gateway"]] if "gateway" in r else [n["gateway"] for n in r.get("nexthops", [])]
+        out[r["dst"]] = sorted(hops)
+    return out
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
     """Poll `predicate` until true; raise TimeoutError naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout

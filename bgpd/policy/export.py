@@ -77,6 +77,11 @@ class ExportTable:
     def announced(self) -> frozenset[IPv4Network]:
         return frozenset(self._announced)
 
+    @property
+    def announced_count(self) -> int:
+        """len(announced), without copying the set (read per peer on every scrape)."""
+        return len(self._announced)
+
     def is_announced(self, prefix: IPv4Network) -> bool:
         return prefix in self._announced
 

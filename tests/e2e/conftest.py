@@ -51,11 +51,7 @@ class Host:
 
     def bird_routes(self) -> dict[str, list[str]]:
         """prefix -> sorted next hops of the routes installed by bgpd (proto bird) in the main table."""
-        out: dict[str, list[str]] = {}
-        for r in self.routes("proto", "bird"):
-            hops = [r["gateway"]] if "gateway" in r else [n["gateway"] for n in r.get("nexthops", [])]
-            out[r["dst"]] = sorted(hops)
-        return out
+        return netns.next_hops_by_prefix(self.ns, "proto", "bird")
 
     def write_config(self, **overrides: Any) -> Path:
         cfg: dict[str, Any] = {

@@ -35,6 +35,17 @@ def _has(host: Host, prefix: str, via: str) -> bool:
     return host.bird_routes().get(prefix) == [via]
 
 
+def _block(i: int) -> str:
+    return f"10.20.{i + 1}.0/26"
+
+
+def _each_has_the_others_blocks(hosts: list[Host]) -> bool:
+    """Host i announces _block(i); every host must have every other's, via that host."""
+    return all(
+        _has(h, _block(j), o.address) for i, h in enumerate(hosts) for j, o in enumerate(hosts) if i != j
+    )
+
+
 def test_one_reflector_three_bgpd_hosts(underlay: Underlay) -> None:
     rr = underlay.host("rr", 2)
     hosts = [underlay.host(f"h{i}", 10 + i) for i in range(3)]
@@ -42,14 +53,8 @@ def test_one_reflector_three_bgpd_hosts(underlay: Underlay) -> None:
     for h in hosts:
         _client(h, [rr])
     for i, h in enumerate(hosts):
-        h.add_block(f"10.20.{i + 1}.0/26")
-    for i, h in enumerate(hosts):
-        for j, other in enumerate(hosts):
-            if i != j:
-                prefix = f"10.20.{j + 1}.0/26"
-                wait_for(
-                    lambda h=h, p=prefix, o=other: _has(h, p, o.address), CONVERGE, f"{prefix} on {h.name}"
-                )
+        h.add_block(_block(i))
+    wait_for(lambda: _each_has_the_others_blocks(hosts), CONVERGE, "every host has every other host's block")
     # the reflector is not in the forwarding path: it installs nothing by default
     assert rr.bird_routes() == {}
     # withdrawal is reflected too
@@ -71,15 +76,10 @@ def test_two_reflectors_one_killed_loses_no_route(underlay: Underlay) -> None:
     for h in hosts:
         _client(h, [rr1, rr2])
     for i, h in enumerate(hosts):
-        h.add_block(f"10.20.{i + 1}.0/26")
+        h.add_block(_block(i))
 
     def complete() -> bool:
-        return all(
-            _has(h, f"10.20.{j + 1}.0/26", o.address)
-            for i, h in enumerate(hosts)
-            for j, o in enumerate(hosts)
-            if i != j
-        )
+        return _each_has_the_others_blocks(hosts)
 
     wait_for(complete, CONVERGE, "every host has every other host's block")
 
@@ -139,17 +139,10 @@ def test_bird_clients_around_a_bgpd_reflector(underlay: Underlay) -> None:
     _reflector(rr, clients)
     socks = {}
     for i, c in enumerate(clients):
-        _, socks[c.name] = start_bird(c, [rr.address], [f"10.20.{i + 1}.0/26"])
-
-    def every_client_has_the_others() -> bool:
-        for i, c in enumerate(clients):
-            got = {r["dst"]: r.get("gateway") for r in c.routes("proto", "bird")}
-            for j, o in enumerate(clients):
-                if i != j and got.get(f"10.20.{j + 1}.0/26") != o.address:
-                    return False
-        return True
-
-    wait_for(every_client_has_the_others, CONVERGE, "BIRD clients accept the reflected routes")
+        _, socks[c.name] = start_bird(c, [rr.address], [_block(i)])
+    wait_for(
+        lambda: _each_has_the_others_blocks(clients), CONVERGE, "BIRD clients accept the reflected routes"
+    )
     # BIRD shows the RFC 4456 attributes bgpd added
     shown = birdc(clients[0], socks["b0"], "show", "route", "10.20.2.0/26", "all")
     assert f"BGP.originator_id: {clients[1].address}" in shown
@@ -180,12 +173,8 @@ def test_bgpd_clients_around_a_bird_reflector(underlay: Underlay) -> None:
     for h in hosts:
         _client(h, [rr])
     for i, h in enumerate(hosts):
-        h.add_block(f"10.20.{i + 1}.0/26")
-    for i, h in enumerate(hosts):
-        for j, o in enumerate(hosts):
-            if i != j:
-                p = f"10.20.{j + 1}.0/26"
-                wait_for(lambda h=h, p=p, o=o: _has(h, p, o.address), CONVERGE, f"{p} on {h.name}")
+        h.add_block(_block(i))
+    wait_for(lambda: _each_has_the_others_blocks(hosts), CONVERGE, "every host has every other host's block")
 
 
 def test_adding_a_client_by_reload_keeps_the_other_sessions_up(underlay: Underlay) -> None:
