@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 import yaml
 from yaml.constructor import SafeConstructor
 
+from bgpd.prefix import Address
+
 __all__ = [
     "LOG_LEVELS",
     "BgpConfig",
@@ -480,7 +482,7 @@ class _Walker:
     def ipv4(self, v: _V) -> IPv4Address:
         text = self.string(v, "IPv4 address", empty_ok=True)
         try:
-            addr = IPv4Address(text.strip())
+            addr = Address(text.strip())
         except AddressValueError:
             raise self.error(v, f"invalid IPv4 address {text!r}") from None
         if addr.is_unspecified or addr.is_multicast or addr == IPv4Address("255.255.255.255"):
@@ -503,10 +505,10 @@ class _Walker:
     def ipv4_id(self, v: _V) -> IPv4Address:
         """A 32-bit identifier (cluster id): dotted quad or integer, not zero (RFC 4456 §7)."""
         if isinstance(v.node, yaml.ScalarNode) and v.node.tag == "tag:yaml.org,2002:int":
-            return IPv4Address(self.integer(v, 1, 2**32 - 1, "cluster id"))
+            return Address(self.integer(v, 1, 2**32 - 1, "cluster id"))
         text = self.string(v, "cluster id").strip()
         try:
-            ident = IPv4Address(text)
+            ident = Address(text)
         except AddressValueError:
             raise self.error(v, f"invalid cluster id {text!r} (dotted quad or integer)") from None
         if ident.is_unspecified:

@@ -7,6 +7,9 @@ integers through a cached property on every dict or set lookup (bgpd does about 
 `Prefix` is an `IPv4Network` (equal to, and hashing like, a plain one, so both mix in the same dicts)
 that computes its hash once. `parse` and `from_int` build one without the general-purpose parser, and
 `bits` gives the (network, length) integers the policy checks compare.
+
+`Address` does the same for `IPv4Address` (whose hash formats a hex string on every lookup): peers, next
+hops and router ids are dict and set keys on the reflector's fan-out path, once per route per client.
 """
 
 from __future__ import annotations
@@ -30,6 +33,19 @@ class Prefix(IPv4Network):
             return value
 
     __eq__ = IPv4Network.__eq__
+
+
+class Address(IPv4Address):
+    """An IPv4Address with a cached hash (the same value IPv4Address.__hash__ computes)."""
+
+    __slots__ = ("_hash",)
+
+    def __init__(self, address: object) -> None:
+        super().__init__(address)
+        self._hash = IPv4Address.__hash__(self)
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 def from_int(address: int, length: int) -> Prefix:

@@ -45,6 +45,7 @@ RETRY_FAILED_AFTER = 5.0
 INLINE_KERNEL_OPS = 16  # batches up to this size are written from the event loop itself
 UNREACHABLE_FIRST_REPORT = 30.0  # seconds; then every 60, 120, ... up to the maximum
 UNREACHABLE_MAX_REPORT = 600.0
+ADVERT_CACHE_SIZE = 4096  # reflected (source, next hop, attributes) kept; cleared when full
 EXPORT_ATTRIBUTES = Attributes()
 
 
@@ -108,6 +109,8 @@ class Speaker:
         # Route reflection (RFC 4456): what each peer was sent, and who is a client
         self.adjout = AdjRibOut()
         self._ibgp_roles = {a: p.rr_client for a, p in self.peers.items() if p.asn == cfg.node.asn}
+        self._targets: dict[IPv4Address, frozenset[IPv4Address]] = {}  # per source, for _ibgp_roles
+        self._adverts: dict[tuple[IPv4Address, IPv4Address, Attributes], Advert] = {}
         self._reflect_scheduled = False
         self.counters: Counter[str] = Counter()
         # kernel view: every route of our table, by kernel key, and foreign ones per prefix
@@ -509,9 +512,19 @@ class Speaker:
         if best is not None:
             source = best.peer.address
             source_id = best.peer.router_id or source
-            advert = Advert(best.next_hop, reflected_attributes(best.attrs, source_id, self.cluster_id))
-            for peer in targets(source, self._ibgp_roles.get(source, False), self._ibgp_roles):
-                wanted[peer] = advert
+            # one Advert object and one receiver set per source and attributes, not per prefix
+            key = (source_id, best.next_hop, best.attrs)
+            advert = self._adverts.get(key)
+            if advert is None:
+                if len(self._adverts) >= ADVERT_CACHE_SIZE:
+                    self._adverts.clear()
+                attrs = reflected_attributes(best.attrs, source_id, self.cluster_id)
+                advert = self._adverts[key] = Advert(best.next_hop, attrs)
+            receivers = self._targets.get(source)
+            if receivers is None:
+                roles = self._ibgp_roles
+                receivers = self._targets[source] = targets(source, roles.get(source, False), roles)
+            wanted = dict.fromkeys(receivers, advert)
         self.adjout.set(prefix, wanted)
         if not self._reflect_scheduled and self._loop is not None:
             self._reflect_scheduled = True
@@ -695,6 +708,7 @@ class Speaker:
         roles = {a: p.rr_client for a, p in self.peers.items() if p.asn == new.node.asn}
         roles_changed = roles != self._ibgp_roles
         self._ibgp_roles = roles
+        self._targets.clear()
         if removed or added or changed:
             self.exabgp.reload(sessions_of(new))
         # export rules: re-evaluate every kernel route

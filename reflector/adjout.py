@@ -9,9 +9,9 @@ for withdrawals - a reflector fanning 200 routes of one client out to 49 others 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from bgpd.model import Attributes
@@ -19,8 +19,17 @@ from bgpd.model import Attributes
 
 @dataclass(frozen=True, slots=True)
 class Advert:
+    """What one peer is sent for a prefix. Hashed once: it is a dict key once per route per peer."""
+
     next_hop: IPv4Address
     attrs: Attributes
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.next_hop, self.attrs)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,15 +42,20 @@ class Batch:
 
 
 class AdjRibOut:
+    """Flushed state is kept by prefix (`set` compares one prefix's receivers at a time, which a reflector
+    does once per route: a per-peer layout made that a scan of every peer); per-peer views are derived."""
+
     def __init__(self) -> None:
-        self._sent: dict[IPv4Address, dict[IPv4Network, Advert]] = defaultdict(dict)
-        self._pending: dict[IPv4Network, dict[IPv4Address, Advert | None]] = defaultdict(dict)
+        self._sent: dict[IPv4Network, dict[IPv4Address, Advert]] = {}
+        self._counts: Counter[IPv4Address] = Counter()
+        self._pending: dict[IPv4Network, dict[IPv4Address, Advert | None]] = {}
 
     def sent(self, peer: IPv4Address) -> Mapping[IPv4Network, Advert]:
-        return self._sent.get(peer, {})
+        """What `peer` was sent, by prefix (built on demand: for views and tests)."""
+        return {prefix: table[peer] for prefix, table in self._sent.items() if peer in table}
 
     def count(self, peer: IPv4Address) -> int:
-        return len(self._sent.get(peer, {}))
+        return self._counts.get(peer, 0)
 
     def set(self, prefix: IPv4Network, wanted: Mapping[IPv4Address, Advert]) -> None:
         """Record what every peer should now have for `prefix` (a peer absent from `wanted`: nothing).
@@ -49,13 +63,14 @@ class AdjRibOut:
         Pending work is kept relative to what was last flushed, so setting a prefix several times before a
         flush never loses an announcement: only the difference between the flushed and the final state is
         sent."""
-        pending = self._pending.get(prefix, {})
-        holders = {peer for peer, table in self._sent.items() if prefix in table}
-        changes: dict[IPv4Address, Advert | None] = {}
-        for peer in holders | set(wanted) | set(pending):
-            want = wanted.get(peer)
-            if want != self._sent.get(peer, {}).get(prefix):
-                changes[peer] = want
+        current = self._sent.get(prefix)
+        if not current:
+            changes: dict[IPv4Address, Advert | None] = dict(wanted)
+        else:
+            changes = {peer: advert for peer, advert in wanted.items() if current.get(peer) != advert}
+            for peer in current:
+                if peer not in wanted:
+                    changes[peer] = None
         if changes:
             self._pending[prefix] = changes
         else:
@@ -63,23 +78,33 @@ class AdjRibOut:
 
     def forget_peer(self, peer: IPv4Address) -> None:
         """A peer removed from the configuration: nothing more is sent to it."""
-        self._sent.pop(peer, None)
-        for prefix in list(self._pending):
-            self._pending[prefix].pop(peer, None)
-            if not self._pending[prefix]:
-                del self._pending[prefix]
+        self._counts.pop(peer, None)
+        for table in (self._sent, self._pending):
+            for prefix in [p for p, peers in table.items() if peer in peers]:
+                del table[prefix][peer]
+                if not table[prefix]:
+                    del table[prefix]
 
     def flush(self) -> list[Batch]:
         """The pending changes as batches (withdrawals first); they count as sent from now on."""
         by_change: dict[tuple[Advert | None, frozenset[IPv4Address]], list[IPv4Network]] = defaultdict(list)
+        counts = self._counts
         for prefix, changes in self._pending.items():
-            per_advert: dict[Advert | None, set[IPv4Address]] = defaultdict(set)
+            current = self._sent.get(prefix)
+            if current is None:
+                current = self._sent[prefix] = {}
+            per_advert: dict[Advert | None, list[IPv4Address]] = {}
             for peer, advert in changes.items():
-                per_advert[advert].add(peer)
+                per_advert.setdefault(advert, []).append(peer)
                 if advert is None:
-                    self._sent[peer].pop(prefix, None)
+                    if current.pop(peer, None) is not None:
+                        counts[peer] -= 1
                 else:
-                    self._sent[peer][prefix] = advert
+                    if peer not in current:
+                        counts[peer] += 1
+                    current[peer] = advert
+            if not current:
+                del self._sent[prefix]
             for advert, peers in per_advert.items():
                 by_change[(advert, frozenset(peers))].append(prefix)
         self._pending.clear()
@@ -94,9 +119,8 @@ class AdjRibOut:
         """Everything flushed so far (to every peer, or `only` to one), as batches: for a new ExaBGP that
         starts empty, or a peer added by a reload. Pending changes follow with the next flush."""
         by_change: dict[tuple[Advert, IPv4Address], list[IPv4Network]] = defaultdict(list)
-        for peer, table in self._sent.items():
-            if only is not None and peer != only:
-                continue
-            for prefix, advert in table.items():
-                by_change[(advert, peer)].append(prefix)
+        for prefix, table in self._sent.items():
+            for peer, advert in table.items():
+                if only is None or peer == only:
+                    by_change[(advert, peer)].append(prefix)
         return [Batch(a, (p,), tuple(sorted(ps))) for (a, p), ps in by_change.items()]

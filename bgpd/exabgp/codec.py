@@ -19,6 +19,7 @@ from typing import Any
 
 from bgpd import prefix
 from bgpd.model import Attributes, Origin
+from bgpd.prefix import Address
 
 NLRI_PER_COMMAND = 500
 
@@ -123,7 +124,7 @@ def _decode_event(msg: dict[str, Any]) -> Event | None:
         if neighbor.get("direction") != "receive":
             return None
         opened = neighbor["open"]  # ExaBGP 5 puts "open" directly in "neighbor", not under "message"
-        return PeerOpen(peer, peer_asn, IPv4Address(opened["router_id"]), int(opened.get("hold_time", 0)))
+        return PeerOpen(peer, peer_asn, Address(opened["router_id"]), int(opened.get("hold_time", 0)))
     if kind == "notification":
         note = neighbor.get("message", {}).get("notification", {})
         code, subcode = int(note.get("code", 0)), int(note.get("subcode", 0))
@@ -146,7 +147,7 @@ def _decode_event(msg: dict[str, Any]) -> Event | None:
 
 def _peer_of(neighbor: dict[str, Any]) -> tuple[IPv4Address, int]:
     try:
-        peer = IPv4Address(neighbor["address"]["peer"])
+        peer = Address(neighbor["address"]["peer"])
         asn = int(neighbor.get("asn", {}).get("peer", 0))
     except (KeyError, TypeError, ValueError) as exc:
         raise DecodeError(f"event without a valid IPv4 peer address: {exc}") from exc
@@ -178,7 +179,7 @@ def _decode_update(peer: IPv4Address, peer_asn: int, update: dict[str, Any]) -> 
                 continue
             for next_hop_text, routes in by_next_hop.items():
                 try:
-                    next_hop = IPv4Address(next_hop_text)
+                    next_hop = Address(next_hop_text)
                 except ValueError:
                     malformed.append(f"invalid next hop {next_hop_text!r}")
                     continue
@@ -223,8 +224,8 @@ def decode_attributes(raw: dict[str, Any]) -> Attributes:
         med=None if med is None else int(med),
         communities=tuple(f"{int(a)}:{int(b)}" for a, b in raw.get("community") or []),
         large_communities=tuple(":".join(str(int(x)) for x in lc) for lc in raw.get("large-community") or []),
-        originator_id=None if originator is None else IPv4Address(originator),
-        cluster_list=tuple(IPv4Address(c) for c in raw.get("cluster-list") or []),
+        originator_id=None if originator is None else Address(originator),
+        cluster_list=tuple(Address(c) for c in raw.get("cluster-list") or []),
     )
 
 
