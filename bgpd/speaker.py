@@ -43,6 +43,7 @@ log = logging.getLogger("bgpd.speaker")
 
 RETRY_FAILED_AFTER = 5.0
 INLINE_KERNEL_OPS = 16  # batches up to this size are written from the event loop itself
+KERNEL_SLICE = 2048  # larger batches go to the kernel writer thread this many operations at a time
 UNREACHABLE_FIRST_REPORT = 30.0  # seconds; then every 60, 120, ... up to the maximum
 UNREACHABLE_MAX_REPORT = 600.0
 ADVERT_CACHE_SIZE = 4096  # reflected (source, next hop, attributes) kept; cleared when full
@@ -638,7 +639,12 @@ class Speaker:
                 # a few routes: one netlink round trip (~tens of µs) costs less than two thread hand-offs
                 results = installer.apply(ops)
             else:
-                results = await loop.run_in_executor(self._kexec, installer.apply, ops)
+                # in slices: the per-operation bookkeeping of a 100k-route burst, allocated while routes
+                # keep arriving, would otherwise stay in the process as fragmented heap after it is freed
+                results = []
+                for start in range(0, len(ops), KERNEL_SLICE):
+                    part = ops[start : start + KERNEL_SLICE]
+                    results += await loop.run_in_executor(self._kexec, installer.apply, part)
             if since is not None:
                 self.latency.install.observe(time.monotonic() - since)
             failed: list[IPv4Network] = []

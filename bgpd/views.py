@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from bgpd import __version__
 from bgpd.model import Path
+from bgpd.prefix import bits as prefix_bits
 from bgpd.rib.decision import local_pref
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ def routes(speaker: Speaker, prefix: str | None = None) -> list[dict[str, Any]]:
             raise UnknownPrefix(f"unknown prefix {net}")
         return [route(speaker, net)]
     every = set(speaker.rib.prefixes()) | set(speaker.export.announced)
-    return [route(speaker, p) for p in sorted(every, key=lambda n: (int(n.network_address), n.prefixlen))]
+    return [route(speaker, p) for p in sorted(every, key=prefix_bits)]
 
 
 def kernel(speaker: Speaker) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from bgpd.model import KernelRoute
 from bgpd.prefix import from_int as prefix_from_int
+from bgpd.prefix import network_int
 
 # --- <linux/netlink.h> ---------------------------------------------------------------------------------
 NETLINK_ROUTE = 0
@@ -455,7 +456,7 @@ def pack_route(
         U32.pack(metric),
     ]
     if prefix.prefixlen:
-        parts += (RTATTR.pack(8, RTA_DST), prefix.network_address.packed)
+        parts += (RTATTR.pack(8, RTA_DST), network_int(prefix).to_bytes(4, "big"))
     if len(gateways) == 1:
         parts += (RTATTR.pack(8, RTA_GATEWAY), gateways[0].packed)
     elif gateways:

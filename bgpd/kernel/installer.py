@@ -87,7 +87,6 @@ class RouteInstaller:
         self.retried = 0  # retry attempts (one per operation per extra pass)
         self.collisions = 0
         self._seq = 0
-        self._owned: set[IPv4Network] = set()
         try:
             self._sock = nl.open_socket(netns, rcvbuf=4 * 2**20)
         except OSError as exc:
@@ -106,11 +105,6 @@ class RouteInstaller:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    @property
-    def owned(self) -> frozenset[IPv4Network]:
-        """Prefixes the installer believes it has a route for (last dump_own plus successful ops)."""
-        return frozenset(self._owned)
-
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
         return self._seq
@@ -119,8 +113,7 @@ class RouteInstaller:
     def dump_own(self) -> dict[IPv4Network, tuple[IPv4Address, ...]]:
         """Our routes in the kernel: our protocol, table and metric; prefix -> sorted gateways.
 
-        Routes of ours without a gateway (blackhole, device routes) map to an empty tuple. Also refreshes
-        the set of prefixes the installer owns.
+        Routes of ours without a gateway (blackhole, device routes) map to an empty tuple.
         """
         own: dict[IPv4Network, tuple[IPv4Address, ...]] = {}
         try:
@@ -137,7 +130,6 @@ class RouteInstaller:
                     own[route.prefix] = route.gateways
         except (OSError, nl.NetlinkError) as exc:
             raise InstallError(f"cannot dump table {self.table}: {exc}") from exc
-        self._owned = set(own)
         return own
 
     # --- writing -------------------------------------------------------------------------------------
@@ -161,7 +153,10 @@ class RouteInstaller:
             else:
                 pending[index] = (_Op.CREATE, tuple(sorted(set(gateways))))
         tries: dict[int, int] = {}  # failed attempts per change
-        verified = False
+        # Which prefixes hold a route of ours is asked of the kernel only when a create meets an existing
+        # route (at most one dump per call), then kept up to date for the rest of the call. Nothing is
+        # remembered between calls: that would cost a set entry per installed route.
+        owned: set[IPv4Network] | None = None
         while pending:
             answers = self._send(changes, pending)
             retry: dict[int, tuple[_Op, tuple[IPv4Address, ...]]] = {}
@@ -172,13 +167,15 @@ class RouteInstaller:
                 code, message = answers.get(index, (errno.ETIMEDOUT, "no answer from the kernel"))
                 if code == 0:
                     results[index] = OpResult(prefix, ok=True)
-                    if op is _Op.DELETE:
-                        self._owned.discard(prefix)
-                    else:
-                        self._owned.add(prefix)
+                    if owned is not None:
+                        if op is _Op.DELETE:
+                            owned.discard(prefix)
+                        else:
+                            owned.add(prefix)
                 elif op is _Op.DELETE and code == errno.ESRCH:
                     results[index] = OpResult(prefix, ok=True)  # already gone (or only a foreign route)
-                    self._owned.discard(prefix)
+                    if owned is not None:
+                        owned.discard(prefix)
                 elif op is _Op.CREATE and code == errno.EEXIST:
                     exists.append(index)
                 else:
@@ -198,19 +195,18 @@ class RouteInstaller:
                 # Who holds the key? Ask the kernel rather than trust memory: someone may have replaced
                 # our route since. At most one dump per apply, filtered by the kernel to our protocol.
                 unverified: str | None = None
-                if not verified:
+                if owned is None:
                     try:
-                        self.dump_own()
-                        verified = True
+                        owned = set(self.dump_own())
                     except InstallError as exc:
                         unverified = f"route exists, ownership unknown: {exc}"
                         log.warning("%s", unverified)
                 for index in exists:
                     prefix = changes[index][0]
-                    if unverified is not None:
-                        results[index] = OpResult(prefix, ok=False, error=unverified)
+                    if unverified is not None or owned is None:
+                        results[index] = OpResult(prefix, ok=False, error=unverified or "ownership unknown")
                         self.errors += 1
-                    elif prefix in self._owned:
+                    elif prefix in owned:
                         retry[index] = (_Op.REPLACE, pending[index][1])
                     else:
                         results[index] = OpResult(prefix, ok=False, collision=True, error="foreign route")

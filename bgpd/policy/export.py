@@ -98,7 +98,7 @@ class ExportTable:
 
     def _covered(self, prefix: IPv4Network) -> bool:
         """Is `prefix` strictly inside a local block? (One set lookup per distinct block length.)"""
-        address = int(prefix.network_address)
+        address = prefixes.network_int(prefix)
         for length, networks in self._block_index.items():
             if length < prefix.prefixlen and (address & _MASKS[length]) in networks:
                 return True
@@ -107,9 +107,9 @@ class ExportTable:
     def _index_block(self, block: IPv4Network, present: bool) -> None:
         networks = self._block_index.setdefault(block.prefixlen, set())
         if present:
-            networks.add(int(block.network_address))
+            networks.add(prefixes.network_int(block))
         else:
-            networks.discard(int(block.network_address))
+            networks.discard(prefixes.network_int(block))
             if not networks:
                 del self._block_index[block.prefixlen]
 

@@ -29,71 +29,75 @@ class Selection:
 
 
 class Rib:
-    """Adj-RIBs-In of all peers, indexed by prefix, with on-demand selection."""
+    """Adj-RIBs-In of all peers, indexed by prefix, with on-demand selection.
+
+    Memory is what limits a host with 100k learned routes, so a prefix with one path (the common case)
+    stores that Path itself, and several paths a tuple; there is no per-peer index: the per-peer
+    questions (a session went down, a restart) scan the table once, which takes milliseconds."""
 
     def __init__(self) -> None:
-        # paths per prefix as a tuple (one path per peer): most prefixes have one or two paths, and a tuple
-        # costs a fraction of a dict's memory at 100k prefixes
-        self._by_prefix: dict[IPv4Network, tuple[Path, ...]] = {}
-        self._by_peer: dict[IPv4Address, set[IPv4Network]] = {}
+        self._by_prefix: dict[IPv4Network, Path | tuple[Path, ...]] = {}
         self._suppressed: set[IPv4Network] = set()
 
     def __len__(self) -> int:
-        return sum(len(paths) for paths in self._by_prefix.values())
+        return sum(len(_paths(entry)) for entry in self._by_prefix.values())
 
     def prefixes(self) -> Iterable[IPv4Network]:
         return self._by_prefix.keys()
 
     def peer_prefixes(self, peer: IPv4Address) -> frozenset[IPv4Network]:
-        return frozenset(self._by_peer.get(peer, ()))
+        return frozenset(
+            prefix
+            for prefix, entry in self._by_prefix.items()
+            if any(p.peer.address == peer for p in _paths(entry))
+        )
 
     def paths(self, prefix: IPv4Network) -> tuple[Path, ...]:
-        return self._by_prefix.get(prefix, ())
+        entry = self._by_prefix.get(prefix)
+        return () if entry is None else _paths(entry)
 
     def add(self, path: Path) -> bool:
         """Insert or replace the path of `path.peer` for `path.prefix` (implicit withdraw, RFC 4271 §3.1).
         Returns whether anything changed."""
         peer = path.peer.address
-        current = self._by_prefix.get(path.prefix, ())
+        entry = self._by_prefix.get(path.prefix)
+        if entry is None:
+            self._by_prefix[path.prefix] = path
+            return True
+        current = _paths(entry)
         for i, old in enumerate(current):
             if old.peer.address == peer:
                 if old == path:
                     return False
-                self._by_prefix[path.prefix] = (*current[:i], path, *current[i + 1 :])
+                self._store(path.prefix, (*current[:i], path, *current[i + 1 :]))
                 return True
-        self._by_prefix[path.prefix] = (*current, path)
-        self._by_peer.setdefault(peer, set()).add(path.prefix)
+        self._store(path.prefix, (*current, path))
         return True
 
     def remove(self, peer: IPv4Address, prefix: IPv4Network) -> bool:
         """Withdraw one path. Returns whether it existed."""
-        current = self._by_prefix.get(prefix)
-        if current is None:
+        entry = self._by_prefix.get(prefix)
+        if entry is None:
             return False
+        current = _paths(entry)
         left = tuple(p for p in current if p.peer.address != peer)
         if len(left) == len(current):
             return False
-        if left:
-            self._by_prefix[prefix] = left
-        else:
-            del self._by_prefix[prefix]
-        owned = self._by_peer.get(peer)
-        if owned is not None:
-            owned.discard(prefix)
-            if not owned:
-                del self._by_peer[peer]
+        self._store(prefix, left)
         return True
 
     def drop_peer(self, peer: IPv4Address) -> set[IPv4Network]:
         """Remove every path of a peer whose session went down; returns the affected prefixes."""
-        affected = self._by_peer.pop(peer, set())
+        affected = set(self.peer_prefixes(peer))
         for prefix in affected:
-            left = tuple(p for p in self._by_prefix.get(prefix, ()) if p.peer.address != peer)
-            if left:
-                self._by_prefix[prefix] = left
-            else:
-                self._by_prefix.pop(prefix, None)
+            self._store(prefix, tuple(p for p in _paths(self._by_prefix[prefix]) if p.peer.address != peer))
         return affected
+
+    def _store(self, prefix: IPv4Network, paths: tuple[Path, ...]) -> None:
+        if not paths:
+            self._by_prefix.pop(prefix, None)
+        else:
+            self._by_prefix[prefix] = paths[0] if len(paths) == 1 else paths
 
     def suppress(self, prefix: IPv4Network, on: bool) -> None:
         """Hold a prefix back from selection (on=True) or release it."""
@@ -109,8 +113,12 @@ class Rib:
         """Best path and ECMP set for a prefix, or None when no usable path exists."""
         if prefix in self._suppressed:
             return None
-        candidates = self._by_prefix.get(prefix, ())
+        candidates = self.paths(prefix)
         best = best_path(candidates)
         if best is None:
             return None
         return Selection(best, multipath(candidates, best))
+
+
+def _paths(entry: Path | tuple[Path, ...]) -> tuple[Path, ...]:
+    return (entry,) if isinstance(entry, Path) else entry

@@ -64,3 +64,26 @@ def test_covers_is_subnet_of(outer: IPv4Network, inner: IPv4Network) -> None:
 def test_address_in_prefix_via_bits() -> None:
     net = prefix.parse("10.20.0.0/16")
     assert prefix.covers(prefix.bits(net), (int(IPv4Address("10.20.3.4")), 32))
+
+
+@given(networks, networks)
+def test_lean_prefixes_compare_and_order_like_ipaddress(a: IPv4Network, b: IPv4Network) -> None:
+    fa, fb = prefix.from_int(int(a.network_address), a.prefixlen), prefix.parse(str(b))
+    for x, y in ((fa, fb), (fa, b), (a, fb)):
+        assert (x == y) == (a == b) and (x != y) == (a != b)
+        assert (x < y) == (a < b) and (x > y) == (a > b) and (x <= y) == (a <= b) and (x >= y) == (a >= b)
+    assert sorted([fb, fa]) == sorted([b, a])
+    assert fa.network_address == a.network_address and type(fa.network_address) is IPv4Address
+    if a.prefixlen >= 30:  # /31 and /32 have their own hosts() rules
+        assert list(fa.hosts()) == list(a.hosts())
+    assert a.network_address in fa and prefix.network_int(fa) == int(a.network_address)
+
+
+@given(networks)
+def test_lean_prefixes_pickle_and_copy(net: IPv4Network) -> None:
+    import copy
+    import pickle
+
+    fast = prefix.parse(str(net))
+    for clone in (pickle.loads(pickle.dumps(fast)), copy.copy(fast), copy.deepcopy(fast)):
+        assert type(clone) is prefix.Prefix and clone == net and hash(clone) == hash(net)
