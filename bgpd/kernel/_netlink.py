@@ -190,6 +190,39 @@ def set_rcvbuf(sock: socket.socket, size: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
+# Classic BPF (<linux/filter.h>): instruction classes used by drop_protocol_filter
+SO_ATTACH_FILTER = 26
+_BPF_LDH_ABS = 0x28  # BPF_LD | BPF_H | BPF_ABS (16 bits, read in network byte order)
+_BPF_LDB_ABS = 0x30  # BPF_LD | BPF_B | BPF_ABS
+_BPF_JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
+_BPF_RET_K = 0x06  # BPF_RET | BPF_K
+_RTM_PROTOCOL_OFFSET = 16 + 5  # nlmsghdr, then rtmsg: family, dst_len, src_len, tos, table, protocol
+
+
+def drop_protocol_filter(sock: socket.socket, protocol: int) -> None:
+    """Make the kernel drop RTM_NEWROUTE/RTM_DELROUTE notifications of routes of `protocol` before they
+    are queued on `sock` (SO_ATTACH_FILTER); every other message passes. For a subscription socket only:
+    the filter sees the first message of each datagram, which for notifications is the only one."""
+    import ctypes
+
+    def host_u16_as_loaded(value: int) -> int:  # BPF loads the host-order nlmsg_type as big-endian
+        return int(struct.unpack(">H", struct.pack("=H", value))[0])
+
+    program = [
+        (_BPF_LDH_ABS, 0, 0, 4),  # A = nlmsg_type
+        (_BPF_JEQ_K, 1, 0, host_u16_as_loaded(RTM_NEWROUTE)),  # -> 3
+        (_BPF_JEQ_K, 0, 3, host_u16_as_loaded(RTM_DELROUTE)),  # -> 3, else accept
+        (_BPF_LDB_ABS, 0, 0, _RTM_PROTOCOL_OFFSET),  # A = rtm_protocol
+        (_BPF_JEQ_K, 0, 1, protocol),  # ours -> drop, else accept
+        (_BPF_RET_K, 0, 0, 0),  # drop
+        (_BPF_RET_K, 0, 0, 0xFFFFFFFF),  # accept the whole datagram
+    ]
+    code = b"".join(struct.pack("=HBBI", *insn) for insn in program)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("@HP", len(program), ctypes.addressof(buffer))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)  # the kernel copies the program
+
+
 def set_opt(sock: socket.socket, option: int, value: int = 1) -> bool:
     """Set a SOL_NETLINK option; False if the running kernel does not know it."""
     try:

@@ -177,6 +177,13 @@ class RouteWatcher:
         self._events_sock = events
         nl.set_rcvbuf(events, self.rcvbuf)
         # Subscribe first: everything from here on is queued, so the dumps below cannot miss a change.
+        if self.skip_protocol >= 0:
+            # bgpd's own installs (100k notifications in a bulk load) never reach this process; the
+            # parser below still skips them should the filter not be available
+            try:
+                nl.drop_protocol_filter(events, self.skip_protocol)
+            except OSError as exc:
+                log.warning("kernel-side notification filter unavailable (%s); filtering in bgpd", exc)
         events.bind((0, nl.RTMGRP_IPV4_ROUTE | nl.RTMGRP_LINK | nl.RTMGRP_IPV4_IFADDR))
         events.setblocking(False)
         dump_sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nl.NETLINK_ROUTE)

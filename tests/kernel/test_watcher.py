@@ -222,3 +222,60 @@ def test_overflow_resyncs_and_view_stays_complete(netns: Netns, tmp_path: Path) 
     finally:
         gate.set()
         w.stop()
+
+
+def test_own_protocol_is_not_reported_other_protocols_are(netns: Netns, view: View) -> None:
+    w = RouteWatcher(MAIN, view, netns=netns.name, ignore_protocol=12)
+    w.start()
+    try:
+        netns.ip("route", "add", "10.50.0.1/32", "dev", "cali1234", "proto", "12")  # bgpd's own
+        netns.ip("route", "add", "10.50.0.2/32", "dev", "cali1234", "proto", "boot")  # then a marker
+        poll_until(lambda: bool(view.get("10.50.0.2/32")), "marker route")
+        assert not view.get("10.50.0.1/32") and not view.has_event(RouteAdded, "10.50.0.1/32")
+    finally:
+        w.stop()
+
+
+def test_kernel_side_filter_drops_only_that_protocols_route_notifications(netns: Netns) -> None:
+    """The BPF program attached to the watcher's subscription socket: proto 12 route messages never reach
+    the socket; other protocols' routes and link messages do."""
+    import socket
+
+    from bgpd.kernel import _netlink as nl
+
+    received: list[tuple[int, int]] = []  # (message type, rtm_protocol or -1)
+
+    def listen() -> None:
+        from bgpd.kernel._netlink import enter_netns
+
+        enter_netns(netns.name)
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nl.NETLINK_ROUTE)
+        nl.drop_protocol_filter(s, 12)
+        s.bind((0, nl.RTMGRP_IPV4_ROUTE | nl.RTMGRP_LINK))
+        s.settimeout(POLL_DEADLINE)
+        ready.set()
+        try:
+            while True:
+                data = s.recv(65536)
+                for mtype, _f, _s, off, _end in nl.iter_messages(memoryview(data), len(data)):
+                    proto = data[off + 5] if mtype in (nl.RTM_NEWROUTE, nl.RTM_DELROUTE) else -1
+                    received.append((mtype, proto))
+                    if mtype == nl.RTM_NEWROUTE and proto == 3:
+                        return  # the marker: everything sent before it has been seen
+        finally:
+            s.close()
+
+    ready = threading.Event()
+    thread = threading.Thread(target=listen)
+    thread.start()
+    assert ready.wait(POLL_DEADLINE)
+    netns.ip("route", "add", "10.51.0.1/32", "dev", "cali1234", "proto", "12")
+    netns.ip("route", "del", "10.51.0.1/32", "dev", "cali1234", "proto", "12")
+    netns.ip("route", "add", "10.51.0.2/32", "dev", "cali1234", "proto", "4")
+    netns.ip("link", "set", "cali1234", "mtu", "1400")  # a link message passes too
+    netns.ip("route", "add", "10.51.0.3/32", "dev", "cali1234", "proto", "boot")  # marker
+    thread.join(POLL_DEADLINE)
+    assert not thread.is_alive()
+    protocols = [proto for mtype, proto in received if mtype in (nl.RTM_NEWROUTE, nl.RTM_DELROUTE)]
+    assert 12 not in protocols and 4 in protocols and protocols[-1] == 3
+    assert any(mtype == nl.RTM_NEWLINK for mtype, _ in received)
