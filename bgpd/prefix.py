@@ -15,6 +15,7 @@ hops and router ids are dict and set keys on the reflector's fan-out path, once 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -50,6 +51,10 @@ class Prefix(IPv4Network):
         if self._prefixlen == 31:
             return self.__iter__()
         return super().hosts()
+
+    def __str__(self) -> str:
+        a = self._net
+        return f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}/{self._prefixlen}"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return from_int, (self._net, self._prefixlen)
@@ -95,18 +100,18 @@ def from_int(address: int, length: int) -> Prefix:
     return result
 
 
+_OCTET = "(0|[1-9][0-9]{0,2})"
+_PREFIX_TEXT = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?:/([0-9]{{1,2}}))?")
+
+
 def parse(text: str) -> Prefix:
     """Parse "a.b.c.d/len" (or "a.b.c.d" for a /32) strictly, as IPv4Network(text) does."""
-    address, slash, length_text = text.partition("/")
-    octets = address.split(".")
-    if (
-        len(octets) == 4
-        and all(o.isascii() and o.isdigit() and len(o) <= 3 and (o == "0" or o[0] != "0") for o in octets)
-        and (not slash or (length_text.isascii() and length_text.isdigit() and len(length_text) <= 2))
-    ):
-        a, b, c, d = (int(o) for o in octets)
+    match = _PREFIX_TEXT.fullmatch(text)
+    if match is not None:
+        a, b, c, d, length = match.groups()
+        a, b, c, d = int(a), int(b), int(c), int(d)
         if a <= 255 and b <= 255 and c <= 255 and d <= 255:
-            return from_int((a << 24) | (b << 16) | (c << 8) | d, int(length_text) if slash else 32)
+            return from_int((a << 24) | (b << 16) | (c << 8) | d, 32 if length is None else int(length))
     general = IPv4Network(text)  # anything unusual: the standard parser, with its errors
     return from_int(int(general.network_address), general.prefixlen)
 

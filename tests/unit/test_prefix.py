@@ -87,3 +87,18 @@ def test_lean_prefixes_pickle_and_copy(net: IPv4Network) -> None:
     fast = prefix.parse(str(net))
     for clone in (pickle.loads(pickle.dumps(fast)), copy.copy(fast), copy.deepcopy(fast)):
         assert type(clone) is prefix.Prefix and clone == net and hash(clone) == hash(net)
+
+
+@given(st.text(alphabet="0123456789./", min_size=1, max_size=18))
+def test_parse_of_digit_strings_matches_ipaddress(text: str) -> None:
+    """Near-misses of the fast path (leading zeros, long octets, missing parts) against ipaddress."""
+    try:
+        expected: IPv4Network | None = IPv4Network(text)
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(ValueError):
+            prefix.parse(text)
+    else:
+        got = prefix.parse(text)
+        assert got == expected and str(got) == str(expected)
