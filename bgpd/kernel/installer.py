@@ -56,9 +56,14 @@ class _Op(Enum):
     DELETE = "delete"
 
 
-_CREATE_FLAGS = nl.NLM_F_REQUEST | nl.NLM_F_ACK | nl.NLM_F_CREATE | nl.NLM_F_EXCL
-_REPLACE_FLAGS = nl.NLM_F_REQUEST | nl.NLM_F_ACK | nl.NLM_F_REPLACE
-_DELETE_FLAGS = nl.NLM_F_REQUEST | nl.NLM_F_ACK
+# Route requests ask for no ACK: the kernel answers only the ones that fail, and each chunk ends with a
+# NLMSG_NOOP that does ask for one. rtnetlink handles a socket's requests in order, so once that barrier's
+# ACK is read, every request of the chunk without an error answer succeeded. (A 100k-route load no longer
+# makes the kernel queue, and bgpd read, 100k ACKs.)
+_CREATE_FLAGS = nl.NLM_F_REQUEST | nl.NLM_F_CREATE | nl.NLM_F_EXCL
+_REPLACE_FLAGS = nl.NLM_F_REQUEST | nl.NLM_F_REPLACE
+_DELETE_FLAGS = nl.NLM_F_REQUEST
+_BARRIER_FLAGS = nl.NLM_F_REQUEST | nl.NLM_F_ACK
 
 
 class RouteInstaller:
@@ -268,34 +273,48 @@ class RouteInstaller:
     def _exchange(
         self, chunk: list[bytes], by_seq: dict[int, int], answers: dict[int, tuple[int, str | None]]
     ) -> None:
-        """sendmsg one chunk and collect its ACKs; unanswered operations are left out of `answers`."""
+        """sendmsg one chunk and its barrier, collect the error answers; once the barrier is acknowledged
+        the other operations count as done. Unanswered operations are left out of `answers`."""
+        barrier = self._next_seq()
         try:
-            self._sock.sendall(b"".join(chunk))
+            self._sock.sendall(
+                b"".join(chunk)
+                + nl.NLMSGHDR.pack(nl.NLMSGHDR.size, nl.NLMSG_NOOP, _BARRIER_FLAGS, barrier, 0)
+            )
         except OSError as exc:
             code = exc.errno or errno.EIO
             for index in by_seq.values():
                 answers[index] = (code, "sendmsg failed")
             return
-        # rtnetlink handles the requests synchronously inside sendmsg, so every ACK is queued (or dropped
+        # rtnetlink handles the requests synchronously inside sendmsg, so every answer is queued (or dropped
         # if our receive buffer overflowed) by now; the timeout is only a safety net.
-        waiting = dict(by_seq)
         buf = bytearray(64 * 1024)
-        lost = False
-        while waiting:
+        lost = done = False
+        failed: dict[int, tuple[int, str | None]] = {}
+        while True:
             try:
                 n = self._sock.recv_into(buf, 0, socket.MSG_DONTWAIT if lost else 0)
             except (BlockingIOError, TimeoutError):
-                return
+                break
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
-                    lost = True  # some ACKs were dropped: read what is left; the others are retried
+                    lost = True  # some answers were dropped: read what is left; the rest is retried
                     continue
                 raise InstallError(f"netlink receive failed: {exc}") from exc
             for mtype, mflags, seq, off, end in nl.iter_messages(buf, n):
                 if mtype != nl.NLMSG_ERROR:
                     continue
-                if seq in waiting:
-                    answers[waiting.pop(seq)] = nl.parse_error(buf, off, end, mflags)
+                if seq == barrier:
+                    done = True
+                elif seq in by_seq:
+                    failed[by_seq[seq]] = nl.parse_error(buf, off, end, mflags)
+            if done:
+                break
+        answers.update(failed)
+        if done and not lost:
+            for index in by_seq.values():
+                if index not in failed:
+                    answers[index] = (0, None)
 
 
 def _no_ifname(index: int) -> str | None:

@@ -156,3 +156,27 @@ def test_10k_batch(netns: Netns, installer: RouteInstaller, capsys: pytest.Captu
             f"replace (EEXIST+dump+REPLACE) {10_000 / (replaced_at - installed):,.0f}/s, "
             f"delete {10_000 / (deleted_at - replaced_at):,.0f}/s"
         )
+
+
+def test_failures_inside_a_large_batch_are_attributed_to_their_operations(
+    netns: Netns, installer: RouteInstaller
+) -> None:
+    """Only failing requests are answered by the kernel (no ACK per route): every 97th route has an
+    unreachable gateway, every 101st deletes a route that does not exist (ESRCH counts as done)."""
+    bad_gw = IPv4Address("203.0.113.1")
+    prefixes = [IPv4Network(f"10.{110 + i // 65536}.{(i // 256) % 256}.{i % 256}/32") for i in range(5_000)]
+    ops: list[tuple[IPv4Network, tuple[IPv4Address, ...] | None]] = []
+    for i, p in enumerate(prefixes):
+        ops.append((p, None) if i % 101 == 0 else (p, (bad_gw,) if i % 97 == 0 else (GW1,)))
+    results = installer.apply(ops)
+    for i, (op, result) in enumerate(zip(ops, results, strict=True)):
+        assert result.prefix == op[0]
+        if i % 101 == 0:
+            assert result.ok, result
+        elif i % 97 == 0:
+            assert not result.ok and result.error and not result.collision, result
+        else:
+            assert result.ok, result
+    installed = ours(netns)
+    expected = {str(p) for i, p in enumerate(prefixes) if i % 101 and i % 97}
+    assert {k if "/" in k else f"{k}/32" for k in installed} == expected
