@@ -350,7 +350,8 @@ class Speaker:
     def _send_table_to(self, peer: IPv4Address) -> None:
         announced = sorted(self.export.announced)
         self._send(codec.announce_lines(announced, self.cfg.node.address, EXPORT_ATTRIBUTES, [peer]), [peer])
-        self._send(self._batch_lines(self.adjout.replay(peer)), [peer])
+        for batch in self.adjout.replay(peer):
+            self._send(self._batch_lines((batch,)), batch.peers)
 
     # ------------------------------------------------------------------ ExaBGP -> RIB
 
@@ -358,7 +359,8 @@ class Speaker:
         """A (new) ExaBGP attached: it knows nothing; replay our whole table and what we reflected."""
         announced = sorted(self.export.announced)
         self._send(codec.announce_lines(announced, self.cfg.node.address, EXPORT_ATTRIBUTES), self.peers)
-        self.exabgp.send(self._batch_lines(self.adjout.replay()))
+        for batch in self.adjout.replay():
+            self._send(self._batch_lines((batch,)), batch.peers)
 
     def _on_exabgp_disconnect(self) -> None:
         """ExaBGP went away: all sessions are down, but keep their paths until they come back."""
@@ -533,11 +535,8 @@ class Speaker:
 
     def _flush_reflection(self) -> None:
         self._reflect_scheduled = False
-        batches = self.adjout.flush()
-        for batch in batches:
-            for peer in batch.peers:
-                self.commands_sent[str(peer)] += 1
-        self.exabgp.send(self._batch_lines(batches))
+        for batch in self.adjout.flush():
+            self._send(self._batch_lines((batch,)), batch.peers)  # counted per command line, per peer
 
     def _batch_lines(self, batches: Iterable[Batch]) -> list[str]:
         lines: list[str] = []

@@ -613,3 +613,30 @@ def test_property_any_sets_and_flushes_match_sent(ops: list[SetOp | None]) -> No
     apply(model, r.flush())
     check_model(r, model)
     assert r.flush() == []
+
+
+class _CapturingExaBGP:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def send(self, lines: list[str]) -> None:
+        self.lines += lines
+
+
+def test_reflected_commands_are_counted_per_line_and_peer() -> None:
+    """A reflected batch of 700 prefixes becomes two command lines (500 a command) for each receiver."""
+    from bgpd import config
+    from bgpd.speaker import Speaker
+
+    cfg = config.load("configs/reflector1.yaml")
+    speaker = Speaker(cfg)
+    capture = _CapturingExaBGP()
+    speaker.exabgp = capture  # type: ignore[assignment]
+    receivers = (A("192.168.100.10"), A("192.168.100.11"))
+    advert = Advert(A("192.168.100.12"), Attributes(origin=Origin.IGP, local_pref=100))
+    for i in range(700):
+        speaker.adjout.set(N(f"10.20.{i // 256}.{i % 256}/32"), dict.fromkeys(receivers, advert))
+    speaker._flush_reflection()
+    assert len(capture.lines) == 2 and all("neighbor 192.168.100.10" in line for line in capture.lines)
+    assert speaker.commands_sent["192.168.100.10"] == speaker.commands_sent["192.168.100.11"] == 2
+    assert speaker.commands_sent["192.168.100.12"] == 0
