@@ -92,6 +92,11 @@ class SpeakerCollector(Collector):
             labels=labels,
         )
         flaps = CounterMetricFamily("bgp_peer_flaps", "Established sessions that went down", labels=labels)
+        stale = GaugeMetricFamily(
+            "bgp_peer_stale_routes",
+            "Paths kept through the peer's graceful restart (RFC 4724) and not yet re-sent",
+            labels=labels,
+        )
         for p in peers:
             lv = peer_labels(p)
             state.add_metric(lv, 1.0 if p["state"] == "up" else 0.0)
@@ -104,7 +109,9 @@ class SpeakerCollector(Collector):
             updates_in.add_metric(lv, float(p["updates_received"]))
             commands_out.add_metric(lv, float(sp.commands_sent.get(str(p["address"]), 0)))
             flaps.add_metric(lv, float(p["flaps"]))
-        yield from (state, uptime, received, accepted, rejected, advertised, updates_in, commands_out, flaps)
+            stale.add_metric(lv, float(p["stale_routes"]))
+        yield from (state, uptime, received, accepted, rejected, advertised, updates_in, commands_out)
+        yield from (flaps, stale)
 
         c = sp.counters
         yield GaugeMetricFamily("bgpd_rib_paths", "Paths held in the Adj-RIBs-In", value=len(sp.rib))

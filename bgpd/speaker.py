@@ -8,7 +8,9 @@ Ownership: bgpd changes only routes of its own protocol in its table (`RouteInst
 netlink request itself). A learned prefix that a foreign route already holds is not installed (counted as a
 collision). Routes of ours found at start (an earlier run) are kept until every session has sent End-of-RIB
 or `kernel.stale_timeout` passed, then those no longer wanted are removed. When ExaBGP dies, its paths are
-kept (and so the kernel routes) until the restarted sessions have re-sent their tables.
+kept (and so the kernel routes) until the restarted sessions have re-sent their tables. When a peer that
+advertised graceful restart drops its session without a NOTIFICATION, bgpd is the helper of RFC 4724 §4.2:
+the peer's paths stay (stale) until it is back and has sent End-of-RIB, or its restart time passes.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ class PeerStatus:
     accepted: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     flaps: int = 0
+    # RFC 4724, from the peer's last OPEN: its restart time for IPv4 unicast (None: no graceful restart)
+    # and whether it kept its forwarding state; and whether it sent a NOTIFICATION since coming up
+    restart_time: int | None = None
+    forwarding_kept: bool = False
+    notified: bool = False
 
 
 def sessions_of(cfg: Config) -> list[confgen.Session]:
@@ -125,6 +132,8 @@ class Speaker:
         self.reconciled = False
         # paths kept across an ExaBGP restart until the peer re-sent its table
         self._stale_paths: dict[IPv4Address, set[IPv4Network]] = {}
+        # graceful restart helper (RFC 4724 §4.2): per restarting peer, the deadline that flushes its paths
+        self._restart_timers: dict[IPv4Address, asyncio.TimerHandle] = {}
         self._dirty: set[IPv4Network] = set()
         self._kernel_wakeup = asyncio.Event()
         self._out_announce: set[IPv4Network] = set()
@@ -392,8 +401,10 @@ class Speaker:
             self.counters["exabgp_decode_errors"] += 1
             log.warning("undecodable line from exabgp", extra={"kv": {"error": str(exc)}})
             return
-        if event is None:
-            return
+        if event is not None:
+            self._on_event(event)
+
+    def _on_event(self, event: codec.Event) -> None:
         status = self.peers.get(event.peer)
         if status is None:
             return
@@ -401,11 +412,16 @@ class Speaker:
             self._on_update(status, event)
         elif isinstance(event, codec.PeerOpen):
             status.router_id = event.router_id
+            status.restart_time, status.forwarding_kept = event.restart_time, event.forwarding_kept
+            if status.address in self._restart_timers and not (event.restart_time and event.forwarding_kept):
+                # RFC 4724 §4.2: back without graceful restart, or without its forwarding state
+                self._flush_stale(status.address, "peer restarted without keeping its forwarding state")
         elif isinstance(event, codec.PeerState):
             self._on_state(status, event)
         elif isinstance(event, codec.EndOfRib):
             self._on_eor(status)
         elif isinstance(event, codec.Notification):
+            status.notified = True  # a session closed with a NOTIFICATION is not a graceful restart
             log.warning(
                 "notification from peer",
                 extra={"kv": {"peer": event.peer, "code": event.code, "subcode": event.subcode}},
@@ -419,7 +435,14 @@ class Speaker:
         status.since = time.time()
         if event.state == "up":
             status.eor = False
+            status.notified = False
             log.info("session established", extra={"kv": {"peer": status.address, "asn": event.peer_asn}})
+            if status.address in self._restart_timers and self._loop is not None:
+                # RFC 4724 §4.2: back in time; its stale paths stay until End-of-RIB, within stale_timeout
+                self._restart_timers.pop(status.address).cancel()
+                self._restart_timers[status.address] = self._loop.call_later(
+                    self.cfg.kernel.stale_timeout, self._flush_stale, status.address, "no end-of-rib in time"
+                )
             self._eor_pending.add(status.address)
             self._flush_eor()
         elif event.state == "down":
@@ -428,7 +451,12 @@ class Speaker:
             status.eor = False
             self._eor_pending.discard(status.address)
             if status.address in self._stale_paths:
-                return  # ExaBGP restart in progress: keep the paths until the deadline or the re-sent table
+                # a restart in progress (ExaBGP's, or the peer's): what it re-sent meanwhile is stale too
+                self._stale_paths[status.address] |= self.rib.peer_prefixes(status.address)
+                return
+            if was_up and status.restart_time and not status.notified and self._loop is not None:
+                self._start_helping(status, event.reason)
+                return
             affected = self.rib.drop_peer(status.address)
             log.log(
                 logging.WARNING if was_up else logging.DEBUG,
@@ -437,6 +465,43 @@ class Speaker:
             )
             for prefix in affected:
                 self._reselect(prefix)
+
+    def _start_helping(self, status: PeerStatus, reason: str) -> None:
+        """RFC 4724 §4.2: the peer advertised graceful restart and its session ended without a NOTIFICATION:
+        keep its paths, marked stale, for its restart time (the kernel keeps forwarding meanwhile)."""
+        assert self._loop is not None and status.restart_time
+        kept = self.rib.peer_prefixes(status.address)
+        self._stale_paths[status.address] = set(kept)
+        self._restart_timers[status.address] = self._loop.call_later(
+            status.restart_time, self._flush_stale, status.address, "restart time passed"
+        )
+        log.warning(
+            "session down; graceful restart: keeping the peer's routes",
+            extra={
+                "kv": {
+                    "peer": status.address,
+                    "reason": reason,
+                    "kept": len(kept),
+                    "restart_time": status.restart_time,
+                }
+            },
+        )
+
+    def stale_paths_of(self, peer: IPv4Address) -> frozenset[IPv4Network]:
+        """Paths of `peer` kept through a restart (its own or ExaBGP's) and not yet re-sent."""
+        return frozenset(self._stale_paths.get(peer, ()))
+
+    def _flush_stale(self, peer: IPv4Address, why: str) -> None:
+        """Withdraw the paths of `peer` still marked stale (graceful restart over, or failed)."""
+        timer = self._restart_timers.pop(peer, None)
+        if timer is not None:
+            timer.cancel()
+        stale = self._stale_paths.pop(peer, None) or set()
+        for prefix in stale:
+            if self.rib.remove(peer, prefix):
+                self._reselect(prefix)
+        kv = {"peer": peer, "why": why, "withdrawn": len(stale)}
+        log.warning("stale routes withdrawn", extra={"kv": kv})
 
     def _on_update(self, status: PeerStatus, update: codec.Update) -> None:
         status.updates_in += 1
@@ -476,6 +541,9 @@ class Speaker:
     def _on_eor(self, status: PeerStatus) -> None:
         status.eor = True
         log.info("end-of-rib received", extra={"kv": {"peer": status.address}})
+        timer = self._restart_timers.pop(status.address, None)
+        if timer is not None:
+            timer.cancel()
         stale = self._stale_paths.pop(status.address, None)
         if stale:
             for prefix in stale:
@@ -699,6 +767,9 @@ class Speaker:
         for address in removed:
             del self.peers[address]
             self._stale_paths.pop(address, None)
+            timer = self._restart_timers.pop(address, None)
+            if timer is not None:
+                timer.cancel()
             self._eor_pending.discard(address)
             affected |= self.rib.drop_peer(address)
             self.adjout.forget_peer(address)

@@ -58,6 +58,8 @@ def peer(speaker: Speaker, status: PeerStatus) -> dict[str, Any]:
         "updates_received": status.updates_in,
         "flaps": status.flaps,
         "end_of_rib": status.eor,
+        "graceful_restart_time": status.restart_time,
+        "stale_routes": len(speaker.stale_paths_of(status.address)),
     }
 
 

@@ -42,6 +42,10 @@ class PeerOpen:
     peer_asn: int
     router_id: IPv4Address
     hold_time: int
+    # RFC 4724 §3: the peer's Graceful Restart Capability for IPv4 unicast: its restart time in seconds
+    # (None: not advertised for IPv4 unicast, or a time of 0) and whether it kept its forwarding state
+    restart_time: int | None = None
+    forwarding_kept: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +128,15 @@ def _decode_event(msg: dict[str, Any]) -> Event | None:
         if neighbor.get("direction") != "receive":
             return None
         opened = neighbor["open"]  # ExaBGP 5 puts "open" directly in "neighbor", not under "message"
-        return PeerOpen(peer, peer_asn, Address(opened["router_id"]), int(opened.get("hold_time", 0)))
+        restart_time, forwarding_kept = _graceful_restart(opened.get("capabilities"))
+        return PeerOpen(
+            peer,
+            peer_asn,
+            Address(opened["router_id"]),
+            int(opened.get("hold_time", 0)),
+            restart_time,
+            forwarding_kept,
+        )
     if kind == "notification":
         note = neighbor.get("message", {}).get("notification", {})
         code, subcode = int(note.get("code", 0)), int(note.get("subcode", 0))
@@ -143,6 +155,27 @@ def _decode_event(msg: dict[str, Any]) -> Event | None:
     if not isinstance(update, dict):
         return None
     return _decode_update(peer, peer_asn, update)
+
+
+def _graceful_restart(capabilities: Any) -> tuple[int | None, bool]:
+    """(restart time, forwarding state kept) for IPv4 unicast from ExaBGP's capabilities object, in which
+    the Graceful Restart Capability (code 64) reads {"name": "graceful restart", "time": T,
+    "address-family-flags": {"ipv4/unicast": [FLAGS]}}; a non-empty flag list is the family's Forwarding
+    State bit (RFC 4724 §3: 0x80; ExaBGP labels it "restart")."""
+    if not isinstance(capabilities, dict):
+        return None, False
+    for capability in capabilities.values():
+        if not isinstance(capability, dict) or capability.get("name") != "graceful restart":
+            continue
+        families = capability.get("address-family-flags")
+        if not isinstance(families, dict) or "ipv4/unicast" not in families:
+            return None, False
+        try:
+            restart_time = int(capability.get("time", 0))
+        except (TypeError, ValueError):
+            return None, False
+        return (restart_time or None), bool(families["ipv4/unicast"])
+    return None, False
 
 
 def _peer_of(neighbor: dict[str, Any]) -> tuple[IPv4Address, int]:

@@ -56,7 +56,8 @@ class Host:
     def write_config(self, **overrides: Any) -> Path:
         cfg: dict[str, Any] = {
             "node": {"name": self.name, "address": self.address, "asn": ASN},
-            "bgp": {"hold_time": 9},
+            # a short restart time: peers keep a killed host's routes (graceful restart) for 3 s, not 120
+            "bgp": {"hold_time": 9, "graceful_restart": 3},
             "pools": [{"cidr": "10.20.0.0/16"}],
             "export": {"protocols": ["boot", 80], "interfaces": ["cali*"]},
             "kernel": {"protocol": "bird", "table": "main", "stale_timeout": 10},

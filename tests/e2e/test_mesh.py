@@ -62,6 +62,9 @@ def test_killed_host_routes_are_removed_from_the_others(underlay: Underlay) -> N
     h0.bgpd.signal(signal.SIGKILL)  # no goodbye: peers learn from the closed session or the hold timer
     for other in (h1, h2):
         wait_for(lambda o=other: "10.20.1.0/26" not in o.bird_routes(), CONVERGE, f"removal on {other.name}")
+        # h0 advertised graceful restart (3 s here): its routes were kept until its restart time passed
+        log = (other.workdir / "bgpd.log").read_text()
+        assert "graceful restart: keeping the peer's routes" in log and "restart time passed" in log
 
 
 def test_sigterm_stops_cleanly_and_keeps_installed_routes(underlay: Underlay) -> None:

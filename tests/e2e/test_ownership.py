@@ -93,3 +93,34 @@ def test_exabgp_death_keeps_kernel_routes_and_sessions_return(underlay: Underlay
     )
     assert all(samples), "the learned route disappeared from the kernel while ExaBGP restarted"
     assert h1.bgpd is not None and h1.bgpd.alive()
+
+
+def test_peer_restart_keeps_its_routes_on_the_other_hosts(underlay: Underlay) -> None:
+    """Graceful restart helper (RFC 4724 §4.2): h0's ExaBGP dies and bgpd restarts it; h1 keeps h0's routes
+    in the kernel all along, and drops only the one h0 no longer announces once h0 sent End-of-RIB."""
+    h0, h1 = underlay.host("h0", 10), underlay.host("h1", 11)
+    nodes = underlay.mesh_nodes()
+    for host in (h0, h1):
+        mesh = {"enabled": True, "nodes": nodes}
+        host.write_config(bgp={"hold_time": 9, "graceful_restart": 60, "mesh": mesh})
+        host.start_bgpd()
+    h0.add_block("10.20.1.0/26")
+    h0.add_block("10.20.2.0/26")
+    wait_for(lambda: len(h1.bird_routes()) == 2, CONVERGE, "two blocks on h1")
+    pid_file = Path(h0.config["runtime"]["dir"]) / "exabgp.pid"
+    old_pid = int(pid_file.read_text())
+    os.kill(old_pid, signal.SIGKILL)  # h0's session to h1 ends without a NOTIFICATION
+    h0.ip("route", "del", "blackhole", "10.20.2.0/26")  # withdrawn at the source while the session is down
+    samples: list[bool] = []
+
+    def settled() -> bool:
+        samples.append("10.20.1.0/26" in h1.bird_routes())
+        return set(h1.bird_routes()) == {"10.20.1.0/26"}
+
+    wait_for(settled, CONVERGE, "h0 back, End-of-RIB, stale block removed on h1", interval=0.05)
+    assert all(samples), "h0's route disappeared from h1's kernel while h0 restarted"
+    assert int(pid_file.read_text()) != old_pid
+    log = (h1.workdir / "bgpd.log").read_text()
+    assert "graceful restart: keeping the peer's routes" in log and "stale routes withdrawn" not in log
+    (peer,) = h1.ctl_json("show", "peers")
+    assert peer["graceful_restart_time"] == 60 and peer["stale_routes"] == 0

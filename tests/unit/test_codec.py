@@ -570,3 +570,24 @@ def test_unexpected_shape_never_escapes_as_other_exception(message: dict[str, An
 def test_notification_of_unexpected_shape_raises_decode_error() -> None:
     with pytest.raises(DecodeError):
         decode(event("notification", "not an object"))
+
+
+def gr_open(family: str = "ipv4/unicast", time: int = 120, flags: str = '"restart"') -> str:
+    capability = (
+        f'"capabilities": {{ "64": {{ "name": "graceful restart", "time": {time}, '
+        f'"address-family-flags": {{ "{family}": [ {flags} ] }}, "restart-flags": [ ] }} }}'
+    )
+    return (OPEN_LINE % "receive").replace('"capabilities": { }', capability)
+
+
+@pytest.mark.parametrize(("flags", "kept"), [('"restart"', True), ("", False)], ids=["forwarding", "none"])
+def test_received_open_carries_the_graceful_restart_capability(flags: str, kept: bool) -> None:
+    opened = decode(gr_open(flags=flags))
+    assert isinstance(opened, PeerOpen)
+    assert (opened.restart_time, opened.forwarding_kept) == (120, kept)
+
+
+def test_graceful_restart_for_another_family_or_time_zero_is_none() -> None:
+    for line in (gr_open(family="ipv6/unicast"), gr_open(time=0), OPEN_LINE % "receive"):
+        opened = decode(line)
+        assert isinstance(opened, PeerOpen) and opened.restart_time is None

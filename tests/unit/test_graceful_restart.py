@@ -1,0 +1,111 @@
+"""Graceful restart helper (RFC 4724 §4.2) in the speaker: driven with decoded events, no ExaBGP, no kernel.
+
+A peer that advertised graceful restart and drops its session without a NOTIFICATION keeps its paths
+(stale) until it is back and sends End-of-RIB, or its restart time passes; otherwise they go at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+
+from bgpd import config
+from bgpd.exabgp import codec
+from bgpd.model import Attributes, Origin
+from bgpd.speaker import Speaker
+
+PEER = IPv4Address("192.168.100.10")
+ASN = 64512
+P1, P2 = IPv4Network("10.20.1.0/26"), IPv4Network("10.20.2.0/26")
+ATTRS = Attributes(origin=Origin.IGP, local_pref=100)
+
+
+@pytest.fixture
+def speaker(tmp_path: Path) -> Iterator[Speaker]:
+    path = tmp_path / "bgpd.yaml"
+    path.write_text(
+        "node: {name: h, address: 192.168.100.3, asn: 64512}\n"
+        "bgp: {mesh: {enabled: true, nodes: [192.168.100.10, 192.168.100.3]}}\n"
+        "pools: [{cidr: 10.20.0.0/16}]\n"
+        f"runtime: {{dir: {tmp_path / 'run'}}}\n"
+    )
+    sp = Speaker(config.load(str(path)))
+    loop = asyncio.new_event_loop()
+    sp._loop = loop
+    try:
+        yield sp
+    finally:
+        loop.close()
+
+
+def opened(restart_time: int | None, forwarding: bool = True) -> codec.PeerOpen:
+    return codec.PeerOpen(PEER, ASN, IPv4Address("10.0.0.10"), 9, restart_time, forwarding)
+
+
+def up_with(sp: Speaker, *prefixes: IPv4Network, restart_time: int | None = 120) -> None:
+    sp._on_event(opened(restart_time))
+    sp._on_event(codec.PeerState(PEER, ASN, "up"))
+    announced = tuple(codec.Announced(p, PEER, ATTRS) for p in prefixes)
+    sp._on_event(codec.Update(PEER, ASN, announced))
+
+
+def down(sp: Speaker) -> None:
+    sp._on_event(codec.PeerState(PEER, ASN, "down", "peer reset"))
+
+
+def fire_restart_timer(sp: Speaker) -> None:
+    handle = sp._restart_timers[PEER]
+    handle._callback(*handle._args)  # type: ignore[attr-defined]  # the deadline passing
+
+
+def test_session_drop_keeps_paths_until_end_of_rib_then_removes_the_ones_not_resent(speaker: Speaker) -> None:
+    up_with(speaker, P1, P2)
+    assert set(speaker.fib) == {P1, P2}
+    down(speaker)
+    assert set(speaker.fib) == {P1, P2} and speaker.stale_paths_of(PEER) == {P1, P2}
+    up_with(speaker, P1)  # back; re-sends only P1
+    assert speaker.stale_paths_of(PEER) == {P2} and set(speaker.fib) == {P1, P2}
+    speaker._on_event(codec.EndOfRib(PEER))
+    assert set(speaker.fib) == {P1} and not speaker.stale_paths_of(PEER)
+    assert PEER not in speaker._restart_timers
+
+
+def test_restart_time_passing_withdraws_the_stale_paths(speaker: Speaker) -> None:
+    up_with(speaker, P1)
+    down(speaker)
+    assert set(speaker.fib) == {P1}
+    fire_restart_timer(speaker)
+    assert speaker.fib == {} and not speaker.stale_paths_of(PEER)
+
+
+def test_notification_means_no_graceful_restart(speaker: Speaker) -> None:
+    up_with(speaker, P1)
+    speaker._on_event(codec.Notification(PEER, 6, 2))
+    down(speaker)
+    assert speaker.fib == {} and PEER not in speaker._restart_timers
+
+
+def test_peer_without_the_capability_loses_its_paths_at_once(speaker: Speaker) -> None:
+    up_with(speaker, P1, restart_time=None)
+    down(speaker)
+    assert speaker.fib == {}
+
+
+def test_peer_back_without_its_forwarding_state_loses_the_stale_paths_at_once(speaker: Speaker) -> None:
+    up_with(speaker, P1, P2)
+    down(speaker)
+    speaker._on_event(opened(120, forwarding=False))
+    assert speaker.fib == {} and PEER not in speaker._restart_timers
+
+
+def test_second_drop_during_the_restart_keeps_what_was_resent_as_stale_too(speaker: Speaker) -> None:
+    up_with(speaker, P1)
+    down(speaker)
+    up_with(speaker, P2)  # back, sends a new prefix, then drops again before End-of-RIB
+    down(speaker)
+    assert speaker.stale_paths_of(PEER) == {P1, P2} and set(speaker.fib) == {P1, P2}
+    fire_restart_timer(speaker)  # the End-of-RIB deadline armed when it came back
+    assert speaker.fib == {}
