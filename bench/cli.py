@@ -20,12 +20,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from . import profiling, report, scenarios, topo
+from . import floor, profiling, report, scenarios, topo
 from .scenarios import Settings
 
-SCENARIOS = ("latency", "bulk10k", "bulk100k", "reflector", "memory")
+SCENARIOS = ("latency", "bulk10k", "bulk100k", "reflector", "memory", "floor")
+ON_REQUEST = ("floor",)  # run only when named in --scenarios
 DAEMONS = ("bgpd", "bird")
-DEFAULT_REPEAT = {"latency": 5, "bulk10k": 5, "bulk100k": 3, "reflector": 3, "memory": 3}
+DEFAULT_REPEAT = {"latency": 5, "bulk10k": 5, "bulk100k": 3, "reflector": 3, "memory": 3, "floor": 5}
+# the floor scenario runs ExaBGP alone; its runs are kept under these keys (report: the bgpd column)
+FLOOR_KEYS = {True: "exabgp", False: "exabgp-unpatched"}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -49,14 +52,16 @@ def parser() -> argparse.ArgumentParser:
         "--scenarios",
         type=_csv(SCENARIOS),
         default=None,
-        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all; --quick: all but bulk100k)",
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all but floor; --quick: all but "
+        "bulk100k and floor; floor runs only when named)",
     )
     p.add_argument("--daemons", type=_csv(DAEMONS), default=list(DAEMONS), help="bgpd,bird (default both)")
     p.add_argument(
         "--repeat",
         type=int,
         default=None,
-        help="repetitions of every scenario (default: latency 5, bulk10k 5, bulk100k/reflector/memory 3)",
+        help="repetitions of every scenario (default: latency 5, bulk10k 5, bulk100k/reflector/memory 3, "
+        "floor 5)",
     )
     p.add_argument(
         "--quick",
@@ -126,13 +131,16 @@ def _brief(result: dict[str, Any]) -> str:
     )
 
 
+def default_scenarios(quick: bool) -> list[str]:
+    """What runs without --scenarios: everything but the on-request scenarios (and bulk100k if quick)."""
+    return [s for s in SCENARIOS if s not in ON_REQUEST and not (quick and s == "bulk100k")]
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         quick = args.quick
-        self.scenarios: list[str] = args.scenarios or [
-            s for s in SCENARIOS if not (quick and s == "bulk100k")
-        ]
+        self.scenarios: list[str] = args.scenarios or default_scenarios(quick)
         self.daemons: list[str] = args.daemons
         self.repeat = {
             s: args.repeat if args.repeat is not None else (1 if quick else DEFAULT_REPEAT[s])
@@ -199,7 +207,7 @@ class Bench:
         _log(f"{scenario} {daemon} {rep + 1}/{total} {_brief(result)} ({result['wall_s']:.0f} s)")
 
     def _record(self, scenario: str, daemon: str, result: dict[str, Any]) -> None:
-        if scenario in ("latency", "reflector"):
+        if scenario in ("latency", "reflector", "floor"):
             self._store(scenario, daemon, result)
             return
         n = result["n"]
@@ -249,6 +257,8 @@ class Bench:
                 self._reflector(n_rep)
             elif scenario == "memory":
                 self._memory(n_rep, idle)
+            elif scenario == "floor":
+                self._floor(n_rep)
         if memory and self.memory_n != 100_000:
             self.results["notes"].append(
                 f"memory figures measured with {self.memory_n:,} routes (--quick), not 100k"
@@ -263,6 +273,14 @@ class Bench:
             self.results["notes"].append(
                 f"idle CPU over {st.idle_seconds:.0f} s with 10k routes; RSS and CPU are the daemon's "
                 "process tree (bgpd + ExaBGP + its API helper; bird alone)"
+            )
+        if "floor" in sel and "bgpd" in self.daemons:
+            self.results["notes"].append(
+                "floor: ExaBGP alone, started as bgpd starts it, in a two-host iBGP session; time from the "
+                "sender's API helper writing `announce`/`withdraw attributes ...` to ExaBGP until the "
+                "receiver's helper reads ExaBGP's JSON update event (both CLOCK_MONOTONIC); shown in the "
+                "bgpd column as the part of bgpd's latency that is ExaBGP's; unpatched = "
+                "BGPD_EXABGP_UNPATCHED=1"
             )
         if self.args.profile or self.args.profile_reflector:
             self.profile()
@@ -298,6 +316,18 @@ class Bench:
                         n_rep,
                         partial(scenarios.run_bulk, st, d, rep, 10_000, delete=False, idle_seconds=idle),
                     )
+
+    def _floor(self, n_rep: int) -> None:
+        """ExaBGP alone, patched (as bgpd runs it) then unpatched, per repetition. It is bgpd's floor, so
+        it runs only when bgpd is among the daemons."""
+        if "bgpd" not in self.daemons:
+            _log("floor: skipped (ExaBGP's floor under bgpd; bgpd is not among --daemons)")
+            self.results["notes"].append("floor: skipped, bgpd not among --daemons")
+            return
+        for rep in range(n_rep):
+            for patched in (True, False):
+                key = FLOOR_KEYS[patched]
+                self._one("floor", key, rep, n_rep, partial(floor.run_floor, self.settings, rep, patched))
 
     def _reflector(self, n_rep: int) -> None:
         st = self.settings

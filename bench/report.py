@@ -14,17 +14,26 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+COLUMNS = ("bgpd", "bird")  # the table's two daemon columns
+
 
 @dataclass(frozen=True)
 class Row:
     scenario: str  # key in results["runs"]
-    metric: str  # key in each repetition's dict
+    metric: str  # key in each repetition's dict; "a.b" = key b of the dict under key a
     label: str
     unit: str
     scale: float = 1.0  # multiply raw values (bytes -> MiB ...)
     goal: str = ""
     check: Callable[[float, float | None], bool | None] | None = None  # (bgpd median, ratio) -> met
     digits: int = 2
+    # where the bgpd and the BIRD column take their runs from (results["runs"][scenario][key]); None: the
+    # column has no figure for this row (and no error either)
+    keys: tuple[str | None, str | None] = COLUMNS
+
+
+EXABGP_ONLY = ("exabgp", None)  # the floor scenario's runs (ExaBGP alone), in the bgpd column
+FLOOR = "ExaBGP alone (API command → peer's JSON event)"
 
 
 def _ratio_le(limit: float) -> Callable[[float, float | None], bool | None]:
@@ -61,6 +70,13 @@ ROWS = [
         check=_ratio_le(1.0),
     ),
     Row("reflector", "reflector_cpu_s", "reflector CPU until converged", "s"),
+    Row(
+        "reflector",
+        "cpu_by_process_s.exabgp",
+        "reflector: ExaBGP's own CPU until converged",
+        "s",
+        keys=("bgpd", None),
+    ),
     Row("reflector", "reflector_rss_bytes", "reflector RSS converged", "MiB", scale=MIB, digits=1),
     Row(
         "memory",
@@ -85,6 +101,14 @@ ROWS = [
         digits=2,
     ),
     Row("idle", "idle_cpu_sender_pct", "sender idle CPU, 10k routes announced", "% core", digits=2),
+    Row("floor", "add_p50_ms", f"{FLOOR}, add p50", "ms", keys=EXABGP_ONLY),
+    Row("floor", "add_p90_ms", f"{FLOOR}, add p90", "ms", keys=EXABGP_ONLY),
+    Row("floor", "del_p50_ms", f"{FLOOR}, delete p50", "ms", keys=EXABGP_ONLY),
+    Row("floor", "del_p90_ms", f"{FLOOR}, delete p90", "ms", keys=EXABGP_ONLY),
+    Row("floor", "add_p50_ms", f"{FLOOR}, unpatched ExaBGP, add p50", "ms", keys=("exabgp-unpatched", None)),
+    Row(
+        "floor", "del_p50_ms", f"{FLOOR}, unpatched ExaBGP, delete p50", "ms", keys=("exabgp-unpatched", None)
+    ),
 ]
 
 
@@ -103,9 +127,20 @@ def stats(values: list[float]) -> dict[str, float] | None:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
+def metric_of(run: Any, metric: str) -> Any:
+    """run[metric], following dots into nested dicts ("cpu_by_process_s.exabgp"); None if absent."""
+    value = run
+    for part in metric.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
 def values_of(results: dict[str, Any], row: Row, daemon: str) -> list[float]:
     runs = results["runs"].get(row.scenario, {}).get(daemon, [])
-    return [r[row.metric] * row.scale for r in runs if isinstance(r, dict) and r.get(row.metric) is not None]
+    values = (metric_of(r, row.metric) for r in runs)
+    return [v * row.scale for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
 
 
 def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -121,11 +156,12 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
             "unit": row.unit,
             "goal": row.goal,
         }
-        for daemon in ("bgpd", "bird"):
-            entry[daemon] = stats(values_of(results, row, daemon))
-            errors = results.get("errors", {}).get(row.scenario, {}).get(daemon)
+        for column, key in zip(COLUMNS, row.keys, strict=True):
+            entry[f"{column}_source"] = key
+            entry[column] = stats(values_of(results, row, key)) if key else None
+            errors = results.get("errors", {}).get(row.scenario, {}).get(key) if key else None
             if errors:
-                entry[f"{daemon}_error"] = errors
+                entry[f"{column}_error"] = errors
         b, r = entry["bgpd"], entry["bird"]
         entry["ratio"] = b["median"] / r["median"] if b and r and r["median"] else None
         entry["met"] = row.check(b["median"], entry["ratio"]) if (row.check and b) else None

@@ -7,6 +7,8 @@ routes (A) and watches B's routes of protocol bird inside the pool over netlink 
 CLOCK_MONOTONIC. Before measuring, a probe route goes A -> B and back, so sessions are up and warm.
 
 Reflector scenario: 50 BIRD clients, each announcing 200 prefixes, around the reflector under test.
+
+The `floor` scenario (ExaBGP alone, run only on request) is in bench/floor.py.
 """
 
 from __future__ import annotations
@@ -107,6 +109,19 @@ def build_pair(settings: Settings, daemon: str, tag: str) -> Pair:
         raise
 
 
+def latency_figures(adds: list[float], dels: list[float], lost: int) -> dict[str, Any]:
+    """p50/p90 of add and delete samples (ms), the samples themselves, and how many were lost."""
+    return {
+        "add_p50_ms": percentile(adds, 50),
+        "add_p90_ms": percentile(adds, 90),
+        "del_p50_ms": percentile(dels, 50),
+        "del_p90_ms": percentile(dels, 90),
+        "samples_add_ms": [round(x, 3) for x in adds],
+        "samples_del_ms": [round(x, 3) for x in dels],
+        "lost": lost,
+    }
+
+
 def percentile(values: list[float], q: float) -> float:
     """Linear-interpolation percentile (q in 0..100)."""
     data = sorted(values)
@@ -138,16 +153,7 @@ def run_latency(settings: Settings, daemon: str, rep: int) -> dict[str, Any]:
                     pair.topo.check_alive()
                     continue
                 out.append((t_seen - t_inject) * 1000)
-        return {
-            "add_p50_ms": percentile(adds, 50),
-            "add_p90_ms": percentile(adds, 90),
-            "del_p50_ms": percentile(dels, 50),
-            "del_p90_ms": percentile(dels, 90),
-            "samples_add_ms": [round(x, 3) for x in adds],
-            "samples_del_ms": [round(x, 3) for x in dels],
-            "lost": lost,
-            "ready_s": pair.ready_s,
-        }
+        return {**latency_figures(adds, dels, lost), "ready_s": pair.ready_s}
     finally:
         pair.topo.close()
 
@@ -395,6 +401,7 @@ def run_reflector(settings: Settings, daemon: str, rep: int, profile: bool = Fal
         ready = time.monotonic() - t_start
         time.sleep(1.0)
         cpu0 = rr.cpu()
+        split0 = rr.cpu_by_process()
         if profiler:
             profiler.start(
                 {"reflector-bgpd": rr.daemon.pid if rr.daemon else None, "reflector-exabgp": rr.exabgp_pid()},
@@ -428,6 +435,7 @@ def run_reflector(settings: Settings, daemon: str, rep: int, profile: bool = Fal
             time.sleep(0.1)
         converged = max(done.values())
         cpu1 = rr.cpu()
+        split1 = rr.cpu_by_process()
         if profiler:
             profiler.stop()
         return {
@@ -436,6 +444,8 @@ def run_reflector(settings: Settings, daemon: str, rep: int, profile: bool = Fal
             "enable_s": t_enabled,
             "ready_s": ready,
             "reflector_cpu_s": cpu1 - cpu0,
+            # by role: bgpd, exabgp, bridge (ExaBGP's API helper); bird
+            "cpu_by_process_s": _delta(split1, split0),
             "reflector_rss_bytes": rr.rss(),
             "clients": n_clients,
             "routes_per_client": n_routes,

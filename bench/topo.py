@@ -326,6 +326,21 @@ class Topology:
         host.kind = "bird"
         return host.daemon
 
+    def start_exabgp(self, host: Host, conf: str, env: dict[str, str]) -> Process:
+        """ExaBGP alone, started as bgpd starts it: `python -m bgpd.exabgp.launch server CONF` (bgpd's
+        ExaBGP changes applied unless env has BGPD_EXABGP_UNPATCHED=1); `env` adds to ours."""
+        path = host.workdir / "exabgp.conf"
+        path.write_text(conf)
+        host.daemon = self.fabric.spawn(
+            f"exabgp-{host.name}",
+            host.ns,
+            [sys.executable, "-m", "bgpd.exabgp.launch", "server", str(path)],
+            str(host.workdir / "exabgp.log"),
+            env={"PYTHONPATH": str(ROOT), **env},
+        )
+        host.kind = "exabgp"
+        return host.daemon
+
     def check_alive(self) -> None:
         for host in self.hosts.values():
             if host.daemon is not None and not host.daemon.alive():

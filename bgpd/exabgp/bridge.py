@@ -23,7 +23,8 @@ PR_SET_PDEATHSIG = 1
 HELLO = b"bgpd-exabgp-pipes v1"
 
 
-def _connect(path: str) -> socket.socket:
+def connect(path: str) -> socket.socket:
+    """A unix stream socket connected to `path`, retried until CONNECT_DEADLINE (the listener may be late)."""
     deadline = time.monotonic() + CONNECT_DEADLINE
     while True:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -37,16 +38,21 @@ def _connect(path: str) -> socket.socket:
             time.sleep(0.05)
 
 
+def die_with_parent() -> bool:
+    """SIGTERM this process when its parent (ExaBGP) dies; False if the parent is already gone."""
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    return os.getppid() == parent  # else ExaBGP died before the prctl took effect
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m bgpd.exabgp.bridge SOCKET", file=sys.stderr)
         return 2
-    parent = os.getppid()
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # ExaBGP died before the line above took effect
+    if not die_with_parent():
         return 0
     try:
-        sock = _connect(argv[1])
+        sock = connect(argv[1])
         socket.send_fds(sock, [HELLO], [sys.stdin.fileno(), sys.stdout.fileno()])
         sock.close()
     except OSError as exc:

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
+import socket
 import subprocess
 import sys
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bench import agent, birdconf, profiling, report, scenarios
+from bench import agent, birdconf, cli, floor, floorhelper, profiling, report, scenarios
+from bgpd.exabgp import codec
+from bgpd.model import Attributes
 
 ROOT = Path(__file__).resolve().parents[2]
 BIRD = shutil.which("bird") or "/usr/sbin/bird"
@@ -103,6 +109,213 @@ def test_profile_summary_counts_busy_samples(tmp_path: Path) -> None:
     s = profiling.summarize(raw)
     assert s["samples"] == 40 and s["idle"] == 60
     assert s["self"][0] == {"function": "hot (bgpd/y.py)", "samples": 30, "share": 0.75}
+
+
+# --------------------------------------------------------------------------------------------- floor
+# ExaBGP 5.0.15 API lines (encoder json), as in tests/unit/test_codec.py
+HEAD = '{ "exabgp": "5.0.0", "time": 1795638558.5, "host" : "vm", "pid" : 2966, "ppid" : 1, "counter": 1, '
+NEIGHBOR = (
+    '"neighbor": { "address": { "local": "192.168.100.11", "peer": "192.168.100.10" }, '
+    '"asn": { "local": 64512, "peer": 64512 }, "router-id": "192.168.100.11" , '
+)
+STATE_UP = HEAD + '"type": "state", ' + NEIGHBOR + '"state": "up" } }'
+ANNOUNCE = (
+    HEAD + '"type": "update", ' + NEIGHBOR + '"direction": "receive", "message": { "update": { "attribute": '
+    '{ "origin": "igp", "local-preference": 100 }, "announce": { "ipv4 unicast": { "192.168.100.10": '
+    '[ { "nlri": "10.1.0.1/32" }, { "nlri": "10.1.0.2/32" } ] } } } } } }'
+)
+WITHDRAW = (
+    HEAD + '"type": "update", ' + NEIGHBOR + '"direction": "receive", "message": { "update": { "withdraw": '
+    '{ "ipv4 unicast": [ { "nlri": "10.1.0.1/32" } ] } } } } }'
+)
+EOR = (
+    HEAD + '"type": "update", ' + NEIGHBOR + '"direction": "receive", '
+    '"message": { "eor": { "afi" : "ipv4", "safi" : "unicast" } } } }'
+)
+
+
+def test_floor_helper_reports_exabgp_events() -> None:
+    assert floorhelper.event_report(STATE_UP, 1.5) == {
+        "ev": "state",
+        "t": 1.5,
+        "peer": "192.168.100.10",
+        "state": "up",
+    }
+    assert floorhelper.event_report(ANNOUNCE, 2.0) == {
+        "ev": "update",
+        "t": 2.0,
+        "peer": "192.168.100.10",
+        "add": ["10.1.0.1/32", "10.1.0.2/32"],
+        "del": [],
+    }
+    withdrawn = floorhelper.event_report(WITHDRAW, 3.0)
+    assert withdrawn is not None and withdrawn["add"] == [] and withdrawn["del"] == ["10.1.0.1/32"]
+    assert floorhelper.event_report(EOR, 4.0) == {"ev": "eor", "t": 4.0, "peer": "192.168.100.10"}
+    for line in ("done", "", "{not json", "[1, 2]", '{"type": "update"}', HEAD + '"type": "open" }'):
+        assert floorhelper.event_report(line, 0.0) is None
+
+
+def test_floor_parse_report_and_matching() -> None:
+    update = floor.parse_report(json.dumps(floorhelper.event_report(ANNOUNCE, 7)))
+    assert update is not None and update["t"] == 7.0 and isinstance(update["t"], float)
+    assert floor.has("add", "10.1.0.2/32")(update) and not floor.has("del", "10.1.0.2/32")(update)
+    assert not floor.has("add", "10.1.0.3/32")(update)
+    sent = floor.parse_report('{"ev": "sent", "t": 1.25, "cmd": "announce eor"}')
+    assert sent == {"ev": "sent", "t": 1.25, "cmd": "announce eor"}
+    assert floor.parse_report('{"ev": "hello", "role": "sender"}') == {"ev": "hello", "role": "sender"}
+    for bad in ("", "garbage", "[]", '{"t": 1.0}', '{"ev": "sent"}', '{"ev": "sent", "t": "1"}'):
+        assert floor.parse_report(bad) is None
+    assert floor.parse_report('{"ev": "sent", "t": true}') is None
+
+
+def test_floor_commands_are_bgpds() -> None:
+    nh, prefix = "192.168.100.10", "10.1.0.1/32"
+    args = ([IPv4Network(prefix)], IPv4Address(nh))
+    assert [floor.announce(nh, prefix)] == codec.announce_lines(*args, Attributes())
+    assert [floor.withdraw(nh, prefix)] == codec.withdraw_lines(*args)
+
+
+def test_floor_exabgp_config_and_environment(tmp_path: Path) -> None:
+    sender = floor.exabgp_config("192.168.100.10", "192.168.100.11", "sender", "/tmp/f.sock")
+    receiver = floor.exabgp_config("192.168.100.11", "192.168.100.10", "receiver", "/tmp/f.sock")
+    for text in (sender, receiver):
+        for line in ("adj-rib-out true;", "adj-rib-in false;", "manual-eor true;", "ipv4 unicast;"):
+            assert line in text
+        assert "processes [ bgpd ];" in text and "encoder json;" in text and "receive {" in text
+        assert f"run {sys.executable} {floor.HELPER} " in text and "bgpd.exabgp.bridge" not in text
+    assert "passive true;" in sender and "passive false;" in receiver  # the lower address waits
+    # ExaBGP itself accepts both (`validate` parses the configuration; nothing is started)
+    for name, text in (("sender", sender), ("receiver", receiver)):
+        conf = tmp_path / f"{name}.conf"
+        conf.write_text(text)
+        proc = subprocess.run(
+            [sys.executable, "-m", "bgpd.exabgp.launch", "validate", str(conf)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    env = floor.exabgp_env("192.168.100.10", patched=True)
+    assert env["exabgp_tcp_bind"] == "192.168.100.10" and env["exabgp_tcp_port"] == "179"
+    assert env["exabgp_log_level"] == "WARNING" and env["exabgp_reactor_speed"] == "10.0"
+    assert env["exabgp_api_ack"] == "false" and env["exabgp_daemon_user"] == "root"
+    assert env["BGPD_EXABGP_UNPATCHED"] == "0"
+    assert floor.exabgp_env("192.168.100.10", patched=False)["BGPD_EXABGP_UNPATCHED"] == "1"
+
+
+def _helper(role: str, path: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, floor.HELPER, role, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+
+
+def _accept_one(listener: socket.socket) -> floor.Link:
+    conn, _ = listener.accept()
+    link = floor.Link(conn, "test")
+    link.expect(lambda r: r["ev"] == "hello", 10.0, "hello")
+    return link
+
+
+def test_floor_helpers_relay_commands_and_events(tmp_path: Path) -> None:
+    """Both helpers with pipes in ExaBGP's place and a unix socket in the harness's (no network)."""
+    path = str(tmp_path / "f.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(2)
+    listener.settimeout(10.0)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(_helper("sender", path))
+        send = _accept_one(listener)
+        command = floor.announce("192.168.100.10", "10.1.0.1/32")
+        t = send.command(command)
+        out = procs[0].stdout
+        assert out is not None
+        assert select.select([out], [], [], 10.0)[0]
+        assert out.readline() == command.encode() + b"\n"  # what ExaBGP reads: the command, one line
+        procs.append(_helper("receiver", path))
+        recv = _accept_one(listener)
+        stdin = procs[1].stdin
+        assert stdin is not None
+        stdin.write(f"{STATE_UP}\n{ANNOUNCE}\n".encode())
+        stdin.flush()
+        up = recv.expect(lambda r: r["ev"] == "state", 10.0, "state")
+        assert up["state"] == "up" and up["t"] >= t
+        seen = recv.expect(floor.has("add", "10.1.0.2/32"), 10.0, "update")
+        assert seen["t"] == up["t"]  # one read, one timestamp
+        send.close()
+        recv.close()
+        stdin.close()  # ExaBGP gone: the receiver exits
+        assert procs[0].wait(10.0) == 0 and procs[1].wait(10.0) == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        listener.close()
+
+
+def _results(runs: dict[str, Any], errors: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"runs": runs, "errors": errors or {}}
+
+
+def test_report_floor_rows_fill_the_bgpd_column_only() -> None:
+    results = _results(
+        {
+            "floor": {
+                "exabgp": [{"add_p50_ms": 1.0, "del_p50_ms": 2.0}, {"add_p50_ms": 3.0, "del_p50_ms": 2.0}],
+                "exabgp-unpatched": [{"add_p50_ms": 5.0}],
+            },
+        },
+        {"floor": {"exabgp-unpatched": "failed: x"}},
+    )
+    rows = {r["label"]: r for r in report.summarize(results)}
+    add = rows[f"{report.FLOOR}, add p50"]
+    assert add["bgpd"] == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 2}
+    assert add["bird"] is None and add["ratio"] is None and add["met"] is None and add["goal"] == ""
+    assert add["bgpd_source"] == "exabgp" and add["bird_source"] is None
+    assert rows[f"{report.FLOOR}, add p90"]["bgpd"] is None  # no such metric in these runs
+    unpatched = rows[f"{report.FLOOR}, unpatched ExaBGP, add p50"]
+    assert unpatched["bgpd"]["median"] == 5.0 and unpatched["bgpd_error"] == "failed: x"
+    assert "bird_error" not in unpatched
+    line = next(r for r in report.table(list(rows.values())) if r[0] == add["label"])
+    assert line == [add["label"], "ms", "2.00 (1.00–3.00)", "—", "—", "", ""]
+    # nothing of the floor leaks into the other scenarios' rows
+    assert {r["scenario"] for r in rows.values()} == {"floor"}
+
+
+def test_report_reflector_exabgp_cpu_from_the_split() -> None:
+    results = _results(
+        {
+            "reflector": {
+                "bgpd": [
+                    {"converge_s": 3.0, "cpu_by_process_s": {"bgpd": 1.0, "exabgp": 2.5, "bridge": 0.0}},
+                    {"converge_s": 3.0, "cpu_by_process_s": {"bgpd": 1.0, "exabgp": 1.5}},
+                    {"converge_s": 3.0},  # a run from before the split was recorded
+                ],
+                "bird": [{"converge_s": 1.0, "cpu_by_process_s": {"bird": 0.5}}],
+            }
+        },
+        {"reflector": {"bird": "failed: y"}},
+    )
+    row = next(r for r in report.summarize(results) if r["metric"] == "cpu_by_process_s.exabgp")
+    assert row["label"] == "reflector: ExaBGP's own CPU until converged"
+    assert row["bgpd"] == {"median": 2.0, "min": 1.5, "max": 2.5, "n": 2}
+    assert row["bird"] is None and row["ratio"] is None and "bird_error" not in row
+    assert report.metric_of({"a": {"b": 1}}, "a.b") == 1
+    assert report.metric_of({"a": 1}, "a.b") is None and report.metric_of({}, "a") is None
+
+
+def test_floor_runs_only_when_asked() -> None:
+    for quick in (False, True):
+        assert "floor" not in cli.default_scenarios(quick)
+    assert cli.default_scenarios(False) == ["latency", "bulk10k", "bulk100k", "reflector", "memory"]
+    assert cli.default_scenarios(True) == ["latency", "bulk10k", "reflector", "memory"]
+    args = cli.parser().parse_args(["--scenarios", "floor", "--daemons", "bgpd"])
+    assert args.scenarios == ["floor"]
+    assert cli.parser().parse_args([]).scenarios is None
 
 
 @pytest.mark.e2e
