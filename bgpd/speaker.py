@@ -31,7 +31,7 @@ from bgpd.config import Config
 from bgpd.control import ControlServer
 from bgpd.exabgp import codec, confgen
 from bgpd.exabgp.supervisor import ExaBGP
-from bgpd.kernel import RouteAdded, RouteEvent, RouteInstaller, RouteRemoved, RouteWatcher, Snapshot
+from bgpd.kernel import OpResult, RouteAdded, RouteEvent, RouteInstaller, RouteRemoved, RouteWatcher, Snapshot
 from bgpd.kernel import local_addresses as kernel_local_addresses
 from bgpd.metrics import HttpEndpoint, registry_for
 from bgpd.model import Attributes, KernelRoute, Path, Peer
@@ -136,6 +136,7 @@ class Speaker:
         self._restart_timers: dict[IPv4Address, asyncio.TimerHandle] = {}
         self._dirty: set[IPv4Network] = set()
         self._kernel_wakeup = asyncio.Event()
+        self._kernel_busy = False  # a batch is being written by the kernel writer thread
         self._out_announce: set[IPv4Network] = set()
         self._out_withdraw: set[IPv4Network] = set()
         self._out_scheduled = False
@@ -271,6 +272,8 @@ class Speaker:
             for prefix in delta.announce | delta.withdraw:
                 self.rib.suppress(prefix, self.export.is_announced(prefix))
                 self._reselect(prefix)
+            if len(self._out_announce) + len(self._out_withdraw) <= INLINE_KERNEL_OPS:
+                self._flush_export()  # a few routes: now, not a loop turn later (bursts still coalesce)
         self._flush_eor()
 
     def _set_kernel_view(self, routes: Iterable[KernelRoute]) -> None:
@@ -391,6 +394,7 @@ class Speaker:
         self._event_time = time.monotonic()  # stamps the kernel changes this line causes (install latency)
         try:
             self._handle_exabgp_line(line)
+            self._install_inline()
         finally:
             self._event_time = None
 
@@ -690,6 +694,18 @@ class Speaker:
         self._dirty.clear()
         return ops
 
+    def _install_inline(self) -> None:
+        """A few changed routes and the writer idle: write them now, from the event loop, instead of on the
+        kernel loop's next turn (a netlink round trip costs tens of µs; a loop turn and a thread hand-off
+        cost more, and this is the tail of every single-route change's latency)."""
+        dirty = len(self._dirty)
+        if self.installer is None or self._kernel_busy or not dirty or dirty > INLINE_KERNEL_OPS:
+            return
+        ops = self._ops()
+        since, self._install_since = self._install_since, None
+        if ops:
+            self._kernel_results(ops, self.installer.apply(ops), since)
+
     async def _kernel_loop(self) -> None:
         loop = asyncio.get_running_loop()
         installer = self.installer
@@ -709,31 +725,44 @@ class Speaker:
                 # in slices: the per-operation bookkeeping of a 100k-route burst, allocated while routes
                 # keep arriving, would otherwise stay in the process as fragmented heap after it is freed
                 results = []
-                for start in range(0, len(ops), KERNEL_SLICE):
-                    part = ops[start : start + KERNEL_SLICE]
-                    results += await loop.run_in_executor(self._kexec, installer.apply, part)
-            if since is not None:
-                self.latency.install.observe(time.monotonic() - since)
-            failed: list[IPv4Network] = []
-            for (prefix, want), result in zip(ops, results, strict=True):
-                if result.ok:
-                    if want is None:
-                        self.installed.pop(prefix, None)
-                    else:
-                        self.installed[prefix] = want
-                elif result.collision:
-                    self.collisions.add(prefix)
-                    self.counters["kernel_collisions"] += 1
+                self._kernel_busy = True
+                try:
+                    for start in range(0, len(ops), KERNEL_SLICE):
+                        part = ops[start : start + KERNEL_SLICE]
+                        results += await loop.run_in_executor(self._kexec, installer.apply, part)
+                finally:
+                    self._kernel_busy = False
+            self._kernel_results(ops, results, since)
+
+    def _kernel_results(
+        self,
+        ops: list[tuple[IPv4Network, tuple[IPv4Address, ...] | None]],
+        results: list[OpResult],
+        since: float | None,
+    ) -> None:
+        if since is not None:
+            self.latency.install.observe(time.monotonic() - since)
+        failed: list[IPv4Network] = []
+        for (prefix, want), result in zip(ops, results, strict=True):
+            if result.ok:
+                if want is None:
+                    self.installed.pop(prefix, None)
                 else:
-                    failed.append(prefix)
-            self.counters["kernel_ops"] += len(ops)
-            if failed:
-                self.counters["kernel_failures"] += len(failed)
-                log.error(
-                    "kernel route changes failed; will retry",
-                    extra={"kv": {"count": len(failed), "first": failed[0], "in": RETRY_FAILED_AFTER}},
-                )
-                loop.call_later(RETRY_FAILED_AFTER, self._retry, failed)
+                    self.installed[prefix] = want
+            elif result.collision:
+                self.collisions.add(prefix)
+                self.counters["kernel_collisions"] += 1
+            else:
+                failed.append(prefix)
+        self.counters["kernel_ops"] += len(ops)
+        if failed:
+            self.counters["kernel_failures"] += len(failed)
+            log.error(
+                "kernel route changes failed; will retry",
+                extra={"kv": {"count": len(failed), "first": failed[0], "in": RETRY_FAILED_AFTER}},
+            )
+            if self._loop is not None:
+                self._loop.call_later(RETRY_FAILED_AFTER, self._retry, failed)
 
     def _retry(self, prefixes: list[IPv4Network]) -> None:
         for prefix in prefixes:
