@@ -31,7 +31,16 @@ from bgpd.config import Config
 from bgpd.control import ControlServer
 from bgpd.exabgp import codec, confgen
 from bgpd.exabgp.supervisor import ExaBGP
-from bgpd.kernel import OpResult, RouteAdded, RouteEvent, RouteInstaller, RouteRemoved, RouteWatcher, Snapshot
+from bgpd.kernel import (
+    InstallError,
+    OpResult,
+    RouteAdded,
+    RouteEvent,
+    RouteInstaller,
+    RouteRemoved,
+    RouteWatcher,
+    Snapshot,
+)
 from bgpd.kernel import local_addresses as kernel_local_addresses
 from bgpd.metrics import HttpEndpoint, registry_for
 from bgpd.model import Attributes, KernelRoute, Path, Peer
@@ -69,10 +78,23 @@ class PeerStatus:
     rejected: Counter[str] = field(default_factory=Counter)
     flaps: int = 0
     # RFC 4724, from the peer's last OPEN: its restart time for IPv4 unicast (None: no graceful restart)
-    # and whether it kept its forwarding state; and whether it sent a NOTIFICATION since coming up
+    # and whether it kept its forwarding state; and whether the current session ends on purpose (a
+    # NOTIFICATION received, or bgpd resetting it on reload): then it is no graceful restart
     restart_time: int | None = None
     forwarding_kept: bool = False
-    notified: bool = False
+    ungraceful: bool = False
+
+
+def _apply_safely(
+    installer: RouteInstaller, ops: list[tuple[IPv4Network, tuple[IPv4Address, ...] | None]]
+) -> list[OpResult]:
+    """installer.apply, with a failure of the netlink socket itself reported as every operation failing
+    (they are retried like any failed change) instead of an exception that would stop the writer."""
+    try:
+        return installer.apply(ops)
+    except InstallError as exc:
+        log.error("kernel route writer failed", extra={"kv": {"error": str(exc), "operations": len(ops)}})
+        return [OpResult(prefix, ok=False, error=str(exc)) for prefix, _ in ops]
 
 
 def sessions_of(cfg: Config) -> list[confgen.Session]:
@@ -385,10 +407,10 @@ class Speaker:
         for peer in list(self.peers):
             prefixes = self.rib.peer_prefixes(peer)
             if prefixes:
-                self._stale_paths[peer] = set(prefixes)
+                self._stale_paths.setdefault(peer, set()).update(prefixes)
+                deadline = self.cfg.kernel.stale_timeout
+                self._arm_stale_deadline(peer, deadline, "no end-of-rib after exabgp restart")
         log.error("exabgp disconnected; keeping learned routes until sessions return")
-        if self._loop is not None:
-            self._tasks.append(self._loop.create_task(self._expire_stale_paths(), name="stale-paths"))
 
     def _on_exabgp_line(self, line: str) -> None:
         self._event_time = time.monotonic()  # stamps the kernel changes this line causes (install latency)
@@ -425,7 +447,7 @@ class Speaker:
         elif isinstance(event, codec.EndOfRib):
             self._on_eor(status)
         elif isinstance(event, codec.Notification):
-            status.notified = True  # a session closed with a NOTIFICATION is not a graceful restart
+            status.ungraceful = True  # a session closed with a NOTIFICATION is not a graceful restart
             log.warning(
                 "notification from peer",
                 extra={"kv": {"peer": event.peer, "code": event.code, "subcode": event.subcode}},
@@ -439,14 +461,12 @@ class Speaker:
         status.since = time.time()
         if event.state == "up":
             status.eor = False
-            status.notified = False
+            status.ungraceful = False
             log.info("session established", extra={"kv": {"peer": status.address, "asn": event.peer_asn}})
-            if status.address in self._restart_timers and self._loop is not None:
+            if status.address in self._stale_paths:
                 # RFC 4724 §4.2: back in time; its stale paths stay until End-of-RIB, within stale_timeout
-                self._restart_timers.pop(status.address).cancel()
-                self._restart_timers[status.address] = self._loop.call_later(
-                    self.cfg.kernel.stale_timeout, self._flush_stale, status.address, "no end-of-rib in time"
-                )
+                deadline = self.cfg.kernel.stale_timeout
+                self._arm_stale_deadline(status.address, deadline, "no end-of-rib in time")
             self._eor_pending.add(status.address)
             self._flush_eor()
         elif event.state == "down":
@@ -455,10 +475,17 @@ class Speaker:
             status.eor = False
             self._eor_pending.discard(status.address)
             if status.address in self._stale_paths:
-                # a restart in progress (ExaBGP's, or the peer's): what it re-sent meanwhile is stale too
-                self._stale_paths[status.address] |= self.rib.peer_prefixes(status.address)
-                return
-            if was_up and status.restart_time and not status.notified and self._loop is not None:
+                if not was_up:
+                    return  # a restart in progress (ExaBGP's or the peer's): its attempts may fail meanwhile
+                # RFC 4724 §4.2, consecutive restarts: the paths already marked stale are deleted
+                self._flush_stale(status.address, "session dropped again before end-of-rib")
+            graceful = (
+                status.restart_time
+                and not status.ungraceful
+                and "notification sent" not in event.reason  # e.g. our hold timer expired
+                and "notification received" not in event.reason
+            )
+            if was_up and graceful and self._loop is not None:
                 self._start_helping(status, event.reason)
                 return
             affected = self.rib.drop_peer(status.address)
@@ -476,9 +503,7 @@ class Speaker:
         assert self._loop is not None and status.restart_time
         kept = self.rib.peer_prefixes(status.address)
         self._stale_paths[status.address] = set(kept)
-        self._restart_timers[status.address] = self._loop.call_later(
-            status.restart_time, self._flush_stale, status.address, "restart time passed"
-        )
+        self._arm_stale_deadline(status.address, status.restart_time, "restart time passed")
         log.warning(
             "session down; graceful restart: keeping the peer's routes",
             extra={
@@ -494,6 +519,14 @@ class Speaker:
     def stale_paths_of(self, peer: IPv4Address) -> frozenset[IPv4Network]:
         """Paths of `peer` kept through a restart (its own or ExaBGP's) and not yet re-sent."""
         return frozenset(self._stale_paths.get(peer, ()))
+
+    def _arm_stale_deadline(self, peer: IPv4Address, seconds: float, why: str) -> None:
+        """(Re)start the one deadline that withdraws the stale paths of `peer`."""
+        timer = self._restart_timers.pop(peer, None)
+        if timer is not None:
+            timer.cancel()
+        if self._loop is not None:
+            self._restart_timers[peer] = self._loop.call_later(seconds, self._flush_stale, peer, why)
 
     def _flush_stale(self, peer: IPv4Address, why: str) -> None:
         """Withdraw the paths of `peer` still marked stale (graceful restart over, or failed)."""
@@ -554,14 +587,6 @@ class Speaker:
                 if self.rib.remove(status.address, prefix):
                     self._reselect(prefix)
         self._maybe_reconcile()
-
-    async def _expire_stale_paths(self) -> None:
-        await asyncio.sleep(self.cfg.kernel.stale_timeout)
-        for peer, prefixes in list(self._stale_paths.items()):
-            for prefix in prefixes:
-                if self.rib.remove(peer, prefix):
-                    self._reselect(prefix)
-            del self._stale_paths[peer]
 
     # ------------------------------------------------------------------ RIB -> kernel
 
@@ -704,7 +729,7 @@ class Speaker:
         ops = self._ops()
         since, self._install_since = self._install_since, None
         if ops:
-            self._kernel_results(ops, self.installer.apply(ops), since)
+            self._kernel_results(ops, _apply_safely(self.installer, ops), since)
 
     async def _kernel_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -720,7 +745,7 @@ class Speaker:
                 continue
             if len(ops) <= INLINE_KERNEL_OPS:
                 # a few routes: one netlink round trip (~tens of µs) costs less than two thread hand-offs
-                results = installer.apply(ops)
+                results = _apply_safely(installer, ops)
             else:
                 # in slices: the per-operation bookkeeping of a 100k-route burst, allocated while routes
                 # keep arriving, would otherwise stay in the process as fragmented heap after it is freed
@@ -729,7 +754,7 @@ class Speaker:
                 try:
                     for start in range(0, len(ops), KERNEL_SLICE):
                         part = ops[start : start + KERNEL_SLICE]
-                        results += await loop.run_in_executor(self._kexec, installer.apply, part)
+                        results += await loop.run_in_executor(self._kexec, _apply_safely, installer, part)
                 finally:
                     self._kernel_busy = False
             self._kernel_results(ops, results, since)
@@ -809,11 +834,13 @@ class Speaker:
         for address in changed:
             p = new_sessions[address]
             status = self.peers[address]
+            status.ungraceful = True  # ExaBGP resets the session: not a graceful restart of the peer
             status.asn, status.rr_client = p.asn, p.rr_client
         roles = {a: p.rr_client for a, p in self.peers.items() if p.asn == new.node.asn}
         roles_changed = roles != self._ibgp_roles
         self._ibgp_roles = roles
         self._targets.clear()
+        self._adverts.clear()  # the cluster id may have changed
         if removed or added or changed:
             self.exabgp.reload(sessions_of(new))
         # export rules: re-evaluate every kernel route

@@ -101,11 +101,47 @@ def test_peer_back_without_its_forwarding_state_loses_the_stale_paths_at_once(sp
     assert speaker.fib == {} and PEER not in speaker._restart_timers
 
 
-def test_second_drop_during_the_restart_keeps_what_was_resent_as_stale_too(speaker: Speaker) -> None:
+def test_consecutive_restart_deletes_what_was_already_stale(speaker: Speaker) -> None:
+    """RFC 4724 §4.2: "a route (from the peer) previously marked as stale MUST be deleted"."""
     up_with(speaker, P1)
     down(speaker)
     up_with(speaker, P2)  # back, sends a new prefix, then drops again before End-of-RIB
     down(speaker)
-    assert speaker.stale_paths_of(PEER) == {P1, P2} and set(speaker.fib) == {P1, P2}
-    fire_restart_timer(speaker)  # the End-of-RIB deadline armed when it came back
+    assert set(speaker.fib) == {P2} and speaker.stale_paths_of(PEER) == {P2}
+    fire_restart_timer(speaker)  # P2's restart time (armed afresh by the second drop)
+    assert speaker.fib == {}
+
+
+def test_a_notification_we_sent_means_no_graceful_restart(speaker: Speaker) -> None:
+    """Our hold timer expired (a host lost power): ExaBGP sends a NOTIFICATION and reports it only in
+    the reason of the state change."""
+    up_with(speaker, P1)
+    speaker._on_event(codec.PeerState(PEER, ASN, "down", "peer reset, message [notification sent (4,0)]"))
+    assert speaker.fib == {} and PEER not in speaker._restart_timers
+
+
+def test_failed_attempts_while_restarting_keep_the_stale_paths(speaker: Speaker) -> None:
+    up_with(speaker, P1)
+    down(speaker)
+    speaker._on_event(codec.PeerState(PEER, ASN, "connected"))
+    down(speaker)  # the reconnection failed before the session came up: still the same restart
+    assert set(speaker.fib) == {P1} and speaker.stale_paths_of(PEER) == {P1}
+
+
+def test_exabgp_restart_deadline_is_per_peer_and_a_later_peer_restart_keeps_its_own(speaker: Speaker) -> None:
+    up_with(speaker, P1)
+    speaker._on_exabgp_disconnect()  # bgpd's own ExaBGP died: stale until the sessions are back
+    assert set(speaker.fib) == {P1} and PEER in speaker._restart_timers
+    up_with(speaker, P1)
+    speaker._on_event(codec.EndOfRib(PEER))
+    assert PEER not in speaker._restart_timers and not speaker.stale_paths_of(PEER)
+    down(speaker)  # later, the peer restarts: its own restart time, not a leftover deadline
+    (handle,) = [speaker._restart_timers[PEER]]
+    assert set(speaker.fib) == {P1} and handle.when() - speaker._loop.time() > 60  # type: ignore[union-attr]
+
+
+def test_reload_that_resets_a_changed_peer_is_not_a_graceful_restart(speaker: Speaker) -> None:
+    up_with(speaker, P1)
+    speaker.peers[PEER].ungraceful = True  # what reload sets for a session ExaBGP is about to reset
+    down(speaker)
     assert speaker.fib == {}

@@ -640,3 +640,35 @@ def test_reflected_commands_are_counted_per_line_and_peer() -> None:
     assert len(capture.lines) == 2 and all("neighbor 192.168.100.10" in line for line in capture.lines)
     assert speaker.commands_sent["192.168.100.10"] == speaker.commands_sent["192.168.100.11"] == 2
     assert speaker.commands_sent["192.168.100.12"] == 0
+
+
+def test_reload_with_a_new_cluster_id_reflects_with_it(tmp_path: object) -> None:
+    """Reflected attributes are cached per source; a reload that changes the cluster id must not reuse
+    them (RFC 4456 §8: the CLUSTER_LIST carries this reflector's cluster id)."""
+    import asyncio
+    from pathlib import Path as FsPath
+
+    from bgpd import config
+    from bgpd.model import Path as RibPath
+    from bgpd.speaker import Speaker
+
+    assert isinstance(tmp_path, FsPath)
+    text = FsPath("configs/reflector1.yaml").read_text().replace("/run/bgpd/rr1", str(tmp_path / "run"))
+    conf = tmp_path / "rr.yaml"
+    conf.write_text(text)
+    speaker = Speaker(config.load(str(conf)))
+    speaker.exabgp = _CapturingExaBGP()  # type: ignore[assignment]
+    source = Peer(A("192.168.100.10"), 64512, A("192.168.100.10"), ebgp=False)
+    path = RibPath(N("10.20.1.0/26"), A("192.168.100.10"), source, Attributes(origin=Origin.IGP))
+
+    def reflected_cluster_list() -> tuple[IPv4Address, ...]:
+        speaker._reflect(N("10.20.1.0/26"), path)
+        (advert,) = set(speaker.adjout._pending[N("10.20.1.0/26")].values())
+        assert advert is not None
+        return advert.attrs.cluster_list
+
+    assert reflected_cluster_list() == (A("1.0.0.1"),)
+    conf.write_text(text.replace("cluster_id: 1.0.0.1", "cluster_id: 2.2.2.2"))
+    result = asyncio.run(speaker.reload())
+    assert result["ok"] is True, result
+    assert reflected_cluster_list() == (A("2.2.2.2"),)
