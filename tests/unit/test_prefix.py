@@ -6,7 +6,7 @@ from ipaddress import IPv4Address, IPv4Network
 from itertools import islice
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bgpd import prefix
@@ -31,7 +31,14 @@ def test_from_int_and_parse_equal_ipaddress(net: IPv4Network) -> None:
         assert fast.subnet_of(IPv4Network("0.0.0.0/0")) and net.subnet_of(fast)
 
 
-@given(st.text(max_size=20))
+@settings(max_examples=300)
+@given(
+    st.one_of(
+        st.text(max_size=20),
+        # near-misses of the fast path: leading zeros, long octets, missing parts
+        st.text(alphabet="0123456789./", min_size=1, max_size=18),
+    )
+)
 def test_parse_accepts_and_rejects_what_ipaddress_does(text: str) -> None:
     try:
         expected: IPv4Network | None = IPv4Network(text)
@@ -41,7 +48,8 @@ def test_parse_accepts_and_rejects_what_ipaddress_does(text: str) -> None:
         with pytest.raises(ValueError):
             prefix.parse(text)
     else:
-        assert prefix.parse(text) == expected
+        got = prefix.parse(text)
+        assert got == expected and str(got) == str(expected)
 
 
 @pytest.mark.parametrize(
@@ -87,18 +95,3 @@ def test_lean_prefixes_pickle_and_copy(net: IPv4Network) -> None:
     fast = prefix.parse(str(net))
     for clone in (pickle.loads(pickle.dumps(fast)), copy.copy(fast), copy.deepcopy(fast)):
         assert type(clone) is prefix.Prefix and clone == net and hash(clone) == hash(net)
-
-
-@given(st.text(alphabet="0123456789./", min_size=1, max_size=18))
-def test_parse_of_digit_strings_matches_ipaddress(text: str) -> None:
-    """Near-misses of the fast path (leading zeros, long octets, missing parts) against ipaddress."""
-    try:
-        expected: IPv4Network | None = IPv4Network(text)
-    except ValueError:
-        expected = None
-    if expected is None:
-        with pytest.raises(ValueError):
-            prefix.parse(text)
-    else:
-        got = prefix.parse(text)
-        assert got == expected and str(got) == str(expected)
