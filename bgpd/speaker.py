@@ -59,6 +59,7 @@ UNREACHABLE_FIRST_REPORT = 30.0  # seconds; then every 60, 120, ... up to the ma
 UNREACHABLE_MAX_REPORT = 600.0
 ADVERT_CACHE_SIZE = 4096  # reflected (source, next hop, attributes) kept; cleared when full
 EXPORT_ATTRIBUTES = Attributes()
+KernelOp = tuple[IPv4Network, tuple[IPv4Address, ...] | None]  # a route to install (next hops) or delete
 
 
 @dataclass(slots=True)
@@ -85,9 +86,7 @@ class PeerStatus:
     ungraceful: bool = False
 
 
-def _apply_safely(
-    installer: RouteInstaller, ops: list[tuple[IPv4Network, tuple[IPv4Address, ...] | None]]
-) -> list[OpResult]:
+def _apply_safely(installer: RouteInstaller, ops: list[KernelOp]) -> list[OpResult]:
     """installer.apply, with a failure of the netlink socket itself reported as every operation failing
     (they are retried like any failed change) instead of an exception that would stop the writer."""
     try:
@@ -384,8 +383,7 @@ class Speaker:
     def _send_table_to(self, peer: IPv4Address) -> None:
         announced = sorted(self.export.announced)
         self._send(codec.announce_lines(announced, self.cfg.node.address, EXPORT_ATTRIBUTES, [peer]), [peer])
-        for batch in self.adjout.replay(peer):
-            self._send(self._batch_lines((batch,)), batch.peers)
+        self._send_batches(self.adjout.replay(peer))
 
     # ------------------------------------------------------------------ ExaBGP -> RIB
 
@@ -393,8 +391,7 @@ class Speaker:
         """A (new) ExaBGP attached: it knows nothing; replay our whole table and what we reflected."""
         announced = sorted(self.export.announced)
         self._send(codec.announce_lines(announced, self.cfg.node.address, EXPORT_ATTRIBUTES), self.peers)
-        for batch in self.adjout.replay():
-            self._send(self._batch_lines((batch,)), batch.peers)
+        self._send_batches(self.adjout.replay())
 
     def _on_exabgp_disconnect(self) -> None:
         """ExaBGP went away: all sessions are down, but keep their paths until they come back."""
@@ -522,22 +519,27 @@ class Speaker:
 
     def _arm_stale_deadline(self, peer: IPv4Address, seconds: float, why: str) -> None:
         """(Re)start the one deadline that withdraws the stale paths of `peer`."""
-        timer = self._restart_timers.pop(peer, None)
-        if timer is not None:
-            timer.cancel()
+        self._cancel_stale_deadline(peer)
         if self._loop is not None:
             self._restart_timers[peer] = self._loop.call_later(seconds, self._flush_stale, peer, why)
 
-    def _flush_stale(self, peer: IPv4Address, why: str) -> None:
-        """Withdraw the paths of `peer` still marked stale (graceful restart over, or failed)."""
+    def _cancel_stale_deadline(self, peer: IPv4Address) -> None:
         timer = self._restart_timers.pop(peer, None)
         if timer is not None:
             timer.cancel()
+
+    def _drop_stale(self, peer: IPv4Address) -> int:
+        """Withdraw the paths of `peer` still marked stale, end its deadline; how many there were."""
+        self._cancel_stale_deadline(peer)
         stale = self._stale_paths.pop(peer, None) or set()
         for prefix in stale:
             if self.rib.remove(peer, prefix):
                 self._reselect(prefix)
-        kv = {"peer": peer, "why": why, "withdrawn": len(stale)}
+        return len(stale)
+
+    def _flush_stale(self, peer: IPv4Address, why: str) -> None:
+        """The restart is over without the peer's End-of-RIB (or failed): its stale paths go."""
+        kv = {"peer": peer, "why": why, "withdrawn": self._drop_stale(peer)}
         log.warning("stale routes withdrawn", extra={"kv": kv})
 
     def _on_update(self, status: PeerStatus, update: codec.Update) -> None:
@@ -578,14 +580,7 @@ class Speaker:
     def _on_eor(self, status: PeerStatus) -> None:
         status.eor = True
         log.info("end-of-rib received", extra={"kv": {"peer": status.address}})
-        timer = self._restart_timers.pop(status.address, None)
-        if timer is not None:
-            timer.cancel()
-        stale = self._stale_paths.pop(status.address, None)
-        if stale:
-            for prefix in stale:
-                if self.rib.remove(status.address, prefix):
-                    self._reselect(prefix)
+        self._drop_stale(status.address)  # what it did not re-send (RFC 4724 §4.2)
         self._maybe_reconcile()
 
     # ------------------------------------------------------------------ RIB -> kernel
@@ -632,17 +627,16 @@ class Speaker:
 
     def _flush_reflection(self) -> None:
         self._reflect_scheduled = False
-        for batch in self.adjout.flush():
-            self._send(self._batch_lines((batch,)), batch.peers)  # counted per command line, per peer
+        self._send_batches(self.adjout.flush())
 
-    def _batch_lines(self, batches: Iterable[Batch]) -> list[str]:
-        lines: list[str] = []
+    def _send_batches(self, batches: Iterable[Batch]) -> None:
+        """Adj-RIB-Out batches as commands, each counted per command line for each peer it targets."""
         for b in batches:
             if b.advert is None:
-                lines += codec.withdraw_lines(b.prefixes, self.cfg.node.address, b.peers)
+                lines = codec.withdraw_lines(b.prefixes, self.cfg.node.address, b.peers)
             else:
-                lines += codec.announce_lines(b.prefixes, b.advert.next_hop, b.advert.attrs, b.peers)
-        return lines
+                lines = codec.announce_lines(b.prefixes, b.advert.next_hop, b.advert.attrs, b.peers)
+            self._send(lines, b.peers)
 
     def _mark(self, prefix: IPv4Network) -> None:
         if self.installer is None:
@@ -695,8 +689,9 @@ class Speaker:
         if not self.reconciled:
             self._reconcile("stale_timeout passed")
 
-    def _ops(self) -> list[tuple[IPv4Network, tuple[IPv4Address, ...] | None]]:
-        ops: list[tuple[IPv4Network, tuple[IPv4Address, ...] | None]] = []
+    def _ops(self) -> tuple[list[KernelOp], float | None]:
+        """The kernel changes the dirty prefixes need, and when the first of them was asked for."""
+        ops: list[KernelOp] = []
         for prefix in self._dirty:
             want = self.fib.get(prefix)
             have = self.installed.get(prefix)
@@ -717,7 +712,8 @@ class Speaker:
                 continue  # an earlier run's route: kept until reconciliation
             ops.append((prefix, want))
         self._dirty.clear()
-        return ops
+        since, self._install_since = self._install_since, None
+        return ops, since
 
     def _install_inline(self) -> None:
         """A few changed routes and the writer idle: write them now, from the event loop, instead of on the
@@ -726,8 +722,7 @@ class Speaker:
         dirty = len(self._dirty)
         if self.installer is None or self._kernel_busy or not dirty or dirty > INLINE_KERNEL_OPS:
             return
-        ops = self._ops()
-        since, self._install_since = self._install_since, None
+        ops, since = self._ops()
         if ops:
             self._kernel_results(ops, _apply_safely(self.installer, ops), since)
 
@@ -739,8 +734,7 @@ class Speaker:
         while True:
             await self._kernel_wakeup.wait()
             self._kernel_wakeup.clear()
-            ops = self._ops()
-            since, self._install_since = self._install_since, None
+            ops, since = self._ops()
             if not ops:
                 continue
             if len(ops) <= INLINE_KERNEL_OPS:
@@ -761,7 +755,7 @@ class Speaker:
 
     def _kernel_results(
         self,
-        ops: list[tuple[IPv4Network, tuple[IPv4Address, ...] | None]],
+        ops: list[KernelOp],
         results: list[OpResult],
         since: float | None,
     ) -> None:
@@ -821,9 +815,7 @@ class Speaker:
         for address in removed:
             del self.peers[address]
             self._stale_paths.pop(address, None)
-            timer = self._restart_timers.pop(address, None)
-            if timer is not None:
-                timer.cancel()
+            self._cancel_stale_deadline(address)
             self._eor_pending.discard(address)
             affected |= self.rib.drop_peer(address)
             self.adjout.forget_peer(address)

@@ -45,6 +45,7 @@ import itertools
 import os
 import re
 import sys
+import types
 from typing import Any
 
 STEPS_PER_PASS = 1000
@@ -129,11 +130,9 @@ def _split_nlris(self: Any, negotiated: Any) -> Any:
     """Plain IPv4 unicast UPDATEs: the original's result (every NLRI in the IPv4 NLRI / withdrawn fields, in
     index order, nothing multiprotocol) with one sort key per NLRI. Anything else: the original."""
     nlris = self.nlris
-    if len(nlris) < 2 or _IPV4_UNICAST[0] not in negotiated.families:
+    if len(nlris) < 2 or (_exa.ipv4, _exa.unicast) not in negotiated.families:
         return _original_split_nlris(self, negotiated)
-    ipv4, unicast = _IPV4_UNICAST[0]
-    announce, withdraw = _ACTIONS
-    inet = _INET[0]
+    ipv4, unicast, announce, withdraw, inet = _exa.ipv4, _exa.unicast, _exa.announce, _exa.withdraw, _exa.inet
     for nlri in nlris:
         if type(nlri) is not inet or nlri.afi != ipv4 or nlri.safi != unicast:
             return _original_split_nlris(self, negotiated)
@@ -141,7 +140,7 @@ def _split_nlris(self: Any, negotiated: Any) -> Any:
         if not (action == withdraw or (action == announce and nlri.nexthop.afi == ipv4)):
             return _original_split_nlris(self, negotiated)
     # INET.index() is family + path id (or b"no-pi") + packed prefix; the family is the same for all
-    nopath = _INET[1]
+    nopath = _exa.nopath
     return sorted(
         nlris,
         key=lambda n: (b"no-pi" if n.path_info is nopath else n.path_info.pack()) + n.cidr.pack_nlri(),
@@ -174,9 +173,8 @@ _original_async_run: Any = None
 _original_wait_for_io: Any = None
 _original_tokens: Any = None
 _original_split_nlris: Any = None
-_IPV4_UNICAST: list[Any] = []  # [(AFI.ipv4, SAFI.unicast)], filled by apply()
-_ACTIONS: tuple[Any, Any] = (None, None)  # (Action.ANNOUNCE, Action.WITHDRAW)
-_INET: list[Any] = []  # [INET, PathInfo.NOPATH]
+# ExaBGP's constants the replacements compare with, filled by apply() (ExaBGP is imported only there)
+_exa = types.SimpleNamespace()
 _original_creates: dict[str, Any] = {}
 _original_match_neighbor: Any = None
 _original_inject_change: Any = None
@@ -185,7 +183,7 @@ _original_inject_change: Any = None
 def apply() -> None:
     """Install the eight changes (idempotent)."""
     global _original_remove_self, _original_async_run, _original_wait_for_io
-    global _original_tokens, _original_split_nlris, _ACTIONS, _original_match_neighbor
+    global _original_tokens, _original_split_nlris, _original_match_neighbor
     global _original_inject_change
     from exabgp.bgp.message import Action
     from exabgp.bgp.message.update import Update
@@ -212,9 +210,8 @@ def apply() -> None:
     assert "cache.get(value," in inspect.getsource(AFI.create), "unexpected ExaBGP version"
     _original_tokens = tokeniser.tokens
     _original_split_nlris = Update._split_nlris
-    _IPV4_UNICAST.append((AFI.ipv4, SAFI.unicast))
-    _ACTIONS = (Action.ANNOUNCE, Action.WITHDRAW)
-    _INET.extend((INET, PathInfo.NOPATH))
+    _exa.ipv4, _exa.unicast, _exa.inet, _exa.nopath = AFI.ipv4, SAFI.unicast, INET, PathInfo.NOPATH
+    _exa.announce, _exa.withdraw = Action.ANNOUNCE, Action.WITHDRAW
     assert inspect.getsource(INET.index).count("Family.index(self) + addpath + self.cidr.pack_nlri()") == 1
     assert "no-pi" in inspect.getsource(INET.index), "unexpected ExaBGP version"
     tokeniser.tokens = _tokens
