@@ -23,10 +23,20 @@ from typing import Any
 from . import floor, profiling, report, scenarios, topo
 from .scenarios import Settings
 
-SCENARIOS = ("latency", "bulk10k", "bulk100k", "reflector", "memory", "floor")
-ON_REQUEST = ("floor",)  # run only when named in --scenarios
+SCENARIOS = ("latency", "bulk10k", "bulk100k", "reflector", "memory", "floor", "blocks")
+ON_REQUEST = ("floor", "blocks")  # run only when named in --scenarios
 DAEMONS = ("bgpd", "bird")
-DEFAULT_REPEAT = {"latency": 5, "bulk10k": 5, "bulk100k": 3, "reflector": 3, "memory": 3, "floor": 5}
+DEFAULT_REPEAT = {
+    "latency": 5,
+    "bulk10k": 5,
+    "bulk100k": 3,
+    "reflector": 3,
+    "memory": 3,
+    "floor": 5,
+    "blocks": 3,
+}
+# the blocks scenario runs two sizes; their runs are kept under these keys (report: one row per size)
+BLOCKS_KEYS = ("blocks_small", "blocks_large")
 # the floor scenario runs ExaBGP alone; its runs are kept under these keys (report: the bgpd column)
 FLOOR_KEYS = {True: "exabgp", False: "exabgp-unpatched"}
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -43,6 +53,18 @@ def _csv(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
     return parse
 
 
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SMALL,LARGE, got {text!r}") from None
+    if len(sizes) != 2 or not 0 < sizes[0] < sizes[1] or sizes[1] > 1 << 24:
+        raise argparse.ArgumentTypeError(
+            f"expected two sizes SMALL,LARGE with 0 < SMALL < LARGE, got {text!r}"
+        )
+    return sizes
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench",
@@ -52,16 +74,16 @@ def parser() -> argparse.ArgumentParser:
         "--scenarios",
         type=_csv(SCENARIOS),
         default=None,
-        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all but floor; --quick: all but "
-        "bulk100k and floor; floor runs only when named)",
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all but floor and blocks; --quick: "
+        "all but bulk100k, floor and blocks; floor and blocks run only when named)",
     )
     p.add_argument("--daemons", type=_csv(DAEMONS), default=list(DAEMONS), help="bgpd,bird (default both)")
     p.add_argument(
         "--repeat",
         type=int,
         default=None,
-        help="repetitions of every scenario (default: latency 5, bulk10k 5, bulk100k/reflector/memory 3, "
-        "floor 5)",
+        help="repetitions of every scenario (default: latency 5, bulk10k 5, bulk100k/reflector/memory/"
+        "blocks 3, floor 5)",
     )
     p.add_argument(
         "--quick",
@@ -75,6 +97,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--routes-per-client", type=int, default=200, help="reflector routes per client (200)")
     p.add_argument("--reflector-timeout", type=float, default=None, help="seconds (default 300)")
     p.add_argument("--bulk-timeout", type=float, default=600.0, help="seconds per bulk phase (600)")
+    p.add_argument(
+        "--blocks-sizes",
+        type=_sizes,
+        default=list(scenarios.BLOCKS_SIZES),
+        help="the blocks scenario's two batch sizes, SMALL,LARGE (default 30000,100000)",
+    )
     p.add_argument(
         "--profile",
         action="store_true",
@@ -115,11 +143,14 @@ def _log(text: str) -> None:
 
 def _brief(result: dict[str, Any]) -> str:
     keys = (
+        "n",
         "add_p50_ms",
         "add_p90_ms",
         "del_p50_ms",
         "add_s",
         "del_s",
+        "add_us_per_route",
+        "ctl_add_sender_max_ms",
         "converge_s",
         "bytes_per_route",
         "idle_cpu_receiver_s",
@@ -171,6 +202,7 @@ class Bench:
                 "reflector_clients": self.settings.reflector_clients,
                 "reflector_routes_per_client": self.settings.reflector_routes,
                 "memory_routes": self.memory_n,
+                "blocks_sizes": list(args.blocks_sizes),
                 "quick": quick,
                 "workdir": str(self.workdir),
             },
@@ -208,6 +240,9 @@ class Bench:
 
     def _record(self, scenario: str, daemon: str, result: dict[str, Any]) -> None:
         if scenario in ("latency", "reflector", "floor"):
+            self._store(scenario, daemon, result)
+            return
+        if scenario in BLOCKS_KEYS:
             self._store(scenario, daemon, result)
             return
         n = result["n"]
@@ -259,6 +294,8 @@ class Bench:
                 self._memory(n_rep, idle)
             elif scenario == "floor":
                 self._floor(n_rep)
+            elif scenario == "blocks":
+                self._blocks(n_rep)
         if memory and self.memory_n != 100_000:
             self.results["notes"].append(
                 f"memory figures measured with {self.memory_n:,} routes (--quick), not 100k"
@@ -316,6 +353,24 @@ class Bench:
                         n_rep,
                         partial(scenarios.run_bulk, st, d, rep, 10_000, delete=False, idle_seconds=idle),
                     )
+
+    def _blocks(self, n_rep: int) -> None:
+        """Both sizes per repetition, the daemons alternating; then time per route large over small."""
+        sizes = self.args.blocks_sizes
+        for rep in range(n_rep):
+            for key, n in zip(BLOCKS_KEYS, sizes, strict=True):
+                for d in self.daemons:
+                    self._one(key, d, rep, n_rep, partial(scenarios.run_blocks, self.settings, d, rep, n))
+        runs = self.results["runs"]
+        for d in self.daemons:
+            small, large = (runs.get(key, {}).get(d, []) for key in BLOCKS_KEYS)
+            runs.setdefault("blocks", {})[d] = scenarios.blocks_growth(small, large)
+        self.results["notes"].append(
+            f"blocks: {sizes[0]:,} and {sizes[1]:,} blackhole /32 blocks (protocol 80, from 10.80.0.0) added "
+            "on A with one `ip -batch` until all are installed on B (protocol bird), then deleted; time "
+            "per route at both sizes and its growth (1 = linear); the control sockets of both daemons "
+            f"are asked for their status every {scenarios.CTL_INTERVAL:.1f} s during each phase"
+        )
 
     def _floor(self, n_rep: int) -> None:
         """ExaBGP alone, patched (as bgpd runs it) then unpatched, per repetition. It is bgpd's floor, so

@@ -101,6 +101,52 @@ ROWS = [
         digits=2,
     ),
     Row("idle", "idle_cpu_sender_pct", "sender idle CPU, 10k routes announced", "% core", digits=2),
+    # issue 10: blackhole /32 blocks; "{small}"/"{large}" are the two batch sizes (--blocks-sizes)
+    Row("blocks_small", "add_s", "blocks {small}: /32 blocks added → all installed", "s"),
+    Row("blocks_small", "add_us_per_route", "blocks {small}: time per block added", "µs", digits=1),
+    Row("blocks_large", "add_s", "blocks {large}: /32 blocks added → all installed", "s"),
+    Row("blocks_large", "add_us_per_route", "blocks {large}: time per block added", "µs", digits=1),
+    Row(
+        "blocks",
+        "growth_add",
+        "blocks: time per block added, {large} ÷ {small} (1 = linear)",
+        "×",
+        goal="≤ 1.3 (linear)",
+        check=lambda v, _r: v <= 1.3,
+    ),
+    Row("blocks_small", "del_s", "blocks {small}: deleted → all removed", "s"),
+    Row("blocks_large", "del_s", "blocks {large}: deleted → all removed", "s"),
+    Row("blocks", "growth_del", "blocks: time per block deleted, {large} ÷ {small}", "×"),
+    Row(
+        "blocks_large",
+        "ctl_add_sender_max_ms",
+        "blocks {large}: sender's slowest status answer during the add",
+        "ms",
+        digits=0,
+    ),
+    Row(
+        "blocks_large",
+        "ctl_add_receiver_max_ms",
+        "blocks {large}: receiver's slowest status answer during the add",
+        "ms",
+        digits=0,
+    ),
+    Row(
+        "blocks_large",
+        "ctl_add_sender_failures",
+        "blocks {large}: sender's status requests unanswered during the add",
+        "times",
+        goal="0",
+        check=lambda v, _r: v == 0,
+        digits=0,
+    ),
+    Row(
+        "blocks_large",
+        "sender_overflows_add",
+        "blocks {large}: sender lost kernel notifications",
+        "times",
+        digits=0,
+    ),
     Row("floor", "add_p50_ms", f"{FLOOR}, add p50", "ms", keys=EXABGP_ONLY),
     Row("floor", "add_p90_ms", f"{FLOOR}, add p90", "ms", keys=EXABGP_ONLY),
     Row("floor", "del_p50_ms", f"{FLOOR}, delete p50", "ms", keys=EXABGP_ONLY),
@@ -143,8 +189,15 @@ def values_of(results: dict[str, Any], row: Row, daemon: str) -> list[float]:
     return [v * row.scale for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
 
 
+def size_text(n: int) -> str:
+    """30000 -> "30k", 1500 -> "1,500"."""
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else f"{n:,}"
+
+
 def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
     """One entry per table row that has data, with stats per daemon, ratio and goal status."""
+    small, large = results.get("settings", {}).get("blocks_sizes") or (30_000, 100_000)
+    sizes = {"small": size_text(small), "large": size_text(large)}
     out = []
     for row in ROWS:
         if row.scenario not in results["runs"]:
@@ -152,7 +205,7 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {
             "scenario": row.scenario,
             "metric": row.metric,
-            "label": row.label,
+            "label": row.label.format(**sizes) if "{" in row.label else row.label,
             "unit": row.unit,
             "goal": row.goal,
         }

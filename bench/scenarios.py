@@ -6,6 +6,10 @@ under test (bgpd or BIRD) in a two-node mesh. An agent (`bench/agent.py`) in eac
 routes (A) and watches B's routes of protocol bird inside the pool over netlink (B), with timestamps on
 CLOCK_MONOTONIC. Before measuring, a probe route goes A -> B and back, so sessions are up and warm.
 
+Blocks scenario (issue 10, run on request): host A adds N blackhole /32 blocks of protocol 80 (Felix's IPAM
+blocks with `blockSize: 32`) with one `ip -batch`; B installs them. Meanwhile both daemons' control
+sockets are asked for their status every 0.1 s, to show that they answer during the bulk change.
+
 Reflector scenario: 50 BIRD clients, each announcing 200 prefixes, around the reflector under test.
 
 The `floor` scenario (ExaBGP alone, run only on request) is in bench/floor.py.
@@ -17,12 +21,15 @@ import logging
 import random
 import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
+
+from bgpd import ctl
 
 from . import birdconf, profiling
 from .topo import ASN, POOL, Agent, BenchError, BirdCli, Host, Topology, bird_cli
@@ -32,6 +39,10 @@ log = logging.getLogger("bench")
 PROBE = "10.255.0.1/32"
 READY_TIMEOUT = 90.0
 BULK_BASE = int(IPv4Address("10.64.0.0"))
+BLOCKS_BASE = int(IPv4Address("10.80.0.0"))  # inside POOL (10.0.0.0/8) for both daemons
+BLOCKS_SIZES = (30_000, 100_000)
+CTL_INTERVAL = 0.1  # seconds between two status requests to a daemon's control socket
+CTL_TIMEOUT = 30.0
 RR_ADDRESS = "192.168.100.2"
 RR_CLUSTER_ID = "1.0.0.1"
 
@@ -305,6 +316,139 @@ def run_bulk(
         if profiler:
             profiler.stop()
         pair.topo.close()
+
+
+# --------------------------------------------------------------------------------------------- blocks
+def block_prefixes(n: int) -> list[str]:
+    """n /32 blocks from 10.80.0.0 (100,000 reach 10.81.134.159): every workload address a block."""
+    return [f"{IPv4Address(BLOCKS_BASE + i)}/32" for i in range(n)]
+
+
+def block_files(settings: Settings, n: int) -> tuple[Path, Path]:
+    """`ip -batch` files adding and deleting n blackhole /32 blocks of protocol 80, as Felix programs
+    IPAM blocks (the daemons export blackhole routes of protocol 80 inside the pool)."""
+    add = settings.workdir / f"batch-blocks-add-{n}.txt"
+    delete = settings.workdir / f"batch-blocks-del-{n}.txt"
+    if not add.exists() or not delete.exists():
+        settings.workdir.mkdir(parents=True, exist_ok=True)
+        prefixes = block_prefixes(n)
+        add.write_text("".join(f"route add blackhole {p} proto 80\n" for p in prefixes))
+        delete.write_text("".join(f"route del blackhole {p} proto 80\n" for p in prefixes))
+    return add, delete
+
+
+def control_socket(host: Host) -> Path:
+    """bgpd's control socket (`runtime.dir` is HOST_WORKDIR/run, see Topology.start_bgpd)."""
+    return host.workdir / "run" / "bgpd.ctl"
+
+
+def ask_status(host: Host, timeout: float = CTL_TIMEOUT) -> None:
+    """One status request over the daemon's control socket (`bgpctl show status`, `birdc show status`);
+    raises if there is no answer within `timeout` seconds or the answer is an error."""
+    if host.kind == "bgpd":
+        result = ctl.request(str(control_socket(host)), "status", timeout=timeout)
+        if not isinstance(result, dict) or "routes" not in result:
+            raise BenchError(f"bgpd status: unexpected answer {result!r:.200}")
+        return
+    cli = BirdCli(host.bird_socket, timeout) if host.bird_socket else None
+    if cli is None:
+        raise BenchError(f"{host.name}: no BIRD control socket")
+    try:
+        reply = cli.command("show status")
+    finally:
+        cli.close()
+    if not reply or not reply[-1].startswith("0013 "):  # 0013: "Daemon is up and running"
+        raise BenchError(f"birdc show status: {reply[-1:]!r}")
+
+
+class StatusPoller:
+    """Asks a daemon for its status every CTL_INTERVAL seconds on a thread of its own (so a slow answer
+    delays nothing else) and times each answer: does the control socket answer during a bulk change?"""
+
+    def __init__(self, host: Host, interval: float = CTL_INTERVAL) -> None:
+        self.host = host
+        self.interval = interval
+        self.times_ms: list[float] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"status-{host.name}", daemon=True)
+
+    def __enter__(self) -> StatusPoller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(CTL_TIMEOUT + 5.0)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            try:
+                ask_status(self.host)
+                self.times_ms.append((time.monotonic() - t0) * 1000)
+            except (OSError, ctl.CtlError, BenchError) as exc:
+                self.failures.append(str(exc)[:200])
+            self._stop.wait(self.interval)
+
+    def figures(self, prefix: str) -> dict[str, Any]:
+        times = self.times_ms
+        return {
+            f"{prefix}_answers": len(times),
+            f"{prefix}_failures": len(self.failures),
+            f"{prefix}_max_ms": max(times) if times else float("nan"),
+            f"{prefix}_p50_ms": percentile(times, 50),
+            **({f"{prefix}_first_failure": self.failures[0]} if self.failures else {}),
+        }
+
+
+def run_blocks(settings: Settings, daemon: str, rep: int, n: int) -> dict[str, Any]:
+    """Add n blackhole /32 blocks (protocol 80) on A in one `ip -batch`; time until all n are installed
+    on B (protocol bird); then delete them in one batch; time until all are gone. Both daemons' control
+    sockets are polled for their status throughout each phase."""
+    add_file, del_file = block_files(settings, n)
+    pair = build_pair(settings, daemon, f"blocks{n}-{daemon}-{rep}")
+    try:
+        time.sleep(1.0)  # let the start-up settle, as run_bulk does
+        result: dict[str, Any] = {"n": n, "rep": rep, "ready_s": pair.ready_s}
+        for phase, path, target in (("add", add_file, n), ("del", del_file, 0)):
+            pair.agent_b.wait("count", target)
+            cpu_b0, cpu_a0 = pair.b.cpu(), pair.a.cpu()
+            over0 = overflows(pair.a)
+            with StatusPoller(pair.a) as sender, StatusPoller(pair.b) as receiver:
+                t0 = time.monotonic()
+                result[f"batch_{phase}_s"] = ip_batch(pair.a, path)
+                t_done = _wait_count(pair, target, settings.bulk_timeout, f"{daemon} blocks {phase} {n}")
+            elapsed = t_done - t0
+            result[f"{phase}_s"] = elapsed
+            result[f"{phase}_us_per_route"] = elapsed * 1e6 / n
+            result[f"sender_overflows_{phase}"] = overflows(pair.a) - over0
+            result[f"cpu_{phase}_sender_s"] = pair.a.cpu() - cpu_a0
+            result[f"cpu_{phase}_receiver_s"] = pair.b.cpu() - cpu_b0
+            result.update(sender.figures(f"ctl_{phase}_sender"))
+            result.update(receiver.figures(f"ctl_{phase}_receiver"))
+        result["resyncs"] = pair.agent_b.count()[1]
+        return result
+    finally:
+        pair.topo.close()
+
+
+def blocks_growth(small: list[dict[str, Any]], large: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per repetition that has both sizes: time per route at the large size over the small one (1.0 =
+    linear growth; a per-change scan of the table makes it large/small)."""
+    by_rep = {r.get("rep"): r for r in small}
+    out = []
+    for big in large:
+        little = by_rep.get(big.get("rep"))
+        if little is None:
+            continue
+        entry: dict[str, Any] = {"rep": big.get("rep"), "sizes": [little["n"], big["n"]]}
+        for phase in ("add", "del"):
+            a, b = little.get(f"{phase}_us_per_route"), big.get(f"{phase}_us_per_route")
+            if isinstance(a, float) and isinstance(b, float) and a > 0:
+                entry[f"growth_{phase}"] = b / a
+        out.append(entry)
+    return out
 
 
 # --------------------------------------------------------------------------------------------- reflector

@@ -11,20 +11,45 @@ it; a selected route outside every local block (a borrowed address) is announced
 `ExportTable` keeps this incrementally: each kernel change returns the announce/withdraw delta, and a full
 resync (`replace_all`) returns the delta against the previous state, so a dump after ENOBUFS costs no
 flapping.
+
+Cost of one change (issue 10): with `blockSize: 32` every workload address is a block, so a host holds one
+block per workload and a bulk change adds tens of thousands of them at once. A change therefore never
+scans the table: the prefixes inside a block come from a sorted index of the selected prefixes, ordered by
+(network address, length), where they form one contiguous range; adding or removing a block costs a
+logarithmic search plus the prefixes actually inside it (none for a /32). Whether a prefix is inside a
+block (`_covered`) is one set lookup per distinct block length.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from ipaddress import IPv4Network
+from typing import Protocol
+
+from sortedcontainers import SortedKeyList  # type: ignore[import-untyped]
 
 from bgpd import prefix as prefixes
 from bgpd.model import KernelRoute
 
 BLOCK_KINDS = frozenset({"blackhole", "unreachable", "prohibit"})
 _MASKS = [(0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF for n in range(33)]
+
+
+def _sort_key(prefix: IPv4Network) -> int:
+    """(network address, length) as one int: the prefixes inside a block are one contiguous range of it."""
+    return (prefixes.network_int(prefix) << 6) | prefix.prefixlen
+
+
+class _SortedPrefixes(Protocol):
+    """The part of sortedcontainers.SortedKeyList that the index uses (the package has no type hints)."""
+
+    def add(self, value: IPv4Network) -> None: ...
+
+    def remove(self, value: IPv4Network) -> None: ...
+
+    def irange_key(self, min_key: int, max_key: int) -> Iterator[IPv4Network]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +94,9 @@ class ExportTable:
         self.rules = rules
         self._routes: dict[tuple[IPv4Network, int, int], KernelRoute] = {}  # selected, by kernel key
         self._count: dict[IPv4Network, int] = {}  # selected routes per prefix
+        # the keys of _count, sorted by (network, length): finds the prefixes inside a block by range
+        # (sortedcontainers: a list of short lists; about 35 bytes per selected prefix)
+        self._sorted: _SortedPrefixes = SortedKeyList(key=_sort_key)
         self._blocks: dict[IPv4Network, int] = {}  # selected block routes per prefix
         self._block_index: dict[int, set[int]] = {}  # block prefix length -> network addresses
         self._announced: set[IPv4Network] = set()
@@ -135,7 +163,30 @@ class ExportTable:
                     delta.withdraw.add(prefix)
 
     def _inside(self, block: IPv4Network) -> list[IPv4Network]:
-        return [p for p in self._count if p != block and p.subnet_of(block)]
+        """The selected prefixes strictly inside `block`: those whose network address lies in the block and
+        that are longer. In (network, length) order they are one range: from (block network, length + 1)
+        (the block itself and shorter prefixes at its address sort before) to (last address, 32); a
+        prefix at any other address of the block is necessarily longer than the block. O(log n + found)."""
+        length = block.prefixlen
+        if length == 32:
+            return []
+        network = prefixes.network_int(block)
+        last = network | (~_MASKS[length] & 0xFFFFFFFF)
+        return list(self._sorted.irange_key((network << 6) | (length + 1), (last << 6) | 32))
+
+    def _count_add(self, prefix: IPv4Network) -> None:
+        count = self._count.get(prefix, 0)
+        self._count[prefix] = count + 1
+        if not count:
+            self._sorted.add(prefix)
+
+    def _count_remove(self, prefix: IPv4Network) -> None:
+        count = self._count[prefix] - 1
+        if count:
+            self._count[prefix] = count
+        else:
+            del self._count[prefix]
+            self._sorted.remove(prefix)
 
     def add(self, route: KernelRoute, delta: Delta | None = None) -> Delta:
         """A kernel route appeared or was replaced (same kernel key)."""
@@ -145,7 +196,7 @@ class ExportTable:
         if not self.rules.selects(route):
             return delta
         self._routes[route.key] = route
-        self._count[route.prefix] = self._count.get(route.prefix, 0) + 1
+        self._count_add(route.prefix)
         affected = [route.prefix]
         if route.kind in BLOCK_KINDS:
             self._blocks[route.prefix] = self._blocks.get(route.prefix, 0) + 1
@@ -161,9 +212,7 @@ class ExportTable:
         old = self._routes.pop(route.key, None)
         if old is None:
             return delta
-        self._count[old.prefix] -= 1
-        if not self._count[old.prefix]:
-            del self._count[old.prefix]
+        self._count_remove(old.prefix)
         affected = [old.prefix]
         if old.kind in BLOCK_KINDS:
             self._blocks[old.prefix] -= 1

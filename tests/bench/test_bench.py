@@ -308,14 +308,135 @@ def test_report_reflector_exabgp_cpu_from_the_split() -> None:
     assert report.metric_of({"a": 1}, "a.b") is None and report.metric_of({}, "a") is None
 
 
-def test_floor_runs_only_when_asked() -> None:
+def test_floor_and_blocks_run_only_when_asked() -> None:
     for quick in (False, True):
         assert "floor" not in cli.default_scenarios(quick)
+        assert "blocks" not in cli.default_scenarios(quick)
     assert cli.default_scenarios(False) == ["latency", "bulk10k", "bulk100k", "reflector", "memory"]
     assert cli.default_scenarios(True) == ["latency", "bulk10k", "reflector", "memory"]
     args = cli.parser().parse_args(["--scenarios", "floor", "--daemons", "bgpd"])
     assert args.scenarios == ["floor"]
     assert cli.parser().parse_args([]).scenarios is None
+    args = cli.parser().parse_args(["--scenarios", "blocks"])
+    assert args.scenarios == ["blocks"] and args.blocks_sizes == [30_000, 100_000]
+    assert cli.parser().parse_args(["--blocks-sizes", "300,1000"]).blocks_sizes == [300, 1000]
+    for bad in ("1000,300", "300", "a,b", "0,10", "1,2,3"):
+        with pytest.raises(SystemExit):
+            cli.parser().parse_args(["--blocks-sizes", bad])
+
+
+def test_block_prefixes_and_batch_files(tmp_path: Path) -> None:
+    blocks = scenarios.block_prefixes(100_000)
+    assert len(set(blocks)) == 100_000 and blocks[0] == "10.80.0.0/32" and blocks[-1] == "10.81.134.159/32"
+    pool = IPv4Network(scenarios.POOL)  # the pool of both daemons' configs must hold every block
+    assert all(IPv4Network(p).subnet_of(pool) for p in (blocks[0], blocks[-1]))
+    bulk = set(scenarios.bulk_prefixes(100_000))
+    assert bulk.isdisjoint(blocks) and scenarios.PROBE not in blocks
+    add, delete = scenarios.block_files(scenarios.Settings(workdir=tmp_path), 3)
+    assert add.read_text().splitlines() == [
+        "route add blackhole 10.80.0.0/32 proto 80",
+        "route add blackhole 10.80.0.1/32 proto 80",
+        "route add blackhole 10.80.0.2/32 proto 80",
+    ]
+    assert delete.read_text().splitlines()[2] == "route del blackhole 10.80.0.2/32 proto 80"
+    assert add.name.startswith("batch-") and delete.name.startswith("batch-")  # removed after a run
+
+
+def test_bird_host_config_exports_felix_blocks() -> None:
+    """As Calico's: the kernel protocol learns protocol 80 (Felix's blackhole blocks) and the BGP export
+    filter passes what is inside the pool."""
+    text = birdconf.host("192.168.100.10", ["192.168.100.11"], scenarios.POOL, 64512)
+    assert "learn;" in text and "krt_source = 80" in text
+    assert f"if ( net ~ {scenarios.POOL} ) then" in text
+
+
+def test_blocks_growth_pairs_repetitions() -> None:
+    small = [
+        {"rep": 0, "n": 300, "add_us_per_route": 10.0, "del_us_per_route": 5.0},
+        {"rep": 1, "n": 300, "add_us_per_route": 20.0, "del_us_per_route": 5.0},
+    ]
+    large = [
+        {"rep": 1, "n": 1000, "add_us_per_route": 30.0, "del_us_per_route": 10.0},
+        {"rep": 2, "n": 1000, "add_us_per_route": 1.0},  # its small run failed: not paired
+        {"rep": 0, "n": 1000, "add_us_per_route": 10.0},  # no delete figure
+    ]
+    growth = scenarios.blocks_growth(small, large)
+    assert growth == [
+        {"rep": 1, "sizes": [300, 1000], "growth_add": 1.5, "growth_del": 2.0},
+        {"rep": 0, "sizes": [300, 1000], "growth_add": 1.0},
+    ]
+
+
+def test_report_blocks_rows_name_the_sizes() -> None:
+    results = _results(
+        {
+            "blocks_small": {"bgpd": [{"add_s": 0.3, "add_us_per_route": 10.0}], "bird": []},
+            "blocks_large": {
+                "bgpd": [{"add_s": 1.0, "add_us_per_route": 10.0, "ctl_add_sender_failures": 0}],
+                "bird": [{"add_s": 2.0, "add_us_per_route": 20.0, "ctl_add_sender_failures": 0}],
+            },
+            "blocks": {"bgpd": [{"growth_add": 1.0}, {"growth_add": 1.2}], "bird": [{"growth_add": 1.5}]},
+        },
+        {"blocks_small": {"bird": "failed: z"}},
+    )
+    results["settings"] = {"blocks_sizes": [300, 1000]}
+    rows = {r["label"]: r for r in report.summarize(results)}
+    assert rows["blocks 300: time per block added"]["bird_error"] == "failed: z"
+    large = rows["blocks 1k: /32 blocks added → all installed"]
+    assert large["bgpd"]["median"] == 1.0 and large["ratio"] == 0.5
+    growth = rows["blocks: time per block added, 1k ÷ 300 (1 = linear)"]
+    assert growth["bgpd"]["median"] == 1.1 and growth["met"] is True
+    unanswered = rows["blocks 1k: sender's status requests unanswered during the add"]
+    assert unanswered["met"] is True
+    del results["settings"]  # results of a run without the setting: the default sizes
+    labels = {r["label"] for r in report.summarize(results)}
+    assert "blocks: time per block added, 100k ÷ 30k (1 = linear)" in labels
+    assert report.size_text(30_000) == "30k" and report.size_text(1_500) == "1,500"
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(os.geteuid() != 0 or not Path(BIRD).exists(), reason="needs root and BIRD 2")
+def test_bench_blocks_smoke(tmp_path: Path) -> None:
+    """The blocks scenario end to end with small batches: both daemons carry the blackhole /32 blocks of
+    protocol 80 from A to B and back, and their control sockets answer meanwhile."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--scenarios",
+            "blocks",
+            "--repeat",
+            "1",
+            "--blocks-sizes",
+            "300,1000",
+            "--results",
+            str(tmp_path / "results"),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "results" / "latest.json").read_text())
+    assert data["errors"] == {}, data["errors"]
+    for daemon in ("bgpd", "bird"):
+        for key, n in (("blocks_small", 300), ("blocks_large", 1000)):
+            (run,) = data["runs"][key][daemon]
+            assert run["n"] == n and run["add_s"] > 0 and run["del_s"] > 0
+            assert run["add_us_per_route"] == pytest.approx(run["add_s"] * 1e6 / n)
+            for phase in ("add", "del"):
+                for side in ("sender", "receiver"):
+                    assert run[f"ctl_{phase}_{side}_answers"] >= 1
+                    assert run[f"ctl_{phase}_{side}_failures"] == 0
+        (growth,) = data["runs"]["blocks"][daemon]
+        assert growth["sizes"] == [300, 1000] and growth["growth_add"] > 0
+    assert not list((tmp_path / "work").glob("batch-*.txt"))
+    assert "blocks 1k: /32 blocks added → all installed" in (tmp_path / "results" / "latest.md").read_text()
 
 
 @pytest.mark.e2e

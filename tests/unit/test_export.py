@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
@@ -396,3 +397,189 @@ def test_replace_all_equals_fresh_table(
     assert (set(before) - delta.withdraw) | delta.announce == set(t.announced)
     assert delta.announce.isdisjoint(before)
     assert delta.withdraw <= before
+
+
+# ------------------------------------------------------------------ random sequences against a model
+# Issue 10: prefixes anywhere in 10.20.0.0/22 at lengths from /22 to /32, so blocks nest (a /24 holding
+# /26s, /26s holding /32 blocks), /32 blocks sit next to workload /32s, and a workload /32 outside every
+# block (a borrowed address) appears; a few routes outside the pool or of other kinds are never selected.
+_BASE = int(IPv4Address("10.20.0.0"))
+_LENGTHS = [22, 23, 24, 26, 28, 30, 31, 32, 32, 32]
+
+
+@st.composite
+def _prefixes(draw: st.DrawFn) -> str:
+    length = draw(st.sampled_from(_LENGTHS))
+    offset = draw(st.integers(0, 1023)) & ~((1 << (32 - length)) - 1)
+    base = _BASE if draw(st.integers(0, 9)) else int(IPv4Address("10.21.0.0"))  # 10.21/16: outside the pool
+    return f"{IPv4Address(base + offset)}/{length}"
+
+
+@st.composite
+def _routes(draw: st.DrawFn) -> KernelRoute:
+    prefix = draw(_prefixes())
+    shape = draw(st.sampled_from(["block", "block", "workload", "workload", "felix", "other"]))
+    priority = draw(st.sampled_from([0, 0, 0, 1024]))
+    if shape == "block":
+        return blackhole(prefix, priority=priority)
+    if shape == "workload":
+        return wep(prefix, priority=priority)
+    if shape == "felix":
+        return route(prefix, kind=draw(st.sampled_from(["unicast", "unreachable"])), priority=priority)
+    return route(prefix, protocol=draw(st.sampled_from([BOOT, OWN])), ifname="eth0", priority=priority)
+
+
+_ops_st = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), _routes()),
+        st.tuples(st.just("add"), _routes()),
+        st.tuples(st.just("remove"), _routes()),
+        st.tuples(st.just("replace_all"), st.lists(_routes(), max_size=30)),
+    ),
+    max_size=60,
+)
+
+
+def _model(kernel: dict[tuple[IPv4Network, int, int], KernelRoute]) -> set[IPv4Network]:
+    """The announced set recomputed from scratch: every selected prefix not strictly inside a selected
+    block (compared with ipaddress's own subnet_of, independent of the table's index)."""
+    selected = [r for r in kernel.values() if RULES.selects(r)]
+    blocks = {IPv4Network(str(r.prefix)) for r in selected if r.kind in BLOCK_KINDS}
+    announced = set()
+    for r in selected:
+        p = IPv4Network(str(r.prefix))
+        if not any(p != b and p.subnet_of(b) for b in blocks):
+            announced.add(r.prefix)
+    return announced
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=_ops_st)
+def test_random_sequences_match_a_model_recomputed_from_scratch(ops: list[tuple[str, object]]) -> None:
+    t = ExportTable(RULES)
+    kernel: dict[tuple[IPv4Network, int, int], KernelRoute] = {}
+    for op, arg in ops:
+        before = t.announced
+        if op == "add":
+            assert isinstance(arg, KernelRoute)
+            kernel[arg.key] = arg
+            delta = t.add(arg)
+        elif op == "remove":
+            assert isinstance(arg, KernelRoute)
+            kernel.pop(arg.key, None)
+            delta = t.remove(arg)
+        else:
+            assert isinstance(arg, list)
+            kernel = {r.key: r for r in arg}
+            delta = t.replace_all(arg)
+        want = _model(kernel)
+        assert t.announced == want
+        assert t.announced_count == len(want)
+        assert all(t.is_announced(p) for p in want)
+        # the delta is exactly the difference between the states before and after
+        assert delta.announce == want - before
+        assert delta.withdraw == before - want
+        selected = {r for r in kernel.values() if RULES.selects(r)}
+        assert set(t.selected()) == selected
+        assert len(t) == len(selected)
+        assert t.blocks == {r.prefix for r in selected if r.kind in BLOCK_KINDS}
+        # the index finds exactly the prefixes strictly inside each block
+        prefixes = {r.prefix for r in selected}
+        for block in t.blocks:
+            inside = {p for p in prefixes if p != block and p.subnet_of(block)}
+            assert sorted(t._inside(block)) == sorted(inside)
+
+
+# ------------------------------------------------------------------ cost of a change (issue 10)
+# The work is counted as the Python and C function calls a change makes (sys.setprofile): independent of
+# the machine's speed, and proportional to the steps of any loop over the table.
+
+
+class _Calls:
+    """Counts function calls while active; `limit` makes a runaway (quadratic) run stop early."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def _profile(self, _frame: object, event: str, _arg: object) -> None:
+        if event in ("call", "c_call"):
+            self.count += 1
+
+    def __enter__(self) -> _Calls:
+        sys.setprofile(self._profile)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.setprofile(None)
+
+
+def _block32s(n: int, start: str = "10.20.0.0") -> list[KernelRoute]:
+    base = int(IPv4Address(start))
+    return [blackhole(f"{IPv4Address(base + i)}/32") for i in range(n)]
+
+
+PER_CHANGE_BUDGET = 200  # function calls per block added or removed (about 60 today)
+
+
+def _feed(t: ExportTable, changes: list[tuple[bool, KernelRoute]], budget: int) -> int:
+    """Apply the changes while counting calls; fail as soon as the average exceeds `budget` per change
+    (the table scan of issue 10 would otherwise take minutes here). Returns the calls made."""
+    with _Calls() as calls:
+        for i, (is_add, r) in enumerate(changes, 1):
+            if is_add:
+                t.add(r)
+            else:
+                t.remove(r)
+            assert calls.count <= budget * i, f"{calls.count / i:.0f} calls per change after {i} changes"
+    return calls.count
+
+
+def test_adding_and_removing_block_32s_is_linear_in_their_number() -> None:
+    """4,000 /32 blocks one by one, then removed: the calls grow with N, not N² (issue 10's scan)."""
+    per_route: dict[int, float] = {}
+    for n in (500, 4000):
+        t = ExportTable(RULES)
+        blocks = _block32s(n)
+        changes = [(True, r) for r in blocks] + [(False, r) for r in blocks]
+        calls = _feed(t, changes, PER_CHANGE_BUDGET)
+        assert t.announced == frozenset() and len(t) == 0
+        per_route[n] = calls / len(changes)
+    assert per_route[4000] <= 1.25 * per_route[500], per_route
+
+
+def test_a_change_costs_the_same_in_a_large_table() -> None:
+    """Adding and removing 162 blocks costs the same beside 20,000 other prefixes as in an empty table."""
+    costs = []
+    for others in (0, 20_000):
+        t = ExportTable(RULES)
+        for r in _block32s(others // 2, "10.20.64.0"):
+            t.add(r)
+        for i in range(others // 2):
+            t.add(wep(f"{IPv4Address(int(IPv4Address('10.20.192.0')) + i)}/32"))
+        blocks = [*_block32s(100, "10.20.1.0"), blackhole("10.20.2.0/26"), blackhole("10.20.3.0/24")]
+        blocks += [blackhole(f"10.20.4.{i * 4}/30") for i in range(60)]
+        changes = [(True, r) for r in blocks] + [(False, r) for r in blocks]
+        calls = _feed(t, changes, PER_CHANGE_BUDGET)
+        assert len(t) == others
+        costs.append(calls)
+    assert costs[1] <= 1.1 * costs[0], costs
+
+
+def test_block_work_is_bounded_by_the_prefixes_inside_it() -> None:
+    """A /24 block over 64 workload /32s, beside 20,000 workload /32s elsewhere: the prefixes the index
+    hands back are those 64, and the cost of the add and the remove follows them, not the table."""
+    t = ExportTable(RULES)
+    for i in range(20_000):
+        t.add(wep(f"{IPv4Address(int(IPv4Address('10.20.64.0')) + i)}/32"))
+    workloads = [wep(f"10.20.5.{i}/32") for i in range(64)]
+    for r in workloads:
+        t.add(r)
+    block = blackhole("10.20.5.0/24")
+    assert sorted(t._inside(block.prefix)) == sorted(r.prefix for r in workloads)
+    with _Calls() as calls:
+        delta = t.add(block)
+        assert delta == Delta({block.prefix}, {r.prefix for r in workloads})
+        assert t.remove(block) == Delta({r.prefix for r in workloads}, {block.prefix})
+    assert calls.count <= PER_CHANGE_BUDGET + 40 * 2 * len(workloads), calls.count
+    assert t._inside(N("10.20.6.0/24")) == [] and t._inside(N("10.20.64.0/32")) == []
+    assert len(t._inside(N("10.20.64.0/18"))) == 16_384

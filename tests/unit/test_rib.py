@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from functools import partial
 from ipaddress import IPv4Address, IPv4Network
 
 from hypothesis import settings
@@ -227,3 +230,49 @@ class RibMachine(RuleBasedStateMachine):
 
 TestRibStateMachine = RibMachine.TestCase
 TestRibStateMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+# ------------------------------------------------------------------ cost of a change (issue 10)
+
+
+def _calls(fn: Callable[[], object]) -> int:
+    """Python and C function calls made by fn() (sys.setprofile): the work, whatever the machine."""
+    count = 0
+
+    def profile(_frame: object, event: str, _arg: object) -> None:
+        nonlocal count
+        if event in ("call", "c_call"):
+            count += 1
+
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+def test_a_change_costs_the_same_beside_a_large_table() -> None:
+    """Add, replace, select, withdraw and len() for 100 prefixes: as many calls beside 20,000 paths of
+    two other peers as in an empty RIB (no per-change work proportional to the table)."""
+    base = int(A("10.80.0.0"))
+    mine = [IPv4Network((base + i, 32)) for i in range(100)]
+
+    def changes(rib: Rib) -> None:
+        for prefix in mine:
+            rib.add(mk(prefix, "192.168.1.1"))
+            rib.add(mk(prefix, "192.168.1.1", lp=200))  # implicit withdraw of the first
+            rib.add(mk(prefix, "192.168.1.2"))
+            rib.selection(prefix)
+            assert len(rib) >= 1
+            rib.remove(A("192.168.1.1"), prefix)
+            rib.remove(A("192.168.1.2"), prefix)
+
+    costs = []
+    for others in (0, 20_000):
+        rib = Rib()
+        for i in range(others):
+            rib.add(mk(IPv4Network((base + 1000 + i, 32)), f"192.168.1.{3 + i % 2}"))
+        costs.append(_calls(partial(changes, rib)))
+        assert len(rib) == others
+    assert costs[1] <= 1.05 * costs[0], costs
