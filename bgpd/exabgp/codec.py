@@ -4,6 +4,17 @@ Inbound: `decode(line)` turns one JSON line of ExaBGP's API (encoder json, API v
 event, or None for lines bgpd does not act on (acks, keepalives, unknown types). A route whose fields do not
 parse is reported in `Update.malformed` instead of being dropped silently, so the caller can count it.
 
+An UPDATE bgpd cannot fully use is handled as RFC 7606 §2 "treat-as-withdraw" (BIRD does the same): each
+announced IPv4 unicast prefix whose attributes or next hop are unusable goes into `Update.withdrawn`, so an
+earlier path from that peer is removed, and one reason per such prefix into `Update.malformed`, so it is
+counted. Unusable: attributes that do not decode (ExaBGP shows ORIGIN 3..255 as "invalid"), a missing
+ORIGIN (§3 d), an unrecognized well-known attribute ExaBGP passed through ("attribute-0xCODE-0xFLAGS" with
+the Optional bit clear; RFC 4271 §6.3), ExaBGP's own treat-as-withdraw marker, and a next hop that is not an
+IPv4 address (ExaBGP writes "no-nexthop" when NEXT_HOP is missing, "::" for a 16-octet one). ExaBGP 5.0.15
+handles most malformed attributes itself: it sends the prefixes as withdrawn, with `"error":
+"treat-as-withdraw..."` among the attributes; those withdrawals are counted as malformed too. A prefix that
+does not parse cannot be withdrawn; it is only counted.
+
 Outbound: `announce_lines` / `withdraw_lines` / `eor_line` build command text, batching prefixes that share
 attributes into one `announce attributes ... nlri P1 P2 ...` command (several times cheaper in ExaBGP than
 one `announce route` per prefix).
@@ -46,6 +57,8 @@ class PeerOpen:
     # (None: not advertised for IPv4 unicast, or a time of 0) and whether it kept its forwarding state
     restart_time: int | None = None
     forwarding_kept: bool = False
+    # its Restart State bit (RFC 4724 §3): it has just restarted and defers its own End-of-RIB
+    restarting: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +78,8 @@ class Update:
     peer_asn: int
     announced: tuple[Announced, ...] = ()
     withdrawn: tuple[IPv4Network, ...] = ()
-    malformed: tuple[str, ...] = field(default=())  # human-readable reasons, one per rejected NLRI/attribute
+    # human-readable reasons: one per NLRI treated as withdrawn or not parsed, one per unsupported family
+    malformed: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +150,7 @@ def _decode_event(msg: dict[str, Any]) -> Event | None:
             int(opened.get("hold_time", 0)),
             restart_time,
             forwarding_kept,
+            _restart_state(opened.get("capabilities")),
         )
     if kind == "notification":
         note = neighbor.get("message", {}).get("notification", {})
@@ -155,6 +170,17 @@ def _decode_event(msg: dict[str, Any]) -> Event | None:
     if not isinstance(update, dict):
         return None
     return _decode_update(peer, peer_asn, update)
+
+
+def _restart_state(capabilities: Any) -> bool:
+    """The Restart State bit of the Graceful Restart Capability (RFC 4724 §3: 0x8 of the flags), which
+    ExaBGP prints as {"restart-flags": ["forwarding"]} (its label; the bit is Restart State)."""
+    if not isinstance(capabilities, dict):
+        return False
+    for capability in capabilities.values():
+        if isinstance(capability, dict) and capability.get("name") == "graceful restart":
+            return bool(capability.get("restart-flags"))
+    return False
 
 
 def _graceful_restart(capabilities: Any) -> tuple[int | None, bool]:
@@ -190,6 +216,8 @@ def _peer_of(neighbor: dict[str, Any]) -> tuple[IPv4Address, int]:
 def _decode_update(peer: IPv4Address, peer_asn: int, update: dict[str, Any]) -> Update:
     malformed: list[str] = []
     withdrawn: list[IPv4Network] = []
+    raw_attrs = update.get("attribute") or {}
+    exabgp_error = _treat_as_withdraw(raw_attrs)
     for family, routes in (update.get("withdraw") or {}).items():
         if family != _IPV4_UNICAST:
             malformed.append(f"withdraw of unsupported family {family}")
@@ -198,29 +226,69 @@ def _decode_update(peer: IPv4Address, peer_asn: int, update: dict[str, Any]) -> 
             prefix = _prefix(route, malformed)
             if prefix is not None:
                 withdrawn.append(prefix)
+                if exabgp_error is not None:  # ExaBGP already turned the announcement into this withdrawal
+                    malformed.append(f"{prefix} treated as withdrawn: {exabgp_error}")
     announced: list[Announced] = []
     announce = update.get("announce") or {}
     if announce:
-        try:
-            attrs = decode_attributes(update.get("attribute") or {})
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            malformed.append(f"bad attributes: {exc}")
-            attrs = None
+        attrs, unusable = _usable_attributes(raw_attrs)
         for family, by_next_hop in announce.items():
             if family != _IPV4_UNICAST:
                 malformed.append(f"announce of unsupported family {family}")
                 continue
             for next_hop_text, routes in by_next_hop.items():
-                try:
-                    next_hop = Address(next_hop_text)
-                except ValueError:
-                    malformed.append(f"invalid next hop {next_hop_text!r}")
-                    continue
+                reason = unusable
+                next_hop: IPv4Address | None = None
+                if reason is None:
+                    try:
+                        next_hop = Address(next_hop_text)
+                    except ValueError:
+                        reason = f"invalid next hop {next_hop_text!r}"
                 for route in routes:
                     prefix = _prefix(route, malformed)
-                    if prefix is not None and attrs is not None:
+                    if prefix is None:
+                        continue
+                    if attrs is not None and next_hop is not None:
                         announced.append(Announced(prefix, next_hop, attrs))
-    return Update(peer, peer_asn, tuple(announced), tuple(withdrawn), tuple(malformed))
+                    else:  # RFC 7606 §2: treat-as-withdraw, so that an earlier path from this peer goes
+                        withdrawn.append(prefix)
+                        malformed.append(f"{prefix} treated as withdrawn: {reason}")
+    return Update(peer, peer_asn, tuple(announced), tuple(dict.fromkeys(withdrawn)), tuple(malformed))
+
+
+def _treat_as_withdraw(raw: Any) -> str | None:
+    """ExaBGP's own RFC 7606 verdict: it adds `"error": "treat-as-withdraw[ due to ATTR]"` to the attributes
+    of an UPDATE it treats as a withdrawal ("discard" marks an attribute it dropped: the route stays)."""
+    error = raw.get("error") if isinstance(raw, dict) else None
+    if isinstance(error, str) and error.startswith("treat-as-withdraw"):
+        return f"exabgp: {error}"
+    return None
+
+
+def _usable_attributes(raw: Any) -> tuple[Attributes | None, str | None]:
+    """(attributes, None), or (None, why bgpd cannot use them)."""
+    if not isinstance(raw, dict):
+        return None, "attributes are not an object"
+    exabgp_error = _treat_as_withdraw(raw)
+    if exabgp_error is not None:
+        return None, exabgp_error
+    if "origin" not in raw:
+        return None, "missing ORIGIN attribute"  # RFC 7606 §3 d: well-known mandatory
+    for key in raw:
+        # ExaBGP shows an attribute it does not know as "attribute-0xCODE-0xFLAGS": a well-known one
+        # (Optional bit clear) changes what the route means, and bgpd cannot know how (RFC 4271 §6.3)
+        if key.startswith("attribute-0x"):
+            code, _, flags = key[len("attribute-") :].partition("-")
+            try:
+                code_number, well_known = int(code, 16), not int(flags, 16) & 0x80
+            except ValueError:
+                return None, f"unreadable attribute {key!r}"
+            if well_known:
+                return None, f"unrecognized well-known attribute {code_number}"
+    try:
+        return decode_attributes(raw), None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        return None, f"bad attributes: {type(exc).__name__}: {exc}"
 
 
 def _prefix(route: Any, malformed: list[str]) -> IPv4Network | None:
@@ -234,7 +302,10 @@ def _prefix(route: Any, malformed: list[str]) -> IPv4Network | None:
 
 def decode_attributes(raw: dict[str, Any]) -> Attributes:
     """ExaBGP's `attribute` object -> Attributes. Raises ValueError/TypeError on a malformed value."""
-    origin = _ORIGINS[str(raw.get("origin", "igp"))]
+    origin_text = str(raw.get("origin", "igp"))
+    if origin_text not in _ORIGINS:
+        raise ValueError(f"ORIGIN {origin_text!r}")  # ExaBGP shows a value other than 0, 1, 2 as "invalid"
+    origin = _ORIGINS[origin_text]
     as_path: list[int] = []
     path = raw.get("as-path") or {}
     if isinstance(path, dict):

@@ -8,6 +8,8 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bgpd.exabgp.codec import (
     NLRI_PER_COMMAND,
@@ -240,8 +242,11 @@ def test_bad_attributes_reported_not_raised_and_no_route_accepted() -> None:
         }
     )
     assert ev.announced == ()
-    assert ev.withdrawn == (N("10.20.2.0/26"),)  # withdrawals still apply
-    assert len(ev.malformed) == 1 and "attribute" in ev.malformed[0]
+    # withdrawals still apply, and the announced prefix is treated as withdrawn (RFC 7606 §2)
+    assert ev.withdrawn == (N("10.20.2.0/26"), N("10.20.1.0/26"))
+    assert (
+        len(ev.malformed) == 1 and "ORIGIN 'bogus'" in ev.malformed[0] and "10.20.1.0/26" in ev.malformed[0]
+    )
 
 
 @pytest.mark.parametrize("nlri", ["10.20.1.1/26", "10.20.1.0/33", "300.1.1.0/24", "fd00::/64", "", None])
@@ -276,7 +281,8 @@ def test_malformed_next_hop_reported(next_hop: str) -> None:
         }
     )
     assert [a.prefix for a in ev.announced] == [N("10.20.1.64/26")]
-    assert len(ev.malformed) == 1 and next_hop in ev.malformed[0]
+    assert ev.withdrawn == (N("10.20.1.0/26"), N("10.20.2.0/26"))  # treat-as-withdraw, one reason each
+    assert len(ev.malformed) == 2 and all(next_hop in m for m in ev.malformed)
 
 
 def test_unknown_family_reported() -> None:
@@ -300,6 +306,146 @@ def test_unknown_family_reported() -> None:
 
 def test_update_without_routes() -> None:
     assert update({}) == Update(PEER, 64513)
+
+
+# ------------------------------------------------------------------ decode: malformed UPDATEs (RFC 7606)
+
+# What ExaBGP 5.0.15 writes for a hand-built UPDATE of 10.52.0.0/24 from an iBGP peer (tests/e2e/rawbgp.py
+# against ExaBGP started as bgpd starts it); the wire fault is in each comment.
+P52 = N("10.52.0.0/24")
+GOOD_ATTRS = {"origin": "igp", "local-preference": 100}
+
+
+def announce_of(attrs: dict[str, Any], next_hop: str = "192.168.100.10") -> dict[str, Any]:
+    return {"attribute": attrs, "announce": {"ipv4 unicast": {next_hop: [{"nlri": "10.52.0.0/24"}]}}}
+
+
+TREATED_AS_WITHDRAW = {
+    # ORIGIN value 7: ExaBGP passes it on as "invalid"
+    "origin_7": (announce_of({"origin": "invalid", "local-preference": 100}), "ORIGIN 'invalid'"),
+    # no NEXT_HOP attribute
+    "no_next_hop": (announce_of(GOOD_ATTRS, "no-nexthop"), "next hop 'no-nexthop'"),
+    # a 16-octet NEXT_HOP for an IPv4 prefix
+    "next_hop_16_octets": (announce_of(GOOD_ATTRS, "::"), "next hop '::'"),
+    # an attribute code ExaBGP does not know (99) sent well-known (flags 0x40; ExaBGP adds Partial)
+    "unknown_well_known": (
+        announce_of({**GOOD_ATTRS, "attribute-0x63-0x60": "0x0102"}),
+        "unrecognized well-known attribute 99",
+    ),
+    # no ORIGIN attribute (RFC 7606 §3 d)
+    "missing_origin": (announce_of({"local-preference": 100}), "missing ORIGIN"),
+    # not seen from ExaBGP 5.0.15 (it turns these into withdrawals itself), handled alike anyway
+    "exabgp_marker_on_announce": (announce_of({**GOOD_ATTRS, "error": "treat-as-withdraw"}), "exabgp"),
+    "med_not_a_number": (announce_of({**GOOD_ATTRS, "med": "five"}), "bad attributes"),
+    "originator_id_not_an_address": (announce_of({**GOOD_ATTRS, "originator-id": "1.1.1"}), "bad attributes"),
+    "community_not_a_pair": (announce_of({**GOOD_ATTRS, "community": [[65000]]}), "bad attributes"),
+    "attributes_not_an_object": (announce_of(["origin"]), "not an object"),  # type: ignore[arg-type]
+}
+
+
+@pytest.mark.parametrize(("body", "reason"), TREATED_AS_WITHDRAW.values(), ids=TREATED_AS_WITHDRAW.keys())
+def test_unusable_announcement_is_treated_as_withdraw(body: dict[str, Any], reason: str) -> None:
+    ev = update(body)
+    assert ev.announced == ()
+    assert ev.withdrawn == (P52,)
+    assert len(ev.malformed) == 1
+    assert reason in ev.malformed[0] and "10.52.0.0/24" in ev.malformed[0]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        # ORIGIN of length 0 (no value octet)
+        (
+            {"local-preference": 100, "error": "treat-as-withdraw due to origin"},
+            "treat-as-withdraw due to origin",
+        ),
+        # LOCAL_PREF, MED, COMMUNITY or LARGE_COMMUNITY of 3 octets, NEXT_HOP of 5, ORIGIN with the Optional
+        # flag, AS_PATH segment type 9, an attribute length past the end of the attribute section
+        ({"origin": "igp", "local-preference": 100, "error": "treat-as-withdraw"}, "treat-as-withdraw"),
+    ],
+    ids=["origin_empty", "other"],
+)
+def test_withdrawal_exabgp_made_of_a_malformed_update_is_counted(body: dict[str, Any], reason: str) -> None:
+    ev = update({"attribute": body, "withdraw": {"ipv4 unicast": [{"nlri": "10.52.0.0/24"}]}})
+    assert (ev.announced, ev.withdrawn) == ((), (P52,))
+    assert len(ev.malformed) == 1 and reason in ev.malformed[0] and "10.52.0.0/24" in ev.malformed[0]
+
+
+@pytest.mark.parametrize(
+    ("attrs", "next_hop"),
+    [
+        ({**GOOD_ATTRS, "attribute-0x63-0xE0": "0x0102"}, "192.168.100.10"),  # unknown optional transitive
+        ({**GOOD_ATTRS, "error": "discard"}, "192.168.100.10"),  # AGGREGATOR/ATOMIC_AGGREGATE dropped (§7.7)
+        (GOOD_ATTRS, "0.0.0.0"),  # unusable next hops are the import policy's (invalid_next_hop) ...
+        (GOOD_ATTRS, "224.0.0.5"),  # ... which removes the earlier path itself
+    ],
+    ids=["unknown_optional", "attribute_discarded", "next_hop_zero", "next_hop_multicast"],
+)
+def test_usable_announcement_is_announced(attrs: dict[str, Any], next_hop: str) -> None:
+    ev = update(announce_of(attrs, next_hop))
+    assert ev.announced == (Announced(P52, A(next_hop), Attributes(local_pref=100)),)
+    assert (ev.withdrawn, ev.malformed) == ((), ())
+
+
+def test_prefix_both_withdrawn_and_treated_as_withdraw_is_listed_once() -> None:
+    ev = update(
+        {**announce_of({"origin": "invalid"}), "withdraw": {"ipv4 unicast": [{"nlri": "10.52.0.0/24"}]}}
+    )
+    assert ev.withdrawn == (P52,) and len(ev.malformed) == 1
+
+
+_GOOD_NEXT_HOPS = st.sampled_from(["192.168.100.10", "192.168.100.12", "10.0.0.1"])
+_BAD_NEXT_HOPS = st.sampled_from(["no-nexthop", "::", "fe80::1", "self", "192.168.100"])
+_BAD_ATTRS = st.sampled_from(
+    [
+        {"origin": "invalid"},
+        {"local-preference": 100},
+        {"origin": "igp", "attribute-0x63-0x40": "0x01"},
+        {"origin": "igp", "med": "x"},
+        {"origin": "igp", "error": "treat-as-withdraw due to origin"},
+    ]
+)
+_BAD_PREFIXES = st.sampled_from(["10.52.0.1/24", "10.52.0.0/33", "300.1.1.0/24", "fd00::/64", ""])
+
+
+@st.composite
+def _announcements(draw: st.DrawFn) -> tuple[dict[str, Any], int]:
+    """An ExaBGP `update` object announcing distinct prefixes under several next hops, some of them
+    unusable, plus how many NLRIs in it do not parse."""
+    prefixes = draw(st.lists(st.integers(0, 255).map(lambda i: f"10.52.{i}.0/24"), max_size=12, unique=True))
+    hops = draw(st.lists(st.one_of(_GOOD_NEXT_HOPS, _BAD_NEXT_HOPS), min_size=1, max_size=4, unique=True))
+    by_hop: dict[str, list[dict[str, str]]] = {hop: [] for hop in hops}
+    for p in prefixes:
+        by_hop[draw(st.sampled_from(hops))].append({"nlri": p})
+    bad = draw(st.lists(st.tuples(st.sampled_from(hops), _BAD_PREFIXES), max_size=3))
+    for hop, text in bad:
+        by_hop[hop].append({"nlri": text})
+    attrs = draw(st.one_of(st.just({"origin": "egp", "med": 5}), _BAD_ATTRS))
+    return {"attribute": attrs, "announce": {"ipv4 unicast": by_hop}}, len(bad)
+
+
+@given(_announcements())
+@settings(max_examples=300, deadline=None)
+def test_every_announced_nlri_is_announced_or_withdrawn_never_dropped(
+    case: tuple[dict[str, Any], int],
+) -> None:
+    body, unparsed = case
+    ev = update(body)
+    nlris = {
+        N(r["nlri"])
+        for routes in body["announce"]["ipv4 unicast"].values()
+        for r in routes
+        if r["nlri"].startswith("10.52.") and r["nlri"].endswith(".0/24")
+    }
+    announced = [a.prefix for a in ev.announced]
+    assert set(announced).isdisjoint(ev.withdrawn)
+    assert sorted(announced + list(ev.withdrawn)) == sorted(nlris)
+    assert len(ev.malformed) == len(ev.withdrawn) + unparsed  # each one counted once
+    for a in ev.announced:
+        assert any(r["nlri"] == str(a.prefix) for r in body["announce"]["ipv4 unicast"][str(a.next_hop)])
+    if ev.announced:
+        assert body["attribute"] == {"origin": "egp", "med": 5}
 
 
 OPEN_LINE = (
