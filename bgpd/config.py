@@ -155,11 +155,16 @@ class MeshConfig:
 
 @dataclass(frozen=True, slots=True)
 class BgpConfig:
-    """Session parameters: listen/mesh ``port``, default ``hold_time``, graceful restart time, peers."""
+    """Session parameters: listen/mesh ``port``, default ``hold_time``, graceful restart time, peers.
+
+    ``select_defer_time``: seconds a starting bgpd waits for End-of-RIB from every peer before it sends its
+    own End-of-RIB and removes its stale kernel routes (RFC 4724 §4.1 Selection_Deferral_Timer; FRR's
+    ``bgp graceful-restart select-defer-time``, BIRD's ``graceful restart wait``)."""
 
     port: int = 179
     hold_time: int = 90
     graceful_restart: int = 120
+    select_defer_time: float = 120.0
     mesh: MeshConfig = field(default_factory=MeshConfig)
     peers: tuple[PeerConfig, ...] = ()
 
@@ -185,7 +190,9 @@ class KernelConfig:
     """How learned routes go into the FIB.
 
     ``install`` False: learned routes are not installed (a pure reflector). ``stale_timeout``: seconds to keep
-    our routes from an earlier run while waiting for End-of-RIB.
+    a peer's paths after ExaBGP restarted, or after the peer came back from a graceful restart, while
+    waiting for its End-of-RIB. ``audit_interval``: seconds between safety re-reads of bgpd's own kernel
+    routes (0: never; notifications and link events repair everything they reveal at once).
     """
 
     protocol: int = 12
@@ -193,6 +200,7 @@ class KernelConfig:
     metric: int = 32
     install: bool = True
     stale_timeout: float = 120.0
+    audit_interval: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -562,12 +570,12 @@ _TOP_KEYS = (
 )
 _REFLECTOR_KEYS = ("cluster_id", "clients")
 _NODE_KEYS = ("name", "address", "asn", "router_id")
-_BGP_KEYS = ("port", "hold_time", "graceful_restart", "mesh", "peers")
+_BGP_KEYS = ("port", "hold_time", "graceful_restart", "select_defer_time", "mesh", "peers")
 _MESH_KEYS = ("enabled", "nodes")
 _PEER_KEYS = ("address", "asn", "port", "passive", "hold_time", "password", "description")
 _POOL_KEYS = ("cidr", "export")
 _EXPORT_KEYS = ("protocols", "interfaces")
-_KERNEL_KEYS = ("protocol", "table", "metric", "install", "stale_timeout")
+_KERNEL_KEYS = ("protocol", "table", "metric", "install", "stale_timeout", "audit_interval")
 _RUNTIME_KEYS = ("dir", "log_level", "log_format")
 _METRICS_KEYS = ("listen",)
 _CONTROL_KEYS = ("socket",)
@@ -680,6 +688,9 @@ def _parse_bgp(w: _Walker, v: _V, node: NodeConfig) -> BgpConfig:
     graceful_restart = w.get(
         m, "graceful_restart", lambda x: w.integer(x, 0, GRACEFUL_RESTART_MAX, "graceful restart time"), 120
     )
+    select_defer_time = w.get(
+        m, "select_defer_time", lambda x: w.number(x, 0, 3600, "selection deferral time"), 120.0
+    )
     mesh = MeshConfig()
     if "mesh" in m:
         mesh_v = m["mesh"]
@@ -731,7 +742,12 @@ def _parse_bgp(w: _Walker, v: _V, node: NodeConfig) -> BgpConfig:
             )
         )
     return BgpConfig(
-        port=port, hold_time=hold_time, graceful_restart=graceful_restart, mesh=mesh, peers=tuple(peers)
+        port=port,
+        hold_time=hold_time,
+        graceful_restart=graceful_restart,
+        select_defer_time=select_defer_time,
+        mesh=mesh,
+        peers=tuple(peers),
     )
 
 
@@ -777,6 +793,9 @@ def _parse_kernel(w: _Walker, v: _V, d: KernelConfig) -> KernelConfig:
         metric=w.get(m, "metric", lambda x: w.integer(x, 0, METRIC_MAX, "metric"), d.metric),
         install=w.get(m, "install", w.boolean, d.install),
         stale_timeout=w.get(m, "stale_timeout", lambda x: w.number(x, 0, 86400, "stale timeout"), 120.0),
+        audit_interval=w.get(
+            m, "audit_interval", lambda x: w.number(x, 0, 86400, "audit interval"), d.audit_interval
+        ),
     )
 
 
@@ -822,6 +841,7 @@ def dump(cfg: Config) -> str:
             "port": cfg.bgp.port,
             "hold_time": cfg.bgp.hold_time,
             "graceful_restart": cfg.bgp.graceful_restart,
+            "select_defer_time": float(cfg.bgp.select_defer_time),
             "mesh": {"enabled": cfg.bgp.mesh.enabled, "nodes": [str(a) for a in cfg.bgp.mesh.nodes]},
             "peers": [
                 {
@@ -844,6 +864,7 @@ def dump(cfg: Config) -> str:
             "metric": cfg.kernel.metric,
             "install": cfg.kernel.install,
             "stale_timeout": float(cfg.kernel.stale_timeout),
+            "audit_interval": float(cfg.kernel.audit_interval),
         },
         "runtime": {
             "dir": cfg.runtime.dir,

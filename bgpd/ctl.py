@@ -129,6 +129,15 @@ def render_kernel(k: dict[str, Any]) -> str:
         lines.append(f"collisions with foreign routes: {' '.join(k['collisions'])}")
     if k["stale_from_earlier_run"]:
         lines.append(f"kept from an earlier run until reconciled: {' '.join(k['stale_from_earlier_run'])}")
+    if k["not_installed"]:
+        lines.append(f"wanted, not in the kernel yet ({len(k['not_installed'])}):")
+        lines += [f"  {o['prefix']} via {', '.join(o['next_hops'])}" for o in k["not_installed"]]
+    repairs = ", ".join(f"{cause} {n}" for cause, n in k["repairs"].items() if n)
+    lines.append(f"repairs: {repairs or 'none'}")
+    deferral = k["selection_deferral"]
+    if not deferral["done"]:
+        waiting = " ".join(deferral["waiting_for"])
+        lines.append(f"selection deferral: waiting for end-of-rib from {waiting}")
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from bgpd import __version__, views
+from bgpd.model import REPAIR_CAUSES
 
 if TYPE_CHECKING:
     from bgpd.speaker import Speaker
@@ -139,11 +140,25 @@ class SpeakerCollector(Collector):
             value=installer.retried if installer else 0,
         )
         resyncs = CounterMetricFamily(
-            "bgpd_kernel_resyncs", "Full kernel dumps after lost events", labels=["reason"]
+            "bgpd_kernel_resyncs",
+            "Kernel re-reads after events that notifications do not cover "
+            "(overflow: the whole table; link: one device's routes)",
+            labels=["reason"],
         )
         for reason in ("overflow", "link"):
             resyncs.add_metric([reason], float(c[f"kernel_resyncs_{reason}"]))
         yield resyncs
+        repairs = CounterMetricFamily(
+            "bgpd_kernel_repairs",
+            "Routes of bgpd's protocol rewritten because the kernel differed from what bgpd wants, by cause",
+            labels=["cause"],
+        )
+        for cause in REPAIR_CAUSES:
+            repairs.add_metric([cause], float(sp.repairs[cause]))
+        yield repairs
+        yield CounterMetricFamily(
+            "bgpd_kernel_audits", "Periodic re-reads of bgpd's own kernel routes", value=c["kernel_audits"]
+        )
         yield CounterMetricFamily(
             "bgpd_kernel_collisions",
             "Learned prefixes not installed because a foreign route holds them",

@@ -14,6 +14,16 @@ from ipaddress import IPv4Address, IPv4Network
 Prefix = IPv4Network
 Address = IPv4Address
 
+# Why bgpd rewrote a route of its own protocol (bgpd_kernel_repairs_total{cause}, bgpctl show kernel):
+REPAIR_CAUSES = (
+    "deleted",  # the kernel notified that somebody deleted a route bgpd wants
+    "changed",  # somebody replaced one of bgpd's routes with other next hops
+    "unwanted",  # a route of bgpd's protocol that bgpd does not want (added by somebody, or left over)
+    "link",  # missing after a device went down or lost an address (flushed without notification)
+    "overflow",  # found different by the full re-read after lost notifications
+    "audit",  # found different by the periodic safety re-read
+)
+
 
 class Origin(int, Enum):
     """ORIGIN path attribute (RFC 4271 §4.3 / §5.1.1); lower is preferred (§9.1.2.2 c)."""

@@ -6,11 +6,19 @@ Two inputs, two outputs (as OpenBGPD's decision engine):
 
 Ownership: bgpd changes only routes of its own protocol in its table (`RouteInstaller` enforces it in the
 netlink request itself). A learned prefix that a foreign route already holds is not installed (counted as a
-collision). Routes of ours found at start (an earlier run) are kept until every session has sent End-of-RIB
-or `kernel.stale_timeout` passed, then those no longer wanted are removed. When ExaBGP dies, its paths are
+collision). Routes of ours found at start (an earlier run) are kept until the start's selection deferral
+ends (RFC 4724 §4.1: End-of-RIB from every peer that owes one, or `bgp.select_defer_time`), then those no
+longer wanted are removed; bgpd's own End-of-RIB waits for the same moment. When ExaBGP dies, its paths are
 kept (and so the kernel routes) until the restarted sessions have re-sent their tables. When a peer that
 advertised graceful restart drops its session without a NOTIFICATION, bgpd is the helper of RFC 4724 §4.2:
 the peer's paths stay (stale) until it is back and has sent End-of-RIB, or its restart time passes.
+
+The kernel is the truth: `installed` is what the kernel holds of our routes, never a record of what was
+written. The watcher reports every change to our routes made by anybody but our own writer (a deletion,
+a replacement, a route of our protocol added by hand), and the routes of a device whose link or address
+went away; a full re-read follows lost notifications, and a slow audit (`kernel.audit_interval`) re-reads
+our routes as a last resort. Whatever bgpd wants and the kernel lacks is put back, whatever of our
+protocol the kernel holds and bgpd does not want is removed, and each repair is counted by cause.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +41,8 @@ from bgpd.exabgp import codec, confgen
 from bgpd.exabgp.supervisor import ExaBGP
 from bgpd.kernel import (
     InstallError,
+    LinkLost,
+    LinkUp,
     OpResult,
     RouteAdded,
     RouteEvent,
@@ -46,6 +56,9 @@ from bgpd.metrics import HttpEndpoint, registry_for
 from bgpd.model import Attributes, KernelRoute, Path, Peer
 from bgpd.policy.export import Delta, ExportRules, ExportTable
 from bgpd.policy.importer import ImportPolicy, Reject
+from bgpd.prefix import bits as prefix_bits
+from bgpd.prefix import covers
+from bgpd.rib.deferral import SelectionDeferral
 from bgpd.rib.table import Rib
 from reflector.adjout import AdjRibOut, Advert, Batch
 from reflector.rules import reflected_attributes, targets
@@ -53,10 +66,13 @@ from reflector.rules import reflected_attributes, targets
 log = logging.getLogger("bgpd.speaker")
 
 RETRY_FAILED_AFTER = 5.0
+KERNEL_EVENTS_PER_TURN = 2048  # kernel events handled per event-loop turn (others run in between)
 INLINE_KERNEL_OPS = 16  # batches up to this size are written from the event loop itself
 KERNEL_SLICE = 2048  # larger batches go to the kernel writer thread this many operations at a time
 UNREACHABLE_FIRST_REPORT = 30.0  # seconds; then every 60, 120, ... up to the maximum
 UNREACHABLE_MAX_REPORT = 600.0
+LINK_SETTLE = 1.0  # seconds: the second re-read of our routes after a device lost a network we route via
+AUDIT_OFF_RECHECK = 60.0  # seconds: with kernel.audit_interval 0, how often a reload turning it on is seen
 ADVERT_CACHE_SIZE = 4096  # reflected (source, next hop, attributes) kept; cleared when full
 EXPORT_ATTRIBUTES = Attributes()
 KernelOp = tuple[IPv4Network, tuple[IPv4Address, ...] | None]  # a route to install (next hops) or delete
@@ -86,11 +102,13 @@ class PeerStatus:
     ungraceful: bool = False
 
 
-def _apply_safely(installer: RouteInstaller, ops: list[KernelOp]) -> list[OpResult]:
+def _apply_safely(
+    installer: RouteInstaller, ops: list[KernelOp], ours: frozenset[IPv4Network] = frozenset()
+) -> list[OpResult]:
     """installer.apply, with a failure of the netlink socket itself reported as every operation failing
     (they are retried like any failed change) instead of an exception that would stop the writer."""
     try:
-        return installer.apply(ops)
+        return installer.apply(ops, ours)
     except InstallError as exc:
         log.error("kernel route writer failed", extra={"kv": {"error": str(exc), "operations": len(ops)}})
         return [OpResult(prefix, ok=False, error=str(exc)) for prefix, _ in ops]
@@ -145,17 +163,32 @@ class Speaker:
         # kernel view: every route of our table, by kernel key, and foreign ones per prefix
         self.kernel_view: dict[tuple[IPv4Network, int, int], KernelRoute] = {}
         self._foreign: Counter[IPv4Network] = Counter()
-        # forwarding state: what we want installed and what we know is installed (ours)
+        # forwarding state: what we want installed, and what the kernel holds of ours
         self.fib: dict[IPv4Network, tuple[IPv4Address, ...]] = {}
         self.installed: dict[IPv4Network, tuple[IPv4Address, ...]] = {}
+        self._gateways: Counter[IPv4Address] = Counter()  # next hops of `installed`, with their use count
         self.collisions: set[IPv4Network] = set()
         self.stale_kernel: set[IPv4Network] = set()
         self.reconciled = False
+        self.repairs: Counter[str] = Counter()  # by REPAIR_CAUSES
+        # our routes whose kernel state is unknown (changed by somebody while a write of ours was in
+        # flight): written again, whatever `installed` says
+        self._unknown: set[IPv4Network] = set()
+        self._touched: set[IPv4Network] = set()  # our routes changed by somebody during a write or audit
+        self._touched_all = False  # a full re-read arrived during a write or audit
+        self._audit_cause: str | None = None  # an audit of our kernel routes is due, and why
+        self._retry_pending: set[IPv4Network] = set()  # failed kernel changes waiting for their retry
+        # RFC 4724 §4.1: our End-of-RIB and the removal of stale kernel routes wait for the peers' tables
+        self.deferral = SelectionDeferral(p.address for p in cfg.sessions())
+        self._deferral_timer: asyncio.TimerHandle | None = None
         # paths kept across an ExaBGP restart until the peer re-sent its table
         self._stale_paths: dict[IPv4Address, set[IPv4Network]] = {}
         # graceful restart helper (RFC 4724 §4.2): per restarting peer, the deadline that flushes its paths
         self._restart_timers: dict[IPv4Address, asyncio.TimerHandle] = {}
         self._dirty: set[IPv4Network] = set()
+        # kernel event batches not handled yet: (events, next index, when received)
+        self._kernel_queue: deque[tuple[list[RouteEvent], int, float]] = deque()
+        self._kernel_queue_scheduled = False
         self._kernel_wakeup = asyncio.Event()
         self._kernel_busy = False  # a batch is being written by the kernel writer thread
         self._out_announce: set[IPv4Network] = set()
@@ -217,7 +250,8 @@ class Speaker:
         if cfg.kernel.install:
             self.installer = RouteInstaller(cfg.kernel.protocol, cfg.kernel.table, cfg.kernel.metric)
             own = await self._loop.run_in_executor(self._kexec, self.installer.dump_own)
-            self.installed = dict(own)
+            for prefix, hops in own.items():
+                self._set_installed(prefix, hops)
             self.stale_kernel = set(own)
             log.info("kernel routes from an earlier run", extra={"kv": {"count": len(own)}})
         self._local_addresses = await self._loop.run_in_executor(self._kexec, kernel_local_addresses)
@@ -226,13 +260,24 @@ class Speaker:
         if cfg.metrics.listen is not None:
             self.http = HttpEndpoint(self, self.registry, *cfg.metrics.listen)
             await self.http.start()
-        self.watcher = RouteWatcher(
-            cfg.kernel.table, self._on_kernel_events_threadsafe, ignore_protocol=cfg.kernel.protocol
-        )
+        if self.installer is not None:
+            # our writer's own changes never reach us; anybody else's changes to our routes do
+            self.watcher = RouteWatcher(
+                cfg.kernel.table, self._on_kernel_events_threadsafe, ignore_sender=self.installer.portid
+            )
+        else:  # nothing installed: routes of our protocol are none of our business
+            self.watcher = RouteWatcher(
+                cfg.kernel.table, self._on_kernel_events_threadsafe, ignore_protocol=cfg.kernel.protocol
+            )
         self.watcher.start()
         await self.exabgp.start()
         self._tasks.append(asyncio.create_task(self._kernel_loop(), name="kernel-writer"))
-        self._tasks.append(asyncio.create_task(self._stale_deadline(), name="stale-deadline"))
+        if self.deferral.start():
+            self._deferral_done()
+        else:
+            self._deferral_timer = self._loop.call_later(cfg.bgp.select_defer_time, self._deferral_expired)
+        if self.installer is not None:
+            self._tasks.append(asyncio.create_task(self._audit_loop(), name="kernel-audit"))
         self._tasks.append(asyncio.create_task(self._report_unreachable(), name="unreachable-peers"))
         log.info(
             "bgpd started",
@@ -248,6 +293,8 @@ class Speaker:
         if self.watcher is not None:
             self.watcher.stop()
         await self.exabgp.stop()
+        if self._deferral_timer is not None:
+            self._deferral_timer.cancel()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -264,27 +311,66 @@ class Speaker:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # loop closing during shutdown
-                loop.call_soon_threadsafe(self.on_kernel_events, events, time.monotonic())
+                loop.call_soon_threadsafe(self._queue_kernel_events, events, time.monotonic())
+
+    def _queue_kernel_events(self, events: list[RouteEvent], received: float) -> None:
+        """Kernel events wait in one queue, in order, and are handled KERNEL_EVENTS_PER_TURN at a time: a
+        100k-route burst must not keep the loop from answering bgpctl or reading ExaBGP for seconds."""
+        self._kernel_queue.append((events, 0, received))
+        if not self._kernel_queue_scheduled and self._loop is not None:
+            self._kernel_queue_scheduled = True
+            self._loop.call_soon(self._drain_kernel_events)
+
+    def _drain_kernel_events(self) -> None:
+        self._kernel_queue_scheduled = False
+        queue = self._kernel_queue
+        budget = KERNEL_EVENTS_PER_TURN
+        while queue and budget > 0:
+            events, start, received = queue[0]
+            end = min(len(events), start + budget)
+            self.on_kernel_events(events[start:end] if start or end < len(events) else events, received)
+            budget -= end - start
+            if end < len(events):
+                queue[0] = (events, end, received)
+            else:
+                queue.popleft()
+        if queue and self._loop is not None:
+            self._kernel_queue_scheduled = True
+            self._loop.call_soon(self._drain_kernel_events)
 
     def on_kernel_events(self, events: Iterable[RouteEvent], received: float | None = None) -> None:
         if self._export_since is None:
             self._export_since = received if received is not None else time.monotonic()
         delta = Delta()
+        own = self.cfg.kernel.protocol
         for event in events:
             if isinstance(event, Snapshot):
                 self.counters[f"kernel_resyncs_{event.reason}"] += 1
-                self._set_kernel_view(event.routes)
-                self.export.replace_all(event.routes, delta)
+                others = [r for r in event.routes if r.protocol != own]
+                self._set_kernel_view(others)
+                self.export.replace_all(others, delta)
+                self._own_snapshot([r for r in event.routes if r.protocol == own], event.reason)
                 if event.reason != "start":
                     log.warning(
                         "kernel resync", extra={"kv": {"reason": event.reason, "routes": len(event.routes)}}
                     )
             elif isinstance(event, RouteAdded):
+                if event.route.protocol == own:
+                    self._own_changed(event.route, present=True)
+                    continue
                 self._view_add(event.route)
                 self.export.add(event.route, delta)
             elif isinstance(event, RouteRemoved):
+                if event.route.protocol == own:
+                    self._own_changed(event.route, present=False)
+                    continue
                 self._view_remove(event.route)
                 self.export.remove(event.route, delta)
+            elif isinstance(event, LinkLost):
+                self._on_link_lost(event)
+            elif isinstance(event, LinkUp) and self._retry_pending:
+                # a next hop may be reachable again: retry failed changes now, not at their timer
+                self._retry(list(self._retry_pending))
         if not self._export_ready:
             self._export_ready = True
             log.info("kernel dump read", extra={"kv": {"exported": self.export.announced_count}})
@@ -304,7 +390,7 @@ class Speaker:
         for route in routes:
             self._view_add(route, mark=False)
         for prefix in old_foreign ^ set(self._foreign):
-            self._mark(prefix)
+            self._mark_if_ours(prefix)
 
     def _view_add(self, route: KernelRoute, mark: bool = True) -> None:
         old = self.kernel_view.get(route.key)
@@ -314,7 +400,7 @@ class Speaker:
         if route.protocol != self.cfg.kernel.protocol:
             self._foreign[route.prefix] += 1
             if mark and self._foreign[route.prefix] == 1:
-                self._mark(route.prefix)
+                self._mark_if_ours(route.prefix)
 
     def _view_remove(self, route: KernelRoute, mark: bool = True) -> None:
         old = self.kernel_view.pop(route.key, None)
@@ -323,7 +409,167 @@ class Speaker:
             if self._foreign[old.prefix] <= 0:
                 del self._foreign[old.prefix]
                 if mark:
-                    self._mark(old.prefix)
+                    self._mark_if_ours(old.prefix)
+
+    def _mark_if_ours(self, prefix: IPv4Network) -> None:
+        """A foreign route appeared or went at `prefix`: that matters only where bgpd wants or holds a route
+        (a collision starts or ends); a host's own 100k workload routes must not wake the kernel writer."""
+        if prefix in self.fib or prefix in self.installed or prefix in self.collisions:
+            self._mark(prefix)
+
+    # ------------------------------------------------------------------ kernel: our own routes, as they are
+
+    def _set_installed(self, prefix: IPv4Network, hops: tuple[IPv4Address, ...] | None) -> None:
+        """Record what the kernel holds of our route at `prefix` (None: nothing)."""
+        old = self.installed.pop(prefix, None) if hops is None else self.installed.get(prefix)
+        if old == hops:
+            return
+        if hops is not None:
+            self.installed[prefix] = hops
+        gateways = self._gateways
+        for gateway in old or ():
+            gateways[gateway] -= 1
+            if not gateways[gateway]:
+                del gateways[gateway]
+        for gateway in hops or ():
+            gateways[gateway] += 1
+
+    def _wanted(self, prefix: IPv4Network) -> tuple[IPv4Address, ...] | None:
+        """What bgpd wants of its own at `prefix` (a foreign route there wins: nothing)."""
+        want = self.fib.get(prefix)
+        return None if want is not None and prefix in self._foreign else want
+
+    def _kernel_says(
+        self, prefix: IPv4Network, hops: tuple[IPv4Address, ...] | None, cause: str, tally: Counter[str]
+    ) -> None:
+        """The kernel holds `hops` (None: nothing) as our route at `prefix`, through nobody's fault of ours:
+        record it, and queue a repair if it is not what bgpd wants (counted in `tally` by cause)."""
+        if self._kernel_busy:
+            self._touched.add(prefix)  # a write or audit in flight may already be out of date for it
+        if self.installed.get(prefix) == hops and prefix not in self._unknown:
+            return
+        self._set_installed(prefix, hops)
+        want = self._wanted(prefix)
+        if want == hops:
+            return
+        if want is None and (prefix in self.stale_kernel or not self.reconciled):
+            # an earlier run's route, or one added while we still wait for the peers' tables: it is
+            # removed (if still unwanted) when the selection deferral ends
+            if hops is None:
+                self.stale_kernel.discard(prefix)
+            else:
+                self.stale_kernel.add(prefix)
+            return
+        if hops is None:
+            tally[cause] += 1
+        elif want is None:
+            tally["unwanted"] += 1
+        else:
+            tally["changed" if cause == "deleted" else cause] += 1
+        self._mark(prefix)
+
+    def _own_changed(self, route: KernelRoute, present: bool) -> None:
+        """A notification about a route of our protocol, caused by somebody else (ours are filtered)."""
+        if route.priority != self.cfg.kernel.metric or self.installer is None:
+            return  # not at our key: another metric is another route
+        tally: Counter[str] = Counter()
+        self._kernel_says(route.prefix, route.gateways if present else None, "deleted", tally)
+        self._count_repairs(tally, route.prefix)
+
+    def _own_snapshot(self, routes: list[KernelRoute], reason: str) -> None:
+        """A full re-read of the table: its routes of our protocol are what is installed."""
+        if self.installer is None:
+            return
+        if self._kernel_busy:
+            self._touched_all = True
+        held = {r.prefix: r.gateways for r in routes if r.priority == self.cfg.kernel.metric}
+        self._compare_own(held, reason)
+
+    def _compare_own(
+        self,
+        held: dict[IPv4Network, tuple[IPv4Address, ...]],
+        cause: str,
+        skip: frozenset[IPv4Network] | set[IPv4Network] = frozenset(),
+    ) -> None:
+        """Make `installed` equal to what a re-read found (`held`: our routes, prefix -> next hops),
+        repairing the differences; prefixes in `skip` are left alone."""
+        tally: Counter[str] = Counter()
+        first: IPv4Network | None = None
+        for prefix in [p for p in self.installed if p not in held and p not in skip]:
+            self._kernel_says(prefix, None, cause, tally)
+            first = first or prefix
+        for prefix, hops in held.items():
+            if prefix not in skip:
+                self._kernel_says(prefix, hops, cause, tally)
+        self._count_repairs(tally, first)
+
+    def _count_repairs(self, tally: Counter[str], example: IPv4Network | None) -> None:
+        if not tally:
+            return
+        self.repairs.update(tally)
+        kv: dict[str, object] = dict(tally)
+        if example is not None and sum(tally.values()) == 1:
+            kv["prefix"] = example
+        log.warning("kernel routes of ours differ from what bgpd wants; repairing", extra={"kv": kv})
+
+    def _on_link_lost(self, event: LinkLost) -> None:
+        """A device went down or lost an address: the kernel flushed, without a word, every route whose
+        next hop it reached through that device. If one of our next hops lies in a network the device
+        carried, re-read our routes (cost: one dump of our routes, only for such a device)."""
+        self.counters["kernel_resyncs_link"] += 1
+        if self.installer is None or not self._gateways:
+            return
+        connected = [prefix_bits(r.prefix) for r in event.routes if not r.gateways and r.kind == "unicast"]
+        log.debug("link lost", extra={"kv": {"device": event.name, "routes": len(event.routes)}})
+        for gateway in self._gateways:
+            host = (int(gateway), 32)
+            if any(covers(net, host) for net in connected):
+                self._request_audit("link")
+                # the kernel announces an address removal before it flushes the routes that used it:
+                # look once more when that is surely over (the periodic audit stays the last resort)
+                if self._loop is not None:
+                    self._loop.call_later(LINK_SETTLE, self._request_audit, "link")
+                return
+
+    def _request_audit(self, cause: str) -> None:
+        if self._audit_cause is None:
+            self._audit_cause = cause
+        self._kernel_wakeup.set()
+
+    async def _audit_loop(self) -> None:
+        """The last resort: re-read our own routes every `kernel.audit_interval` seconds."""
+        while True:
+            interval = self.cfg.kernel.audit_interval  # a reload may change it
+            await asyncio.sleep(interval or AUDIT_OFF_RECHECK)
+            if interval and self.cfg.kernel.audit_interval:
+                self._request_audit("audit")
+
+    async def _audit(self, installer: RouteInstaller) -> None:
+        """Dump our routes (the kernel filters by protocol) and repair every difference. Runs on the
+        kernel writer's turn, so no write of ours is in flight meanwhile."""
+        assert self._loop is not None
+        cause, self._audit_cause = self._audit_cause or "audit", None
+        self._kernel_busy = True
+        self._touched.clear()
+        self._touched_all = False
+        try:
+            held = await self._loop.run_in_executor(self._kexec, installer.dump_own)
+        except InstallError as exc:
+            log.error("kernel audit failed", extra={"kv": {"error": str(exc)}})
+            return
+        finally:
+            self._kernel_busy = False
+        touched, self._touched = self._touched, set()
+        if self._touched_all:
+            self._touched_all = False
+            return  # a full re-read arrived meanwhile and did the same comparison
+        # a route somebody changed while the dump ran: which of the two is newer is unknown; write it again
+        for prefix in touched:
+            self._unknown.add(prefix)
+            self._mark(prefix)
+        self._compare_own(held, cause, touched)
+        self.counters["kernel_audits"] += 1
+        log.debug("kernel audit", extra={"kv": {"cause": cause, "held": len(held), "touched": len(touched)}})
 
     def _queue_export(self, delta: Delta) -> None:
         for prefix in delta.announce:
@@ -366,8 +612,9 @@ class Speaker:
         self.exabgp.send(lines)
 
     def _flush_eor(self) -> None:
-        """Send End-of-RIB to sessions that came up, once our table is complete (RFC 4724 §2)."""
-        if not self._export_ready or not self._eor_pending:
+        """Send End-of-RIB to sessions that came up, once our table is complete (RFC 4724 §2): the kernel's
+        routes are read, and after a start, the peers' tables are in (RFC 4724 §4.1, `self.deferral`)."""
+        if not self._export_ready or not self._eor_pending or not self.deferral.done:
             return
         if self._out_scheduled:
             self._flush_export()
@@ -436,6 +683,8 @@ class Speaker:
         elif isinstance(event, codec.PeerOpen):
             status.router_id = event.router_id
             status.restart_time, status.forwarding_kept = event.restart_time, event.forwarding_kept
+            if self.deferral.opened(status.address, event.restart_time is not None, event.restarting):
+                self._deferral_done()
             if status.address in self._restart_timers and not (event.restart_time and event.forwarding_kept):
                 # RFC 4724 §4.2: back without graceful restart, or without its forwarding state
                 self._flush_stale(status.address, "peer restarted without keeping its forwarding state")
@@ -513,6 +762,10 @@ class Speaker:
             },
         )
 
+    def stale_count(self, peer: IPv4Address) -> int:
+        """How many of `peer`'s paths are kept through a restart and not yet re-sent (no copy)."""
+        return len(self._stale_paths.get(peer, ()))
+
     def stale_paths_of(self, peer: IPv4Address) -> frozenset[IPv4Network]:
         """Paths of `peer` kept through a restart (its own or ExaBGP's) and not yet re-sent."""
         return frozenset(self._stale_paths.get(peer, ()))
@@ -581,7 +834,8 @@ class Speaker:
         status.eor = True
         log.info("end-of-rib received", extra={"kv": {"peer": status.address}})
         self._drop_stale(status.address)  # what it did not re-send (RFC 4724 §4.2)
-        self._maybe_reconcile()
+        if self.deferral.end_of_rib(status.address):
+            self._deferral_done()
 
     # ------------------------------------------------------------------ RIB -> kernel
 
@@ -646,10 +900,25 @@ class Speaker:
         self._dirty.add(prefix)
         self._kernel_wakeup.set()
 
-    def _maybe_reconcile(self) -> None:
-        if self.reconciled or not all(p.eor for p in self.peers.values()):
-            return
-        self._reconcile("end-of-rib from every session")
+    def _deferral_expired(self) -> None:
+        self._deferral_timer = None
+        if self.deferral.expire():
+            waited = self.cfg.bgp.select_defer_time
+            log.warning(
+                "selection deferral timer expired; not every peer sent end-of-rib",
+                extra={"kv": {"after_s": waited}},
+            )
+            self._deferral_done()
+
+    def _deferral_done(self) -> None:
+        """RFC 4724 §4.1: the peers' tables are in (or the timer said enough): our table is complete. Send
+        the End-of-RIBs held back, and remove the kernel routes of an earlier run nobody re-announced."""
+        if self._deferral_timer is not None:
+            self._deferral_timer.cancel()
+            self._deferral_timer = None
+        log.info("selection deferral over", extra={"kv": {"how": self.deferral.how}})
+        self._flush_eor()
+        self._reconcile(self.deferral.how)
 
     def _reconcile(self, why: str) -> None:
         self.reconciled = True
@@ -681,17 +950,10 @@ class Speaker:
                     )
             interval = min(interval * 2, UNREACHABLE_MAX_REPORT)
 
-    async def _stale_deadline(self) -> None:
-        if not self.peers:
-            self._reconcile("no sessions configured")
-            return
-        await asyncio.sleep(self.cfg.kernel.stale_timeout)
-        if not self.reconciled:
-            self._reconcile("stale_timeout passed")
-
     def _ops(self) -> tuple[list[KernelOp], float | None]:
         """The kernel changes the dirty prefixes need, and when the first of them was asked for."""
         ops: list[KernelOp] = []
+        unknown = self._unknown
         for prefix in self._dirty:
             want = self.fib.get(prefix)
             have = self.installed.get(prefix)
@@ -706,6 +968,11 @@ class Speaker:
                 want = None
             elif prefix in self.collisions and (want is None or prefix not in self._foreign):
                 self.collisions.discard(prefix)
+            if prefix in unknown:
+                if want is None and prefix in self.stale_kernel:
+                    continue
+                ops.append((prefix, want))  # whatever `have` says: the kernel's state is not known
+                continue
             if want == have:
                 continue
             if want is None and prefix in self.stale_kernel:
@@ -714,6 +981,13 @@ class Speaker:
         self._dirty.clear()
         since, self._install_since = self._install_since, None
         return ops, since
+
+    def _ours(self, ops: list[KernelOp]) -> frozenset[IPv4Network]:
+        """The changed routes the kernel holds as ours (as its notifications told us): the installer
+        replaces them directly, instead of a create that fails and a dump of our routes to check who owns
+        the existing one."""
+        installed, unknown = self.installed, self._unknown
+        return frozenset(p for p, want in ops if want is not None and p in installed and p not in unknown)
 
     def _install_inline(self) -> None:
         """A few changed routes and the writer idle: write them now, from the event loop, instead of on the
@@ -724,7 +998,7 @@ class Speaker:
             return
         ops, since = self._ops()
         if ops:
-            self._kernel_results(ops, _apply_safely(self.installer, ops), since)
+            self._kernel_results(ops, _apply_safely(self.installer, ops, self._ours(ops)), since)
 
     async def _kernel_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -734,21 +1008,28 @@ class Speaker:
         while True:
             await self._kernel_wakeup.wait()
             self._kernel_wakeup.clear()
+            if self._audit_cause is not None:
+                await self._audit(installer)
             ops, since = self._ops()
             if not ops:
                 continue
+            ours = self._ours(ops)
             if len(ops) <= INLINE_KERNEL_OPS:
                 # a few routes: one netlink round trip (~tens of µs) costs less than two thread hand-offs
-                results = _apply_safely(installer, ops)
+                results = _apply_safely(installer, ops, ours)
             else:
                 # in slices: the per-operation bookkeeping of a 100k-route burst, allocated while routes
                 # keep arriving, would otherwise stay in the process as fragmented heap after it is freed
                 results = []
                 self._kernel_busy = True
+                self._touched.clear()
+                self._touched_all = False
                 try:
                     for start in range(0, len(ops), KERNEL_SLICE):
                         part = ops[start : start + KERNEL_SLICE]
-                        results += await loop.run_in_executor(self._kexec, _apply_safely, installer, part)
+                        results += await loop.run_in_executor(
+                            self._kexec, _apply_safely, installer, part, ours
+                        )
                 finally:
                     self._kernel_busy = False
             self._kernel_results(ops, results, since)
@@ -762,12 +1043,20 @@ class Speaker:
         if since is not None:
             self.latency.install.observe(time.monotonic() - since)
         failed: list[IPv4Network] = []
+        # our routes somebody changed while this batch was written (by the writer thread): the result
+        # may already be out of date for them, so their state is unknown until written again
+        touched, self._touched = self._touched, set()
+        if self._touched_all:
+            touched = {prefix for prefix, _ in ops}
+            self._touched_all = False
         for (prefix, want), result in zip(ops, results, strict=True):
-            if result.ok:
-                if want is None:
-                    self.installed.pop(prefix, None)
-                else:
-                    self.installed[prefix] = want
+            if prefix in touched:
+                self._set_installed(prefix, None)
+                self._unknown.add(prefix)
+                self._mark(prefix)
+            elif result.ok:
+                self._set_installed(prefix, want)
+                self._unknown.discard(prefix)
             elif result.collision:
                 self.collisions.add(prefix)
                 self.counters["kernel_collisions"] += 1
@@ -780,12 +1069,15 @@ class Speaker:
                 "kernel route changes failed; will retry",
                 extra={"kv": {"count": len(failed), "first": failed[0], "in": RETRY_FAILED_AFTER}},
             )
+            self._retry_pending.update(failed)
             if self._loop is not None:
                 self._loop.call_later(RETRY_FAILED_AFTER, self._retry, failed)
 
     def _retry(self, prefixes: list[IPv4Network]) -> None:
         for prefix in prefixes:
-            self._mark(prefix)
+            if prefix in self._retry_pending:
+                self._retry_pending.discard(prefix)
+                self._mark(prefix)
 
     # ------------------------------------------------------------------ reload (SIGHUP, bgpctl reload)
 
@@ -819,6 +1111,8 @@ class Speaker:
             self._eor_pending.discard(address)
             affected |= self.rib.drop_peer(address)
             self.adjout.forget_peer(address)
+            if self.deferral.forget(address):
+                self._deferral_done()
         for address in added:
             p = new_sessions[address]
             self.peers[address] = PeerStatus(address, p.asn, p.rr_client)

@@ -12,7 +12,7 @@ from ipaddress import IPv4Network
 from typing import TYPE_CHECKING, Any
 
 from bgpd import __version__
-from bgpd.model import Path
+from bgpd.model import REPAIR_CAUSES, Path
 from bgpd.prefix import bits as prefix_bits
 from bgpd.rib.decision import local_pref
 
@@ -59,7 +59,7 @@ def peer(speaker: Speaker, status: PeerStatus) -> dict[str, Any]:
         "flaps": status.flaps,
         "end_of_rib": status.eor,
         "graceful_restart_time": status.restart_time,
-        "stale_routes": len(speaker.stale_paths_of(status.address)),
+        "stale_routes": speaker.stale_count(status.address),
     }
 
 
@@ -133,6 +133,20 @@ def kernel(speaker: Speaker) -> dict[str, Any]:
         "collisions": [str(p) for p in sorted(speaker.collisions)],
         "stale_from_earlier_run": [str(p) for p in sorted(speaker.stale_kernel)],
         "reconciled": speaker.reconciled,
+        # wanted, but the kernel does not hold it (yet): a change in flight or waiting for its retry
+        "not_installed": [
+            {"prefix": str(p), "next_hops": [str(h) for h in hops]}
+            for p, hops in sorted(speaker.fib.items())
+            if speaker.installed.get(p) != hops and p not in speaker.collisions
+        ]
+        if cfg.install
+        else [],
+        "repairs": {cause: speaker.repairs[cause] for cause in REPAIR_CAUSES},
+        "selection_deferral": {
+            "done": speaker.deferral.done,
+            "how": speaker.deferral.how,
+            "waiting_for": [str(a) for a in sorted(speaker.deferral.waiting)],
+        },
     }
 
 
@@ -162,6 +176,12 @@ def status(speaker: Speaker) -> dict[str, Any]:
             "installed": len(speaker.installed),
             "announced": speaker.export.announced_count,
         },
+        "kernel": {
+            "repairs": sum(speaker.repairs.values()),
+            "audits": speaker.counters["kernel_audits"],
+            "resyncs": {r: speaker.counters[f"kernel_resyncs_{r}"] for r in ("overflow", "link")},
+        },
+        "selection_deferral_done": speaker.deferral.done,
         "reconciled": speaker.reconciled,
         "last_reload": speaker.last_reload,
     }

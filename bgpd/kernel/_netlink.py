@@ -194,33 +194,70 @@ def set_rcvbuf(sock: socket.socket, size: int) -> None:
 SO_ATTACH_FILTER = 26
 _BPF_LDH_ABS = 0x28  # BPF_LD | BPF_H | BPF_ABS (16 bits, read in network byte order)
 _BPF_LDB_ABS = 0x30  # BPF_LD | BPF_B | BPF_ABS
+_BPF_LDW_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS (32 bits, read in network byte order)
 _BPF_JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
 _BPF_RET_K = 0x06  # BPF_RET | BPF_K
 _RTM_PROTOCOL_OFFSET = 16 + 5  # nlmsghdr, then rtmsg: family, dst_len, src_len, tos, table, protocol
+_NLMSG_PID_OFFSET = 12  # nlmsghdr: len, type, flags, seq, pid
 
 
 def drop_protocol_filter(sock: socket.socket, protocol: int) -> None:
     """Make the kernel drop RTM_NEWROUTE/RTM_DELROUTE notifications of routes of `protocol` before they
     are queued on `sock` (SO_ATTACH_FILTER); every other message passes. For a subscription socket only:
     the filter sees the first message of each datagram, which for notifications is the only one."""
-    import ctypes
-
-    def host_u16_as_loaded(value: int) -> int:  # BPF loads the host-order nlmsg_type as big-endian
-        return int(struct.unpack(">H", struct.pack("=H", value))[0])
-
     program = [
         (_BPF_LDH_ABS, 0, 0, 4),  # A = nlmsg_type
-        (_BPF_JEQ_K, 1, 0, host_u16_as_loaded(RTM_NEWROUTE)),  # -> 3
-        (_BPF_JEQ_K, 0, 3, host_u16_as_loaded(RTM_DELROUTE)),  # -> 3, else accept
+        (_BPF_JEQ_K, 1, 0, _host_u16_as_loaded(RTM_NEWROUTE)),  # -> 3
+        (_BPF_JEQ_K, 0, 3, _host_u16_as_loaded(RTM_DELROUTE)),  # -> 3, else accept
         (_BPF_LDB_ABS, 0, 0, _RTM_PROTOCOL_OFFSET),  # A = rtm_protocol
         (_BPF_JEQ_K, 0, 1, protocol),  # ours -> drop, else accept
         (_BPF_RET_K, 0, 0, 0),  # drop
         (_BPF_RET_K, 0, 0, 0xFFFFFFFF),  # accept the whole datagram
     ]
+    _attach(sock, program)
+
+
+def drop_sender_filter(sock: socket.socket, portid: int) -> None:
+    """Make the kernel drop RTM_NEWROUTE/RTM_DELROUTE notifications caused by the netlink socket whose
+    port id is `portid` (bgpd's own route writer) before they are queued on `sock`; every other message
+    passes, so a change made by anybody else, to any route, still arrives.
+
+    rtnetlink stamps a notification with the port id of the request that caused it (nlmsg_pid; 0 for the
+    kernel's own changes), so this tells bgpd's writes from an operator's `ip route del` of the same route.
+    For a subscription socket only: the filter sees the first message of each datagram."""
+    program = [
+        (_BPF_LDH_ABS, 0, 0, 4),  # A = nlmsg_type
+        (_BPF_JEQ_K, 1, 0, _host_u16_as_loaded(RTM_NEWROUTE)),  # -> 3
+        (_BPF_JEQ_K, 0, 3, _host_u16_as_loaded(RTM_DELROUTE)),  # -> 3, else accept
+        (_BPF_LDW_ABS, 0, 0, _NLMSG_PID_OFFSET),  # A = nlmsg_pid
+        (_BPF_JEQ_K, 0, 1, _host_u32_as_loaded(portid)),  # our writer -> drop, else accept
+        (_BPF_RET_K, 0, 0, 0),  # drop
+        (_BPF_RET_K, 0, 0, 0xFFFFFFFF),  # accept the whole datagram
+    ]
+    _attach(sock, program)
+
+
+def _host_u16_as_loaded(value: int) -> int:
+    """BPF loads a 16-bit field big-endian; the kernel wrote this host-order value there."""
+    return int(struct.unpack(">H", struct.pack("=H", value))[0])
+
+
+def _host_u32_as_loaded(value: int) -> int:
+    return int(struct.unpack(">I", struct.pack("=I", value))[0])
+
+
+def _attach(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    import ctypes
+
     code = b"".join(struct.pack("=HBBI", *insn) for insn in program)
     buffer = ctypes.create_string_buffer(code, len(code))
     fprog = struct.pack("@HP", len(program), ctypes.addressof(buffer))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)  # the kernel copies the program
+
+
+def portid(sock: socket.socket) -> int:
+    """The port id the kernel gave a bound netlink socket (what it stamps on notifications it causes)."""
+    return int(sock.getsockname()[0])
 
 
 def set_opt(sock: socket.socket, option: int, value: int = 1) -> bool:
@@ -248,15 +285,15 @@ class NetlinkError(Exception):
 
 def iter_messages(
     buf: bytes | bytearray | memoryview, length: int
-) -> Iterator[tuple[int, int, int, int, int]]:
-    """(type, flags, seq, body_offset, end) for each netlink message in buf[:length]."""
+) -> Iterator[tuple[int, int, int, int, int, int]]:
+    """(type, flags, seq, sender port id, body_offset, end) for each netlink message in buf[:length]."""
     off = 0
     unpack = NLMSGHDR.unpack_from
     while off + NLMSGHDR_LEN <= length:
-        mlen, mtype, mflags, seq, _pid = unpack(buf, off)
+        mlen, mtype, mflags, seq, pid = unpack(buf, off)
         if mlen < NLMSGHDR_LEN or off + mlen > length:
             return
-        yield mtype, mflags, seq, off + NLMSGHDR_LEN, off + mlen
+        yield mtype, mflags, seq, pid, off + NLMSGHDR_LEN, off + mlen
         off += align4(mlen)
 
 
@@ -295,7 +332,7 @@ def dump(
     sock.sendall(header + body)
     while True:
         data = sock.recv(RECV_BUFSIZE)
-        for mtype, mflags, mseq, off, end in iter_messages(data, len(data)):
+        for mtype, mflags, mseq, _pid, off, end in iter_messages(data, len(data)):
             if mseq != seq:
                 continue  # a late answer to an earlier request: not ours
             if mtype == NLMSG_DONE:
@@ -306,21 +343,25 @@ def dump(
             yield mtype, data, off, end, mflags
 
 
-def route_dump_request(table: int, protocol: int = 0) -> bytes:
-    """Body of an AF_INET RTM_GETROUTE dump (NETLINK_GET_STRICT_CHK: kernel filters by table, protocol)."""
+def route_dump_request(table: int, protocol: int = 0, oif: int = 0) -> bytes:
+    """Body of an AF_INET RTM_GETROUTE dump (NETLINK_GET_STRICT_CHK: the kernel filters by table,
+    protocol if not 0, and output device `oif` if not 0: routes with a next hop through it)."""
     body = RTMSG.pack(socket.AF_INET, 0, 0, 0, table if table < 256 else RT_TABLE_UNSPEC, protocol, 0, 0, 0)
-    return body + RTATTR.pack(8, RTA_TABLE) + U32.pack(table)
+    body += RTATTR.pack(8, RTA_TABLE) + U32.pack(table)
+    if oif:
+        body += RTATTR.pack(8, RTA_OIF) + U32.pack(oif)
+    return body
 
 
 def dump_routes(
-    sock: socket.socket, table: int, protocol: int, seq: int
+    sock: socket.socket, table: int, protocol: int, seq: int, oif: int = 0
 ) -> Iterator[tuple[int, bytes, int, int, int]]:
-    """`dump` of the IPv4 routes of one table (and protocol, if not 0); a table that does not exist yet
-    (the kernel answers ENOENT to a filtered dump) is empty."""
+    """`dump` of the IPv4 routes of one table (and protocol, and output device, if not 0); a table that
+    does not exist yet (ENOENT) or a device that is gone (ENODEV) has no routes."""
     try:
-        yield from dump(sock, RTM_GETROUTE, route_dump_request(table, protocol), seq)
+        yield from dump(sock, RTM_GETROUTE, route_dump_request(table, protocol, oif), seq)
     except NetlinkError as exc:
-        if exc.code != errno.ENOENT:
+        if exc.code not in (errno.ENOENT, errno.ENODEV):
             raise
 
 

@@ -6,6 +6,8 @@ This module owns bgpd's writes to the routing table. A route is *ours* when it c
 * install: RTM_NEWROUTE with NLM_F_CREATE|NLM_F_EXCL. If the kernel answers EEXIST, the route at our key
   is replaced (NLM_F_REPLACE) only if a fresh protocol-filtered dump shows it is ours; otherwise it is a
   foreign route: `OpResult(collision=True)` and nothing is changed.
+* change: a route the caller knows to be ours (`apply(..., ours=...)`: the daemon's view of the kernel,
+  kept by the kernel's own notifications) is replaced directly; ENOENT (it vanished) makes it a create.
 * delete: RTM_DELROUTE carrying our protocol, table and metric; the kernel (fib_table_delete) matches
   the protocol, so a foreign route is never removed. ESRCH means already gone, which is success.
 * any other error is retried `retries` times with a short backoff, then reported in `OpResult.error`;
@@ -21,7 +23,7 @@ import errno
 import logging
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from ipaddress import IPv4Address, IPv4Network
@@ -104,6 +106,12 @@ class RouteInstaller:
     def close(self) -> None:
         self._sock.close()
 
+    @property
+    def portid(self) -> int:
+        """The netlink port id of this installer's socket: the kernel stamps it on the notifications of
+        the changes it makes (`RouteWatcher(ignore_sender=...)` drops those)."""
+        return nl.portid(self._sock)
+
     def __enter__(self) -> RouteInstaller:
         return self
 
@@ -138,8 +146,16 @@ class RouteInstaller:
         return own
 
     # --- writing -------------------------------------------------------------------------------------
-    def apply(self, changes: Sequence[tuple[IPv4Network, tuple[IPv4Address, ...] | None]]) -> list[OpResult]:
+    def apply(
+        self,
+        changes: Sequence[tuple[IPv4Network, tuple[IPv4Address, ...] | None]],
+        ours: Container[IPv4Network] = (),
+    ) -> list[OpResult]:
         """Install/replace (gateways) or delete (None) our route for each prefix; one OpResult per change.
+
+        `ours`: prefixes where the caller knows the kernel holds a route of ours at our key; their changes
+        are sent as replacements at once (no create, EEXIST and ownership dump, which cost a dump of every
+        route of ours per call).
 
         One gateway installs a plain next hop, several an ECMP route (RTA_MULTIPATH). The gateway must be
         reachable through a directly connected network. An empty tuple is refused (no next hop). Give each
@@ -156,7 +172,8 @@ class RouteInstaller:
                 results[index] = OpResult(prefix, ok=False, error="no next hop")
                 self.errors += 1
             else:
-                pending[index] = (_Op.CREATE, tuple(sorted(set(gateways))))
+                op = _Op.REPLACE if prefix in ours else _Op.CREATE
+                pending[index] = (op, tuple(sorted(set(gateways))))
         tries: dict[int, int] = {}  # failed attempts per change
         # Which prefixes hold a route of ours is asked of the kernel only when a create meets an existing
         # route (at most one dump per call), then kept up to date for the rest of the call. Nothing is
@@ -301,7 +318,7 @@ class RouteInstaller:
                     lost = True  # some answers were dropped: read what is left; the rest is retried
                     continue
                 raise InstallError(f"netlink receive failed: {exc}") from exc
-            for mtype, mflags, seq, off, end in nl.iter_messages(buf, n):
+            for mtype, mflags, seq, _pid, off, end in nl.iter_messages(buf, n):
                 if mtype != nl.NLMSG_ERROR:
                     continue
                 if seq == barrier:

@@ -3,16 +3,24 @@
 This module owns the subscription to the kernel's route notifications. A dedicated thread subscribes to
 RTMGRP_IPV4_ROUTE (plus RTMGRP_LINK and RTMGRP_IPV4_IFADDR), *then* dumps the links and the routes of the
 table, so no change falls between dump and stream, and delivers `Snapshot(reason="start")`, then batches
-of `RouteAdded`/`RouteRemoved`. It resynchronises with a fresh dump, delivered as a `Snapshot` that the
-consumer applies as "replace everything", whenever the stream cannot be trusted:
+of `RouteAdded`/`RouteRemoved`. When the stream cannot be trusted it re-reads the kernel:
 
-* "overflow": the kernel dropped notifications (ENOBUFS on the socket);
+* "overflow": the kernel dropped notifications (ENOBUFS on the socket): a fresh dump of the whole table,
+  delivered as a `Snapshot` that the consumer applies as "replace everything";
 * "link": a device that carries routes went down, lost carrier, was renamed or deleted, or lost an IPv4
-  address. Linux flushes the IPv4 routes of such a device without sending RTM_DELROUTE.
+  address. Linux flushes the IPv4 routes of such a device without sending RTM_DELROUTE. Only that
+  device's routes are re-read (a dump the kernel filters by output device): `RouteRemoved` for each
+  route it carried that is gone, `RouteAdded` for each it still carries, then `LinkLost` naming the
+  device and the routes it carried, so the consumer can check what it cannot see (its own routes).
 
 Applying events in order on top of the last Snapshot always converges to the kernel's table: every event
 states the whole route at its key, and a change concurrent with a dump is both in the dump and queued
 behind it. There is no timer: an idle watcher sleeps in poll().
+
+Routes the daemon writes itself are not reported as they are written (a 100k-route load must not wake it
+100k times): `ignore_sender` drops, inside the kernel, the notifications caused by the daemon's own
+netlink socket, so the same routes changed or deleted by anybody else still arrive; `ignore_protocol`
+drops every notification of a protocol (a daemon that owns no routes).
 
 Messages are parsed with `struct` (see `_netlink`): pyroute2's full parse is far too slow for bursts.
 """
@@ -59,7 +67,27 @@ class RouteRemoved:
     route: KernelRoute
 
 
-RouteEvent = Snapshot | RouteAdded | RouteRemoved
+@dataclass(frozen=True, slots=True)
+class LinkLost:
+    """Device `index` (`name`) went down, was deleted or renamed, or lost an IPv4 address: the kernel may
+    have flushed routes through it without a notification. `routes`: what it carried before (as last
+    reported); its routes' removals and current state precede this event in the same batch."""
+
+    index: int
+    name: str | None
+    routes: tuple[KernelRoute, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUp:
+    """Device `index` came up (or got carrier) or gained an IPv4 address: next hops through it may be
+    reachable again (a route change that failed for lack of one is worth retrying now)."""
+
+    index: int
+    name: str | None
+
+
+RouteEvent = Snapshot | RouteAdded | RouteRemoved | LinkLost | LinkUp
 
 _Key = tuple[Prefix, int, int]
 
@@ -73,7 +101,9 @@ class RouteWatcher:
     it raises is logged and the watcher goes on.
 
     `netns` (tests only) makes the watcher's thread enter that network namespace before opening its
-    sockets; production leaves it None and watches the daemon's own namespace.
+    sockets; production leaves it None and watches the daemon's own namespace. `ignore_sender`: the port
+    id of a netlink socket whose own route changes are not reported (see the module docstring);
+    `ignore_protocol`: a protocol whose routes are never reported.
     """
 
     def __init__(
@@ -84,10 +114,14 @@ class RouteWatcher:
         netns: str | None = None,
         rcvbuf: int = 8 * 2**20,
         ignore_protocol: int | None = None,
+        ignore_sender: int | None = None,
     ) -> None:
         self.table = table
-        # routes of this protocol (bgpd's own installs) are dropped before parsing: the daemon knows them
+        # routes of this protocol are dropped before parsing (a daemon that installs nothing)
         self.skip_protocol = -1 if ignore_protocol is None else ignore_protocol
+        # notifications caused by this netlink port id (the daemon's own writer) are dropped
+        self.skip_sender = ignore_sender
+        self._sender_filtered = False  # True once the kernel drops them itself
         self.netns = netns
         self.rcvbuf = rcvbuf
         self.resyncs = 0  # overflow and link resyncs done (the start dump is not counted)
@@ -105,9 +139,9 @@ class RouteWatcher:
         self._buf = bytearray(nl.RECV_BUFSIZE)
         # ifindex -> (flags, name), from the link dump and RTM_NEWLINK/DELLINK
         self._links: dict[int, tuple[int, str | None]] = {}
-        # output ifindexes of every route in the table, and how many routes each ifindex carries
-        self._oifs: dict[_Key, tuple[int, ...]] = {}
-        self._routes_per_if: dict[int, int] = {}
+        # every reported route with an output device, and the keys of the routes each ifindex carries
+        self._tracked: dict[_Key, tuple[KernelRoute, tuple[int, ...]]] = {}
+        self._keys_on_if: dict[int, set[_Key]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -177,13 +211,16 @@ class RouteWatcher:
         self._events_sock = events
         nl.set_rcvbuf(events, self.rcvbuf)
         # Subscribe first: everything from here on is queued, so the dumps below cannot miss a change.
-        if self.skip_protocol >= 0:
-            # bgpd's own installs (100k notifications in a bulk load) never reach this process; the
-            # parser below still skips them should the filter not be available
-            try:
+        try:
+            # bgpd's own writes (100k notifications in a bulk load) never reach this process; the parser
+            # below still skips them should the filter not be available
+            if self.skip_sender is not None:
+                nl.drop_sender_filter(events, self.skip_sender)
+                self._sender_filtered = True
+            elif self.skip_protocol >= 0:
                 nl.drop_protocol_filter(events, self.skip_protocol)
-            except OSError as exc:
-                log.warning("kernel-side notification filter unavailable (%s); filtering in bgpd", exc)
+        except OSError as exc:
+            log.warning("kernel-side notification filter unavailable (%s); filtering in bgpd", exc)
         events.bind((0, nl.RTMGRP_IPV4_ROUTE | nl.RTMGRP_LINK | nl.RTMGRP_IPV4_IFADDR))
         events.setblocking(False)
         dump_sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nl.NETLINK_ROUTE)
@@ -207,7 +244,10 @@ class RouteWatcher:
             if self._stopping:
                 return
             batch: list[RouteEvent] = []
-            resync: str | None = None
+            overflow = False
+            # devices whose routes the kernel may have flushed silently, with the routes they carried then
+            lost: dict[int, tuple[str | None, dict[_Key, KernelRoute]]] = {}
+            up: dict[int, str | None] = {}  # devices that came up or gained an address
             for _ in range(MAX_RECVS_PER_BATCH):
                 try:
                     n = recv_into(buf)
@@ -216,19 +256,23 @@ class RouteWatcher:
                 except OSError as exc:
                     if exc.errno != errno.ENOBUFS:
                         raise
-                    resync = "overflow"
+                    overflow = True
                     break
-                if self._parse_events(view, n, batch):
-                    resync = resync or "link"
-            if resync == "overflow":
+                self._parse_events(view, n, batch, lost, up)
+            for index, name in up.items():
+                batch.append(LinkUp(index, name))
+            if overflow:
                 # Everything still queued predates the dump about to be taken, and some of it precedes
                 # the dropped messages: applying it after the dump could resurrect a stale state.
                 self.overflows += 1
+                self.resyncs += 1
                 self._drain()
                 log.warning("route notifications lost (ENOBUFS); resynchronising table %d", self.table)
-            if resync is not None:
-                self.resyncs += 1
-                batch = [self._resync(resync)]  # the dump supersedes the events read before it
+                batch = [self._resync("overflow")]  # the dump supersedes the events read before it
+            else:
+                for index, (name, carried) in lost.items():
+                    self.resyncs += 1
+                    self._reread_link(index, name, carried, batch)
             if batch:
                 self._deliver(batch)
 
@@ -251,39 +295,67 @@ class RouteWatcher:
             log.exception("route watcher consumer failed")
 
     # --- parsing -------------------------------------------------------------------------------------
-    def _parse_events(self, buf: memoryview, length: int, batch: list[RouteEvent]) -> bool:
-        """Append the route events of one receive buffer to batch; True if a link event needs a resync."""
-        need_resync = False
-        for mtype, _flags, _seq, off, end in nl.iter_messages(buf, length):
+    def _parse_events(
+        self,
+        buf: memoryview,
+        length: int,
+        batch: list[RouteEvent],
+        lost: dict[int, tuple[str | None, dict[_Key, KernelRoute]]],
+        up: dict[int, str | None],
+    ) -> None:
+        """Append the route events of one receive buffer to batch; add to `lost` the devices whose routes
+        must be re-read, to `up` those that came up or gained an IPv4 address."""
+        skip_sender = -1 if self._sender_filtered or self.skip_sender is None else self.skip_sender
+        for mtype, _flags, _seq, sender, off, end in nl.iter_messages(buf, length):
             if mtype == nl.RTM_NEWROUTE or mtype == nl.RTM_DELROUTE:
+                if sender == skip_sender:
+                    continue
                 parsed = nl.parse_route(buf, off, end, self.table, self._ifname, self.skip_protocol)
                 if parsed is None:
                     continue
                 route, oifs = parsed
                 if mtype == nl.RTM_NEWROUTE:
-                    self._track(route.key, oifs)
+                    self._track(route, oifs)
                     batch.append(RouteAdded(route))
                 else:
-                    self._track(route.key, None)
+                    self._track(route, None)
                     batch.append(RouteRemoved(route))
             elif mtype == nl.RTM_NEWLINK or mtype == nl.RTM_DELLINK:
                 index, flags, name = nl.parse_link(buf, off, end)
                 old = self._links.get(index)
                 if mtype == nl.RTM_DELLINK:
                     self._links.pop(index, None)
-                    lost = True
+                    gone = True
                 else:
                     self._links[index] = (flags, name)
-                    lost = old is not None and (
+                    gone = old is not None and (
                         bool(old[0] & ~flags & (nl.IFF_UP | nl.IFF_LOWER_UP)) or old[1] != name
                     )
-                if lost and self._routes_per_if.get(index):
-                    need_resync = True
-            elif mtype == nl.RTM_DELADDR:
+                if gone and self._keys_on_if.get(index):
+                    self._note_lost(lost, index, old[1] if old is not None else None)
+                if mtype == nl.RTM_NEWLINK and (
+                    old is None or ~old[0] & flags & (nl.IFF_UP | nl.IFF_LOWER_UP)
+                ):
+                    up[index] = name
+            elif mtype == nl.RTM_DELADDR or mtype == nl.RTM_NEWADDR:
                 family, index, _address = nl.parse_addr(buf, off, end)
-                if family == socket.AF_INET and self._routes_per_if.get(index):
-                    need_resync = True
-        return need_resync
+                if family != socket.AF_INET:
+                    continue
+                if mtype == nl.RTM_NEWADDR:
+                    up[index] = self._links.get(index, (0, None))[1]
+                elif self._keys_on_if.get(index):
+                    self._note_lost(lost, index, self._links.get(index, (0, None))[1])
+
+    def _note_lost(
+        self, lost: dict[int, tuple[str | None, dict[_Key, KernelRoute]]], index: int, name: str | None
+    ) -> None:
+        """Remember the routes device `index` carries now: the notifications that follow in the same pass
+        (the kernel announces some of what it removes) must not hide them from `LinkLost`."""
+        carried = lost.setdefault(index, (name, {}))[1]
+        for key in self._keys_on_if.get(index, ()):
+            tracked = self._tracked.get(key)
+            if tracked is not None:
+                carried[key] = tracked[0]
 
     def _ifname(self, index: int) -> str | None:
         link = self._links.get(index)
@@ -296,20 +368,49 @@ class RouteWatcher:
         except OSError:
             return None
 
-    def _track(self, key: _Key, oifs: tuple[int, ...] | None) -> None:
-        counts = self._routes_per_if
-        old = self._oifs.pop(key, None)
-        if old:
-            for index in old:
-                left = counts.get(index, 0) - 1
-                if left > 0:
-                    counts[index] = left
-                else:
-                    counts.pop(index, None)
-        if oifs is not None:
-            self._oifs[key] = oifs
+    def _track(self, route: KernelRoute, oifs: tuple[int, ...] | None) -> None:
+        """Record (oifs) or forget (None) the route at `route.key` and the devices it goes through."""
+        key = route.key
+        on_if = self._keys_on_if
+        old = self._tracked.pop(key, None)
+        if old is not None:
+            for index in old[1]:
+                keys = on_if.get(index)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del on_if[index]
+        if oifs:
+            self._tracked[key] = (route, oifs)
             for index in oifs:
-                counts[index] = counts.get(index, 0) + 1
+                keys = on_if.get(index)
+                if keys is None:
+                    keys = on_if[index] = set()
+                keys.add(key)
+
+    def _reread_link(
+        self, index: int, name: str | None, carried: dict[_Key, KernelRoute], batch: list[RouteEvent]
+    ) -> None:
+        """The routes of device `index` may have been flushed silently: re-read only them (a dump the
+        kernel filters by output device), report what changed, then `LinkLost` with what it `carried`."""
+        sock = self._dump_sock
+        assert sock is not None
+        before = [self._tracked[key][0] for key in self._keys_on_if.get(index, ()) if key in self._tracked]
+        present: dict[_Key, tuple[KernelRoute, tuple[int, ...]]] = {}
+        for mtype, data, off, end, _flags in nl.dump_routes(sock, self.table, 0, self._next_seq(), index):
+            if mtype != nl.RTM_NEWROUTE:
+                continue
+            parsed = nl.parse_route(data, off, end, self.table, self._ifname, self.skip_protocol)
+            if parsed is not None:
+                present[parsed[0].key] = parsed
+        for route in before:
+            if route.key not in present:
+                self._track(route, None)
+                batch.append(RouteRemoved(route))
+        for route, oifs in present.values():
+            self._track(route, oifs)
+            batch.append(RouteAdded(route))
+        batch.append(LinkLost(index, name, tuple(carried.values())))
 
     # --- dumps ---------------------------------------------------------------------------------------
     def _next_seq(self) -> int:
@@ -317,21 +418,20 @@ class RouteWatcher:
         return self._seq
 
     def _resync(self, reason: str) -> Snapshot:
-        """Dump links (start/overflow: their events may be lost too) and the table's routes."""
+        """Dump links (their events may be lost too) and the table's routes: "start" or "overflow"."""
         sock = self._dump_sock
         assert sock is not None
-        if reason != "link":
-            links: dict[int, tuple[int, str | None]] = {}
-            for mtype, data, off, end, _flags in nl.dump(
-                sock, nl.RTM_GETLINK, nl.LINK_DUMP_REQUEST, self._next_seq()
-            ):
-                if mtype == nl.RTM_NEWLINK:
-                    index, flags, name = nl.parse_link(data, off, end)
-                    links[index] = (flags, name)
-            self._links = links
+        links: dict[int, tuple[int, str | None]] = {}
+        for mtype, data, off, end, _flags in nl.dump(
+            sock, nl.RTM_GETLINK, nl.LINK_DUMP_REQUEST, self._next_seq()
+        ):
+            if mtype == nl.RTM_NEWLINK:
+                index, flags, name = nl.parse_link(data, off, end)
+                links[index] = (flags, name)
+        self._links = links
         routes: dict[_Key, KernelRoute] = {}
-        self._oifs = {}
-        self._routes_per_if = {}
+        self._tracked = {}
+        self._keys_on_if = {}
         for mtype, data, off, end, _flags in nl.dump_routes(sock, self.table, 0, self._next_seq()):
             if mtype != nl.RTM_NEWROUTE:
                 continue
@@ -339,5 +439,5 @@ class RouteWatcher:
             if parsed is not None:
                 route, oifs = parsed
                 routes[route.key] = route
-                self._track(route.key, oifs)
+                self._track(route, oifs)
         return Snapshot(tuple(routes.values()), reason)

@@ -2,4 +2,5 @@
 
 - `decision`: the BGP decision process (RFC 4271 §9.1.2, RFC 4456 §9) and multipath (ECMP) selection.
 - `table`: Adj-RIB-In per peer and the Loc-RIB selection per prefix.
+- `deferral`: when a starting speaker's table is complete (RFC 4724 §4.1 selection deferral).
 """

@@ -57,7 +57,8 @@ class Host:
         cfg: dict[str, Any] = {
             "node": {"name": self.name, "address": self.address, "asn": ASN},
             # a short restart time: peers keep a killed host's routes (graceful restart) for 3 s, not 120
-            "bgp": {"hold_time": 9, "graceful_restart": 3},
+            # and a starting bgpd waits at most 10 s (not 120) for a peer that never sends End-of-RIB
+            "bgp": {"hold_time": 9, "graceful_restart": 3, "select_defer_time": 10},
             "pools": [{"cidr": "10.20.0.0/16"}],
             "export": {"protocols": ["boot", 80], "interfaces": ["cali*"]},
             "kernel": {"protocol": "bird", "table": "main", "stale_timeout": 10},

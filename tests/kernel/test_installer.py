@@ -180,3 +180,19 @@ def test_failures_inside_a_large_batch_are_attributed_to_their_operations(
     installed = ours(netns)
     expected = {str(p) for i, p in enumerate(prefixes) if i % 101 and i % 97}
     assert {k if "/" in k else f"{k}/32" for k in installed} == expected
+
+
+def test_known_own_route_is_replaced_without_an_ownership_dump(
+    netns: Netns, installer: RouteInstaller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ours`: the caller's view of the kernel (kept by the kernel's notifications) says the route is ours,
+    so a change is one replace, not create + EEXIST + a dump of every route of ours."""
+    installer.apply([(net("10.63.0.0/24"), (GW1,))])
+    dumps: list[int] = []
+    real_dump = installer.dump_own
+    monkeypatch.setattr(installer, "dump_own", lambda: dumps.append(1) or real_dump())
+    changes = [(net("10.63.0.0/24"), (GW2, GW3)), (net("10.63.1.0/24"), (GW1,))]  # the second is not there
+    results = installer.apply(changes, ours={net("10.63.0.0/24"), net("10.63.1.0/24")})
+    assert all(r.ok for r in results) and dumps == []
+    assert gateways(ours(netns)["10.63.0.0/24"]) == ["192.168.77.3", "192.168.77.4"]
+    assert gateways(ours(netns)["10.63.1.0/24"]) == ["192.168.77.2"]  # vanished: created instead

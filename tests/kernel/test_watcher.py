@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bgpd.kernel import RouteAdded, RouteEvent, RouteRemoved, RouteWatcher, Snapshot
+from bgpd.kernel import LinkLost, RouteAdded, RouteEvent, RouteRemoved, RouteWatcher, Snapshot
 from bgpd.model import KernelRoute
 
 from .conftest import POLL_DEADLINE, Netns, poll_until
@@ -28,6 +28,7 @@ class View:
         self.lock = threading.Lock()
         self.routes: dict[tuple[IPv4Network, int, int], KernelRoute] = {}
         self.reasons: list[str] = []
+        self.lost: list[LinkLost] = []
         self.events: list[RouteEvent] = []
 
     def __call__(self, events: list[RouteEvent]) -> None:
@@ -39,8 +40,10 @@ class View:
                     self.reasons.append(event.reason)
                 elif isinstance(event, RouteAdded):
                     self.routes[event.route.key] = event.route
-                else:
+                elif isinstance(event, RouteRemoved):
                     self.routes.pop(event.route.key, None)
+                elif isinstance(event, LinkLost):
+                    self.lost.append(event)
 
     def get(self, prefix: str) -> list[KernelRoute]:
         net = IPv4Network(prefix)
@@ -174,13 +177,16 @@ def test_burst_of_10k_then_flush(
     assert view.get("192.168.77.0/24")  # the others stay
 
 
-def test_link_delete_resyncs(netns: Netns, view: View, watcher: RouteWatcher) -> None:
+def test_link_delete_rereads_that_link(netns: Netns, view: View, watcher: RouteWatcher) -> None:
     netns.ip("route", "add", "10.20.1.2/32", "dev", "cali1234", "proto", "boot")
     netns.ip("route", "add", "10.20.9.0/24", "via", "192.168.77.9", "proto", "boot")
     poll_until(lambda: bool(view.get("10.20.1.2/32") and view.get("10.20.9.0/24")), "routes added")
     netns.ip("link", "del", "cali1234")  # the kernel flushes 10.20.1.2/32 without RTM_DELROUTE
     poll_until(lambda: not view.get("10.20.1.2/32"), "route of deleted link gone")
-    assert "link" in view.reasons and watcher.resyncs >= 1
+    poll_until(lambda: bool(view.lost), "LinkLost reported")
+    assert watcher.resyncs >= 1 and view.reasons == ["start"]  # no whole-table dump
+    (lost,) = view.lost
+    assert lost.name == "cali1234" and [str(r.prefix) for r in lost.routes] == ["10.20.1.2/32"]
     assert view.get("10.20.9.0/24")
 
 
@@ -191,7 +197,54 @@ def test_link_down_resyncs(netns: Netns, view: View, watcher: RouteWatcher) -> N
     netns.ip("link", "set", "up0", "down")  # flushes the connected and the gateway route silently
     poll_until(lambda: not view.get("10.20.9.0/24"), "routes through the downed link gone")
     assert not view.get("192.168.77.0/24") and view.get("10.20.1.2/32")
-    assert "link" in view.reasons
+    poll_until(lambda: bool(view.lost), "LinkLost reported")
+    assert view.reasons == ["start"]
+    carried = {str(r.prefix) for lost in view.lost for r in lost.routes}
+    assert {"192.168.77.0/24", "10.20.9.0/24"} <= carried and "10.20.1.2/32" not in carried
+
+
+def test_link_rename_reports_new_device_name(netns: Netns, view: View, watcher: RouteWatcher) -> None:
+    netns.ip("route", "add", "10.20.1.2/32", "dev", "cali1234", "proto", "boot")
+    poll_until(lambda: bool(view.get("10.20.1.2/32")), "route added")
+    netns.ip("link", "set", "cali1234", "down")
+    netns.ip("link", "set", "cali1234", "name", "cali9")
+    netns.ip("link", "set", "cali9", "up")
+    poll_until(lambda: not view.get("10.20.1.2/32"), "route flushed with the link down")
+    netns.ip("route", "add", "10.20.1.3/32", "dev", "cali9", "proto", "boot")
+    poll_until(lambda: [r.ifname for r in view.get("10.20.1.3/32")] == ["cali9"], "renamed device")
+
+
+def test_address_removal_rereads_that_link(netns: Netns, view: View, watcher: RouteWatcher) -> None:
+    netns.ip("route", "add", "10.20.9.0/24", "via", "192.168.77.9", "proto", "boot")
+    poll_until(lambda: bool(view.get("10.20.9.0/24")), "route added")
+    netns.ip("addr", "flush", "dev", "up0")  # the gateway route goes without RTM_DELROUTE
+    poll_until(lambda: not view.get("10.20.9.0/24"), "gateway route gone")
+    assert view.lost and view.reasons == ["start"]
+
+
+def test_own_writes_are_not_reported_but_others_changes_to_them_are(netns: Netns, view: View) -> None:
+    """ignore_sender: the installer's own adds and deletes never reach the watcher (kernel-side filter);
+    `ip route del` of one of its routes, or a route of its protocol added by someone else, does."""
+    from bgpd.kernel import RouteInstaller
+
+    with RouteInstaller(12, MAIN, netns=netns.name) as installer:
+        w = RouteWatcher(MAIN, view, netns=netns.name, ignore_sender=installer.portid)
+        w.start()
+        try:
+            gw = (IPv4Address("192.168.77.2"),)
+            results = installer.apply([(IPv4Network("10.60.0.1/32"), gw), (IPv4Network("10.60.0.2/32"), gw)])
+            assert all(r.ok for r in results)
+            netns.ip("route", "add", "10.60.0.9/32", "dev", "cali1234", "proto", "boot")  # marker
+            poll_until(lambda: bool(view.get("10.60.0.9/32")), "marker route")
+            assert not view.has_event(RouteAdded, "10.60.0.1/32")
+            assert installer.apply([(IPv4Network("10.60.0.2/32"), None)])[0].ok
+            netns.ip("route", "del", "10.60.0.1/32", "proto", "12", "metric", "32")  # by somebody else
+            poll_until(lambda: view.has_event(RouteRemoved, "10.60.0.1/32"), "foreign delete of ours")
+            netns.ip("route", "add", "10.60.0.3/32", "via", "192.168.77.3", "proto", "12")
+            poll_until(lambda: view.has_event(RouteAdded, "10.60.0.3/32"), "our protocol, other writer")
+            assert not view.has_event(RouteRemoved, "10.60.0.2/32")
+        finally:
+            w.stop()
 
 
 def test_overflow_resyncs_and_view_stays_complete(netns: Netns, tmp_path: Path) -> None:
@@ -257,7 +310,7 @@ def test_kernel_side_filter_drops_only_that_protocols_route_notifications(netns:
         try:
             while True:
                 data = s.recv(65536)
-                for mtype, _f, _s, off, _end in nl.iter_messages(memoryview(data), len(data)):
+                for mtype, _f, _s, _pid, off, _end in nl.iter_messages(memoryview(data), len(data)):
                     proto = data[off + 5] if mtype in (nl.RTM_NEWROUTE, nl.RTM_DELROUTE) else -1
                     received.append((mtype, proto))
                     if mtype == nl.RTM_NEWROUTE and proto == 3:

@@ -378,6 +378,16 @@ def test_error_empty_interface_pattern() -> None:
     check_error(MINIMAL + "export:\n  interfaces: ['']\n", "interfaces", "export.interfaces[0]", "empty")
 
 
+def test_error_select_defer_time_and_audit_interval() -> None:
+    check_error(
+        MINIMAL + "bgp:\n  select_defer_time: -5\n",
+        "select_defer_time",
+        "bgp.select_defer_time",
+        "out of range",
+    )
+    check_error(MINIMAL + "kernel:\n  audit_interval: yes\n", "audit", "kernel.audit_interval", "")
+
+
 def test_error_stale_timeout() -> None:
     check_error(MINIMAL + "kernel:\n  stale_timeout: -1\n", "stale", "kernel.stale_timeout", "out of range")
     check_error(MINIMAL + "kernel:\n  stale_timeout: .inf\n", "stale", "kernel.stale_timeout", "out of range")
@@ -542,6 +552,7 @@ def configs(draw: st.DrawFn) -> Config:
             port=draw(st.integers(1, 65535)),
             hold_time=draw(_hold),
             graceful_restart=draw(st.integers(0, 4095)),
+            select_defer_time=draw(st.floats(0, 3600, allow_nan=False, allow_infinity=False)),
             mesh=MeshConfig(enabled=enabled, nodes=tuple(mesh_nodes)),
             peers=peers,
         ),
@@ -556,6 +567,7 @@ def configs(draw: st.DrawFn) -> Config:
             metric=draw(st.integers(0, 2**32 - 1)),
             install=draw(st.booleans()),
             stale_timeout=draw(st.floats(0, 86400, allow_nan=False, allow_infinity=False)),
+            audit_interval=draw(st.floats(0, 86400, allow_nan=False, allow_infinity=False)),
         ),
         runtime=RuntimeConfig(
             dir=draw(_text.filter(lambda s: bool(s.strip()))),
@@ -597,7 +609,9 @@ def test_dump_is_complete_and_ordered() -> None:
         "metric": 32,
         "install": True,
         "stale_timeout": 120.0,
+        "audit_interval": 300.0,
     }
+    assert doc["bgp"]["select_defer_time"] == 120.0
     assert doc["bgp"]["mesh"] == {"enabled": False, "nodes": []}
 
 

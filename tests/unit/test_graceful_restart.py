@@ -5,14 +5,8 @@ A peer that advertised graceful restart and drops its session without a NOTIFICA
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
-from pathlib import Path
 
-import pytest
-
-from bgpd import config
 from bgpd.exabgp import codec
 from bgpd.model import Attributes, Origin
 from bgpd.speaker import Speaker
@@ -21,24 +15,6 @@ PEER = IPv4Address("192.168.100.10")
 ASN = 64512
 P1, P2 = IPv4Network("10.20.1.0/26"), IPv4Network("10.20.2.0/26")
 ATTRS = Attributes(origin=Origin.IGP, local_pref=100)
-
-
-@pytest.fixture
-def speaker(tmp_path: Path) -> Iterator[Speaker]:
-    path = tmp_path / "bgpd.yaml"
-    path.write_text(
-        "node: {name: h, address: 192.168.100.3, asn: 64512}\n"
-        "bgp: {mesh: {enabled: true, nodes: [192.168.100.10, 192.168.100.3]}}\n"
-        "pools: [{cidr: 10.20.0.0/16}]\n"
-        f"runtime: {{dir: {tmp_path / 'run'}}}\n"
-    )
-    sp = Speaker(config.load(str(path)))
-    loop = asyncio.new_event_loop()
-    sp._loop = loop
-    try:
-        yield sp
-    finally:
-        loop.close()
 
 
 def opened(restart_time: int | None, forwarding: bool = True) -> codec.PeerOpen:

@@ -1,0 +1,70 @@
+"""Selection deferral after a start (RFC 4724 §4.1): when a starting speaker may call its table complete.
+
+A speaker that (re)starts knows nothing of its peers' routes. Its peers may still hold what it announced
+before, and its own kernel may still hold the routes it installed before. Sending End-of-RIB, or removing
+those stale kernel routes, before the peers have re-sent their tables would announce "this is all there is"
+while most of it is still missing: a graceful-restart peer then drops the routes it kept, and traffic is
+blackholed for no reason.
+
+`SelectionDeferral` answers "is the table complete?" from plain events, with no I/O and no clock (the
+caller runs the Selection_Deferral_Timer and calls `expire`). The table is complete once every configured
+peer has either
+
+* sent End-of-RIB,
+* opened its session without the Graceful Restart Capability (it sends no End-of-RIB to wait for), or
+  with the Restart State bit set (it is restarting too and defers its own End-of-RIB: waiting for each
+  other would deadlock, so §4.1 excludes it),
+* or been removed from the configuration,
+
+or the deferral timer expired. A peer that has not connected yet is waited for: it may be a graceful
+restart peer whose End-of-RIB is the only proof that its routes are known again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bgpd.model import Address
+
+
+class SelectionDeferral:
+    """Which peers a starting speaker still waits for. Every method returns True exactly once: when the
+    call completed the table (afterwards `done` stays True and further calls return False)."""
+
+    def __init__(self, peers: Iterable[Address]) -> None:
+        self.waiting: set[Address] = set(peers)
+        self.done = False
+        self.how = ""  # why it completed: "end-of-rib", "timer" (after done)
+
+    def _settle(self, how: str) -> bool:
+        if self.done or self.waiting:
+            return False
+        self.done = True
+        self.how = how
+        return True
+
+    def start(self) -> bool:
+        """Call once the speaker has started: with no peers at all, the table is complete at once."""
+        return self._settle("no peers")
+
+    def opened(self, peer: Address, graceful: bool, restarting: bool) -> bool:
+        """`peer` sent its OPEN: `graceful` = it has the Graceful Restart Capability for our family,
+        `restarting` = its Restart State bit is set (RFC 4724 §3)."""
+        if not graceful or restarting:
+            self.waiting.discard(peer)
+        return self._settle("end-of-rib")
+
+    def end_of_rib(self, peer: Address) -> bool:
+        """`peer` sent End-of-RIB (RFC 4724 §2)."""
+        self.waiting.discard(peer)
+        return self._settle("end-of-rib")
+
+    def forget(self, peer: Address) -> bool:
+        """`peer` is no longer configured."""
+        self.waiting.discard(peer)
+        return self._settle("end-of-rib")
+
+    def expire(self) -> bool:
+        """The Selection_Deferral_Timer expired: the table is as complete as it will get."""
+        self.waiting.clear()
+        return self._settle("timer")
