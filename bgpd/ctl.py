@@ -138,6 +138,9 @@ def render_kernel(k: dict[str, Any]) -> str:
     if not deferral["done"]:
         waiting = " ".join(deferral["waiting_for"])
         lines.append(f"selection deferral: waiting for end-of-rib from {waiting}")
+    if deferral["stale_routes_wait_for"]:
+        waiting = " ".join(deferral["stale_routes_wait_for"])
+        lines.append(f"routes of an earlier run kept until end-of-rib from {waiting}")
     return "\n".join(lines)
 
 

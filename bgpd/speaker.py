@@ -71,6 +71,7 @@ INLINE_KERNEL_OPS = 16  # batches up to this size are written from the event loo
 KERNEL_SLICE = 2048  # larger batches go to the kernel writer thread this many operations at a time
 UNREACHABLE_FIRST_REPORT = 30.0  # seconds; then every 60, 120, ... up to the maximum
 UNREACHABLE_MAX_REPORT = 600.0
+LINK_UP_RETRY_GAP = 1.0  # seconds: failed changes are retried on a device coming up at most this often
 LINK_SETTLE = 1.0  # seconds: the second re-read of our routes after a device lost a network we route via
 AUDIT_OFF_RECHECK = 60.0  # seconds: with kernel.audit_interval 0, how often a reload turning it on is seen
 ADVERT_CACHE_SIZE = 4096  # reflected (source, next hop, attributes) kept; cleared when full
@@ -178,8 +179,13 @@ class Speaker:
         self._touched_all = False  # a full re-read arrived during a write or audit
         self._audit_cause: str | None = None  # an audit of our kernel routes is due, and why
         self._retry_pending: set[IPv4Network] = set()  # failed kernel changes waiting for their retry
-        # RFC 4724 §4.1: our End-of-RIB and the removal of stale kernel routes wait for the peers' tables
+        self._retrying: set[IPv4Network] = set()  # retried changes: written by the writer thread only
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._last_retry = 0.0
+        # RFC 4724 §4.1: our End-of-RIB waits for the peers' tables (restarting peers excepted), and the
+        # removal of stale kernel routes for every peer's table (restarting peers included)
         self.deferral = SelectionDeferral(p.address for p in cfg.sessions())
+        self.stale_wait = SelectionDeferral((p.address for p in cfg.sessions()), exclude_restarting=False)
         self._deferral_timer: asyncio.TimerHandle | None = None
         # paths kept across an ExaBGP restart until the peer re-sent its table
         self._stale_paths: dict[IPv4Address, set[IPv4Network]] = {}
@@ -263,7 +269,10 @@ class Speaker:
         if self.installer is not None:
             # our writer's own changes never reach us; anybody else's changes to our routes do
             self.watcher = RouteWatcher(
-                cfg.kernel.table, self._on_kernel_events_threadsafe, ignore_sender=self.installer.portid
+                cfg.kernel.table,
+                self._on_kernel_events_threadsafe,
+                ignore_sender=self.installer.portid,
+                own_protocol=cfg.kernel.protocol,
             )
         else:  # nothing installed: routes of our protocol are none of our business
             self.watcher = RouteWatcher(
@@ -272,9 +281,8 @@ class Speaker:
         self.watcher.start()
         await self.exabgp.start()
         self._tasks.append(asyncio.create_task(self._kernel_loop(), name="kernel-writer"))
-        if self.deferral.start():
-            self._deferral_done()
-        else:
+        self._deferral_step(self.deferral.start(), self.stale_wait.start())
+        if not self.stale_wait.done:
             self._deferral_timer = self._loop.call_later(cfg.bgp.select_defer_time, self._deferral_expired)
         if self.installer is not None:
             self._tasks.append(asyncio.create_task(self._audit_loop(), name="kernel-audit"))
@@ -325,18 +333,22 @@ class Speaker:
         self._kernel_queue_scheduled = False
         queue = self._kernel_queue
         budget = KERNEL_EVENTS_PER_TURN
-        while queue and budget > 0:
-            events, start, received = queue[0]
-            end = min(len(events), start + budget)
-            self.on_kernel_events(events[start:end] if start or end < len(events) else events, received)
-            budget -= end - start
-            if end < len(events):
-                queue[0] = (events, end, received)
-            else:
-                queue.popleft()
-        if queue and self._loop is not None:
-            self._kernel_queue_scheduled = True
-            self._loop.call_soon(self._drain_kernel_events)
+        try:
+            while queue and budget > 0:
+                events, start, received = queue[0]
+                end = min(len(events), start + budget)
+                if end < len(events):
+                    queue[0] = (events, end, received)
+                else:
+                    queue.popleft()
+                budget -= end - start
+                self.on_kernel_events(events[start:end] if start or end < len(events) else events, received)
+        except Exception:
+            log.exception("kernel events could not be handled; continuing with the next ones")
+        finally:
+            if queue and self._loop is not None and not self._kernel_queue_scheduled:
+                self._kernel_queue_scheduled = True
+                self._loop.call_soon(self._drain_kernel_events)
 
     def on_kernel_events(self, events: Iterable[RouteEvent], received: float | None = None) -> None:
         if self._export_since is None:
@@ -355,11 +367,19 @@ class Speaker:
                         "kernel resync", extra={"kv": {"reason": event.reason, "routes": len(event.routes)}}
                     )
             elif isinstance(event, RouteAdded):
-                if event.route.protocol == own:
-                    self._own_changed(event.route, present=True)
+                route = event.route
+                if route.protocol == own:
+                    # it replaced whatever sat at its key (prefix, table, metric), of any protocol
+                    displaced = self.kernel_view.get(route.key)
+                    if displaced is not None:
+                        self._view_remove(displaced)
+                        self.export.remove(displaced, delta)
+                    self._own_changed(route, present=True)
                     continue
-                self._view_add(event.route)
-                self.export.add(event.route, delta)
+                self._view_add(route)
+                self.export.add(route, delta)
+                if route.priority == self.cfg.kernel.metric and route.prefix in self.installed:
+                    self._own_changed(route, present=False)  # a foreign route took our route's place
             elif isinstance(event, RouteRemoved):
                 if event.route.protocol == own:
                     self._own_changed(event.route, present=False)
@@ -368,9 +388,8 @@ class Speaker:
                 self.export.remove(event.route, delta)
             elif isinstance(event, LinkLost):
                 self._on_link_lost(event)
-            elif isinstance(event, LinkUp) and self._retry_pending:
-                # a next hop may be reachable again: retry failed changes now, not at their timer
-                self._retry(list(self._retry_pending))
+            elif isinstance(event, LinkUp):
+                self._on_link_up()
         if not self._export_ready:
             self._export_ready = True
             log.info("kernel dump read", extra={"kv": {"exported": self.export.announced_count}})
@@ -446,11 +465,15 @@ class Speaker:
         record it, and queue a repair if it is not what bgpd wants (counted in `tally` by cause)."""
         if self._kernel_busy:
             self._touched.add(prefix)  # a write or audit in flight may already be out of date for it
-        if self.installed.get(prefix) == hops and prefix not in self._unknown:
+        if self.installed.get(prefix) == hops:
             return
         self._set_installed(prefix, hops)
+        # the report may be older than a write of ours handled before it: write the route again whatever
+        # it says (a replace when it says ours is there, a create when nothing is: one message either way)
+        self._unknown.add(prefix)
+        self._mark(prefix)
         want = self._wanted(prefix)
-        if want == hops:
+        if want == hops or cause == "start":
             return
         if want is None and (prefix in self.stale_kernel or not self.reconciled):
             # an earlier run's route, or one added while we still wait for the peers' tables: it is
@@ -466,10 +489,10 @@ class Speaker:
             tally["unwanted"] += 1
         else:
             tally["changed" if cause == "deleted" else cause] += 1
-        self._mark(prefix)
 
     def _own_changed(self, route: KernelRoute, present: bool) -> None:
-        """A notification about a route of our protocol, caused by somebody else (ours are filtered)."""
+        """A notification about a route at our key, caused by somebody else (ours are filtered): `present`
+        False when our route is gone (deleted, or displaced by another protocol's route)."""
         if route.priority != self.cfg.kernel.metric or self.installer is None:
             return  # not at our key: another metric is another route
         tally: Counter[str] = Counter()
@@ -513,17 +536,18 @@ class Speaker:
         log.warning("kernel routes of ours differ from what bgpd wants; repairing", extra={"kv": kv})
 
     def _on_link_lost(self, event: LinkLost) -> None:
-        """A device went down or lost an address: the kernel flushed, without a word, every route whose
-        next hop it reached through that device. If one of our next hops lies in a network the device
-        carried, re-read our routes (cost: one dump of our routes, only for such a device)."""
+        """A device went down or was deleted, or lost its last IPv4 address: the kernel flushed, without a
+        word, every route through it. If one of our next hops lies in one of its networks, re-read our
+        routes (one dump of our routes; not for a workload's veth, nor for a VIP leaving the underlay)."""
         self.counters["kernel_resyncs_link"] += 1
-        if self.installer is None or not self._gateways:
+        if self.installer is None or not event.flushed or not self._gateways:
             return
-        connected = [prefix_bits(r.prefix) for r in event.routes if not r.gateways and r.kind == "unicast"]
-        log.debug("link lost", extra={"kv": {"device": event.name, "routes": len(event.routes)}})
+        networks = [prefix_bits(n) for n in event.networks]
+        networks += [prefix_bits(r.prefix) for r in event.routes if not r.gateways and r.kind == "unicast"]
+        log.debug("link lost", extra={"kv": {"device": event.name, "networks": len(networks)}})
         for gateway in self._gateways:
             host = (int(gateway), 32)
-            if any(covers(net, host) for net in connected):
+            if any(covers(net, host) for net in networks):
                 self._request_audit("link")
                 # the kernel announces an address removal before it flushes the routes that used it:
                 # look once more when that is surely over (the periodic audit stays the last resort)
@@ -532,7 +556,9 @@ class Speaker:
                 return
 
     def _request_audit(self, cause: str) -> None:
-        if self._audit_cause is None:
+        """Re-read our routes on the kernel writer's next turn; what it finds is counted under `cause`
+        (a specific cause wins over the periodic "audit")."""
+        if self._audit_cause is None or self._audit_cause == "audit":
             self._audit_cause = cause
         self._kernel_wakeup.set()
 
@@ -555,6 +581,8 @@ class Speaker:
         try:
             held = await self._loop.run_in_executor(self._kexec, installer.dump_own)
         except InstallError as exc:
+            self._touched.clear()
+            self._touched_all = False
             log.error("kernel audit failed", extra={"kv": {"error": str(exc)}})
             return
         finally:
@@ -618,6 +646,8 @@ class Speaker:
             return
         if self._out_scheduled:
             self._flush_export()
+        if self._reflect_scheduled:
+            self._flush_reflection()  # what we reflect goes before the End-of-RIB that says it is all
         for peer in sorted(self._eor_pending):
             if (
                 peer in self._added_by_reload
@@ -683,8 +713,11 @@ class Speaker:
         elif isinstance(event, codec.PeerOpen):
             status.router_id = event.router_id
             status.restart_time, status.forwarding_kept = event.restart_time, event.forwarding_kept
-            if self.deferral.opened(status.address, event.restart_time is not None, event.restarting):
-                self._deferral_done()
+            graceful, restarting = event.restart_time is not None, event.restarting
+            self._deferral_step(
+                self.deferral.opened(status.address, graceful, restarting),
+                self.stale_wait.opened(status.address, graceful, restarting),
+            )
             if status.address in self._restart_timers and not (event.restart_time and event.forwarding_kept):
                 # RFC 4724 §4.2: back without graceful restart, or without its forwarding state
                 self._flush_stale(status.address, "peer restarted without keeping its forwarding state")
@@ -834,8 +867,9 @@ class Speaker:
         status.eor = True
         log.info("end-of-rib received", extra={"kv": {"peer": status.address}})
         self._drop_stale(status.address)  # what it did not re-send (RFC 4724 §4.2)
-        if self.deferral.end_of_rib(status.address):
-            self._deferral_done()
+        self._deferral_step(
+            self.deferral.end_of_rib(status.address), self.stale_wait.end_of_rib(status.address)
+        )
 
     # ------------------------------------------------------------------ RIB -> kernel
 
@@ -848,6 +882,7 @@ class Speaker:
                 del self.fib[prefix]
             else:
                 self.fib[prefix] = want
+                self.stale_kernel.discard(prefix)  # learned again: a later withdrawal removes it at once
             self._mark(prefix)
         if self.cluster_id is not None:
             self._reflect(prefix, selection.best if selection is not None else None)
@@ -902,23 +937,27 @@ class Speaker:
 
     def _deferral_expired(self) -> None:
         self._deferral_timer = None
-        if self.deferral.expire():
-            waited = self.cfg.bgp.select_defer_time
+        waiting = sorted(self.stale_wait.waiting)
+        eor_done, stale_done = self.deferral.expire(), self.stale_wait.expire()
+        if eor_done or stale_done:
             log.warning(
                 "selection deferral timer expired; not every peer sent end-of-rib",
-                extra={"kv": {"after_s": waited}},
+                extra={"kv": {"after_s": self.cfg.bgp.select_defer_time, "waiting_for": waiting}},
             )
-            self._deferral_done()
+        self._deferral_step(eor_done, stale_done)
 
-    def _deferral_done(self) -> None:
-        """RFC 4724 §4.1: the peers' tables are in (or the timer said enough): our table is complete. Send
-        the End-of-RIBs held back, and remove the kernel routes of an earlier run nobody re-announced."""
-        if self._deferral_timer is not None:
-            self._deferral_timer.cancel()
-            self._deferral_timer = None
-        log.info("selection deferral over", extra={"kv": {"how": self.deferral.how}})
-        self._flush_eor()
-        self._reconcile(self.deferral.how)
+    def _deferral_step(self, eor_done: bool, stale_done: bool) -> None:
+        """RFC 4724 §4.1. `eor_done`: the tables of the peers we wait for are in (or the timer said
+        enough): send the End-of-RIBs held back. `stale_done`: every peer's table is in: remove the kernel
+        routes of an earlier run nobody re-announced."""
+        if eor_done:
+            log.info("selection deferral over", extra={"kv": {"how": self.deferral.how}})
+            self._flush_eor()
+        if stale_done:
+            if self._deferral_timer is not None:
+                self._deferral_timer.cancel()
+                self._deferral_timer = None
+            self._reconcile(self.stale_wait.how)
 
     def _reconcile(self, why: str) -> None:
         self.reconciled = True
@@ -986,8 +1025,12 @@ class Speaker:
         """The changed routes the kernel holds as ours (as its notifications told us): the installer
         replaces them directly, instead of a create that fails and a dump of our routes to check who owns
         the existing one."""
-        installed, unknown = self.installed, self._unknown
-        return frozenset(p for p, want in ops if want is not None and p in installed and p not in unknown)
+        installed, foreign, collisions = self.installed, self._foreign, self.collisions
+        return frozenset(
+            p
+            for p, want in ops
+            if want is not None and p in installed and p not in foreign and p not in collisions
+        )
 
     def _install_inline(self) -> None:
         """A few changed routes and the writer idle: write them now, from the event loop, instead of on the
@@ -995,6 +1038,9 @@ class Speaker:
         cost more, and this is the tail of every single-route change's latency)."""
         dirty = len(self._dirty)
         if self.installer is None or self._kernel_busy or not dirty or dirty > INLINE_KERNEL_OPS:
+            return
+        if self._retrying and not self._retrying.isdisjoint(self._dirty):
+            self._kernel_wakeup.set()  # a retried change may fail again, and the installer's retries sleep
             return
         ops, since = self._ops()
         if ops:
@@ -1013,10 +1059,9 @@ class Speaker:
             ops, since = self._ops()
             if not ops:
                 continue
-            ours = self._ours(ops)
-            if len(ops) <= INLINE_KERNEL_OPS:
+            if len(ops) <= INLINE_KERNEL_OPS and self._retrying.isdisjoint(p for p, _ in ops):
                 # a few routes: one netlink round trip (~tens of µs) costs less than two thread hand-offs
-                results = _apply_safely(installer, ops, ours)
+                results = _apply_safely(installer, ops, self._ours(ops))
             else:
                 # in slices: the per-operation bookkeeping of a 100k-route burst, allocated while routes
                 # keep arriving, would otherwise stay in the process as fragmented heap after it is freed
@@ -1027,6 +1072,7 @@ class Speaker:
                 try:
                     for start in range(0, len(ops), KERNEL_SLICE):
                         part = ops[start : start + KERNEL_SLICE]
+                        ours = self._ours(part)  # as of now: events keep arriving between slices
                         results += await loop.run_in_executor(
                             self._kexec, _apply_safely, installer, part, ours
                         )
@@ -1043,20 +1089,21 @@ class Speaker:
         if since is not None:
             self.latency.install.observe(time.monotonic() - since)
         failed: list[IPv4Network] = []
-        # our routes somebody changed while this batch was written (by the writer thread): the result
-        # may already be out of date for them, so their state is unknown until written again
+        # our routes somebody changed while this batch was written (by the writer thread): the result may
+        # already be out of date for them; what the kernel reported stands, and they are written again
         touched, self._touched = self._touched, set()
-        if self._touched_all:
-            touched = {prefix for prefix, _ in ops}
+        if self._touched_all:  # a full re-read arrived meanwhile: one audit settles the whole batch
             self._touched_all = False
+            self._request_audit("overflow")
         for (prefix, want), result in zip(ops, results, strict=True):
+            self._retrying.discard(prefix)
             if prefix in touched:
-                self._set_installed(prefix, None)
                 self._unknown.add(prefix)
                 self._mark(prefix)
             elif result.ok:
                 self._set_installed(prefix, want)
                 self._unknown.discard(prefix)
+                self._retry_pending.discard(prefix)
             elif result.collision:
                 self.collisions.add(prefix)
                 self.counters["kernel_collisions"] += 1
@@ -1070,14 +1117,26 @@ class Speaker:
                 extra={"kv": {"count": len(failed), "first": failed[0], "in": RETRY_FAILED_AFTER}},
             )
             self._retry_pending.update(failed)
-            if self._loop is not None:
-                self._loop.call_later(RETRY_FAILED_AFTER, self._retry, failed)
+            if self._retry_timer is None and self._loop is not None:
+                self._retry_timer = self._loop.call_later(RETRY_FAILED_AFTER, self._retry_now)
 
-    def _retry(self, prefixes: list[IPv4Network]) -> None:
-        for prefix in prefixes:
-            if prefix in self._retry_pending:
-                self._retry_pending.discard(prefix)
-                self._mark(prefix)
+    def _on_link_up(self) -> None:
+        """A next hop may be reachable again: retry failed changes now, not at their timer (at most once a
+        second: every new workload veth is a LinkUp)."""
+        if self._retry_pending and time.monotonic() - self._last_retry >= LINK_UP_RETRY_GAP:
+            self._retry_now()
+
+    def _retry_now(self) -> None:
+        """Write the failed changes again: one timer for all of them, re-armed by the next failure. They go
+        through the writer thread (the installer's own retries sleep, which the loop must not)."""
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        self._last_retry = time.monotonic()
+        for prefix in self._retry_pending:
+            self._retrying.add(prefix)
+            self._mark(prefix)
+        self._retry_pending.clear()
 
     # ------------------------------------------------------------------ reload (SIGHUP, bgpctl reload)
 
@@ -1111,8 +1170,7 @@ class Speaker:
             self._eor_pending.discard(address)
             affected |= self.rib.drop_peer(address)
             self.adjout.forget_peer(address)
-            if self.deferral.forget(address):
-                self._deferral_done()
+            self._deferral_step(self.deferral.forget(address), self.stale_wait.forget(address))
         for address in added:
             p = new_sessions[address]
             self.peers[address] = PeerStatus(address, p.asn, p.rr_client)

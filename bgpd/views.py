@@ -146,6 +146,8 @@ def kernel(speaker: Speaker) -> dict[str, Any]:
             "done": speaker.deferral.done,
             "how": speaker.deferral.how,
             "waiting_for": [str(a) for a in sorted(speaker.deferral.waiting)],
+            # the removal of stale kernel routes also waits for restarting peers
+            "stale_routes_wait_for": [str(a) for a in sorted(speaker.stale_wait.waiting)],
         },
     }
 

@@ -476,9 +476,9 @@ def parse_link(buf: bytes | bytearray | memoryview, off: int, end: int) -> tuple
 
 def parse_addr(
     buf: bytes | bytearray | memoryview, off: int, end: int
-) -> tuple[int, int, IPv4Address | None]:
-    """(family, ifindex, local IPv4 address) of an RTM_NEWADDR/DELADDR body."""
-    family, _plen, _flags, _scope, index = IFADDRMSG.unpack_from(buf, off)
+) -> tuple[int, int, IPv4Address | None, int]:
+    """(family, ifindex, local IPv4 address, prefix length) of an RTM_NEWADDR/DELADDR body."""
+    family, plen, _flags, _scope, index = IFADDRMSG.unpack_from(buf, off)
     local: int | None = None
     address: int | None = None
     pos = off + IFADDRMSG.size
@@ -494,7 +494,7 @@ def parse_addr(
                 (address,) = BE32.unpack_from(buf, pos + 4)
         pos += align4(alen)
     value = local if local is not None else address
-    return family, index, IPv4Address(value) if value is not None else None
+    return family, index, IPv4Address(value) if value is not None else None, plen
 
 
 # --- packing -------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ def local_addresses(netns: str | None = None) -> frozenset[IPv4Address]:
         for mtype, data, off, end, _flags in nl.dump(sock, nl.RTM_GETADDR, nl.ADDR_DUMP_REQUEST, 1):
             if mtype != nl.RTM_NEWADDR:
                 continue
-            family, _index, address = nl.parse_addr(data, off, end)
+            family, _index, address, _plen = nl.parse_addr(data, off, end)
             if family == socket.AF_INET and address is not None:
                 addresses.add(address)
     return frozenset(addresses)

@@ -7,11 +7,12 @@ of `RouteAdded`/`RouteRemoved`. When the stream cannot be trusted it re-reads th
 
 * "overflow": the kernel dropped notifications (ENOBUFS on the socket): a fresh dump of the whole table,
   delivered as a `Snapshot` that the consumer applies as "replace everything";
-* "link": a device that carries routes went down, lost carrier, was renamed or deleted, or lost an IPv4
-  address. Linux flushes the IPv4 routes of such a device without sending RTM_DELROUTE. Only that
-  device's routes are re-read (a dump the kernel filters by output device): `RouteRemoved` for each
-  route it carried that is gone, `RouteAdded` for each it still carries, then `LinkLost` naming the
-  device and the routes it carried, so the consumer can check what it cannot see (its own routes).
+* a device went down, lost carrier, was renamed or deleted, or lost an IPv4 address. Linux flushes the IPv4
+  routes through a device that goes down or is deleted, or loses its last IPv4 address, without sending
+  RTM_DELROUTE. Only that device's routes are re-read (a dump the kernel filters by output device):
+  `RouteRemoved` for each route it carried that is gone, `RouteAdded` for each it still carries, then
+  `LinkLost` naming the device, its IPv4 networks and whether the kernel flushed its routes, so the
+  consumer can check what it does not track (its own routes).
 
 Applying events in order on top of the last Snapshot always converges to the kernel's table: every event
 states the whole route at its key, and a change concurrent with a dump is both in the dump and queued
@@ -20,7 +21,9 @@ behind it. There is no timer: an idle watcher sleeps in poll().
 Routes the daemon writes itself are not reported as they are written (a 100k-route load must not wake it
 100k times): `ignore_sender` drops, inside the kernel, the notifications caused by the daemon's own
 netlink socket, so the same routes changed or deleted by anybody else still arrive; `ignore_protocol`
-drops every notification of a protocol (a daemon that owns no routes).
+drops every notification of a protocol (a daemon that owns no routes). Routes of `own_protocol` are
+reported but not tracked per device (the daemon's own writes are invisible here, so such a record would go
+stale): the daemon re-reads them itself after a `LinkLost` that flushed.
 
 Messages are parsed with `struct` (see `_netlink`): pyroute2's full parse is far too slow for bursts.
 """
@@ -34,8 +37,9 @@ import select
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from bgpd import prefix as prefixes
 from bgpd.kernel import _netlink as nl
 from bgpd.model import KernelRoute, Prefix
 
@@ -47,7 +51,7 @@ START_TIMEOUT = 30.0
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Every route of the table: replaces the consumer's whole view. reason: "start" | "overflow" | "link"."""
+    """Every route of the table: replaces the consumer's whole view. reason: "start" | "overflow"."""
 
     routes: tuple[KernelRoute, ...]
     reason: str
@@ -69,13 +73,18 @@ class RouteRemoved:
 
 @dataclass(frozen=True, slots=True)
 class LinkLost:
-    """Device `index` (`name`) went down, was deleted or renamed, or lost an IPv4 address: the kernel may
-    have flushed routes through it without a notification. `routes`: what it carried before (as last
-    reported); its routes' removals and current state precede this event in the same batch."""
+    """Device `index` (`name`) went down, lost carrier, was deleted or renamed, or lost an IPv4 address.
+
+    `flushed`: the kernel removed, without any notification, every route through it (the device went down
+    or was deleted, or lost its last IPv4 address). `networks`: its IPv4 networks before the loss (a next
+    hop inside one of them was reached through it). `routes`: the routes it carried, as last reported
+    (not the watcher's `own_protocol`); their removals and current state precede this event."""
 
     index: int
     name: str | None
     routes: tuple[KernelRoute, ...]
+    networks: tuple[Prefix, ...] = ()
+    flushed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +99,16 @@ class LinkUp:
 RouteEvent = Snapshot | RouteAdded | RouteRemoved | LinkLost | LinkUp
 
 _Key = tuple[Prefix, int, int]
+
+
+@dataclass(slots=True)
+class _Loss:
+    """What one pass over the socket learnt about one device's loss (merged over several messages)."""
+
+    name: str | None
+    carried: dict[_Key, KernelRoute] = field(default_factory=dict)
+    networks: set[tuple[int, int]] = field(default_factory=set)
+    flushed: bool = False
 
 
 class RouteWatcher:
@@ -115,6 +134,7 @@ class RouteWatcher:
         rcvbuf: int = 8 * 2**20,
         ignore_protocol: int | None = None,
         ignore_sender: int | None = None,
+        own_protocol: int | None = None,
     ) -> None:
         self.table = table
         # routes of this protocol are dropped before parsing (a daemon that installs nothing)
@@ -122,6 +142,7 @@ class RouteWatcher:
         # notifications caused by this netlink port id (the daemon's own writer) are dropped
         self.skip_sender = ignore_sender
         self._sender_filtered = False  # True once the kernel drops them itself
+        self.own_protocol = -1 if own_protocol is None else own_protocol
         self.netns = netns
         self.rcvbuf = rcvbuf
         self.resyncs = 0  # overflow and link resyncs done (the start dump is not counted)
@@ -142,6 +163,8 @@ class RouteWatcher:
         # every reported route with an output device, and the keys of the routes each ifindex carries
         self._tracked: dict[_Key, tuple[KernelRoute, tuple[int, ...]]] = {}
         self._keys_on_if: dict[int, set[_Key]] = {}
+        # the IPv4 networks (network int, prefix length) of each device's addresses
+        self._networks: dict[int, set[tuple[int, int]]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -245,8 +268,7 @@ class RouteWatcher:
                 return
             batch: list[RouteEvent] = []
             overflow = False
-            # devices whose routes the kernel may have flushed silently, with the routes they carried then
-            lost: dict[int, tuple[str | None, dict[_Key, KernelRoute]]] = {}
+            lost: dict[int, _Loss] = {}  # devices that lost something, and what they carried then
             up: dict[int, str | None] = {}  # devices that came up or gained an address
             for _ in range(MAX_RECVS_PER_BATCH):
                 try:
@@ -259,8 +281,8 @@ class RouteWatcher:
                     overflow = True
                     break
                 self._parse_events(view, n, batch, lost, up)
-            for index, name in up.items():
-                batch.append(LinkUp(index, name))
+            if not overflow:
+                batch += [LinkUp(index, name) for index, name in up.items()]
             if overflow:
                 # Everything still queued predates the dump about to be taken, and some of it precedes
                 # the dropped messages: applying it after the dump could resurrect a stale state.
@@ -268,11 +290,16 @@ class RouteWatcher:
                 self.resyncs += 1
                 self._drain()
                 log.warning("route notifications lost (ENOBUFS); resynchronising table %d", self.table)
-                batch = [self._resync("overflow")]  # the dump supersedes the events read before it
+                # the dump supersedes the route events read before it; device losses still stand
+                batch = [self._resync("overflow")]
+                batch += [self._link_lost(index, loss) for index, loss in lost.items()]
+                batch += [LinkUp(index, name) for index, name in up.items()]
             else:
-                for index, (name, carried) in lost.items():
-                    self.resyncs += 1
-                    self._reread_link(index, name, carried, batch)
+                for index, loss in lost.items():
+                    if loss.carried:
+                        self.resyncs += 1
+                        self._reread_link(index, loss.carried, batch)
+                    batch.append(self._link_lost(index, loss))
             if batch:
                 self._deliver(batch)
 
@@ -300,7 +327,7 @@ class RouteWatcher:
         buf: memoryview,
         length: int,
         batch: list[RouteEvent],
-        lost: dict[int, tuple[str | None, dict[_Key, KernelRoute]]],
+        lost: dict[int, _Loss],
         up: dict[int, str | None],
     ) -> None:
         """Append the route events of one receive buffer to batch; add to `lost` the devices whose routes
@@ -314,48 +341,59 @@ class RouteWatcher:
                 if parsed is None:
                     continue
                 route, oifs = parsed
-                if mtype == nl.RTM_NEWROUTE:
-                    self._track(route, oifs)
-                    batch.append(RouteAdded(route))
-                else:
-                    self._track(route, None)
-                    batch.append(RouteRemoved(route))
+                if route.protocol != self.own_protocol:
+                    self._track(route, oifs if mtype == nl.RTM_NEWROUTE else None)
+                batch.append(RouteAdded(route) if mtype == nl.RTM_NEWROUTE else RouteRemoved(route))
             elif mtype == nl.RTM_NEWLINK or mtype == nl.RTM_DELLINK:
                 index, flags, name = nl.parse_link(buf, off, end)
                 old = self._links.get(index)
                 if mtype == nl.RTM_DELLINK:
                     self._links.pop(index, None)
-                    gone = True
+                    self._note_lost(lost, index, old[1] if old is not None else name, flushed=True)
+                    self._networks.pop(index, None)
                 else:
                     self._links[index] = (flags, name)
-                    gone = old is not None and (
-                        bool(old[0] & ~flags & (nl.IFF_UP | nl.IFF_LOWER_UP)) or old[1] != name
-                    )
-                if gone and self._keys_on_if.get(index):
-                    self._note_lost(lost, index, old[1] if old is not None else None)
-                if mtype == nl.RTM_NEWLINK and (
-                    old is None or ~old[0] & flags & (nl.IFF_UP | nl.IFF_LOWER_UP)
-                ):
-                    up[index] = name
+                    if old is not None and (
+                        old[0] & ~flags & (nl.IFF_UP | nl.IFF_LOWER_UP) or old[1] != name
+                    ):
+                        down = bool(old[0] & ~flags & nl.IFF_UP)  # carrier loss alone flushes nothing
+                        self._note_lost(lost, index, old[1], flushed=down)
+                    if old is None or ~old[0] & flags & (nl.IFF_UP | nl.IFF_LOWER_UP):
+                        up[index] = name
             elif mtype == nl.RTM_DELADDR or mtype == nl.RTM_NEWADDR:
-                family, index, _address = nl.parse_addr(buf, off, end)
-                if family != socket.AF_INET:
+                family, index, address, plen = nl.parse_addr(buf, off, end)
+                if family != socket.AF_INET or address is None:
                     continue
+                network = (int(address) & prefixes.mask(plen), plen)
                 if mtype == nl.RTM_NEWADDR:
+                    self._networks.setdefault(index, set()).add(network)
                     up[index] = self._links.get(index, (0, None))[1]
-                elif self._keys_on_if.get(index):
-                    self._note_lost(lost, index, self._links.get(index, (0, None))[1])
+                else:
+                    name = self._links.get(index, (0, None))[1]
+                    loss = self._note_lost(lost, index, name, flushed=False)
+                    loss.networks.add(network)
+                    left = self._networks.get(index, set())
+                    left.discard(network)
+                    if not left:  # the last IPv4 address: the kernel flushes the device's routes
+                        loss.flushed = True
 
-    def _note_lost(
-        self, lost: dict[int, tuple[str | None, dict[_Key, KernelRoute]]], index: int, name: str | None
-    ) -> None:
-        """Remember the routes device `index` carries now: the notifications that follow in the same pass
-        (the kernel announces some of what it removes) must not hide them from `LinkLost`."""
-        carried = lost.setdefault(index, (name, {}))[1]
+    def _note_lost(self, lost: dict[int, _Loss], index: int, name: str | None, flushed: bool) -> _Loss:
+        """Remember the routes and networks device `index` has now: the notifications that follow in the
+        same pass (the kernel announces some of what it removes) must not hide them from `LinkLost`."""
+        loss = lost.get(index)
+        if loss is None:
+            loss = lost[index] = _Loss(name)
+        loss.flushed = loss.flushed or flushed
+        loss.networks |= self._networks.get(index, set())
         for key in self._keys_on_if.get(index, ()):
             tracked = self._tracked.get(key)
             if tracked is not None:
-                carried[key] = tracked[0]
+                loss.carried[key] = tracked[0]
+        return loss
+
+    def _link_lost(self, index: int, loss: _Loss) -> LinkLost:
+        networks = tuple(prefixes.from_int(net, plen) for net, plen in sorted(loss.networks))
+        return LinkLost(index, loss.name, tuple(loss.carried.values()), networks, loss.flushed)
 
     def _ifname(self, index: int) -> str | None:
         link = self._links.get(index)
@@ -388,29 +426,26 @@ class RouteWatcher:
                     keys = on_if[index] = set()
                 keys.add(key)
 
-    def _reread_link(
-        self, index: int, name: str | None, carried: dict[_Key, KernelRoute], batch: list[RouteEvent]
-    ) -> None:
+    def _reread_link(self, index: int, carried: dict[_Key, KernelRoute], batch: list[RouteEvent]) -> None:
         """The routes of device `index` may have been flushed silently: re-read only them (a dump the
-        kernel filters by output device), report what changed, then `LinkLost` with what it `carried`."""
+        kernel filters by output device) and report what changed against what it `carried`."""
         sock = self._dump_sock
         assert sock is not None
-        before = [self._tracked[key][0] for key in self._keys_on_if.get(index, ()) if key in self._tracked]
+        before = list(carried.values())
         present: dict[_Key, tuple[KernelRoute, tuple[int, ...]]] = {}
         for mtype, data, off, end, _flags in nl.dump_routes(sock, self.table, 0, self._next_seq(), index):
             if mtype != nl.RTM_NEWROUTE:
                 continue
             parsed = nl.parse_route(data, off, end, self.table, self._ifname, self.skip_protocol)
-            if parsed is not None:
+            if parsed is not None and parsed[0].protocol != self.own_protocol:
                 present[parsed[0].key] = parsed
         for route in before:
-            if route.key not in present:
+            if route.key not in present and self._tracked.get(route.key, (None,))[0] == route:
                 self._track(route, None)
                 batch.append(RouteRemoved(route))
         for route, oifs in present.values():
             self._track(route, oifs)
             batch.append(RouteAdded(route))
-        batch.append(LinkLost(index, name, tuple(carried.values())))
 
     # --- dumps ---------------------------------------------------------------------------------------
     def _next_seq(self) -> int:
@@ -429,6 +464,15 @@ class RouteWatcher:
                 index, flags, name = nl.parse_link(data, off, end)
                 links[index] = (flags, name)
         self._links = links
+        networks: dict[int, set[tuple[int, int]]] = {}
+        for mtype, data, off, end, _flags in nl.dump(
+            sock, nl.RTM_GETADDR, nl.ADDR_DUMP_REQUEST, self._next_seq()
+        ):
+            if mtype == nl.RTM_NEWADDR:
+                family, index, address, plen = nl.parse_addr(data, off, end)
+                if family == socket.AF_INET and address is not None:
+                    networks.setdefault(index, set()).add((int(address) & prefixes.mask(plen), plen))
+        self._networks = networks
         routes: dict[_Key, KernelRoute] = {}
         self._tracked = {}
         self._keys_on_if = {}
@@ -439,5 +483,6 @@ class RouteWatcher:
             if parsed is not None:
                 route, oifs = parsed
                 routes[route.key] = route
-                self._track(route, oifs)
+                if route.protocol != self.own_protocol:
+                    self._track(route, oifs)
         return Snapshot(tuple(routes.values()), reason)

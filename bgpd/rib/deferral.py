@@ -13,11 +13,15 @@ peer has either
 * sent End-of-RIB,
 * opened its session without the Graceful Restart Capability (it sends no End-of-RIB to wait for), or
   with the Restart State bit set (it is restarting too and defers its own End-of-RIB: waiting for each
-  other would deadlock, so §4.1 excludes it),
+  other would deadlock, so §4.1 excludes it; only with `exclude_restarting`),
 * or been removed from the configuration,
 
 or the deferral timer expired. A peer that has not connected yet is waited for: it may be a graceful
 restart peer whose End-of-RIB is the only proof that its routes are known again.
+
+The speaker keeps two: one decides when it sends its own End-of-RIB (restarting peers excluded, as §4.1
+says), the other when it removes its stale kernel routes (restarting peers included: when a whole cluster
+restarts at once, the routes through a peer stay until that peer has re-sent them).
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ class SelectionDeferral:
     """Which peers a starting speaker still waits for. Every method returns True exactly once: when the
     call completed the table (afterwards `done` stays True and further calls return False)."""
 
-    def __init__(self, peers: Iterable[Address]) -> None:
+    def __init__(self, peers: Iterable[Address], exclude_restarting: bool = True) -> None:
         self.waiting: set[Address] = set(peers)
+        self.exclude_restarting = exclude_restarting
         self.done = False
-        self.how = ""  # why it completed: "end-of-rib", "timer" (after done)
+        self.how = ""  # what completed it: "no peers", "end-of-rib", "open", "removed", "timer"
 
     def _settle(self, how: str) -> bool:
         if self.done or self.waiting:
@@ -50,9 +55,9 @@ class SelectionDeferral:
     def opened(self, peer: Address, graceful: bool, restarting: bool) -> bool:
         """`peer` sent its OPEN: `graceful` = it has the Graceful Restart Capability for our family,
         `restarting` = its Restart State bit is set (RFC 4724 §3)."""
-        if not graceful or restarting:
+        if not graceful or (restarting and self.exclude_restarting):
             self.waiting.discard(peer)
-        return self._settle("end-of-rib")
+        return self._settle("open")
 
     def end_of_rib(self, peer: Address) -> bool:
         """`peer` sent End-of-RIB (RFC 4724 §2)."""
@@ -62,7 +67,7 @@ class SelectionDeferral:
     def forget(self, peer: Address) -> bool:
         """`peer` is no longer configured."""
         self.waiting.discard(peer)
-        return self._settle("end-of-rib")
+        return self._settle("removed")
 
     def expire(self) -> bool:
         """The Selection_Deferral_Timer expired: the table is as complete as it will get."""

@@ -85,6 +85,7 @@ def test_restarted_reflector_waits_for_every_client_before_end_of_rib(underlay: 
         "done": True,
         "how": "end-of-rib",
         "waiting_for": [],
+        "stale_routes_wait_for": [],
     }
     assert c10.bird_routes().get("10.20.11.0/26") == [c11.address]
     assert c11.bird_routes().get("10.20.10.0/26") == [c10.address]

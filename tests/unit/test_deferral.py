@@ -37,6 +37,17 @@ def test_peer_without_graceful_restart_or_restarting_itself_is_not_waited_for() 
     assert d.end_of_rib(C)
 
 
+def test_stale_route_wait_includes_restarting_peers() -> None:
+    """The whole cluster restarts: every OPEN has the Restart State bit. End-of-RIB is not held back for
+    them, but the routes through them stay until they have re-sent their tables."""
+    eor, stale = SelectionDeferral([A, B]), SelectionDeferral([A, B], exclude_restarting=False)
+    assert not eor.opened(A, graceful=True, restarting=True)
+    assert eor.opened(B, graceful=True, restarting=True) and eor.how == "open"
+    assert not stale.opened(A, graceful=True, restarting=True)
+    assert not stale.opened(B, graceful=True, restarting=True) and stale.waiting == {A, B}
+    assert not stale.end_of_rib(A) and stale.end_of_rib(B) and stale.how == "end-of-rib"
+
+
 def test_timer_ends_the_wait() -> None:
     d = SelectionDeferral([A, B])
     d.end_of_rib(A)
@@ -47,7 +58,7 @@ def test_timer_ends_the_wait() -> None:
 def test_removed_peer_is_not_waited_for() -> None:
     d = SelectionDeferral([A, B])
     d.end_of_rib(A)
-    assert d.forget(B) and d.done
+    assert d.forget(B) and d.done and d.how == "removed"
 
 
 _events = st.lists(
@@ -61,18 +72,22 @@ _events = st.lists(
 )
 
 
-@given(st.sets(st.sampled_from([A, B, C])), _events)
-def test_completes_exactly_when_the_model_says(peers: set[IPv4Address], events: list) -> None:  # type: ignore[type-arg]
-    """Model: done once every peer is accounted for (eor / no GR / restarting / forgotten) or on expiry;
-    True is returned exactly once, by the event that completed it."""
-    d = SelectionDeferral(peers)
+@given(st.sets(st.sampled_from([A, B, C])), _events, st.booleans())
+def test_completes_exactly_when_the_model_says(
+    peers: set[IPv4Address],
+    events: list,  # type: ignore[type-arg]
+    exclude_restarting: bool,
+) -> None:
+    """Model: done once every peer is accounted for (eor / no GR / restarting if excluded / forgotten) or
+    on expiry; True is returned exactly once, by the event that completed it."""
+    d = SelectionDeferral(peers, exclude_restarting)
     completions = int(d.start())
     accounted: set[IPv4Address] = set()
     expired = False
     for kind, peer, graceful, restarting in events:
         if kind == "open":
             completed = d.opened(peer, graceful, restarting)
-            if not graceful or restarting:
+            if not graceful or (restarting and exclude_restarting):
                 accounted.add(peer)
         elif kind == "eor":
             completed = d.end_of_rib(peer)

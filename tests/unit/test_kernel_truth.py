@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bgpd.exabgp import codec
-from bgpd.kernel import LinkLost, OpResult, RouteAdded, RouteRemoved, Snapshot
+from bgpd.kernel import LinkLost, LinkUp, OpResult, RouteAdded, RouteRemoved, Snapshot
 from bgpd.model import Attributes, KernelRoute
 from bgpd.speaker import Speaker
 
@@ -122,7 +122,7 @@ def test_unwanted_route_before_the_deferral_ends_waits_for_it(truth: Speaker) ->
     assert settle(truth) == [(stray, None)]
 
 
-def test_deleted_route_nobody_wants_is_just_forgotten(truth: Speaker) -> None:
+def test_route_deleted_then_withdrawn_is_not_put_back(truth: Speaker) -> None:
     learn(truth)
     stray = IPv4Network("10.20.9.0/24")
     truth.on_kernel_events([RouteAdded(ours(stray, PEER))])
@@ -130,7 +130,8 @@ def test_deleted_route_nobody_wants_is_just_forgotten(truth: Speaker) -> None:
     installer(truth).applied.clear()
     truth.on_kernel_events([RouteRemoved(ours(BLOCK, PEER))])
     truth._on_event(codec.Update(PEER, ASN, (), (BLOCK,)))  # and withdrawn meanwhile
-    assert settle(truth) == [] and truth.installed == {}
+    assert settle(truth) == [(BLOCK, None)]  # the report may be stale: one delete makes sure (ESRCH)
+    assert truth.installed == {} and repairs(truth) == {"unwanted": 1, "deleted": 1}
 
 
 def test_overflow_snapshot_is_the_truth(truth: Speaker) -> None:
@@ -141,13 +142,15 @@ def test_overflow_snapshot_is_the_truth(truth: Speaker) -> None:
     assert repairs(truth) == {"overflow": 1, "unwanted": 1}
 
 
-def test_link_loss_audits_only_when_it_carried_a_network_of_our_next_hops(truth: Speaker) -> None:
+def test_link_loss_audits_only_when_it_flushed_a_network_of_our_next_hops(truth: Speaker) -> None:
     learn(truth)
     workload = KernelRoute(IPv4Network("10.20.5.5/32"), "unicast", 3, MAIN, "cali1", (), 0)
-    truth.on_kernel_events([LinkLost(7, "cali1", (workload,))])
+    truth.on_kernel_events([LinkLost(7, "cali1", (workload,), (), flushed=True)])  # a pod's veth went
     assert truth._audit_cause is None
-    connected = KernelRoute(IPv4Network("192.168.100.0/24"), "unicast", 2, MAIN, "eth0", (), 0)
-    truth.on_kernel_events([LinkLost(2, "eth0", (connected,))])
+    underlay = (IPv4Network("192.168.100.0/24"),)
+    truth.on_kernel_events([LinkLost(2, "eth0", (), underlay, flushed=False)])  # a VIP left, or carrier
+    assert truth._audit_cause is None
+    truth.on_kernel_events([LinkLost(2, "eth0", (), underlay, flushed=True)])
     assert truth._audit_cause == "link"
 
 
@@ -189,3 +192,71 @@ def test_a_restarting_peer_is_not_waited_for(truth: Speaker) -> None:
     truth._on_event(codec.PeerOpen(PEER, ASN, PEER, 9, 120, True, restarting=True))
     truth._on_event(codec.PeerState(PEER, ASN, "up"))
     assert [line for line in sent if "eor" in line] == [codec.eor_line(PEER)]
+
+
+def test_our_route_displaced_by_a_foreign_one_and_back(truth: Speaker) -> None:
+    """An event replaces whatever sat at its key (prefix, table, metric), whatever the protocol."""
+    learn(truth)
+    static = KernelRoute(BLOCK, "unicast", 4, MAIN, "eth0", (OTHER,), METRIC)
+    truth.on_kernel_events([RouteAdded(static)])  # `ip route replace ... proto static metric 32`
+    assert BLOCK not in truth.installed and BLOCK in truth.collisions | set(truth._foreign)
+    assert settle(truth) == [(BLOCK, None)]  # ours is not there: the delete names our protocol (ESRCH)
+    assert BLOCK not in installer(truth).replaced
+    truth.on_kernel_events([RouteAdded(ours(BLOCK, PEER))])  # `ip route replace ... proto bird` over it
+    assert BLOCK not in truth._foreign and truth.installed == {BLOCK: (PEER,)}
+
+
+def test_changes_for_prefixes_held_by_a_foreign_route_are_never_plain_replacements(truth: Speaker) -> None:
+    learn(truth)
+    truth.on_kernel_events([RouteAdded(KernelRoute(BLOCK, "unicast", 4, MAIN, "eth0", (OTHER,), 50))])
+    assert truth._ours([(BLOCK, (PEER,))]) == frozenset()
+
+
+def test_failed_changes_have_one_retry_timer_and_link_up_retries_at_most_once_a_second(
+    truth: Speaker,
+) -> None:
+    learn(truth)
+    p2 = IPv4Network("10.20.2.0/26")
+    for prefix in (BLOCK, p2):
+        truth._kernel_results([(prefix, (PEER,))], [OpResult(prefix, ok=False, error="ENETUNREACH")], None)
+    timer = truth._retry_timer
+    assert timer is not None and truth._retry_pending == {BLOCK, p2}
+    truth.on_kernel_events([LinkUp(3, "eth0")])
+    assert timer.cancelled() and truth._retry_timer is None and not truth._retry_pending
+    assert truth._retrying == {BLOCK, p2}
+    assert settle(truth) == []  # retried changes go through the writer thread, never inline
+    truth._kernel_results([(BLOCK, (PEER,))], [OpResult(BLOCK, ok=False, error="ENETUNREACH")], None)
+    truth.on_kernel_events([LinkUp(3, "eth0")])  # within a second of the last retry: the timer waits
+    assert truth._retry_pending == {BLOCK} and truth._retry_timer is not None
+
+
+def test_kernel_events_are_handled_in_order_a_slice_per_loop_turn(
+    truth: Speaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bgpd.speaker as speaker_module
+
+    monkeypatch.setattr(speaker_module, "KERNEL_EVENTS_PER_TURN", 2)
+    seen: list[list[object]] = []
+    original = truth.on_kernel_events
+
+    def record(events: list[object], received: float | None = None) -> None:
+        seen.append(list(events))
+        if len(seen) == 2:
+            raise RuntimeError("a bug in one slice")
+        original(events, received)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(truth, "on_kernel_events", record)
+    routes = [
+        KernelRoute(IPv4Network(f"10.20.9.{i}/32"), "unicast", 3, MAIN, "cali1", (), 0) for i in range(5)
+    ]
+    truth._queue_kernel_events([RouteAdded(r) for r in routes[:3]], 0.0)
+    truth._queue_kernel_events([RouteAdded(r) for r in routes[3:]], 0.0)
+    assert truth._loop is not None
+    truth._loop.call_soon(truth._loop.stop)
+    truth._loop.run_forever()  # one turn: the first slice only
+    assert len(seen) == 1
+    for _ in range(4):
+        truth._loop.call_soon(truth._loop.stop)
+        truth._loop.run_forever()
+    flat = [event.route for batch in seen for event in batch]  # type: ignore[attr-defined]
+    assert flat == routes  # in order, each once, although the second slice raised
