@@ -937,7 +937,7 @@ class Speaker:
 
     def _deferral_expired(self) -> None:
         self._deferral_timer = None
-        waiting = sorted(self.stale_wait.waiting)
+        waiting = " ".join(str(a) for a in sorted(self.stale_wait.waiting))
         eor_done, stale_done = self.deferral.expire(), self.stale_wait.expire()
         if eor_done or stale_done:
             log.warning(
@@ -1095,7 +1095,9 @@ class Speaker:
         if self._touched_all:  # a full re-read arrived meanwhile: one audit settles the whole batch
             self._touched_all = False
             self._request_audit("overflow")
+        retried_ok = 0
         for (prefix, want), result in zip(ops, results, strict=True):
+            was_retried = prefix in self._retrying
             self._retrying.discard(prefix)
             if prefix in touched:
                 self._unknown.add(prefix)
@@ -1104,12 +1106,15 @@ class Speaker:
                 self._set_installed(prefix, want)
                 self._unknown.discard(prefix)
                 self._retry_pending.discard(prefix)
+                retried_ok += was_retried
             elif result.collision:
                 self.collisions.add(prefix)
                 self.counters["kernel_collisions"] += 1
             else:
                 failed.append(prefix)
         self.counters["kernel_ops"] += len(ops)
+        if retried_ok:
+            log.info("kernel route changes written on retry", extra={"kv": {"count": retried_ok}})
         if failed:
             self.counters["kernel_failures"] += len(failed)
             log.error(
