@@ -1,10 +1,13 @@
 """The kernel side of bgpd: the only package that speaks netlink.
 
-* `RouteWatcher` reports the IPv4 routes of one table (snapshot, then add/remove events, re-reading
-  the table on overflow and a device's routes on link loss);
-* `RouteInstaller` installs, replaces and deletes the routes bgpd owns (its rtm_protocol) and never
-  touches another protocol's routes;
-* `local_addresses` lists this host's IPv4 addresses.
+* `RouteWatcher` reports the routes of one table (snapshot, then add/remove events, re-reading
+  the table on overflow and a device's routes on link loss): IPv4 only unless asked for IPv6 too;
+* `RouteInstaller` installs, replaces and deletes the routes bgpd owns (its rtm_protocol), IPv4 and IPv6,
+  and never touches another protocol's routes;
+* `local_addresses` lists this host's addresses (IPv4 unless asked for IPv6 too).
+
+IPv6 prefixes and addresses are `ipaddress` types (chosen in `_inet6.network`/`_inet6.gateway`);
+link-local IPv6 gateways carry their device as scope (`IPv6Address("fe80::1%eth0")`).
 """
 
 from bgpd.kernel.addresses import local_addresses

@@ -2,8 +2,9 @@
 
 This module owns the wire format: the constants of <linux/netlink.h> and <linux/rtnetlink.h> that bgpd
 uses, opening a NETLINK_ROUTE socket (optionally inside a named network namespace, for tests), walking the
-netlink messages of a receive buffer, dumping a table, parsing RTM_NEWROUTE/RTM_DELROUTE, RTM_NEWLINK and
-RTM_NEWADDR bodies with `struct`, and packing route requests. Hand-written because pyroute2 parses every
+netlink messages of a receive buffer, dumping a table (either family), parsing IPv4 RTM_NEWROUTE/DELROUTE,
+RTM_NEWLINK and RTM_NEWADDR (both families) bodies with `struct`, and packing IPv4 route requests. The
+IPv6 route bodies are `_inet6`'s, built on this module. Hand-written because pyroute2 parses every
 attribute of every message into Python objects, which is one to two orders of magnitude slower than
 reading the handful of fields bgpd needs; pyroute2 is used only to enter a network namespace.
 
@@ -18,7 +19,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
 
 from bgpd.model import KernelRoute
 from bgpd.prefix import from_int as prefix_from_int
@@ -66,6 +67,8 @@ RTM_GETROUTE = 26
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_IFADDR = 0x100
+RTMGRP_IPV6_ROUTE = 0x400
 
 RTA_DST = 1
 RTA_OIF = 4
@@ -73,6 +76,7 @@ RTA_GATEWAY = 5
 RTA_PRIORITY = 6
 RTA_MULTIPATH = 9
 RTA_TABLE = 15
+RTA_VIA = 18
 
 RTM_F_CLONED = 0x200
 RT_TABLE_UNSPEC = 0
@@ -113,6 +117,7 @@ IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 RTATTR = struct.Struct("=HH")  # len, type
 RTNEXTHOP = struct.Struct("=HBBi")  # len, flags, hops, ifindex
+U16 = struct.Struct("=H")
 U32 = struct.Struct("=I")
 I32 = struct.Struct("=i")
 BE32 = struct.Struct("!I")
@@ -343,10 +348,11 @@ def dump(
             yield mtype, data, off, end, mflags
 
 
-def route_dump_request(table: int, protocol: int = 0, oif: int = 0) -> bytes:
-    """Body of an AF_INET RTM_GETROUTE dump (NETLINK_GET_STRICT_CHK: the kernel filters by table,
-    protocol if not 0, and output device `oif` if not 0: routes with a next hop through it)."""
-    body = RTMSG.pack(socket.AF_INET, 0, 0, 0, table if table < 256 else RT_TABLE_UNSPEC, protocol, 0, 0, 0)
+def route_dump_request(table: int, protocol: int = 0, oif: int = 0, family: int = socket.AF_INET) -> bytes:
+    """Body of an RTM_GETROUTE dump of `family` (AF_INET or AF_INET6; NETLINK_GET_STRICT_CHK: the kernel
+    filters by table, protocol if not 0, and output device `oif` if not 0: routes with a next hop
+    through it)."""
+    body = RTMSG.pack(family, 0, 0, 0, table if table < 256 else RT_TABLE_UNSPEC, protocol, 0, 0, 0)
     body += RTATTR.pack(8, RTA_TABLE) + U32.pack(table)
     if oif:
         body += RTATTR.pack(8, RTA_OIF) + U32.pack(oif)
@@ -354,12 +360,13 @@ def route_dump_request(table: int, protocol: int = 0, oif: int = 0) -> bytes:
 
 
 def dump_routes(
-    sock: socket.socket, table: int, protocol: int, seq: int, oif: int = 0
+    sock: socket.socket, table: int, protocol: int, seq: int, oif: int = 0, family: int = socket.AF_INET
 ) -> Iterator[tuple[int, bytes, int, int, int]]:
-    """`dump` of the IPv4 routes of one table (and protocol, and output device, if not 0); a table that
-    does not exist yet (ENOENT) or a device that is gone (ENODEV) has no routes."""
+    """`dump` of the routes of `family` (IPv4 unless AF_INET6) of one table (and protocol, and output
+    device, if not 0); a table that does not exist yet (ENOENT) or a device that is gone (ENODEV) has no
+    routes."""
     try:
-        yield from dump(sock, RTM_GETROUTE, route_dump_request(table, protocol, oif), seq)
+        yield from dump(sock, RTM_GETROUTE, route_dump_request(table, protocol, oif, family), seq)
     except NetlinkError as exc:
         if exc.code not in (errno.ENOENT, errno.ENODEV):
             raise
@@ -367,6 +374,49 @@ def dump_routes(
 
 LINK_DUMP_REQUEST = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
 ADDR_DUMP_REQUEST = IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)
+ADDR6_DUMP_REQUEST = IFADDRMSG.pack(socket.AF_INET6, 0, 0, 0, 0)
+
+
+def request(sock: socket.socket, msg_type: int, body: bytes, seq: int) -> tuple[int, bytes, int, int]:
+    """Send one request (not a dump) and return its answer as (type, buffer, body_offset, end).
+
+    Answers to other sequence numbers (late answers to earlier requests) are skipped. Raises NetlinkError
+    if the kernel answers with an error, OSError (TimeoutError) if the socket does."""
+    sock.sendall(NLMSGHDR.pack(NLMSGHDR_LEN + len(body), msg_type, NLM_F_REQUEST, seq, 0) + body)
+    while True:
+        data = sock.recv(RECV_BUFSIZE)
+        for mtype, mflags, mseq, _pid, off, end in iter_messages(data, len(data)):
+            if mseq != seq:
+                continue
+            if mtype == NLMSG_ERROR:
+                code, message = parse_error(data, off, end, mflags)
+                if code:
+                    raise NetlinkError(code, message)
+            return mtype, data, off, end
+
+
+def link_index(sock: socket.socket, name: str, seq: int) -> int | None:
+    """The ifindex of device `name` in the socket's namespace (one RTM_GETLINK), None if there is none."""
+    raw = name.encode() + b"\0"
+    attr = RTATTR.pack(4 + len(raw), IFLA_IFNAME) + raw + b"\0" * (align4(len(raw)) - len(raw))
+    try:
+        mtype, data, off, end = request(sock, RTM_GETLINK, LINK_DUMP_REQUEST + attr, seq)
+    except NetlinkError as exc:
+        if exc.code in (errno.ENODEV, errno.EINVAL):  # EINVAL: not a valid device name
+            return None
+        raise
+    return parse_link(data, off, end)[0] if mtype == RTM_NEWLINK else None
+
+
+def link_names(sock: socket.socket, seq: int) -> dict[int, str]:
+    """ifindex -> name of every device in the socket's namespace (one RTM_GETLINK dump)."""
+    names: dict[int, str] = {}
+    for mtype, data, off, end, _flags in dump(sock, RTM_GETLINK, LINK_DUMP_REQUEST, seq):
+        if mtype == RTM_NEWLINK:
+            index, _flags, name = parse_link(data, off, end)
+            if name is not None:
+                names[index] = name
+    return names
 
 
 # --- parsing -------------------------------------------------------------------------------------------
@@ -380,8 +430,8 @@ def parse_route(
 ) -> tuple[KernelRoute, tuple[int, ...]] | None:
     """KernelRoute and its output ifindexes from an RTM_NEWROUTE/DELROUTE body, or None if not wanted.
 
-    Not wanted: non-IPv4, RTM_F_CLONED cache entries, routes of `skip_protocol`, or another table than
-    `table`.
+    Not wanted: non-IPv4 (`_inet6.parse_route` reads IPv6 ones), RTM_F_CLONED cache entries, routes of
+    `skip_protocol`, or another table than `table`.
     """
     family, dst_len, _src_len, _tos, rtm_table, protocol, _scope, rtype, rtm_flags = RTMSG.unpack_from(
         buf, off
@@ -476,25 +526,32 @@ def parse_link(buf: bytes | bytearray | memoryview, off: int, end: int) -> tuple
 
 def parse_addr(
     buf: bytes | bytearray | memoryview, off: int, end: int
-) -> tuple[int, int, IPv4Address | None, int]:
-    """(family, ifindex, local IPv4 address, prefix length) of an RTM_NEWADDR/DELADDR body."""
+) -> tuple[int, int, IPv4Address | IPv6Address | None, int]:
+    """(family, ifindex, local address, prefix length) of an RTM_NEWADDR/DELADDR body.
+
+    The address is an IPv4Address for AF_INET, an IPv6Address (without scope, link-local ones included)
+    for AF_INET6, None for another family or a message without one. The local address is IFA_LOCAL if
+    present (the other end of a point-to-point link is in IFA_ADDRESS then), else IFA_ADDRESS."""
     family, plen, _flags, _scope, index = IFADDRMSG.unpack_from(buf, off)
-    local: int | None = None
-    address: int | None = None
+    size = 4 if family == socket.AF_INET else 16 if family == socket.AF_INET6 else 0
+    local: bytes | None = None
+    address: bytes | None = None
     pos = off + IFADDRMSG.size
     while pos + 4 <= end:
         alen, atype = RTATTR.unpack_from(buf, pos)
         if alen < 4:
             break
         atype &= NLA_TYPE_MASK
-        if family == socket.AF_INET and alen >= 8:
+        if size and alen >= 4 + size:
             if atype == IFA_LOCAL:
-                (local,) = BE32.unpack_from(buf, pos + 4)
+                local = bytes(buf[pos + 4 : pos + 4 + size])
             elif atype == IFA_ADDRESS:
-                (address,) = BE32.unpack_from(buf, pos + 4)
+                address = bytes(buf[pos + 4 : pos + 4 + size])
         pos += align4(alen)
     value = local if local is not None else address
-    return family, index, IPv4Address(value) if value is not None else None, plen
+    if value is None:
+        return family, index, None, plen
+    return family, index, IPv4Address(value) if size == 4 else IPv6Address(value), plen
 
 
 # --- packing -------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The IPv4 addresses configured on this host's interfaces (one RTM_GETADDR dump).
+"""The addresses configured on this host's interfaces (one RTM_GETADDR dump per address family).
 
 bgpd uses them to recognise its own addresses, e.g. a next hop or a peer that is this host.
 """
@@ -6,19 +6,43 @@ bgpd uses them to recognise its own addresses, e.g. a next hop or a peer that is
 from __future__ import annotations
 
 import socket
-from ipaddress import IPv4Address
+from collections.abc import Collection
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any, overload
 
 from bgpd.kernel import _netlink as nl
 
+_DUMP_REQUESTS: dict[int, bytes] = {
+    socket.AF_INET: nl.ADDR_DUMP_REQUEST,
+    socket.AF_INET6: nl.ADDR6_DUMP_REQUEST,
+}
 
-def local_addresses(netns: str | None = None) -> frozenset[IPv4Address]:
-    """All IPv4 addresses (IFA_LOCAL) on all interfaces; `netns` is for tests only."""
-    addresses: set[IPv4Address] = set()
+
+@overload
+def local_addresses(netns: str | None = None) -> frozenset[IPv4Address]: ...
+@overload
+def local_addresses(
+    netns: str | None = None, *, families: Collection[int]
+) -> frozenset[IPv4Address | IPv6Address]: ...
+def local_addresses(netns: str | None = None, *, families: Collection[int] = (socket.AF_INET,)) -> Any:
+    """All addresses (IFA_LOCAL) on all interfaces, of the address `families` (AF_INET, AF_INET6; IPv4
+    only by default). IPv6 addresses come without scope, link-local and tentative ones included.
+    `netns` is for tests only. ValueError for another family."""
+    requests = [_request(family) for family in families]
+    addresses: set[IPv4Address | IPv6Address] = set()
     with nl.open_socket(netns) as sock:
-        for mtype, data, off, end, _flags in nl.dump(sock, nl.RTM_GETADDR, nl.ADDR_DUMP_REQUEST, 1):
-            if mtype != nl.RTM_NEWADDR:
-                continue
-            family, _index, address, _plen = nl.parse_addr(data, off, end)
-            if family == socket.AF_INET and address is not None:
-                addresses.add(address)
+        for seq, (family, body) in enumerate(requests, 1):
+            for mtype, data, off, end, _flags in nl.dump(sock, nl.RTM_GETADDR, body, seq):
+                if mtype != nl.RTM_NEWADDR:
+                    continue
+                got, _index, address, _plen = nl.parse_addr(data, off, end)
+                if got == family and address is not None:
+                    addresses.add(address)
     return frozenset(addresses)
+
+
+def _request(family: int) -> tuple[int, bytes]:
+    body = _DUMP_REQUESTS.get(family)
+    if body is None:
+        raise ValueError(f"address family {family} is neither AF_INET nor AF_INET6")
+    return family, body

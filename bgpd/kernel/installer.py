@@ -1,7 +1,8 @@
 """RouteInstaller: writes the routes bgpd owns into the kernel FIB, and never touches anybody else's.
 
 This module owns bgpd's writes to the routing table. A route is *ours* when it carries our
-`rtm_protocol` at our key (prefix, table, metric). The rules:
+`rtm_protocol` at our key (prefix, table, metric). The rules, the same for IPv4 and IPv6 (the family of
+each change is its prefix's; one call may mix them):
 
 * install: RTM_NEWROUTE with NLM_F_CREATE|NLM_F_EXCL. If the kernel answers EEXIST, the route at our key
   is replaced (NLM_F_REPLACE) only if a fresh protocol-filtered dump shows it is ours; otherwise it is a
@@ -13,8 +14,13 @@ This module owns bgpd's writes to the routing table. A route is *ours* when it c
 * any other error is retried `retries` times with a short backoff, then reported in `OpResult.error`;
   `apply` never raises for a route that fails.
 
-Requests are packed by hand and batched: up to CHUNK messages per sendmsg, each with NLM_F_ACK and its
-own sequence number, and the ACKs are mapped back to the operations by sequence number.
+Requests are packed by hand and batched: up to CHUNK messages per sendmsg, each with its own sequence
+number, and the error answers are mapped back to the operations by sequence number.
+
+IPv6 next hops: a link-local gateway names its device as its scope (`IPv6Address("fe80::1%eth0")`; the
+kernel refuses one without a device), resolved to an ifindex once per `apply`; a scope on another gateway
+pins its device too. IPv4 next hops for IPv6 routes (and the reverse) are refused without asking the
+kernel, which does not take them for IPv6 (RTA_VIA).
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ import errno
 import logging
 import socket
 import time
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Collection, Container, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Any, cast, overload
 
+from bgpd.kernel import _inet6
 from bgpd.kernel import _netlink as nl
 
 log = logging.getLogger(__name__)
@@ -46,10 +54,15 @@ class InstallError(Exception):
 class OpResult:
     """Outcome of one change passed to `RouteInstaller.apply`."""
 
-    prefix: IPv4Network
+    prefix: IPv4Network | IPv6Network
     ok: bool
     collision: bool = False  # a route of another protocol sits at our key; it was left alone
     error: str | None = None
+
+
+Network = IPv4Network | IPv6Network
+Gateway = IPv4Address | IPv6Address
+Change = tuple[Network, tuple[Gateway, ...] | None]
 
 
 class _Op(Enum):
@@ -123,65 +136,85 @@ class RouteInstaller:
         return self._seq
 
     # --- reading -------------------------------------------------------------------------------------
-    def dump_own(self) -> dict[IPv4Network, tuple[IPv4Address, ...]]:
+    @overload
+    def dump_own(self) -> dict[IPv4Network, tuple[IPv4Address, ...]]: ...
+    @overload
+    def dump_own(self, *, families: Collection[int]) -> dict[Network, tuple[Gateway, ...]]: ...
+    def dump_own(self, *, families: Collection[int] = (socket.AF_INET,)) -> dict[Any, tuple[Any, ...]]:
         """Our routes in the kernel: our protocol, table and metric; prefix -> sorted gateways.
 
-        Routes of ours without a gateway (blackhole, device routes) map to an empty tuple.
+        `families`: AF_INET (the default), AF_INET6 or both (one dump each). Routes of ours without a
+        gateway (blackhole, device routes) map to an empty tuple; link-local IPv6 gateways carry their
+        device's name as scope (`fe80::1%eth0`; its ifindex if the device went away meanwhile), and the
+        gateways are sorted by (address, scope). ValueError for another family.
         """
-        own: dict[IPv4Network, tuple[IPv4Address, ...]] = {}
+        for family in families:
+            if family not in (socket.AF_INET, socket.AF_INET6):
+                raise ValueError(f"address family {family} is neither AF_INET nor AF_INET6")
+        own: dict[Any, tuple[Any, ...]] = {}
+        scoped: list[IPv6Network] = []  # IPv6 prefixes with a link-local gateway (named after the dump)
         try:
-            for mtype, data, off, end, _flags in nl.dump_routes(
-                self._sock, self.table, self.protocol, self._next_seq()
-            ):
-                if mtype != nl.RTM_NEWROUTE:
-                    continue
-                parsed = nl.parse_route(data, off, end, self.table, _no_ifname)
-                if parsed is None:
-                    continue
-                route = parsed[0]
-                if route.protocol == self.protocol and route.priority == self.metric:
-                    own[route.prefix] = route.gateways
+            for family in families:
+                parse = nl.parse_route if family == socket.AF_INET else _inet6.parse_route
+                for mtype, data, off, end, _flags in nl.dump_routes(
+                    self._sock, self.table, self.protocol, self._next_seq(), family=family
+                ):
+                    if mtype != nl.RTM_NEWROUTE:
+                        continue
+                    parsed = parse(data, off, end, self.table, _no_ifname)
+                    if parsed is None:
+                        continue
+                    route = parsed[0]
+                    if route.protocol == self.protocol and route.priority == self.metric:
+                        own[route.prefix] = route.gateways
+                        if family == socket.AF_INET6 and any(_scope(g) for g in route.gateways):
+                            scoped.append(cast(IPv6Network, route.prefix))
+            if scoped:
+                names = nl.link_names(self._sock, self._next_seq())
+                for prefix in scoped:
+                    own[prefix] = _named(own[prefix], names)
         except (OSError, nl.NetlinkError) as exc:
             raise InstallError(f"cannot dump table {self.table}: {exc}") from exc
         return own
 
     # --- writing -------------------------------------------------------------------------------------
-    def apply(
-        self,
-        changes: Sequence[tuple[IPv4Network, tuple[IPv4Address, ...] | None]],
-        ours: Container[IPv4Network] = (),
-    ) -> list[OpResult]:
+    def apply(self, changes: Sequence[Change], ours: Container[Network] = ()) -> list[OpResult]:
         """Install/replace (gateways) or delete (None) our route for each prefix; one OpResult per change.
 
         `ours`: prefixes where the caller knows the kernel holds a route of ours at our key; their changes
         are sent as replacements at once (no create, EEXIST and ownership dump, which cost a dump of every
         route of ours per call).
 
-        One gateway installs a plain next hop, several an ECMP route (RTA_MULTIPATH). The gateway must be
-        reachable through a directly connected network. An empty tuple is refused (no next hop). Give each
-        prefix at most once per call (the operations of one call are not ordered against each other).
-        Blocks until the kernel has answered every operation (retries included).
+        One gateway installs a plain next hop, several an ECMP route (RTA_MULTIPATH), for IPv4 and IPv6
+        prefixes alike. The gateway must be reachable through a directly connected network; a link-local
+        IPv6 gateway must name its device as its scope (`fe80::1%eth0`). Refused without asking the
+        kernel: an empty tuple (no next hop), gateways of another family than the prefix, a link-local
+        gateway without device. Give each prefix at most once per call (the operations of one call are not
+        ordered against each other). Blocks until the kernel has answered every operation (retries
+        included).
         """
         results: list[OpResult | None] = [None] * len(changes)
         # index -> (operation, gateways); gateways sorted so the kernel sees a canonical order
-        pending: dict[int, tuple[_Op, tuple[IPv4Address, ...]]] = {}
+        pending: dict[int, tuple[_Op, tuple[Gateway, ...]]] = {}
         for index, (prefix, gateways) in enumerate(changes):
             if gateways is None:
                 pending[index] = (_Op.DELETE, ())
-            elif not gateways:
-                results[index] = OpResult(prefix, ok=False, error="no next hop")
+                continue
+            hops, problem = _canonical(prefix, gateways)
+            if problem is not None:
+                results[index] = OpResult(prefix, ok=False, error=problem)
                 self.errors += 1
             else:
-                op = _Op.REPLACE if prefix in ours else _Op.CREATE
-                pending[index] = (op, tuple(sorted(set(gateways))))
+                pending[index] = (_Op.REPLACE if prefix in ours else _Op.CREATE, hops)
         tries: dict[int, int] = {}  # failed attempts per change
         # Which prefixes hold a route of ours is asked of the kernel only when a create meets an existing
         # route (at most one dump per call), then kept up to date for the rest of the call. Nothing is
         # remembered between calls: that would cost a set entry per installed route.
-        owned: set[IPv4Network] | None = None
+        owned: set[Network] | None = None
+        devices: dict[str, int | None] = {}  # link-local next hops' devices: name -> ifindex, this call
         while pending:
-            answers = self._send(changes, pending)
-            retry: dict[int, tuple[_Op, tuple[IPv4Address, ...]]] = {}
+            answers = self._send(changes, pending, devices)
+            retry: dict[int, tuple[_Op, tuple[Gateway, ...]]] = {}
             exists: list[int] = []
             backoff = 0
             for index, (op, gateways) in pending.items():
@@ -219,7 +252,7 @@ class RouteInstaller:
                 unverified: str | None = None
                 if owned is None:
                     try:
-                        owned = set(self.dump_own())
+                        owned = set(self.dump_own(families=_families(changes[i][0] for i in exists)))
                     except InstallError as exc:
                         unverified = f"route exists, ownership unknown: {exc}"
                         log.warning("%s", unverified)
@@ -243,40 +276,32 @@ class RouteInstaller:
 
     def _send(
         self,
-        changes: Sequence[tuple[IPv4Network, tuple[IPv4Address, ...] | None]],
-        pending: dict[int, tuple[_Op, tuple[IPv4Address, ...]]],
+        changes: Sequence[Change],
+        pending: dict[int, tuple[_Op, tuple[Gateway, ...]]],
+        devices: dict[str, int | None],
     ) -> dict[int, tuple[int, str | None]]:
-        """Send the pending operations in chunks; index -> (errno or 0, extended ACK message)."""
+        """Send the pending operations in chunks; index -> (errno or 0, extended ACK message).
+
+        `devices` caches the ifindex of the devices named by IPv6 gateways (None: not found, asked again
+        on the next pass)."""
         answers: dict[int, tuple[int, str | None]] = {}
         chunk: list[bytes] = []
         by_seq: dict[int, int] = {}
         size = 0
+        for name in [name for name, index in devices.items() if index is None]:
+            del devices[name]
         for index, (op, gateways) in pending.items():
-            seq = self._next_seq()
             prefix = changes[index][0]
-            if op is _Op.DELETE:
-                msg = nl.pack_route(
-                    nl.RTM_DELROUTE,
-                    _DELETE_FLAGS,
-                    seq,
-                    prefix=prefix,
-                    table=self.table,
-                    protocol=self.protocol,
-                    metric=self.metric,
-                    rtype=nl.RTN_UNSPEC,
-                    scope=nl.RT_SCOPE_NOWHERE,
-                )
+            if prefix.version == 6:
+                hops = self._hops6(gateways, devices)
+                if isinstance(hops, str):
+                    answers[index] = (errno.ENODEV, hops)
+                    continue
+                seq = self._next_seq()
+                msg = self._pack(_inet6.pack_route, op, seq, prefix, {"hops": hops})
             else:
-                msg = nl.pack_route(
-                    nl.RTM_NEWROUTE,
-                    _CREATE_FLAGS if op is _Op.CREATE else _REPLACE_FLAGS,
-                    seq,
-                    prefix=prefix,
-                    table=self.table,
-                    protocol=self.protocol,
-                    metric=self.metric,
-                    gateways=gateways,
-                )
+                seq = self._next_seq()
+                msg = self._pack(nl.pack_route, op, seq, prefix, {"gateways": gateways})
             if chunk and (len(chunk) >= CHUNK or size + len(msg) > CHUNK_BYTES):
                 self._exchange(chunk, by_seq, answers)
                 chunk, by_seq, size = [], {}, 0
@@ -286,6 +311,62 @@ class RouteInstaller:
         if chunk:
             self._exchange(chunk, by_seq, answers)
         return answers
+
+    def _hops6(
+        self, gateways: tuple[Gateway, ...], devices: dict[str, int | None]
+    ) -> tuple[tuple[IPv6Address, int], ...] | str:
+        """(gateway, ifindex of its scope or 0) per IPv6 gateway, or why a device cannot be found."""
+        hops: list[tuple[IPv6Address, int]] = []
+        for gateway in cast(tuple[IPv6Address, ...], gateways):
+            name = gateway.scope_id
+            oif = 0
+            if name:
+                if name not in devices:
+                    devices[name] = self._ifindex(name)
+                found = devices[name]
+                if found is None:
+                    return f"no device {name} for next hop {gateway}"
+                oif = found
+            hops.append((gateway, oif))
+        return tuple(hops)
+
+    def _pack(
+        self, packer: Callable[..., bytes], op: _Op, seq: int, prefix: Network, next_hops: dict[str, Any]
+    ) -> bytes:
+        """The request of one operation, packed by `packer` (the IPv4 or the IPv6 encoder); `next_hops`
+        is the encoder's next-hop keyword, left out of deletes (they name only our key and protocol)."""
+        if op is _Op.DELETE:
+            return packer(
+                nl.RTM_DELROUTE,
+                _DELETE_FLAGS,
+                seq,
+                prefix=prefix,
+                table=self.table,
+                protocol=self.protocol,
+                metric=self.metric,
+                rtype=nl.RTN_UNSPEC,
+                scope=nl.RT_SCOPE_NOWHERE,
+            )
+        flags = _CREATE_FLAGS if op is _Op.CREATE else _REPLACE_FLAGS
+        return packer(
+            nl.RTM_NEWROUTE,
+            flags,
+            seq,
+            prefix=prefix,
+            table=self.table,
+            protocol=self.protocol,
+            metric=self.metric,
+            **next_hops,
+        )
+
+    def _ifindex(self, name: str) -> int | None:
+        """The ifindex of device `name` in the installer's namespace, None if there is none (or the
+        kernel could not say)."""
+        try:
+            return nl.link_index(self._sock, name, self._next_seq())
+        except (OSError, nl.NetlinkError) as exc:
+            log.warning("cannot look up device %s: %s", name, exc)
+            return None
 
     def _exchange(
         self, chunk: list[bytes], by_seq: dict[int, int], answers: dict[int, tuple[int, str | None]]
@@ -336,3 +417,48 @@ class RouteInstaller:
 
 def _no_ifname(index: int) -> str | None:
     return None
+
+
+def _canonical(prefix: Network, gateways: tuple[Gateway, ...]) -> tuple[tuple[Gateway, ...], str | None]:
+    """The gateways of an install, deduplicated and sorted, or the reason they are refused."""
+    if not gateways:
+        return (), "no next hop"
+    try:
+        hops = tuple(sorted(set(gateways)))
+    except TypeError:  # IPv4 and IPv6 addresses do not compare
+        return (), "next hops of both address families"
+    if hops[0].version != prefix.version:
+        return (), f"IPv{hops[0].version} next hop for an IPv{prefix.version} route"
+    if prefix.version == 6:
+        hops = tuple(sorted(hops, key=_scope_order))
+        for gateway in hops:
+            if _inet6.is_link_local(cast(IPv6Address, gateway)) and not _scope(gateway):
+                return (), f"link-local next hop {gateway} without its device (as in {gateway}%eth0)"
+    return hops, None
+
+
+def _scope(address: Gateway) -> str | None:
+    return address.scope_id if isinstance(address, IPv6Address) else None
+
+
+def _scope_order(address: Gateway) -> tuple[int, str]:
+    return int(address), _scope(address) or ""
+
+
+def _named(gateways: tuple[Gateway, ...], names: dict[int, str]) -> tuple[Gateway, ...]:
+    """Link-local gateways scoped by ifindex (as parsed without device names) scoped by name instead."""
+    named: list[Gateway] = []
+    for gateway in gateways:
+        scope = _scope(gateway)
+        if scope and scope.isdigit() and int(scope) in names:
+            gateway = IPv6Address(f"{IPv6Address(int(gateway))}%{names[int(scope)]}")
+        named.append(gateway)
+    return tuple(sorted(named, key=_scope_order))
+
+
+def _families(prefixes: Iterator[Network]) -> tuple[int, ...]:
+    versions = {prefix.version for prefix in prefixes}
+    return tuple(family for family, version in _FAMILIES if version in versions)
+
+
+_FAMILIES = ((socket.AF_INET, 4), (socket.AF_INET6, 6))

@@ -1,9 +1,11 @@
-"""RouteWatcher: the kernel's IPv4 routes of one table, as a snapshot followed by change events.
+"""RouteWatcher: the kernel's routes of one table, as a snapshot followed by change events.
 
 This module owns the subscription to the kernel's route notifications. A dedicated thread subscribes to
 RTMGRP_IPV4_ROUTE (plus RTMGRP_LINK and RTMGRP_IPV4_IFADDR), *then* dumps the links and the routes of the
 table, so no change falls between dump and stream, and delivers `Snapshot(reason="start")`, then batches
-of `RouteAdded`/`RouteRemoved`. When the stream cannot be trusted it re-reads the kernel:
+of `RouteAdded`/`RouteRemoved`. That is IPv4 only unless asked for IPv6 too (`families`): then it also
+subscribes to RTMGRP_IPV6_ROUTE and RTMGRP_IPV6_IFADDR, and every dump and re-read below covers both
+families. When the stream cannot be trusted it re-reads the kernel:
 
 * "overflow": the kernel dropped notifications (ENOBUFS on the socket): a fresh dump of the whole table,
   delivered as a `Snapshot` that the consumer applies as "replace everything";
@@ -11,8 +13,16 @@ of `RouteAdded`/`RouteRemoved`. When the stream cannot be trusted it re-reads th
   routes through a device that goes down or is deleted, or loses its last IPv4 address, without sending
   RTM_DELROUTE. Only that device's routes are re-read (a dump the kernel filters by output device):
   `RouteRemoved` for each route it carried that is gone, `RouteAdded` for each it still carries, then
-  `LinkLost` naming the device, its IPv4 networks and whether the kernel flushed its routes, so the
-  consumer can check what it does not track (its own routes).
+  `LinkLost` naming the device, its networks and whether the kernel flushed its routes, so the
+  consumer can check what it does not track (its own routes). (Linux also removes the IPv6 routes through
+  a device that goes down or is deleted, but announces those; an IPv6 address leaving flushes nothing.)
+
+An IPv6 ECMP route is a set of sibling routes in the kernel: removing one next hop (`ip -6 route del P
+via G`, or a flush, which goes next hop by next hop) is announced as an RTM_DELROUTE of that next hop
+alone. The watcher reports it as `RouteAdded` of the route with the next hops left, from what it last
+reported at that key (for `own_protocol` routes, which it does not track, as `RouteRemoved`). Routes to
+IPv6 link-local destinations (fe80::/10) are not reported: every device has its fe80::/64, all at the same
+key (see `_inet6`).
 
 Applying events in order on top of the last Snapshot always converges to the kernel's table: every event
 states the whole route at its key, and a change concurrent with a dump is both in the dump and queued
@@ -31,15 +41,17 @@ Messages are parsed with `struct` (see `_netlink`): pyroute2's full parse is far
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import logging
 import select
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from bgpd import prefix as prefixes
+from bgpd.kernel import _inet6
 from bgpd.kernel import _netlink as nl
 from bgpd.model import KernelRoute, Prefix
 
@@ -73,12 +85,13 @@ class RouteRemoved:
 
 @dataclass(frozen=True, slots=True)
 class LinkLost:
-    """Device `index` (`name`) went down, lost carrier, was deleted or renamed, or lost an IPv4 address.
+    """Device `index` (`name`) went down, lost carrier, was deleted or renamed, or lost an address.
 
-    `flushed`: the kernel removed, without any notification, every route through it (the device went down
-    or was deleted, or lost its last IPv4 address). `networks`: its IPv4 networks before the loss (a next
-    hop inside one of them was reached through it). `routes`: the routes it carried, as last reported
-    (not the watcher's `own_protocol`); their removals and current state precede this event."""
+    `flushed`: the kernel removed, without any notification, every IPv4 route through it (the device went
+    down or was deleted, or lost its last IPv4 address). `networks`: its networks before the loss (a next
+    hop inside one of them was reached through it): IPv4 ones, then IPv6 ones (link-local fe80::/64
+    included) if the watcher watches IPv6. `routes`: the routes it carried, as last reported (not the
+    watcher's `own_protocol`); their removals and current state precede this event."""
 
     index: int
     name: str | None
@@ -89,8 +102,8 @@ class LinkLost:
 
 @dataclass(frozen=True, slots=True)
 class LinkUp:
-    """Device `index` came up (or got carrier) or gained an IPv4 address: next hops through it may be
-    reachable again (a route change that failed for lack of one is worth retrying now)."""
+    """Device `index` came up (or got carrier) or gained an address (of a watched family): next hops
+    through it may be reachable again (a route change that failed for lack of one is worth retrying now)."""
 
     index: int
     name: str | None
@@ -108,11 +121,15 @@ class _Loss:
     name: str | None
     carried: dict[_Key, KernelRoute] = field(default_factory=dict)
     networks: set[tuple[int, int]] = field(default_factory=set)
+    networks6: set[Prefix] = field(default_factory=set)
     flushed: bool = False
 
 
 class RouteWatcher:
-    """Reports all IPv4 routes (every protocol) of routing table `table` to `on_events`.
+    """Reports all routes (every protocol) of routing table `table` to `on_events`, of the address
+    `families`: (socket.AF_INET,) by default, AF_INET6 alone or both. IPv6 routes come as KernelRoutes
+    with IPv6Network prefixes and IPv6Address gateways (link-local ones scoped with their device's name,
+    `fe80::1%eth0`); a consumer that reads them as IPv4 must not ask for them.
 
     `on_events` is called on the watcher's own thread with one list per burst of notifications (the
     messages read in one pass over the socket); the first call holds `Snapshot(reason="start")`. It should
@@ -122,7 +139,8 @@ class RouteWatcher:
     `netns` (tests only) makes the watcher's thread enter that network namespace before opening its
     sockets; production leaves it None and watches the daemon's own namespace. `ignore_sender`: the port
     id of a netlink socket whose own route changes are not reported (see the module docstring);
-    `ignore_protocol`: a protocol whose routes are never reported.
+    `ignore_protocol`: a protocol whose routes are never reported. ValueError for an empty `families` or
+    another family.
     """
 
     def __init__(
@@ -135,7 +153,16 @@ class RouteWatcher:
         ignore_protocol: int | None = None,
         ignore_sender: int | None = None,
         own_protocol: int | None = None,
+        families: Collection[int] = (socket.AF_INET,),
     ) -> None:
+        unknown = set(families) - {socket.AF_INET, socket.AF_INET6}
+        if unknown or not families:
+            raise ValueError(f"families must be AF_INET and/or AF_INET6, not {sorted(unknown) or 'none'}")
+        self.families = tuple(f for f in (socket.AF_INET, socket.AF_INET6) if f in families)
+        self._inet4 = socket.AF_INET in self.families
+        self._inet6 = socket.AF_INET6 in self.families
+        # the IPv4 parser itself when only IPv4 is watched (the hot path stays as it was)
+        self._parse_route = nl.parse_route if self.families == (socket.AF_INET,) else _inet6.parse_route_any
         self.table = table
         # routes of this protocol are dropped before parsing (a daemon that installs nothing)
         self.skip_protocol = -1 if ignore_protocol is None else ignore_protocol
@@ -163,8 +190,9 @@ class RouteWatcher:
         # every reported route with an output device, and the keys of the routes each ifindex carries
         self._tracked: dict[_Key, tuple[KernelRoute, tuple[int, ...]]] = {}
         self._keys_on_if: dict[int, set[_Key]] = {}
-        # the IPv4 networks (network int, prefix length) of each device's addresses
+        # the IPv4 networks (network int, prefix length) of each device's addresses, and the IPv6 ones
         self._networks: dict[int, set[tuple[int, int]]] = {}
+        self._networks6: dict[int, set[Prefix]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -244,7 +272,12 @@ class RouteWatcher:
                 nl.drop_protocol_filter(events, self.skip_protocol)
         except OSError as exc:
             log.warning("kernel-side notification filter unavailable (%s); filtering in bgpd", exc)
-        events.bind((0, nl.RTMGRP_IPV4_ROUTE | nl.RTMGRP_LINK | nl.RTMGRP_IPV4_IFADDR))
+        groups = nl.RTMGRP_LINK
+        if self._inet4:
+            groups |= nl.RTMGRP_IPV4_ROUTE | nl.RTMGRP_IPV4_IFADDR
+        if self._inet6:
+            groups |= nl.RTMGRP_IPV6_ROUTE | nl.RTMGRP_IPV6_IFADDR
+        events.bind((0, groups))
         events.setblocking(False)
         dump_sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nl.NETLINK_ROUTE)
         self._dump_sock = dump_sock
@@ -331,16 +364,23 @@ class RouteWatcher:
         up: dict[int, str | None],
     ) -> None:
         """Append the route events of one receive buffer to batch; add to `lost` the devices whose routes
-        must be re-read, to `up` those that came up or gained an IPv4 address."""
+        must be re-read, to `up` those that came up or gained an address."""
         skip_sender = -1 if self._sender_filtered or self.skip_sender is None else self.skip_sender
+        parse_route = self._parse_route
+        inet6 = self._inet6
         for mtype, _flags, _seq, sender, off, end in nl.iter_messages(buf, length):
             if mtype == nl.RTM_NEWROUTE or mtype == nl.RTM_DELROUTE:
                 if sender == skip_sender:
                     continue
-                parsed = nl.parse_route(buf, off, end, self.table, self._ifname, self.skip_protocol)
+                parsed = parse_route(buf, off, end, self.table, self._ifname, self.skip_protocol)
                 if parsed is None:
                     continue
                 route, oifs = parsed
+                if inet6 and mtype == nl.RTM_DELROUTE and len(route.gateways) == 1:
+                    remaining = self._sibling_removed(route, oifs)
+                    if remaining is not None:  # one next hop of an IPv6 ECMP route: the others stay
+                        route, oifs = remaining
+                        mtype = nl.RTM_NEWROUTE
                 if route.protocol != self.own_protocol:
                     self._track(route, oifs if mtype == nl.RTM_NEWROUTE else None)
                 batch.append(RouteAdded(route) if mtype == nl.RTM_NEWROUTE else RouteRemoved(route))
@@ -351,6 +391,7 @@ class RouteWatcher:
                     self._links.pop(index, None)
                     self._note_lost(lost, index, old[1] if old is not None else name, flushed=True)
                     self._networks.pop(index, None)
+                    self._networks6.pop(index, None)
                 else:
                     self._links[index] = (flags, name)
                     if old is not None and (
@@ -363,6 +404,8 @@ class RouteWatcher:
             elif mtype == nl.RTM_DELADDR or mtype == nl.RTM_NEWADDR:
                 family, index, address, plen = nl.parse_addr(buf, off, end)
                 if family != socket.AF_INET or address is None:
+                    if inet6 and family == socket.AF_INET6 and address is not None:
+                        self._address6(mtype == nl.RTM_NEWADDR, index, int(address), plen, lost, up)
                     continue
                 network = (int(address) & prefixes.mask(plen), plen)
                 if mtype == nl.RTM_NEWADDR:
@@ -377,6 +420,48 @@ class RouteWatcher:
                     if not left:  # the last IPv4 address: the kernel flushes the device's routes
                         loss.flushed = True
 
+    def _address6(
+        self,
+        added: bool,
+        index: int,
+        address: int,
+        plen: int,
+        lost: dict[int, _Loss],
+        up: dict[int, str | None],
+    ) -> None:
+        """An IPv6 address came or went: keep the device's networks; a removal re-reads the device's
+        routes, but flushes nothing (IPv6 routes do not need an address of the device)."""
+        network = _inet6.network(address, plen)
+        name = self._links.get(index, (0, None))[1]
+        if added:
+            self._networks6.setdefault(index, set()).add(network)
+            up[index] = name
+        else:
+            loss = self._note_lost(lost, index, name, flushed=False)
+            loss.networks6.add(network)
+            self._networks6.get(index, set()).discard(network)
+
+    def _sibling_removed(
+        self, route: KernelRoute, oifs: tuple[int, ...]
+    ) -> tuple[KernelRoute, tuple[int, ...]] | None:
+        """The route left at `route.key` if this RTM_DELROUTE removed one next hop of a tracked IPv6 ECMP
+        route (the kernel announces only the removed sibling), None if the route is gone."""
+        tracked = self._tracked.get(route.key)
+        if tracked is None or not _inet6.is_ipv6(route.prefix):
+            return None
+        before, before_oifs = tracked
+        hops = len(before.gateways)
+        if hops < 2 or len(before_oifs) != hops or before.protocol != route.protocol:
+            return None
+        gone = (route.gateways[0], oifs[0] if len(oifs) == 1 else 0)
+        pairs = [pair for pair in zip(before.gateways, before_oifs, strict=True) if pair != gone]
+        if len(pairs) != hops - 1:
+            return None  # not one of its next hops: the notification says the whole route is gone
+        left_oifs = tuple(oif for _, oif in pairs)
+        ifname = self._ifname(left_oifs[0]) if len(set(left_oifs)) == 1 else None
+        left = dataclasses.replace(before, gateways=tuple(g for g, _ in pairs), ifname=ifname)
+        return left, left_oifs
+
     def _note_lost(self, lost: dict[int, _Loss], index: int, name: str | None, flushed: bool) -> _Loss:
         """Remember the routes and networks device `index` has now: the notifications that follow in the
         same pass (the kernel announces some of what it removes) must not hide them from `LinkLost`."""
@@ -385,6 +470,7 @@ class RouteWatcher:
             loss = lost[index] = _Loss(name)
         loss.flushed = loss.flushed or flushed
         loss.networks |= self._networks.get(index, set())
+        loss.networks6 |= self._networks6.get(index, set())
         for key in self._keys_on_if.get(index, ()):
             tracked = self._tracked.get(key)
             if tracked is not None:
@@ -392,7 +478,11 @@ class RouteWatcher:
         return loss
 
     def _link_lost(self, index: int, loss: _Loss) -> LinkLost:
-        networks = tuple(prefixes.from_int(net, plen) for net, plen in sorted(loss.networks))
+        networks: tuple[Prefix, ...] = tuple(
+            prefixes.from_int(net, plen) for net, plen in sorted(loss.networks)
+        )
+        if loss.networks6:
+            networks += tuple(sorted(loss.networks6))
         return LinkLost(index, loss.name, tuple(loss.carried.values()), networks, loss.flushed)
 
     def _ifname(self, index: int) -> str | None:
@@ -433,12 +523,15 @@ class RouteWatcher:
         assert sock is not None
         before = list(carried.values())
         present: dict[_Key, tuple[KernelRoute, tuple[int, ...]]] = {}
-        for mtype, data, off, end, _flags in nl.dump_routes(sock, self.table, 0, self._next_seq(), index):
-            if mtype != nl.RTM_NEWROUTE:
-                continue
-            parsed = nl.parse_route(data, off, end, self.table, self._ifname, self.skip_protocol)
-            if parsed is not None and parsed[0].protocol != self.own_protocol:
-                present[parsed[0].key] = parsed
+        for family in self.families:
+            for mtype, data, off, end, _flags in nl.dump_routes(
+                sock, self.table, 0, self._next_seq(), index, family
+            ):
+                if mtype != nl.RTM_NEWROUTE:
+                    continue
+                parsed = self._parse_route(data, off, end, self.table, self._ifname, self.skip_protocol)
+                if parsed is not None and parsed[0].protocol != self.own_protocol:
+                    present[parsed[0].key] = parsed
         for route in before:
             if route.key not in present and self._tracked.get(route.key, (None,))[0] == route:
                 self._track(route, None)
@@ -465,24 +558,38 @@ class RouteWatcher:
                 links[index] = (flags, name)
         self._links = links
         networks: dict[int, set[tuple[int, int]]] = {}
-        for mtype, data, off, end, _flags in nl.dump(
-            sock, nl.RTM_GETADDR, nl.ADDR_DUMP_REQUEST, self._next_seq()
-        ):
-            if mtype == nl.RTM_NEWADDR:
-                family, index, address, plen = nl.parse_addr(data, off, end)
-                if family == socket.AF_INET and address is not None:
-                    networks.setdefault(index, set()).add((int(address) & prefixes.mask(plen), plen))
+        if self._inet4:
+            for mtype, data, off, end, _flags in nl.dump(
+                sock, nl.RTM_GETADDR, nl.ADDR_DUMP_REQUEST, self._next_seq()
+            ):
+                if mtype == nl.RTM_NEWADDR:
+                    family, index, address, plen = nl.parse_addr(data, off, end)
+                    if family == socket.AF_INET and address is not None:
+                        networks.setdefault(index, set()).add((int(address) & prefixes.mask(plen), plen))
         self._networks = networks
+        networks6: dict[int, set[Prefix]] = {}
+        if self._inet6:
+            for mtype, data, off, end, _flags in nl.dump(
+                sock, nl.RTM_GETADDR, nl.ADDR6_DUMP_REQUEST, self._next_seq()
+            ):
+                if mtype == nl.RTM_NEWADDR:
+                    family, index, address, plen = nl.parse_addr(data, off, end)
+                    if family == socket.AF_INET6 and address is not None:
+                        networks6.setdefault(index, set()).add(_inet6.network(int(address), plen))
+        self._networks6 = networks6
         routes: dict[_Key, KernelRoute] = {}
         self._tracked = {}
         self._keys_on_if = {}
-        for mtype, data, off, end, _flags in nl.dump_routes(sock, self.table, 0, self._next_seq()):
-            if mtype != nl.RTM_NEWROUTE:
-                continue
-            parsed = nl.parse_route(data, off, end, self.table, self._ifname, self.skip_protocol)
-            if parsed is not None:
-                route, oifs = parsed
-                routes[route.key] = route
-                if route.protocol != self.own_protocol:
-                    self._track(route, oifs)
+        for family in self.families:
+            for mtype, data, off, end, _flags in nl.dump_routes(
+                sock, self.table, 0, self._next_seq(), family=family
+            ):
+                if mtype != nl.RTM_NEWROUTE:
+                    continue
+                parsed = self._parse_route(data, off, end, self.table, self._ifname, self.skip_protocol)
+                if parsed is not None:
+                    route, oifs = parsed
+                    routes[route.key] = route
+                    if route.protocol != self.own_protocol:
+                        self._track(route, oifs)
         return Snapshot(tuple(routes.values()), reason)

@@ -190,7 +190,7 @@ def test_known_own_route_is_replaced_without_an_ownership_dump(
     installer.apply([(net("10.63.0.0/24"), (GW1,))])
     dumps: list[int] = []
     real_dump = installer.dump_own
-    monkeypatch.setattr(installer, "dump_own", lambda: dumps.append(1) or real_dump())
+    monkeypatch.setattr(installer, "dump_own", lambda **kw: dumps.append(1) or real_dump(**kw))
     changes = [(net("10.63.0.0/24"), (GW2, GW3)), (net("10.63.1.0/24"), (GW1,))]  # the second is not there
     results = installer.apply(changes, ours={net("10.63.0.0/24"), net("10.63.1.0/24")})
     assert all(r.ok for r in results) and dumps == []

@@ -10,57 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from bgpd.kernel import LinkLost, RouteAdded, RouteEvent, RouteRemoved, RouteWatcher, Snapshot
+from bgpd.kernel import RouteAdded, RouteEvent, RouteRemoved, RouteWatcher
 from bgpd.model import KernelRoute
 
-from .conftest import POLL_DEADLINE, Netns, poll_until
+from .conftest import POLL_DEADLINE, Netns, View, poll_until
 
 pytestmark = pytest.mark.kernel
 
 MAIN = 254
 BURST = 10_000
-
-
-class View:
-    """A consumer as the daemon would keep one: a dict by route key, a Snapshot replaces everything."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.routes: dict[tuple[IPv4Network, int, int], KernelRoute] = {}
-        self.reasons: list[str] = []
-        self.lost: list[LinkLost] = []
-        self.events: list[RouteEvent] = []
-
-    def __call__(self, events: list[RouteEvent]) -> None:
-        with self.lock:
-            self.events.extend(events)
-            for event in events:
-                if isinstance(event, Snapshot):
-                    self.routes = {route.key: route for route in event.routes}
-                    self.reasons.append(event.reason)
-                elif isinstance(event, RouteAdded):
-                    self.routes[event.route.key] = event.route
-                elif isinstance(event, RouteRemoved):
-                    self.routes.pop(event.route.key, None)
-                elif isinstance(event, LinkLost):
-                    self.lost.append(event)
-
-    def get(self, prefix: str) -> list[KernelRoute]:
-        net = IPv4Network(prefix)
-        with self.lock:
-            return [route for route in self.routes.values() if route.prefix == net]
-
-    def count(self, protocol: int) -> int:
-        with self.lock:
-            return sum(1 for route in self.routes.values() if route.protocol == protocol)
-
-    def has_event(self, kind: type, prefix: str) -> bool:
-        net = IPv4Network(prefix)
-        with self.lock:
-            return any(
-                isinstance(e, kind) and isinstance(e, RouteAdded | RouteRemoved) and e.route.prefix == net
-                for e in self.events
-            )
 
 
 @pytest.fixture
