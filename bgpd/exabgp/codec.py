@@ -5,51 +5,90 @@ event, or None for lines bgpd does not act on (acks, keepalives, unknown types).
 parse is reported in `Update.malformed` instead of being dropped silently, so the caller can count it.
 
 An UPDATE bgpd cannot fully use is handled as RFC 7606 §2 "treat-as-withdraw" (BIRD does the same): each
-announced IPv4 unicast prefix whose attributes or next hop are unusable goes into `Update.withdrawn`, so an
-earlier path from that peer is removed, and one reason per such prefix into `Update.malformed`, so it is
-counted. Unusable: attributes that do not decode (ExaBGP shows ORIGIN 3..255 as "invalid"), a missing
-ORIGIN (§3 d), an unrecognized well-known attribute ExaBGP passed through ("attribute-0xCODE-0xFLAGS" with
-the Optional bit clear; RFC 4271 §6.3), ExaBGP's own treat-as-withdraw marker, and a next hop that is not an
-IPv4 address (ExaBGP writes "no-nexthop" when NEXT_HOP is missing, "::" for a 16-octet one). ExaBGP 5.0.15
-handles most malformed attributes itself: it sends the prefixes as withdrawn, with `"error":
-"treat-as-withdraw..."` among the attributes; those withdrawals are counted as malformed too. A prefix that
-does not parse cannot be withdrawn; it is only counted.
+announced prefix whose attributes or next hop are unusable goes into `Update.withdrawn`, so an earlier path
+from that peer is removed, and one reason per such prefix into `Update.malformed`, so it is counted.
+Unusable: attributes that do not decode (ExaBGP shows ORIGIN 3..255 as "invalid"), a missing ORIGIN (§3 d),
+an unrecognized well-known attribute ExaBGP passed through ("attribute-0xCODE-0xFLAGS" with the Optional bit
+clear; RFC 4271 §6.3), ExaBGP's own treat-as-withdraw marker, and a next hop that is not an address of the
+route's family (ExaBGP writes "no-nexthop" when NEXT_HOP is missing, "::" for a 16-octet one on an IPv4
+route). ExaBGP 5.0.15 handles most malformed attributes itself: it sends the prefixes as withdrawn, with
+`"error": "treat-as-withdraw..."` among the attributes; those withdrawals are counted as malformed too. A
+prefix that does not parse cannot be withdrawn; it is only counted.
+
+Families. By default only IPv4 unicast is decoded, exactly as before dual stack (issue 11): an IPv6 unicast
+UPDATE is reported in `malformed` as an unsupported family, an IPv6 End-of-RIB gives None and an event from a
+peer with an IPv6 address raises DecodeError. `decode(line, families=DUAL_STACK)` also decodes IPv6 unicast
+(`Prefix6` prefixes, `Address6` next hops and peers), as BIRD 2 does:
+- a 32-octet next hop (RFC 2545 §3: global, then link-local), which ExaBGP prints as two next hops each
+  carrying the same NLRI, is one path: its next hop is the global address, the link-local one rides along in
+  `Announced.link_local` (kept only if it is link-local, as BIRD's bgp_decode_next_hop_ip keeps it);
+- an IPv6 route with an IPv4 next hop, written as such or IPv4-mapped (::ffff:a.b.c.d, RFC 4291 §2.5.5.2),
+  is treated as withdrawn (BIRD: BAD_NEXT_HOP without the extended next hop capability, which bgpd does not
+  negotiate); any other IPv6 next hop, be it unspecified, link-local or multicast, is passed on for the
+  import policy to reject, as 0.0.0.0 and multicast ones are for IPv4.
+Types follow the switch: the event classes are generic in the prefix and address types, with IPv4 as the
+default, so `decode(line)` gives `Event` (IPv4 only, as bgpd's speaker reads it today) and `decode(line,
+families)` gives `AnyEvent` (either family).
 
 Outbound: `announce_lines` / `withdraw_lines` / `eor_line` build command text, batching prefixes that share
 attributes into one `announce attributes ... nlri P1 P2 ...` command (several times cheaper in ExaBGP than
-one `announce route` per prefix).
+one `announce route` per prefix). The family is the prefixes'; the next hop must be of the same family
+(ValueError otherwise: an IPv6 route with an IPv4 next hop makes the peer reset the session, and ExaBGP,
+which keeps the route, sends it again on every new session).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
-from typing import Any
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Generic, Literal, overload
 
 from bgpd import prefix
 from bgpd.model import Attributes, Origin
-from bgpd.prefix import Address
+from bgpd.prefix import Address, Address6
 
 NLRI_PER_COMMAND = 500
 
+Family = Literal[4, 6]  # the address family (IPv4 or IPv6 unicast), as bgpd.prefix.family gives it
+IPV4_ONLY: frozenset[Family] = frozenset({4})
+DUAL_STACK: frozenset[Family] = frozenset({4, 6})
+AnyPrefix = IPv4Network | IPv6Network
+AnyAddress = IPv4Address | IPv6Address
+
+# The event classes are generic in the prefix (P) and address (A) types, IPv4 by default (module docstring).
+# Python 3.11's TypeVar has no default: the checker reads typing_extensions' (PEP 696), the runtime the plain.
+# Build events with the bare class and annotate (`u: Update[AnyPrefix, AnyAddress] = Update(...)`): on 3.11
+# calling a subscripted frozen slots dataclass (`Update[...](...)`) raises TypeError.
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar
+
+    P = TypeVar("P", bound=AnyPrefix, default=IPv4Network, covariant=True)
+    A = TypeVar("A", bound=AnyAddress, default=IPv4Address, covariant=True)
+else:
+    from typing import TypeVar
+
+    P = TypeVar("P", covariant=True)
+    A = TypeVar("A", covariant=True)
+
 
 @dataclass(frozen=True, slots=True)
-class PeerState:
+class PeerState(Generic[A]):
     """A session changed state: "connected" (TCP up), "up" (Established), "down"."""
 
-    peer: IPv4Address
+    peer: A
     peer_asn: int
     state: str
     reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
-class PeerOpen:
+class PeerOpen(Generic[A]):
     """The OPEN the peer sent (RFC 4271 §4.2): its BGP Identifier is the router id used in best path."""
 
-    peer: IPv4Address
+    peer: A
     peer_asn: int
     router_id: IPv4Address
     hold_time: int
@@ -59,47 +98,67 @@ class PeerOpen:
     forwarding_kept: bool = False
     # its Restart State bit (RFC 4724 §3): it has just restarted and defers its own End-of-RIB
     restarting: bool = False
+    # the same as restart_time / forwarding_kept, for IPv6 unicast (decoded only if IPv6 unicast is)
+    restart_time6: int | None = None
+    forwarding_kept6: bool = False
+
+    def graceful_restart(self, family: Family) -> tuple[int | None, bool]:
+        """(restart time, forwarding state kept) of the Graceful Restart Capability for `family`."""
+        if family == 4:
+            return self.restart_time, self.forwarding_kept
+        return self.restart_time6, self.forwarding_kept6
 
 
 @dataclass(frozen=True, slots=True)
-class Announced:
+class Announced(Generic[P, A]):
     """One received NLRI with its next hop and attributes (still unvalidated by policy)."""
 
-    prefix: IPv4Network
-    next_hop: IPv4Address
+    prefix: P
+    next_hop: A
     attrs: Attributes
+    # IPv6 only: the link-local address of a 32-octet next hop (RFC 2545 §3), beside the global `next_hop`
+    link_local: IPv6Address | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class Update:
+class Update(Generic[P, A]):
     """One UPDATE message received from a peer (RFC 4271 §4.3)."""
 
-    peer: IPv4Address
+    peer: A
     peer_asn: int
-    announced: tuple[Announced, ...] = ()
-    withdrawn: tuple[IPv4Network, ...] = ()
+    announced: tuple[Announced[P, A], ...] = ()
+    withdrawn: tuple[P, ...] = ()
     # human-readable reasons: one per NLRI treated as withdrawn or not parsed, one per unsupported family
     malformed: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True, slots=True)
-class EndOfRib:
-    """The peer finished sending its table for IPv4 unicast (RFC 4724 §2)."""
+class EndOfRib(Generic[A]):
+    """The peer finished sending its table for `family` unicast (RFC 4724 §2)."""
 
-    peer: IPv4Address
+    peer: A
+    family: Family = 4
 
 
 @dataclass(frozen=True, slots=True)
-class Notification:
+class Notification(Generic[A]):
     """A NOTIFICATION received from the peer (RFC 4271 §4.5)."""
 
-    peer: IPv4Address
+    peer: A
     code: int
     subcode: int
     data: str = ""
 
 
+# What `decode(line)` gives (IPv4 only), and what `decode(line, families)` gives (either family)
 Event = PeerState | PeerOpen | Update | EndOfRib | Notification
+AnyEvent = (
+    PeerState[AnyAddress]
+    | PeerOpen[AnyAddress]
+    | Update[AnyPrefix, AnyAddress]
+    | EndOfRib[AnyAddress]
+    | Notification[AnyAddress]
+)
 
 
 class DecodeError(ValueError):
@@ -107,12 +166,25 @@ class DecodeError(ValueError):
 
 
 _ORIGINS = {"igp": Origin.IGP, "egp": Origin.EGP, "incomplete": Origin.INCOMPLETE}
-_IPV4_UNICAST = "ipv4 unicast"
+# ExaBGP's family names: in UPDATEs ("announce"/"withdraw" keys), commands, End-of-RIB and capabilities
+_FAMILY_NAMES: dict[Family, str] = {4: "ipv4 unicast", 6: "ipv6 unicast"}
+_FAMILY_OF_NAME: dict[str, Family] = {name: family for family, name in _FAMILY_NAMES.items()}
+_AFI_NAMES: dict[Family, str] = {4: "ipv4", 6: "ipv6"}
+_GR_KEYS: dict[Family, str] = {4: "ipv4/unicast", 6: "ipv6/unicast"}
+_parse4, _parse6 = prefix.parse, prefix.parse6  # (module names: `prefix` is a local name below)
+_PARSERS: dict[Family, Callable[[str], AnyPrefix]] = {4: _parse4, 6: _parse6}
 
 
-def decode(line: str) -> Event | None:
+@overload
+def decode(line: str) -> Event | None: ...
+@overload
+def decode(line: str, families: Collection[Family]) -> AnyEvent | None: ...
+def decode(line: str, families: Collection[Family] = IPV4_ONLY) -> AnyEvent | None:
     """Decode one line ExaBGP wrote to its helper. Non-JSON lines (acks such as "done") give None.
-    Raises DecodeError, and only DecodeError, for JSON that is not a valid API 5.0.0 event."""
+    Raises DecodeError, and only DecodeError, for JSON that is not a valid API 5.0.0 event.
+
+    `families`: the unicast families to decode (4, 6); UPDATEs of others are reported as malformed, their
+    End-of-RIB gives None; peers with an IPv6 address are accepted only if 6 is among them."""
     line = line.strip()
     if not line.startswith("{"):
         return None
@@ -123,26 +195,30 @@ def decode(line: str) -> Event | None:
     if not isinstance(msg, dict):
         raise DecodeError("ExaBGP event is not an object")
     try:
-        return _decode_event(msg)
+        return _decode_event(msg, families)
     except (AttributeError, TypeError, KeyError, ValueError) as exc:
         if isinstance(exc, DecodeError):
             raise
         raise DecodeError(f"unexpected event shape: {type(exc).__name__}: {exc}") from exc
 
 
-def _decode_event(msg: dict[str, Any]) -> Event | None:
+def _decode_event(msg: dict[str, Any], families: Collection[Family]) -> AnyEvent | None:
     kind = msg.get("type")
     neighbor = msg.get("neighbor")
     if not isinstance(neighbor, dict):
         return None
-    peer, peer_asn = _peer_of(neighbor)
+    peer, peer_asn = _peer_of(neighbor, 6 in families)
     if kind == "state":
         return PeerState(peer, peer_asn, str(neighbor.get("state", "")), str(neighbor.get("reason", "")))
     if kind == "open":
         if neighbor.get("direction") != "receive":
             return None
         opened = neighbor["open"]  # ExaBGP 5 puts "open" directly in "neighbor", not under "message"
-        restart_time, forwarding_kept = _graceful_restart(opened.get("capabilities"))
+        capabilities = opened.get("capabilities")
+        restart_time, forwarding_kept = _graceful_restart(capabilities, 4)
+        restart_time6, forwarding_kept6 = (
+            _graceful_restart(capabilities, 6) if 6 in families else (None, False)
+        )
         return PeerOpen(
             peer,
             peer_asn,
@@ -150,10 +226,13 @@ def _decode_event(msg: dict[str, Any]) -> Event | None:
             int(opened.get("hold_time", 0)),
             restart_time,
             forwarding_kept,
-            _restart_state(opened.get("capabilities")),
+            _restart_state(capabilities),
+            restart_time6,
+            forwarding_kept6,
         )
     if kind == "notification":
-        note = neighbor.get("message", {}).get("notification", {})
+        # ExaBGP 5.0.15 writes it under "neighbor" (seen in runs); older shapes put it under "message"
+        note = neighbor.get("notification") or neighbor.get("message", {}).get("notification", {})
         code, subcode = int(note.get("code", 0)), int(note.get("subcode", 0))
         return Notification(peer, code, subcode, str(note.get("data", "")))
     if kind != "update":
@@ -163,13 +242,15 @@ def _decode_event(msg: dict[str, Any]) -> Event | None:
         raise DecodeError("update without message")
     if "eor" in message:
         eor = message["eor"]
-        if eor.get("afi") == "ipv4" and eor.get("safi") == "unicast":
-            return EndOfRib(peer)
+        if eor.get("safi") == "unicast":
+            for family in families:
+                if eor.get("afi") == _AFI_NAMES[family]:
+                    return EndOfRib(peer, family)
         return None
     update = message.get("update")
     if not isinstance(update, dict):
         return None
-    return _decode_update(peer, peer_asn, update)
+    return _decode_update(peer, peer_asn, update, families)
 
 
 def _restart_state(capabilities: Any) -> bool:
@@ -183,58 +264,77 @@ def _restart_state(capabilities: Any) -> bool:
     return False
 
 
-def _graceful_restart(capabilities: Any) -> tuple[int | None, bool]:
-    """(restart time, forwarding state kept) for IPv4 unicast from ExaBGP's capabilities object, in which
-    the Graceful Restart Capability (code 64) reads {"name": "graceful restart", "time": T,
-    "address-family-flags": {"ipv4/unicast": [FLAGS]}}; a non-empty flag list is the family's Forwarding
-    State bit (RFC 4724 §3: 0x80; ExaBGP labels it "restart")."""
+def _graceful_restart(capabilities: Any, family: Family) -> tuple[int | None, bool]:
+    """(restart time, forwarding state kept) for `family` unicast from ExaBGP's capabilities object, in
+    which the Graceful Restart Capability (code 64) reads {"name": "graceful restart", "time": T,
+    "address-family-flags": {"ipv4/unicast": [FLAGS], "ipv6/unicast": [FLAGS]}}; a non-empty flag list is
+    the family's Forwarding State bit (RFC 4724 §3: 0x80; ExaBGP labels it "restart")."""
     if not isinstance(capabilities, dict):
         return None, False
+    key = _GR_KEYS[family]
     for capability in capabilities.values():
         if not isinstance(capability, dict) or capability.get("name") != "graceful restart":
             continue
         families = capability.get("address-family-flags")
-        if not isinstance(families, dict) or "ipv4/unicast" not in families:
+        if not isinstance(families, dict) or key not in families:
             return None, False
         try:
             restart_time = int(capability.get("time", 0))
         except (TypeError, ValueError):
             return None, False
-        return (restart_time or None), bool(families["ipv4/unicast"])
+        return (restart_time or None), bool(families[key])
     return None, False
 
 
-def _peer_of(neighbor: dict[str, Any]) -> tuple[IPv4Address, int]:
+def _peer_of(neighbor: dict[str, Any], ipv6: bool) -> tuple[AnyAddress, int]:
     try:
-        peer = Address(neighbor["address"]["peer"])
+        text = neighbor["address"]["peer"]
+        peer: AnyAddress = _address6(text) if ipv6 and ":" in str(text) else Address(text)
         asn = int(neighbor.get("asn", {}).get("peer", 0))
     except (KeyError, TypeError, ValueError) as exc:
-        raise DecodeError(f"event without a valid IPv4 peer address: {exc}") from exc
+        raise DecodeError(f"event without a valid {'' if ipv6 else 'IPv4 '}peer address: {exc}") from exc
     return peer, asn
 
 
-def _decode_update(peer: IPv4Address, peer_asn: int, update: dict[str, Any]) -> Update:
+def _address6(text: Any) -> Address6:
+    """An IPv6 address as ExaBGP prints one; ValueError for anything else, a zone id included (none is
+    ever on the wire)."""
+    address = Address6(text)
+    if address.scope_id is not None:
+        raise ValueError(f"zone id in {text!r}")
+    return address
+
+
+def _decode_update(
+    peer: AnyAddress, peer_asn: int, update: dict[str, Any], families: Collection[Family]
+) -> Update[AnyPrefix, AnyAddress]:
     malformed: list[str] = []
-    withdrawn: list[IPv4Network] = []
+    withdrawn: list[AnyPrefix] = []
     raw_attrs = update.get("attribute") or {}
     exabgp_error = _treat_as_withdraw(raw_attrs)
-    for family, routes in (update.get("withdraw") or {}).items():
-        if family != _IPV4_UNICAST:
-            malformed.append(f"withdraw of unsupported family {family}")
+    for name, routes in (update.get("withdraw") or {}).items():
+        family = _FAMILY_OF_NAME.get(name)
+        if family is None or family not in families:
+            malformed.append(f"withdraw of unsupported family {name}")
             continue
+        parse = _PARSERS[family]
         for route in routes:
-            prefix = _prefix(route, malformed)
+            prefix = _prefix(route, malformed, parse)
             if prefix is not None:
                 withdrawn.append(prefix)
                 if exabgp_error is not None:  # ExaBGP already turned the announcement into this withdrawal
                     malformed.append(f"{prefix} treated as withdrawn: {exabgp_error}")
-    announced: list[Announced] = []
+    announced: list[Announced[AnyPrefix, AnyAddress]] = []
     announce = update.get("announce") or {}
     if announce:
         attrs, unusable = _usable_attributes(raw_attrs)
-        for family, by_next_hop in announce.items():
-            if family != _IPV4_UNICAST:
-                malformed.append(f"announce of unsupported family {family}")
+        for name, by_next_hop in announce.items():
+            family = _FAMILY_OF_NAME.get(name)
+            if family is None or family not in families:
+                malformed.append(f"announce of unsupported family {name}")
+                continue
+            if family == 6:
+                _announce6(by_next_hop, attrs, unusable, announced, withdrawn, malformed)
                 continue
             for next_hop_text, routes in by_next_hop.items():
                 reason = unusable
@@ -245,7 +345,7 @@ def _decode_update(peer: IPv4Address, peer_asn: int, update: dict[str, Any]) -> 
                     except ValueError:
                         reason = f"invalid next hop {next_hop_text!r}"
                 for route in routes:
-                    prefix = _prefix(route, malformed)
+                    prefix = _prefix(route, malformed, _parse4)
                     if prefix is None:
                         continue
                     if attrs is not None and next_hop is not None:
@@ -254,6 +354,78 @@ def _decode_update(peer: IPv4Address, peer_asn: int, update: dict[str, Any]) -> 
                         withdrawn.append(prefix)
                         malformed.append(f"{prefix} treated as withdrawn: {reason}")
     return Update(peer, peer_asn, tuple(announced), tuple(dict.fromkeys(withdrawn)), tuple(malformed))
+
+
+def _announce6(
+    by_next_hop: dict[str, Any],
+    attrs: Attributes | None,
+    unusable: str | None,
+    announced: list[Announced[AnyPrefix, AnyAddress]],
+    withdrawn: list[AnyPrefix],
+    malformed: list[str],
+) -> None:
+    """The IPv6 unicast part of an UPDATE's "announce" object, {NEXT_HOP: [{"nlri": P}, ...], ...}.
+
+    There is one MP_REACH_NLRI per UPDATE (RFC 4760 §3), so one next hop field for all its NLRIs. ExaBGP
+    prints a 32-octet one (RFC 2545 §3: global address, then link-local) as two next hops each carrying
+    every NLRI, in that order; so the NLRIs are grouped: an NLRI under one next hop is a path via it, under
+    two a path via the first with the second as its link-local address, never two paths."""
+    hops_of: dict[str, list[str]] = {}  # NLRI text -> its next hop texts, in ExaBGP's (the wire's) order
+    for next_hop_text, routes in by_next_hop.items():
+        for route in routes:
+            text = route.get("nlri") if isinstance(route, dict) else route
+            hops_of.setdefault(text if isinstance(text, str) else repr(text), []).append(next_hop_text)
+    next_hops: dict[str, tuple[IPv6Address | None, str | None]] = {}  # each next hop text parsed once
+    link_locals: dict[str, IPv6Address | None] = {}
+    for text, hops in hops_of.items():
+        prefix = _prefix(text, malformed, _parse6)
+        if prefix is None:
+            continue
+        reason = unusable
+        next_hop: IPv6Address | None = None
+        link_local = None
+        if reason is None:
+            if len(hops) > 2:
+                reason = f"{len(hops)} next hops"  # not a next hop field ExaBGP can print
+            else:
+                found = next_hops.get(hops[0])
+                if found is None:
+                    found = next_hops[hops[0]] = _next_hop6(hops[0])
+                next_hop, reason = found
+                if len(hops) == 2:
+                    if hops[1] not in link_locals:
+                        link_locals[hops[1]] = _link_local(hops[1])
+                    link_local = link_locals[hops[1]]
+        if attrs is not None and reason is None and next_hop is not None:
+            announced.append(Announced(prefix, next_hop, attrs, link_local))
+        else:  # RFC 7606 §2: treat-as-withdraw, so that an earlier path from this peer goes
+            withdrawn.append(prefix)
+            malformed.append(f"{prefix} treated as withdrawn: {reason}")
+
+
+def _next_hop6(text: str) -> tuple[IPv6Address | None, str | None]:
+    """(the next hop, None) if `text` is one an IPv6 route can have, else (None, why not)."""
+    try:
+        address = _address6(text)
+    except ValueError:
+        try:
+            Address(text)
+        except ValueError:
+            return None, f"invalid next hop {text!r}"
+        return None, f"IPv4 next hop {text!r} for an IPv6 route"
+    if address.ipv4_mapped is not None:
+        return None, f"IPv4-mapped next hop {text!r} for an IPv6 route"
+    return address, None
+
+
+def _link_local(text: str) -> IPv6Address | None:
+    """The second address of a 32-octet next hop if it is link-local (RFC 2545 §3), else None (BIRD 2
+    drops it then too)."""
+    try:
+        address = _address6(text)
+    except ValueError:
+        return None
+    return address if address.is_link_local else None
 
 
 def _treat_as_withdraw(raw: Any) -> str | None:
@@ -291,10 +463,10 @@ def _usable_attributes(raw: Any) -> tuple[Attributes | None, str | None]:
         return None, f"bad attributes: {type(exc).__name__}: {exc}"
 
 
-def _prefix(route: Any, malformed: list[str]) -> IPv4Network | None:
+def _prefix(route: Any, malformed: list[str], parse: Callable[[str], AnyPrefix]) -> AnyPrefix | None:
     text = route.get("nlri") if isinstance(route, dict) else route
     try:
-        return prefix.parse(str(text))
+        return parse(str(text))
     except ValueError:
         malformed.append(f"invalid prefix {text!r}")
         return None
@@ -333,7 +505,7 @@ def decode_attributes(raw: dict[str, Any]) -> Attributes:
     )
 
 
-def _attribute_text(next_hop: IPv4Address, attrs: Attributes) -> str:
+def _attribute_text(next_hop: AnyAddress, attrs: Attributes) -> str:
     parts = [f"next-hop {next_hop}", f"origin {attrs.origin.name.lower()}"]
     if attrs.as_path:
         parts.append("as-path [ " + " ".join(str(a) for a in attrs.as_path) + " ]")
@@ -352,51 +524,72 @@ def _attribute_text(next_hop: IPv4Address, attrs: Attributes) -> str:
     return " ".join(parts)
 
 
-def _target(neighbors: Sequence[IPv4Address] | None) -> str:
+def _target(neighbors: Sequence[AnyAddress] | None) -> str:
     if not neighbors:
         return ""
     # ExaBGP splits targets on a comma standing alone between spaces
     return " , ".join(f"neighbor {n}" for n in neighbors) + " "
 
 
-def _chunks(prefixes: Sequence[IPv4Network], size: int) -> Iterable[Sequence[IPv4Network]]:
-    for start in range(0, len(prefixes), size):
-        yield prefixes[start : start + size]
+def _nlri_texts(prefixes: Sequence[AnyPrefix], next_hop: AnyAddress, per_command: int) -> list[str]:
+    """The prefixes written out, `per_command` to a text. ValueError unless they are all of the next hop's
+    family and an IPv6 next hop is not IPv4-mapped: ExaBGP sends an IPv6 route with an IPv4 next hop as a
+    4-octet MP_REACH next hop, which the peer answers with NOTIFICATION 3/9, and as the route stays in
+    ExaBGP's table every new session resets again."""
+    if isinstance(next_hop, IPv6Address) and next_hop.ipv4_mapped is not None and prefixes:
+        raise ValueError(f"next hop {next_hop} is an IPv4 address (IPv4-mapped): not for IPv6 routes")
+    version = next_hop.version
+    texts = []
+    for start in range(0, len(prefixes), per_command):
+        chunk = prefixes[start : start + per_command]
+        text = " ".join(map(str, chunk))
+        # an IPv6 prefix is always written with a colon and an IPv4 one never: one scan checks IPv4 ones
+        if (":" in text) if version == 4 else set(map(_VERSION, chunk)) != {6}:
+            wrong = next(p for p in chunk if p.version != version)
+            raise ValueError(f"next hop {next_hop} cannot carry {wrong}: not of the same address family")
+        texts.append(text)
+    return texts
+
+
+_VERSION = attrgetter("version")
 
 
 def announce_lines(
-    prefixes: Sequence[IPv4Network],
-    next_hop: IPv4Address,
+    prefixes: Sequence[AnyPrefix],
+    next_hop: AnyAddress,
     attrs: Attributes,
-    neighbors: Sequence[IPv4Address] | None = None,
+    neighbors: Sequence[AnyAddress] | None = None,
     per_command: int = NLRI_PER_COMMAND,
 ) -> list[str]:
-    """Commands announcing `prefixes` with one set of attributes, to `neighbors` (None = every neighbor)."""
+    """Commands announcing `prefixes` with one set of attributes, to `neighbors` (None = every neighbor).
+    The prefixes are of one family, the next hop's: ValueError otherwise (an IPv4 next hop for an IPv6
+    prefix, written as such or IPv4-mapped, included)."""
     head = f"{_target(neighbors)}announce attributes {_attribute_text(next_hop, attrs)} nlri "
-    return [head + " ".join(map(str, chunk)) for chunk in _chunks(prefixes, per_command)]
+    return [head + text for text in _nlri_texts(prefixes, next_hop, per_command)]
 
 
 def withdraw_lines(
-    prefixes: Sequence[IPv4Network],
-    next_hop: IPv4Address,
-    neighbors: Sequence[IPv4Address] | None = None,
+    prefixes: Sequence[AnyPrefix],
+    next_hop: AnyAddress,
+    neighbors: Sequence[AnyAddress] | None = None,
     per_command: int = NLRI_PER_COMMAND,
 ) -> list[str]:
     """Commands withdrawing `prefixes` from `neighbors` (None = every neighbor).
 
     A withdrawal carries no next hop in BGP (RFC 4271 §4.3) and ExaBGP matches it by prefix alone; an
-    explicit one (rather than `self`) spares ExaBGP a deep copy of every route for every neighbor."""
+    explicit one (rather than `self`) spares ExaBGP a deep copy of every route for every neighbor. As in
+    `announce_lines`, the prefixes are of the next hop's family (ValueError otherwise)."""
     head = f"{_target(neighbors)}withdraw attributes next-hop {next_hop} nlri "
-    return [head + " ".join(map(str, chunk)) for chunk in _chunks(prefixes, per_command)]
+    return [head + text for text in _nlri_texts(prefixes, next_hop, per_command)]
 
 
-def eor_line(neighbor: IPv4Address | None = None) -> str:
-    """End-of-RIB marker for IPv4 unicast (RFC 4724 §2), sent once our table has been handed over."""
+def eor_line(neighbor: AnyAddress | None = None, family: Family = 4) -> str:
+    """End-of-RIB marker for `family` unicast (RFC 4724 §2), sent once our table has been handed over."""
     target = _target([neighbor] if neighbor else None)
-    return f"{target}announce eor ipv4 unicast"
+    return f"{target}announce eor {_FAMILY_NAMES[family]}"
 
 
-def route_refresh_line(neighbor: IPv4Address) -> str:
-    """Ask the peer to send its whole table again (ROUTE-REFRESH, RFC 2918 §3): after an import policy
-    change, routes rejected before may now be accepted."""
-    return f"{_target([neighbor])}announce route-refresh ipv4 unicast"
+def route_refresh_line(neighbor: AnyAddress, family: Family = 4) -> str:
+    """Ask the peer to send its whole `family` unicast table again (ROUTE-REFRESH, RFC 2918 §3): after an
+    import policy change, routes rejected before may now be accepted."""
+    return f"{_target([neighbor])}announce route-refresh {_FAMILY_NAMES[family]}"

@@ -6,6 +6,11 @@ bgpd owns every decision; ExaBGP is configured only to run sessions and relay UP
 - `adj-rib-out true` so ExaBGP replays what bgpd announced when a session re-establishes;
 - `manual-eor true` so End-of-RIB (RFC 4724 §2) is sent by bgpd once its table is really complete;
 - graceful restart advertised (RFC 4724 §3) so peers keep our routes while bgpd/ExaBGP restarts.
+
+Dual stack (issue 11): a session lists its families (`Session.families`, IPv4 unicast alone by default, the
+output then being what it was before dual stack); a session with an IPv6 peer address is bound to the
+speaker's `local_address6`, and ExaBGP listens on it too. Every neighbor block names the (IPv4) router id,
+which ExaBGP cannot derive from an IPv6 local address: without it, it refuses a neighbor with an IPv6 one.
 """
 
 from __future__ import annotations
@@ -14,22 +19,28 @@ import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
+from typing import Literal
 
 PROCESS_NAME = "bgpd"
+
+# ExaBGP's `family` block entries, by address family (4, 6 as bgpd.prefix.family and the codec give them)
+FAMILY_NAMES = {4: "ipv4 unicast", 6: "ipv6 unicast"}
 
 
 @dataclass(frozen=True, slots=True)
 class Session:
     """What ExaBGP needs to know about one neighbor."""
 
-    address: IPv4Address
+    address: IPv4Address | IPv6Address
     asn: int
     port: int = 179
     passive: bool = False
     hold_time: int = 90
     password: str | None = None
     description: str = ""
+    # the unicast families negotiated on the session (`family { ... }`), written in this order
+    families: tuple[Literal[4, 6], ...] = (4,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +52,8 @@ class Speaker:
     asn: int
     listen_port: int = 179
     graceful_restart: int = 120
+    # the local address of sessions with an IPv6 peer address (None: there are none); ExaBGP listens on it too
+    local_address6: IPv6Address | None = None
 
 
 def bridge_command(socket_path: str) -> str:
@@ -75,7 +88,7 @@ def render(speaker: Speaker, sessions: Sequence[Session], socket_path: str, run:
             f"neighbor {session.address} {{",
             f"    description {_quote(session.description or f'bgpd session {session.address}')};",
             f"    router-id {speaker.router_id};",
-            f"    local-address {speaker.local_address};",
+            f"    local-address {_local_address(speaker, session)};",
             f"    local-as {speaker.asn};",
             f"    peer-as {session.asn};",
             f"    hold-time {session.hold_time};",
@@ -94,7 +107,7 @@ def render(speaker: Speaker, sessions: Sequence[Session], socket_path: str, run:
             "        route-refresh true;",
             "    }",
             "    family {",
-            "        ipv4 unicast;",
+            *(f"        {name};" for name in _family_names(session)),
             "    }",
             "    api {",
             f"        processes [ {PROCESS_NAME} ];",
@@ -110,6 +123,24 @@ def render(speaker: Speaker, sessions: Sequence[Session], socket_path: str, run:
             "",
         ]
     return "\n".join(lines)
+
+
+def _local_address(speaker: Speaker, session: Session) -> IPv4Address | IPv6Address:
+    """The speaker's address of the session's family; ValueError if it has none."""
+    if session.address.version == 4:
+        return speaker.local_address
+    if speaker.local_address6 is None:
+        raise ValueError(
+            f"session {session.address}: an IPv6 peer address needs the speaker's local_address6"
+        )
+    return speaker.local_address6
+
+
+def _family_names(session: Session) -> list[str]:
+    """The session's `family` entries; ValueError if there are none or one is unknown."""
+    if not session.families or any(f not in FAMILY_NAMES for f in session.families):
+        raise ValueError(f"session {session.address}: families {session.families!r}: expected 4 and/or 6")
+    return [FAMILY_NAMES[f] for f in dict.fromkeys(session.families)]
 
 
 def environment(speaker: Speaker, log_level: str = "INFO") -> dict[str, str]:
@@ -128,7 +159,10 @@ def environment(speaker: Speaker, log_level: str = "INFO") -> dict[str, str]:
         "exabgp_log_packets": "false",
         "exabgp_log_rib": "false",
         "exabgp_log_message": "false",
-        "exabgp_tcp_bind": str(speaker.local_address),
+        # a space-separated list: one listening socket per address
+        "exabgp_tcp_bind": " ".join(
+            str(a) for a in (speaker.local_address, speaker.local_address6) if a is not None
+        ),
         "exabgp_tcp_port": str(speaker.listen_port),
         "exabgp_tcp_attempts": "0",
         "exabgp_reactor_speed": "10.0",  # idle poll() every 100 ms instead of 10 ms (input still wakes it)
