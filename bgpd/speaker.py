@@ -57,7 +57,7 @@ from bgpd.model import Attributes, KernelRoute, Path, Peer
 from bgpd.policy.export import Delta, ExportRules, ExportTable
 from bgpd.policy.importer import ImportPolicy, Reject
 from bgpd.prefix import bits as prefix_bits
-from bgpd.prefix import covers
+from bgpd.prefix import covers, host_key
 from bgpd.rib.deferral import SelectionDeferral
 from bgpd.rib.table import Rib
 from reflector.adjout import AdjRibOut, Advert, Batch
@@ -470,8 +470,7 @@ class Speaker:
         self._set_installed(prefix, hops)
         # the report may be older than a write of ours handled before it: write the route again whatever
         # it says (a replace when it says ours is there, a create when nothing is: one message either way)
-        self._unknown.add(prefix)
-        self._mark(prefix)
+        self._write_again(prefix)
         want = self._wanted(prefix)
         if want == hops or cause == "start":
             return
@@ -483,12 +482,7 @@ class Speaker:
             else:
                 self.stale_kernel.add(prefix)
             return
-        if hops is None:
-            tally[cause] += 1
-        elif want is None:
-            tally["unwanted"] += 1
-        else:
-            tally["changed" if cause == "deleted" else cause] += 1
+        tally["unwanted" if want is None else cause] += 1
 
     def _own_changed(self, route: KernelRoute, present: bool) -> None:
         """A notification about a route at our key, caused by somebody else (ours are filtered): `present`
@@ -496,7 +490,8 @@ class Speaker:
         if route.priority != self.cfg.kernel.metric or self.installer is None:
             return  # not at our key: another metric is another route
         tally: Counter[str] = Counter()
-        self._kernel_says(route.prefix, route.gateways if present else None, "deleted", tally)
+        hops, cause = (route.gateways, "changed") if present else (None, "deleted")
+        self._kernel_says(route.prefix, hops, cause, tally)
         self._count_repairs(tally, route.prefix)
 
     def _own_snapshot(self, routes: list[KernelRoute], reason: str) -> None:
@@ -546,7 +541,7 @@ class Speaker:
         networks += [prefix_bits(r.prefix) for r in event.routes if not r.gateways and r.kind == "unicast"]
         log.debug("link lost", extra={"kv": {"device": event.name, "networks": len(networks)}})
         for gateway in self._gateways:
-            host = (int(gateway), 32)
+            host = host_key(gateway)
             if any(covers(net, host) for net in networks):
                 self._request_audit("link")
                 # the kernel announces an address removal before it flushes the routes that used it:
@@ -554,6 +549,24 @@ class Speaker:
                 if self._loop is not None:
                     self._loop.call_later(LINK_SETTLE, self._request_audit, "link")
                 return
+
+    def _write_again(self, prefix: IPv4Network) -> None:
+        """The kernel's state of our route at `prefix` may be newer or older than our record: write it."""
+        self._unknown.add(prefix)
+        self._mark(prefix)
+
+    def _begin_background(self) -> None:
+        """A write or audit of ours leaves the event loop: note what the kernel reports meanwhile."""
+        self._kernel_busy = True
+        self._touched.clear()
+        self._touched_all = False
+
+    def _end_background(self) -> tuple[set[IPv4Network], bool]:
+        """Back on the loop: (our routes reported changed meanwhile, whether a full re-read arrived)."""
+        self._kernel_busy = False
+        touched, touched_all = self._touched, self._touched_all
+        self._touched, self._touched_all = set(), False
+        return touched, touched_all
 
     def _request_audit(self, cause: str) -> None:
         """Re-read our routes on the kernel writer's next turn; what it finds is counted under `cause`
@@ -575,26 +588,19 @@ class Speaker:
         kernel writer's turn, so no write of ours is in flight meanwhile."""
         assert self._loop is not None
         cause, self._audit_cause = self._audit_cause or "audit", None
-        self._kernel_busy = True
-        self._touched.clear()
-        self._touched_all = False
+        self._begin_background()
         try:
             held = await self._loop.run_in_executor(self._kexec, installer.dump_own)
         except InstallError as exc:
-            self._touched.clear()
-            self._touched_all = False
             log.error("kernel audit failed", extra={"kv": {"error": str(exc)}})
             return
         finally:
-            self._kernel_busy = False
-        touched, self._touched = self._touched, set()
-        if self._touched_all:
-            self._touched_all = False
+            touched, touched_all = self._end_background()
+        if touched_all:
             return  # a full re-read arrived meanwhile and did the same comparison
         # a route somebody changed while the dump ran: which of the two is newer is unknown; write it again
         for prefix in touched:
-            self._unknown.add(prefix)
-            self._mark(prefix)
+            self._write_again(prefix)
         self._compare_own(held, cause, touched)
         self.counters["kernel_audits"] += 1
         log.debug("kernel audit", extra={"kv": {"cause": cause, "held": len(held), "touched": len(touched)}})
@@ -1007,12 +1013,7 @@ class Speaker:
                 want = None
             elif prefix in self.collisions and (want is None or prefix not in self._foreign):
                 self.collisions.discard(prefix)
-            if prefix in unknown:
-                if want is None and prefix in self.stale_kernel:
-                    continue
-                ops.append((prefix, want))  # whatever `have` says: the kernel's state is not known
-                continue
-            if want == have:
+            if want == have and prefix not in unknown:  # unknown: written whatever `have` says
                 continue
             if want is None and prefix in self.stale_kernel:
                 continue  # an earlier run's route: kept until reconciliation
@@ -1066,9 +1067,7 @@ class Speaker:
                 # in slices: the per-operation bookkeeping of a 100k-route burst, allocated while routes
                 # keep arriving, would otherwise stay in the process as fragmented heap after it is freed
                 results = []
-                self._kernel_busy = True
-                self._touched.clear()
-                self._touched_all = False
+                self._begin_background()
                 try:
                     for start in range(0, len(ops), KERNEL_SLICE):
                         part = ops[start : start + KERNEL_SLICE]
@@ -1077,7 +1076,7 @@ class Speaker:
                             self._kexec, _apply_safely, installer, part, ours
                         )
                 finally:
-                    self._kernel_busy = False
+                    self._kernel_busy = False  # what it noted is taken by _kernel_results
             self._kernel_results(ops, results, since)
 
     def _kernel_results(
@@ -1091,17 +1090,15 @@ class Speaker:
         failed: list[IPv4Network] = []
         # our routes somebody changed while this batch was written (by the writer thread): the result may
         # already be out of date for them; what the kernel reported stands, and they are written again
-        touched, self._touched = self._touched, set()
-        if self._touched_all:  # a full re-read arrived meanwhile: one audit settles the whole batch
-            self._touched_all = False
+        touched, touched_all = self._end_background()  # nothing noted for a write on the loop itself
+        if touched_all:  # a full re-read arrived meanwhile: one audit settles the whole batch
             self._request_audit("overflow")
         retried_ok = 0
         for (prefix, want), result in zip(ops, results, strict=True):
             was_retried = prefix in self._retrying
             self._retrying.discard(prefix)
             if prefix in touched:
-                self._unknown.add(prefix)
-                self._mark(prefix)
+                self._write_again(prefix)
             elif result.ok:
                 self._set_installed(prefix, want)
                 self._unknown.discard(prefix)

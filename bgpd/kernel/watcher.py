@@ -49,6 +49,7 @@ import socket
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
 
 from bgpd import prefix as prefixes
 from bgpd.kernel import _inet6
@@ -120,8 +121,7 @@ class _Loss:
 
     name: str | None
     carried: dict[_Key, KernelRoute] = field(default_factory=dict)
-    networks: set[tuple[int, int]] = field(default_factory=set)
-    networks6: set[Prefix] = field(default_factory=set)
+    networks: set[Prefix] = field(default_factory=set)
     flushed: bool = False
 
 
@@ -191,8 +191,7 @@ class RouteWatcher:
         self._tracked: dict[_Key, tuple[KernelRoute, tuple[int, ...]]] = {}
         self._keys_on_if: dict[int, set[_Key]] = {}
         # the IPv4 networks (network int, prefix length) of each device's addresses, and the IPv6 ones
-        self._networks: dict[int, set[tuple[int, int]]] = {}
-        self._networks6: dict[int, set[Prefix]] = {}
+        self._networks: dict[int, set[Prefix]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -391,7 +390,6 @@ class RouteWatcher:
                     self._links.pop(index, None)
                     self._note_lost(lost, index, old[1] if old is not None else name, flushed=True)
                     self._networks.pop(index, None)
-                    self._networks6.pop(index, None)
                 else:
                     self._links[index] = (flags, name)
                     if old is not None and (
@@ -402,44 +400,39 @@ class RouteWatcher:
                     if old is None or ~old[0] & flags & (nl.IFF_UP | nl.IFF_LOWER_UP):
                         up[index] = name
             elif mtype == nl.RTM_DELADDR or mtype == nl.RTM_NEWADDR:
-                family, index, address, plen = nl.parse_addr(buf, off, end)
-                if family != socket.AF_INET or address is None:
-                    if inet6 and family == socket.AF_INET6 and address is not None:
-                        self._address6(mtype == nl.RTM_NEWADDR, index, int(address), plen, lost, up)
-                    continue
-                network = (int(address) & prefixes.mask(plen), plen)
-                if mtype == nl.RTM_NEWADDR:
-                    self._networks.setdefault(index, set()).add(network)
-                    up[index] = self._links.get(index, (0, None))[1]
-                else:
-                    name = self._links.get(index, (0, None))[1]
-                    loss = self._note_lost(lost, index, name, flushed=False)
-                    loss.networks.add(network)
-                    left = self._networks.get(index, set())
-                    left.discard(network)
-                    if not left:  # the last IPv4 address: the kernel flushes the device's routes
-                        loss.flushed = True
+                found = self._address_network(*nl.parse_addr(buf, off, end))
+                if found is not None:
+                    self._address(mtype == nl.RTM_NEWADDR, found[0], found[1], lost, up)
 
-    def _address6(
-        self,
-        added: bool,
-        index: int,
-        address: int,
-        plen: int,
-        lost: dict[int, _Loss],
-        up: dict[int, str | None],
+    def _address_network(
+        self, family: int, index: int, address: IPv4Address | IPv6Address | None, plen: int
+    ) -> tuple[int, Prefix] | None:
+        """(ifindex, network) of an address of a watched family, from `nl.parse_addr`'s answer."""
+        if address is None:
+            return None
+        if family == socket.AF_INET and self._inet4:
+            return index, prefixes.from_int(int(address) & prefixes.mask(plen), plen)
+        if family == socket.AF_INET6 and self._inet6:
+            return index, _inet6.network(int(address), plen)
+        return None
+
+    def _address(
+        self, added: bool, index: int, network: Prefix, lost: dict[int, _Loss], up: dict[int, str | None]
     ) -> None:
-        """An IPv6 address came or went: keep the device's networks; a removal re-reads the device's
-        routes, but flushes nothing (IPv6 routes do not need an address of the device)."""
-        network = _inet6.network(address, plen)
+        """An address came or went: keep the device's networks. A removal re-reads the device's routes;
+        the kernel flushes them when the device lost its last IPv4 address (IPv6 routes do not need an
+        address of the device)."""
         name = self._links.get(index, (0, None))[1]
         if added:
-            self._networks6.setdefault(index, set()).add(network)
+            self._networks.setdefault(index, set()).add(network)
             up[index] = name
-        else:
-            loss = self._note_lost(lost, index, name, flushed=False)
-            loss.networks6.add(network)
-            self._networks6.get(index, set()).discard(network)
+            return
+        loss = self._note_lost(lost, index, name, flushed=False)
+        loss.networks.add(network)
+        left = self._networks.get(index, set())
+        left.discard(network)
+        if network.version == 4 and not any(n.version == 4 for n in left):
+            loss.flushed = True
 
     def _sibling_removed(
         self, route: KernelRoute, oifs: tuple[int, ...]
@@ -470,7 +463,6 @@ class RouteWatcher:
             loss = lost[index] = _Loss(name)
         loss.flushed = loss.flushed or flushed
         loss.networks |= self._networks.get(index, set())
-        loss.networks6 |= self._networks6.get(index, set())
         for key in self._keys_on_if.get(index, ()):
             tracked = self._tracked.get(key)
             if tracked is not None:
@@ -478,11 +470,7 @@ class RouteWatcher:
         return loss
 
     def _link_lost(self, index: int, loss: _Loss) -> LinkLost:
-        networks: tuple[Prefix, ...] = tuple(
-            prefixes.from_int(net, plen) for net, plen in sorted(loss.networks)
-        )
-        if loss.networks6:
-            networks += tuple(sorted(loss.networks6))
+        networks = tuple(sorted(loss.networks, key=lambda n: (n.version, n)))  # IPv4 ones, then IPv6 ones
         return LinkLost(index, loss.name, tuple(loss.carried.values()), networks, loss.flushed)
 
     def _ifname(self, index: int) -> str | None:
@@ -557,26 +545,15 @@ class RouteWatcher:
                 index, flags, name = nl.parse_link(data, off, end)
                 links[index] = (flags, name)
         self._links = links
-        networks: dict[int, set[tuple[int, int]]] = {}
-        if self._inet4:
-            for mtype, data, off, end, _flags in nl.dump(
-                sock, nl.RTM_GETADDR, nl.ADDR_DUMP_REQUEST, self._next_seq()
-            ):
+        networks: dict[int, set[Prefix]] = {}
+        for family in self.families:
+            request = nl.ADDR_DUMP_REQUEST if family == socket.AF_INET else nl.ADDR6_DUMP_REQUEST
+            for mtype, data, off, end, _flags in nl.dump(sock, nl.RTM_GETADDR, request, self._next_seq()):
                 if mtype == nl.RTM_NEWADDR:
-                    family, index, address, plen = nl.parse_addr(data, off, end)
-                    if family == socket.AF_INET and address is not None:
-                        networks.setdefault(index, set()).add((int(address) & prefixes.mask(plen), plen))
+                    found = self._address_network(*nl.parse_addr(data, off, end))
+                    if found is not None:
+                        networks.setdefault(found[0], set()).add(found[1])
         self._networks = networks
-        networks6: dict[int, set[Prefix]] = {}
-        if self._inet6:
-            for mtype, data, off, end, _flags in nl.dump(
-                sock, nl.RTM_GETADDR, nl.ADDR6_DUMP_REQUEST, self._next_seq()
-            ):
-                if mtype == nl.RTM_NEWADDR:
-                    family, index, address, plen = nl.parse_addr(data, off, end)
-                    if family == socket.AF_INET6 and address is not None:
-                        networks6.setdefault(index, set()).add(_inet6.network(int(address), plen))
-        self._networks6 = networks6
         routes: dict[_Key, KernelRoute] = {}
         self._tracked = {}
         self._keys_on_if = {}
