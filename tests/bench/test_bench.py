@@ -394,35 +394,26 @@ def test_report_blocks_rows_name_the_sizes() -> None:
     assert report.size_text(30_000) == "30k" and report.size_text(1_500) == "1,500"
 
 
-@pytest.mark.e2e
-@pytest.mark.skipif(os.geteuid() != 0 or not Path(BIRD).exists(), reason="needs root and BIRD 2")
-def test_bench_blocks_smoke(tmp_path: Path) -> None:
-    """The blocks scenario end to end with small batches: both daemons carry the blackhole /32 blocks of
-    protocol 80 from A to B and back, and their control sockets answer meanwhile."""
+def _run_bench(tmp_path: Path, args: list[str], timeout: float) -> dict[str, Any]:
+    """`python -m bench ARGS`, results and work files under tmp_path; its latest.json (exit 0 asserted)."""
+    out = ["--results", str(tmp_path / "results"), "--workdir", str(tmp_path / "work")]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--scenarios",
-            "blocks",
-            "--repeat",
-            "1",
-            "--blocks-sizes",
-            "300,1000",
-            "--results",
-            str(tmp_path / "results"),
-            "--workdir",
-            str(tmp_path / "work"),
-        ],
+        [sys.executable, "-m", "bench", *args, *out],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
-        timeout=300,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    data = json.loads((tmp_path / "results" / "latest.json").read_text())
+    data: dict[str, Any] = json.loads((tmp_path / "results" / "latest.json").read_text())
+    return data
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(os.geteuid() != 0 or not Path(BIRD).exists(), reason="needs root and BIRD 2")
+def test_bench_blocks_smoke(tmp_path: Path) -> None:
+    data = _run_bench(tmp_path, ["--scenarios", "blocks", "--repeat", "1", "--blocks-sizes", "300,1000"], 300)
     assert data["errors"] == {}, data["errors"]
     for daemon in ("bgpd", "bird"):
         for key, n in (("blocks_small", 300), ("blocks_large", 1000)):
@@ -442,30 +433,7 @@ def test_bench_blocks_smoke(tmp_path: Path) -> None:
 @pytest.mark.e2e
 @pytest.mark.skipif(os.geteuid() != 0 or not Path(BIRD).exists(), reason="needs root and BIRD 2")
 def test_bench_latency_smoke(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--scenarios",
-            "latency",
-            "--repeat",
-            "1",
-            "--samples",
-            "3",
-            "--results",
-            str(tmp_path / "results"),
-            "--workdir",
-            str(tmp_path / "work"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    data = json.loads((tmp_path / "results" / "latest.json").read_text())
+    data = _run_bench(tmp_path, ["--scenarios", "latency", "--repeat", "1", "--samples", "3"], 180)
     for daemon in ("bgpd", "bird"):
         (run,) = data["runs"]["latency"][daemon]
         assert len(run["samples_add_ms"]) == 3 and run["lost"] == 0
