@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import sys
 import time
@@ -138,7 +139,7 @@ def render_kernel(k: dict[str, Any]) -> str:
     if not deferral["done"]:
         waiting = " ".join(deferral["waiting_for"])
         lines.append(f"selection deferral: waiting for end-of-rib from {waiting}")
-    if deferral["stale_routes_wait_for"]:
+    if deferral["stale_routes_wait_for"] and k["stale_from_earlier_run"]:
         waiting = " ".join(deferral["stale_routes_wait_for"])
         lines.append(f"routes of an earlier run kept until end-of-rib from {waiting}")
     return "\n".join(lines)
@@ -220,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     except CtlError as exc:
         print(f"bgpctl: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # the reader went away (`bgpctl show kernel | head`): not an error; nothing more to write
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -78,3 +78,20 @@ def test_bgpctl_with_a_bad_config_reports_it(tmp_path: Path) -> None:
     result = bgpctl("-c", str(cfg), "show", "status")
     assert result.returncode == 1
     assert result.stderr.startswith(f"bgpctl: {cfg}:1: node.asn: required key missing")
+
+
+def test_bgpctl_output_cut_short_by_its_reader_is_no_error() -> None:
+    """`bgpctl show kernel | head`: the reader closes the pipe early; no traceback, exit 0."""
+    code = (
+        "import sys; from bgpd import ctl\n"
+        "ctl.request = lambda *a, **k: {'owned': list(range(200_000))}\n"
+        "sys.exit(ctl.main(['-s', '/nonexistent', 'show', 'kernel', '--json']))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().strip() == "{"
+    proc.stdout.close()  # as `head -1` does
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0 and "Traceback" not in stderr, stderr
