@@ -37,22 +37,22 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 async def _run(cfg: config_mod.Config) -> None:
-    from bgpd.speaker import Speaker  # imports the kernel side only when really running
+    from bgpd.daemon import Daemon  # imports the kernel side only when really running
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    speaker = Speaker(cfg)
+    daemon = Daemon(cfg)
     tasks: set[asyncio.Task[object]] = set()
 
     def on_hup() -> None:  # SIGHUP = `bgpctl reload`
-        task: asyncio.Task[object] = asyncio.create_task(speaker.reload())
+        task: asyncio.Task[object] = asyncio.create_task(daemon.reload())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    await speaker.run(stop)
+    await daemon.run(stop)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

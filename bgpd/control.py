@@ -2,7 +2,8 @@
 
 Protocol: the client sends one JSON object on one line, `{"command": NAME, "args": {...}}`; the daemon
 answers one line, `{"ok": true, "result": ...}` or `{"ok": false, "error": "one clear sentence"}`, and
-closes. Commands: status, peers, routes (args: prefix), kernel, live, ready, reload.
+closes. Commands: status, peers, routes (args: prefix, family 4|6), kernel (args: family), live, ready,
+reload. The daemon's state is read through `views` (what `bgpd.daemon` hands over).
 """
 
 from __future__ import annotations
@@ -14,21 +15,35 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bgpd import views
-
-if TYPE_CHECKING:
-    from bgpd.speaker import Speaker
 
 log = logging.getLogger("bgpd.control")
 
 MAX_REQUEST = 1 << 16
 
 
+class BadArgument(ValueError):
+    pass
+
+
+def _family(args: dict[str, Any]) -> int | None:
+    """The `family` argument: 4, 6, or absent (both)."""
+    family = args.get("family")
+    if family is None:
+        return None
+    if family not in (4, 6):
+        raise BadArgument(f"family must be 4 or 6, not {family!r}")
+    return int(family)
+
+
 class ControlServer:
-    def __init__(self, speaker: Speaker, path: str) -> None:
-        self.speaker = speaker
+    def __init__(
+        self, daemon: views.Daemon, path: str, reload: Callable[[], Awaitable[dict[str, object]]]
+    ) -> None:
+        self.daemon = daemon
+        self.reload = reload
         self.path = Path(path)
         self._server: asyncio.Server | None = None
 
@@ -78,11 +93,11 @@ class ControlServer:
             return {"ok": False, "error": f"unknown command {command!r}"}
         try:
             return {"ok": True, "result": await handler(args)}
-        except views.UnknownPrefix as exc:
+        except (views.UnknownPrefix, BadArgument) as exc:
             return {"ok": False, "error": str(exc)}
 
     def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[Any]]]:
-        sp = self.speaker
+        sp = self.daemon
 
         async def status(_: dict[str, Any]) -> Any:
             return views.status(sp)
@@ -92,10 +107,10 @@ class ControlServer:
 
         async def routes(args: dict[str, Any]) -> Any:
             prefix = args.get("prefix")
-            return views.routes(sp, None if prefix is None else str(prefix))
+            return views.routes(sp, None if prefix is None else str(prefix), _family(args))
 
-        async def kernel(_: dict[str, Any]) -> Any:
-            return views.kernel(sp)
+        async def kernel(args: dict[str, Any]) -> Any:
+            return views.kernel(sp, _family(args))
 
         async def live(_: dict[str, Any]) -> Any:
             ok, reason = views.live(sp)
@@ -106,7 +121,7 @@ class ControlServer:
             return {"ok": ok, "reason": reason}
 
         async def reload(_: dict[str, Any]) -> Any:
-            return await sp.reload()
+            return await self.reload()
 
         return {
             "status": status,

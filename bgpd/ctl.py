@@ -1,6 +1,6 @@
 """`bgpctl`: talks to a running bgpd over its control socket (see `bgpd.control`), birdc-style.
 
-    bgpctl [-s SOCKET | -c CONFIG] show peers|routes [PREFIX]|kernel|status [--json]
+    bgpctl [-s SOCKET | -c CONFIG] show peers|routes [PREFIX]|kernel|status [-4|-6] [--json]
     bgpctl reload
     bgpctl health --live | --ready
 
@@ -64,25 +64,29 @@ def _when(epoch: float) -> str:
 
 
 def render_peers(peers: list[dict[str, Any]]) -> str:
+    w = max([16, *(len(p["address"]) + 1 for p in peers)])
     lines = [
-        f"{'Peer':<16} {'AS':<10} {'Type':<9} {'State':<12} {'Since':<19}  "
-        f"{'Recv':>6} {'Acc':>6} {'Rej':>5} {'Adv':>6}"
+        f"{'Peer':<{w}} {'AS':<10} {'Type':<9} {'State':<12} {'Since':<19}  "
+        f"{'Recv':>6} {'Acc':>6} {'Rej':>5} {'Adv':>6}  AFI"
     ]
     for p in peers:
         rejected = sum(p["rejected"].values())
         state = STATE_NAMES.get(p["state"], p["state"])
         lines.append(
-            f"{p['address']:<16} {p['asn']:<10} {p['type']:<9} {state:<12} {_when(p['since']):<19}  "
-            f"{p['received']:>6} {p['accepted']:>6} {rejected:>5} {p['advertised']:>6}"
+            f"{p['address']:<{w}} {p['asn']:<10} {p['type']:<9} {state:<12} {_when(p['since']):<19}  "
+            f"{p['received']:>6} {p['accepted']:>6} {rejected:>5} {p['advertised']:>6}  {p['afi']}"
         )
         if p["rejected"]:
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(p["rejected"].items()))
-            lines.append(f"{'':<16} rejected: {reasons}")
+            lines.append(f"{'':<{w}} rejected: {reasons}")
     return "\n".join(lines)
 
 
 def render_routes(routes: list[dict[str, Any]]) -> str:
     lines = []
+    w = max([20, *(len(r["prefix"]) + 1 for r in routes)])
+    hw = max([15, *(len(p["next_hop"]) for r in routes for p in r["paths"])])
+    fw = max([15, *(len(p["from"]) for r in routes for p in r["paths"])])
     for r in routes:
         notes = []
         if r["local"]:
@@ -95,7 +99,7 @@ def render_routes(routes: list[dict[str, Any]]) -> str:
             notes.append("held by a foreign kernel route")
         if r["suppressed"]:
             notes.append("learned copies ignored (own prefix)")
-        lines.append(f"{r['prefix']:<20} {'; '.join(notes)}")
+        lines.append(f"{r['prefix']:<{w}} {'; '.join(notes)}")
         for p in r["paths"]:
             mark = "*" if p["best"] else ("=" if p["ecmp"] else " ")
             attrs = [
@@ -111,7 +115,7 @@ def render_routes(routes: list[dict[str, Any]]) -> str:
                 attrs.append(f"originator {p['originator_id']}")
             if p["cluster_list"]:
                 attrs.append("cluster-list " + " ".join(p["cluster_list"]))
-            lines.append(f"   {mark} via {p['next_hop']:<15} from {p['from']:<15} [{', '.join(attrs)}]")
+            lines.append(f"   {mark} via {p['next_hop']:<{hw}} from {p['from']:<{fw}} [{', '.join(attrs)}]")
     lines.append("(* best, = equal-cost path used for ECMP)" if routes else "no routes")
     return "\n".join(lines)
 
@@ -155,7 +159,8 @@ def render_status(s: dict[str, Any]) -> str:
         f"exabgp pid {ex['pid']}, {'running' if ex['alive'] else 'not running'}, restarts {ex['restarts']}",
         f"sessions {s['sessions']['established']}/{s['sessions']['configured']} established",
         f"routes: {s['routes']['paths']} paths, {s['routes']['installed']} installed, "
-        f"{s['routes']['announced']} announced",
+        f"{s['routes']['announced']} announced"
+        + (f" ({', '.join(s['routes']['families'])})" if s["routes"].get("families") else ""),
     ]
     return "\n".join(lines)
 
@@ -169,6 +174,9 @@ def parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="show peers, routes, kernel routes or status")
     show.add_argument("what", choices=["peers", "routes", "kernel", "status"])
     show.add_argument("prefix", nargs="?", help="with `routes`: one prefix")
+    family = show.add_mutually_exclusive_group()
+    family.add_argument("-4", dest="family", action="store_const", const=4, help="IPv4 routes only")
+    family.add_argument("-6", dest="family", action="store_const", const=6, help="IPv6 routes only")
     show.add_argument("--json", action="store_true")
     reload = sub.add_parser("reload", help="re-read the config file (as SIGHUP)")
     reload.add_argument("--json", action="store_true")
@@ -200,8 +208,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "show":
             if args.prefix and args.what != "routes":
                 raise CtlError(f"`show {args.what}` takes no prefix")
+            if args.family and args.what not in ("routes", "kernel"):
+                raise CtlError(f"`show {args.what}` takes no -{args.family} (only routes and kernel do)")
             command = args.what
-            result = request(path, command, {"prefix": args.prefix} if args.prefix else None)
+            call: dict[str, Any] = {}
+            if args.prefix:
+                call["prefix"] = args.prefix
+            if args.family:
+                call["family"] = args.family
+            result = request(path, command, call or None)
             renderers: dict[str, Callable[[Any], str]] = {
                 "peers": render_peers,
                 "routes": render_routes,

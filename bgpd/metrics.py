@@ -16,8 +16,8 @@ import contextlib
 import logging
 import platform
 import time
+from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
@@ -25,9 +25,6 @@ from prometheus_client.registry import Collector
 
 from bgpd import __version__, views
 from bgpd.model import REPAIR_CAUSES
-
-if TYPE_CHECKING:
-    from bgpd.speaker import Speaker
 
 log = logging.getLogger("bgpd.metrics")
 
@@ -55,15 +52,17 @@ class Latency:
 
 
 class SpeakerCollector(Collector):
-    def __init__(self, speaker: Speaker) -> None:
-        self.speaker = speaker
+    """Reads the daemon's state at scrape time (`views.Daemon`)."""
+
+    def __init__(self, daemon: views.Daemon) -> None:
+        self.daemon = daemon
 
     def collect(self) -> Iterator[Metric]:
-        sp = self.speaker
-        labels = ["peer", "asn", "type"]
+        sp = self.daemon
+        labels = ["peer", "asn", "type", "afi"]
 
         def peer_labels(p: dict[str, object]) -> list[str]:
-            return [str(p["address"]), str(p["asn"]), str(p["type"])]
+            return [str(p["address"]), str(p["asn"]), str(p["type"]), str(p["afi"])]
 
         peers = views.peers(sp)
         state = GaugeMetricFamily(
@@ -114,23 +113,41 @@ class SpeakerCollector(Collector):
         yield from (state, uptime, received, accepted, rejected, advertised, updates_in, commands_out)
         yield from (flaps, stale)
 
-        c = sp.counters
-        yield GaugeMetricFamily("bgpd_rib_paths", "Paths held in the Adj-RIBs-In", value=len(sp.rib))
-        yield GaugeMetricFamily(
-            "bgpd_kernel_routes_installed", "Routes bgpd owns in the kernel", value=len(sp.installed)
+        c = sp.engine.counters
+        engine = sp.engine
+        families = engine.cfg.families
+        rib_paths = GaugeMetricFamily("bgpd_rib_paths", "Paths held in the Adj-RIBs-In", labels=["afi"])
+        installed = GaugeMetricFamily(
+            "bgpd_kernel_routes_installed", "Routes bgpd owns in the kernel", labels=["afi"]
         )
-        yield GaugeMetricFamily(
+        selected = GaugeMetricFamily(
             "bgpd_kernel_routes_selected",
             "Kernel routes selected for export (workload routes and blocks)",
-            value=len(sp.export),
+            labels=["afi"],
         )
-        yield GaugeMetricFamily(
-            "bgpd_routes_announced", "Prefixes announced from this host", value=sp.export.announced_count
+        announced = GaugeMetricFamily(
+            "bgpd_routes_announced", "Prefixes announced from this host", labels=["afi"]
         )
+        if families == (4,):  # one family: no per-route counting at scrape time
+            rib_paths.add_metric(["ipv4"], float(len(engine.rib)))
+            installed.add_metric(["ipv4"], float(len(engine.fib.installed)))
+            selected.add_metric(["ipv4"], float(len(engine.export)))
+            announced.add_metric(["ipv4"], float(engine.export.announced_count))
+        else:
+            paths = Counter(p.version for p in engine.rib.prefixes() for _ in engine.rib.paths(p))
+            owned = Counter(p.version for p in engine.fib.installed)
+            chosen = Counter(r.prefix.version for r in engine.export.selected())
+            for family in families:
+                afi = [f"ipv{family}"]
+                rib_paths.add_metric(afi, float(paths[family]))
+                installed.add_metric(afi, float(owned[family]))
+                selected.add_metric(afi, float(chosen[family]))
+                announced.add_metric(afi, float(engine.announced_count(family)))
+        yield from (rib_paths, installed, selected, announced)
         yield CounterMetricFamily(
             "bgpd_kernel_route_changes", "Route changes written to the kernel", value=c["kernel_ops"]
         )
-        installer = sp.installer
+        installer = sp.writer_state
         errors = CounterMetricFamily("bgpd_netlink_errors", "Netlink route changes that failed after retries")
         errors.add_metric([], float(installer.errors if installer else 0))
         yield errors
@@ -154,7 +171,7 @@ class SpeakerCollector(Collector):
             labels=["cause"],
         )
         for cause in REPAIR_CAUSES:
-            repairs.add_metric([cause], float(sp.repairs[cause]))
+            repairs.add_metric([cause], float(engine.fib.repairs[cause]))
         yield repairs
         yield CounterMetricFamily(
             "bgpd_kernel_audits", "Periodic re-reads of bgpd's own kernel routes", value=c["kernel_audits"]
@@ -164,7 +181,9 @@ class SpeakerCollector(Collector):
             "Learned prefixes not installed because a foreign route holds them",
             value=c["kernel_collisions"],
         )
-        yield CounterMetricFamily("bgpd_exabgp_restarts", "ExaBGP child restarts", value=sp.exabgp.restarts)
+        yield CounterMetricFamily(
+            "bgpd_exabgp_restarts", "ExaBGP child restarts", value=sp.exabgp_state.restarts
+        )
         yield GaugeMetricFamily(
             "bgpd_exabgp_up",
             "1 when the ExaBGP child runs and is attached",
@@ -179,7 +198,7 @@ class SpeakerCollector(Collector):
         yield GaugeMetricFamily(
             "bgpd_config_last_reload_successful",
             "1 if the last reload succeeded (or none was tried)",
-            value=0.0 if sp.last_reload and not sp.last_reload.get("ok") else 1.0,
+            value=0.0 if engine.last_reload and not engine.last_reload.get("ok") else 1.0,
         )
         yield GaugeMetricFamily(
             "bgpd_ready", "1 when the readiness probe passes", value=1.0 if views.ready(sp)[0] else 0.0
@@ -200,17 +219,17 @@ class SpeakerCollector(Collector):
         yield info
 
 
-def registry_for(speaker: Speaker) -> tuple[CollectorRegistry, Latency]:
+def registry_for(daemon: views.Daemon) -> tuple[CollectorRegistry, Latency]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SpeakerCollector(speaker))
+    registry.register(SpeakerCollector(daemon))
     return registry, Latency(registry)
 
 
 class HttpEndpoint:
     """Minimal HTTP/1.0 server for /metrics, /livez, /readyz (GET only)."""
 
-    def __init__(self, speaker: Speaker, registry: CollectorRegistry, host: str, port: int) -> None:
-        self.speaker = speaker
+    def __init__(self, daemon: views.Daemon, registry: CollectorRegistry, host: str, port: int) -> None:
+        self.daemon = daemon
         self.registry = registry
         self.host = host
         self.port = port
@@ -257,6 +276,6 @@ class HttpEndpoint:
             log.debug("scrape", extra={"kv": {"ms": round((time.perf_counter() - started) * 1000, 1)}})
             return "200 OK", CONTENT_TYPE_LATEST, body
         if path in ("/livez", "/readyz"):
-            ok, reason = (views.live if path == "/livez" else views.ready)(self.speaker)
+            ok, reason = (views.live if path == "/livez" else views.ready)(self.daemon)
             return ("200 OK" if ok else "503 Service Unavailable"), "text/plain", f"{reason}\n".encode()
         return "404 Not Found", "text/plain", b"try /metrics, /livez or /readyz\n"

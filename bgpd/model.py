@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-Prefix = IPv4Network
-Address = IPv4Address
+# One prefix and one address type for both families (dual stack): every layer takes either; where the
+# families differ (next hops, kernel metrics, ExaBGP's text) the boundary modules say so.
+Prefix = IPv4Network | IPv6Network
+Address = IPv4Address | IPv6Address
 
 # Why bgpd rewrote a route of its own protocol (bgpd_kernel_repairs_total{cause}, bgpctl show kernel):
 REPAIR_CAUSES = (
@@ -72,7 +74,7 @@ class Path:
 
 @dataclass(frozen=True, slots=True)
 class KernelRoute:
-    """One IPv4 route as the kernel reports it (one RTM_NEWROUTE of a dump or of the event stream)."""
+    """One route (IPv4 or IPv6) as the kernel reports it (one RTM_NEWROUTE of a dump or of the events)."""
 
     prefix: Prefix
     kind: str  # rtm_type name: "unicast", "blackhole", "unreachable", "prohibit", "local", ...
@@ -84,5 +86,69 @@ class KernelRoute:
 
     @property
     def key(self) -> tuple[Prefix, int, int]:
-        """The kernel's identity of an IPv4 route: (dst, table, metric) (TOS is always 0 here)."""
+        """The kernel's identity of a route: (dst, table, metric) (TOS is always 0 here)."""
         return (self.prefix, self.table, self.priority)
+
+
+@dataclass(frozen=True, slots=True)
+class OpResult:
+    """Outcome of one change passed to `RouteInstaller.apply`."""
+
+    prefix: Prefix
+    ok: bool
+    collision: bool = False  # a route of another protocol sits at our key; it was left alone
+    error: str | None = None
+
+
+# What the kernel watcher reports (bgpd.kernel.RouteWatcher), in order
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every route of the table: replaces the consumer's whole view. reason: "start" | "overflow"."""
+
+    routes: tuple[KernelRoute, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteAdded:
+    """A route was added or changed (it replaces whatever the consumer had at `route.key`)."""
+
+    route: KernelRoute
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRemoved:
+    """The route at `route.key` is gone."""
+
+    route: KernelRoute
+
+
+@dataclass(frozen=True, slots=True)
+class LinkLost:
+    """Device `index` (`name`) went down, lost carrier, was deleted or renamed, or lost an address.
+
+    `flushed`: the kernel removed, without any notification, every IPv4 route through it (the device went
+    down or was deleted, or lost its last IPv4 address). `networks`: its networks before the loss (a next
+    hop inside one of them was reached through it): IPv4 ones, then IPv6 ones (link-local fe80::/64
+    included) if the watcher watches IPv6. `routes`: the routes it carried, as last reported (not the
+    watcher's `own_protocol`); their removals and current state precede this event."""
+
+    index: int
+    name: str | None
+    routes: tuple[KernelRoute, ...]
+    networks: tuple[Prefix, ...] = ()
+    flushed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUp:
+    """Device `index` came up (or got carrier) or gained an address (of a watched family): next hops
+    through it may be reachable again (a route change that failed for lack of one is worth retrying now)."""
+
+    index: int
+    name: str | None
+
+
+RouteEvent = Snapshot | RouteAdded | RouteRemoved | LinkLost | LinkUp

@@ -1,23 +1,72 @@
-"""Read-only views of a running speaker, as plain JSON-able data: the one place that defines what
+"""Read-only views of a running daemon, as plain JSON-able data: the one place that defines what
 `bgpctl show ...` and the health probes report (the metrics collector reads the same state).
 
-Every function takes the `Speaker` and returns dicts/lists of str/int/float/bool/None, never live objects.
+Every function takes a `Daemon` (what the composition root, `bgpd.daemon`, hands over: the engine, the
+ExaBGP child's state, the kernel writer's counters) and returns dicts/lists of str/int/float/bool/None,
+never live objects. `family` (4, 6 or None for both) filters routes the way `bgpctl -4/-6` asks.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Iterable
 from importlib import metadata
-from ipaddress import IPv4Network
-from typing import TYPE_CHECKING, Any
+from ipaddress import IPv4Address, IPv6Address, ip_network
+from typing import Any, Protocol
 
 from bgpd import __version__
-from bgpd.model import REPAIR_CAUSES, Path
+from bgpd.engine import Engine, PeerStatus
+from bgpd.model import REPAIR_CAUSES, Path, Prefix
 from bgpd.prefix import bits as prefix_bits
 from bgpd.rib.decision import local_pref
 
-if TYPE_CHECKING:
-    from bgpd.speaker import PeerStatus, Speaker
+
+class Flag(Protocol):
+    def is_set(self) -> bool: ...
+
+
+class ExaBGPState(Protocol):
+    """What the views read of the ExaBGP child (`bgpd.exabgp.supervisor.ExaBGP`)."""
+
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def restarts(self) -> int: ...
+    @property
+    def connected(self) -> Flag: ...
+
+
+class WriterState(Protocol):
+    """The kernel writer's counters (`bgpd.kernel.RouteInstaller`)."""
+
+    errors: int
+    retried: int
+
+
+class Daemon(Protocol):
+    """Everything the views read."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def started(self) -> float: ...
+    @property
+    def commands_sent(self) -> Counter[str]: ...
+    @property
+    def exabgp_state(self) -> ExaBGPState: ...
+    @property
+    def writer_state(self) -> WriterState | None: ...
+
+
+def _family_name(version: int) -> str:
+    return f"ipv{version}"
+
+
+def _address_key(address: IPv4Address | IPv6Address) -> tuple[int, int]:
+    return (address.version, int(address))
 
 
 class UnknownPrefix(LookupError):
@@ -31,20 +80,22 @@ def exabgp_version() -> str:
         return "unknown"
 
 
-def role(speaker: Speaker) -> str:
-    return "reflector" if speaker.cluster_id is not None else "host"
+def role(d: Daemon) -> str:
+    return "reflector" if d.engine.cluster_id is not None else "host"
 
 
-def advertised(speaker: Speaker, status: PeerStatus) -> int:
-    """Prefixes bgpd has handed to ExaBGP for this peer: its own exports plus what it reflects to it."""
-    return speaker.export.announced_count + speaker.adjout.count(status.address)
+def advertised(d: Daemon, status: PeerStatus) -> int:
+    """Prefixes bgpd has handed to ExaBGP for this peer: its own exports of the session's family plus
+    what it reflects to it."""
+    return d.engine.announced_count(status.family) + d.engine.adjout.count(status.address)
 
 
-def peer(speaker: Speaker, status: PeerStatus) -> dict[str, Any]:
+def peer(d: Daemon, status: PeerStatus) -> dict[str, Any]:
     up = status.state == "up"
-    kind = "rr-client" if status.rr_client else ("mesh" if status.address in speaker.mesh_nodes else "peer")
+    kind = "rr-client" if status.rr_client else ("mesh" if status.address in d.engine.mesh_nodes else "peer")
     return {
         "address": str(status.address),
+        "afi": _family_name(status.family),
         "asn": status.asn,
         "type": kind,
         "state": status.state,
@@ -54,17 +105,17 @@ def peer(speaker: Speaker, status: PeerStatus) -> dict[str, Any]:
         "received": status.received,
         "accepted": status.accepted,
         "rejected": dict(status.rejected),
-        "advertised": advertised(speaker, status),
+        "advertised": advertised(d, status),
         "updates_received": status.updates_in,
         "flaps": status.flaps,
         "end_of_rib": status.eor,
         "graceful_restart_time": status.restart_time,
-        "stale_routes": speaker.stale_count(status.address),
+        "stale_routes": d.engine.stale_count(status.address),
     }
 
 
-def peers(speaker: Speaker) -> list[dict[str, Any]]:
-    return [peer(speaker, s) for s in speaker.peers.values()]
+def peers(d: Daemon) -> list[dict[str, Any]]:
+    return [peer(d, s) for s in d.engine.peers.values()]
 
 
 def _path(p: Path, best: bool, ecmp: bool) -> dict[str, Any]:
@@ -84,128 +135,146 @@ def _path(p: Path, best: bool, ecmp: bool) -> dict[str, Any]:
     }
 
 
-def route(speaker: Speaker, prefix: IPv4Network) -> dict[str, Any]:
-    selection = speaker.rib.selection(prefix)
+def route(d: Daemon, prefix: Prefix) -> dict[str, Any]:
+    selection = d.engine.rib.selection(prefix)
     paths = []
-    for p in sorted(speaker.rib.paths(prefix), key=lambda x: int(x.peer.address)):
+    for p in sorted(d.engine.rib.paths(prefix), key=lambda x: (x.peer.address.version, int(x.peer.address))):
         best = selection is not None and p == selection.best
         ecmp = selection is not None and p in selection.paths
         paths.append(_path(p, best, ecmp))
-    installed = speaker.installed.get(prefix)
+    installed = d.engine.fib.installed.get(prefix)
     return {
         "prefix": str(prefix),
-        "local": speaker.export.is_announced(prefix),
+        "afi": _family_name(prefix.version),
+        "local": d.engine.export.is_announced(prefix),
         "paths": paths,
         "installed": [str(h) for h in installed] if installed is not None else None,
-        "collision": prefix in speaker.collisions,
-        "suppressed": speaker.rib.is_suppressed(prefix),
+        "collision": prefix in d.engine.fib.collisions,
+        "suppressed": d.engine.rib.is_suppressed(prefix),
     }
 
 
-def routes(speaker: Speaker, prefix: str | None = None) -> list[dict[str, Any]]:
+def _of(family: int | None, prefix: Prefix) -> bool:
+    return family is None or prefix.version == family
+
+
+def routes(d: Daemon, prefix: str | None = None, family: int | None = None) -> list[dict[str, Any]]:
+    """Every prefix learned or announced (IPv4 first), or the one `prefix`; `family` 4 or 6 filters."""
+    engine = d.engine
     if prefix is not None:
         try:
-            net = IPv4Network(prefix)
+            net = ip_network(prefix)
         except ValueError as exc:
             raise UnknownPrefix(f"invalid prefix {prefix!r}") from exc
-        if not speaker.rib.paths(net) and not speaker.export.is_announced(net):
+        if not engine.rib.paths(net) and not engine.export.is_announced(net):
             raise UnknownPrefix(f"unknown prefix {net}")
-        return [route(speaker, net)]
-    every = set(speaker.rib.prefixes()) | set(speaker.export.announced)
-    return [route(speaker, p) for p in sorted(every, key=prefix_bits)]
+        return [route(d, net)]
+    every = {p for p in engine.rib.prefixes() if _of(family, p)}
+    every |= {p for p in engine.export.announced if _of(family, p)}
+    return [route(d, p) for p in sorted(every, key=prefix_bits)]
 
 
-def kernel(speaker: Speaker) -> dict[str, Any]:
-    cfg = speaker.cfg.kernel
+def kernel(d: Daemon, family: int | None = None) -> dict[str, Any]:
+    """bgpd's routes in the kernel and what it exports from there; `family` 4 or 6 filters the lists."""
+    engine = d.engine
+    cfg = engine.cfg.kernel
+    fib = engine.fib
+
+    def listed(prefixes: Iterable[Prefix]) -> list[str]:
+        return [str(p) for p in sorted((p for p in prefixes if _of(family, p)), key=prefix_bits)]
+
     return {
         "table": cfg.table,
         "protocol": cfg.protocol,
         "install": cfg.install,
         "owned": [
             {"prefix": str(p), "next_hops": [str(h) for h in hops]}
-            for p, hops in sorted(speaker.installed.items())
+            for p, hops in sorted(fib.installed.items(), key=lambda i: prefix_bits(i[0]))
+            if _of(family, p)
         ],
         "selected_for_export": [
             {"prefix": str(r.prefix), "kind": r.kind, "protocol": r.protocol, "device": r.ifname}
-            for r in sorted(speaker.export.selected(), key=lambda r: r.key)
+            for r in sorted(engine.export.selected(), key=lambda r: (prefix_bits(r.prefix), r.priority))
+            if _of(family, r.prefix)
         ],
-        "announced": [str(p) for p in sorted(speaker.export.announced)],
-        "collisions": [str(p) for p in sorted(speaker.collisions)],
-        "stale_from_earlier_run": [str(p) for p in sorted(speaker.stale_kernel)],
-        "reconciled": speaker.reconciled,
+        "announced": listed(engine.export.announced),
+        "collisions": listed(fib.collisions),
+        "stale_from_earlier_run": listed(fib.stale_kernel),
+        "reconciled": fib.reconciled,
         # wanted, but the kernel does not hold it (yet): a change in flight or waiting for its retry
         "not_installed": [
             {"prefix": str(p), "next_hops": [str(h) for h in hops]}
-            for p, hops in sorted(speaker.fib.items())
-            if speaker.installed.get(p) != hops and p not in speaker.collisions
+            for p, hops in sorted(fib.wanted.items(), key=lambda i: prefix_bits(i[0]))
+            if fib.installed.get(p) != hops and p not in fib.collisions and _of(family, p)
         ]
         if cfg.install
         else [],
-        "repairs": {cause: speaker.repairs[cause] for cause in REPAIR_CAUSES},
+        "repairs": {cause: d.engine.fib.repairs[cause] for cause in REPAIR_CAUSES},
         "selection_deferral": {
-            "done": speaker.deferral.done,
-            "how": speaker.deferral.how,
-            "waiting_for": [str(a) for a in sorted(speaker.deferral.waiting)],
+            "done": d.engine.deferral.done,
+            "how": d.engine.deferral.how,
+            "waiting_for": [str(a) for a in sorted(d.engine.deferral.waiting, key=_address_key)],
             # the removal of stale kernel routes also waits for restarting peers
-            "stale_routes_wait_for": [str(a) for a in sorted(speaker.stale_wait.waiting)],
+            "stale_routes_wait_for": [str(a) for a in sorted(d.engine.stale_wait.waiting, key=_address_key)],
         },
     }
 
 
-def status(speaker: Speaker) -> dict[str, Any]:
-    cfg = speaker.cfg
-    established = sum(1 for s in speaker.peers.values() if s.state == "up")
+def status(d: Daemon) -> dict[str, Any]:
+    cfg = d.engine.cfg
+    established = sum(1 for s in d.engine.peers.values() if s.state == "up")
     return {
         "version": __version__,
         "exabgp_version": exabgp_version(),
         "node": cfg.node.name,
         "router_id": str(cfg.node.router_id),
         "asn": cfg.node.asn,
-        "role": role(speaker),
-        "cluster_id": str(speaker.cluster_id) if speaker.cluster_id else None,
-        "started": speaker.started,
-        "uptime_seconds": round(time.time() - speaker.started, 3),
+        "role": role(d),
+        "cluster_id": str(d.engine.cluster_id) if d.engine.cluster_id else None,
+        "started": d.started,
+        "uptime_seconds": round(time.time() - d.started, 3),
         "config": cfg.source,
         "exabgp": {
-            "pid": speaker.exabgp.pid,
-            "alive": speaker.exabgp.alive,
-            "attached": speaker.exabgp.connected.is_set(),
-            "restarts": speaker.exabgp.restarts,
+            "pid": d.exabgp_state.pid,
+            "alive": d.exabgp_state.alive,
+            "attached": d.exabgp_state.connected.is_set(),
+            "restarts": d.exabgp_state.restarts,
         },
-        "sessions": {"configured": len(speaker.peers), "established": established},
+        "sessions": {"configured": len(d.engine.peers), "established": established},
         "routes": {
-            "paths": len(speaker.rib),
-            "installed": len(speaker.installed),
-            "announced": speaker.export.announced_count,
+            "paths": len(d.engine.rib),
+            "installed": len(d.engine.fib.installed),
+            "announced": d.engine.export.announced_count,
+            "families": [_family_name(f) for f in cfg.families],
         },
         "kernel": {
-            "repairs": sum(speaker.repairs.values()),
-            "audits": speaker.counters["kernel_audits"],
-            "resyncs": {r: speaker.counters[f"kernel_resyncs_{r}"] for r in ("overflow", "link")},
+            "repairs": sum(d.engine.fib.repairs.values()),
+            "audits": d.engine.counters["kernel_audits"],
+            "resyncs": {r: d.engine.counters[f"kernel_resyncs_{r}"] for r in ("overflow", "link")},
         },
-        "selection_deferral_done": speaker.deferral.done,
-        "reconciled": speaker.reconciled,
-        "last_reload": speaker.last_reload,
+        "selection_deferral_done": d.engine.deferral.done,
+        "reconciled": d.engine.fib.reconciled,
+        "last_reload": d.engine.last_reload,
     }
 
 
-def live(speaker: Speaker) -> tuple[bool, str]:
+def live(d: Daemon) -> tuple[bool, str]:
     """Liveness: the daemon answers (this runs in its loop) and its ExaBGP child is alive and attached."""
-    if not speaker.exabgp.alive:
+    if not d.exabgp_state.alive:
         return False, "exabgp is not running"
-    if not speaker.exabgp.connected.is_set():
+    if not d.exabgp_state.connected.is_set():
         return False, "exabgp is not attached"
     return True, "ok"
 
 
-def ready(speaker: Speaker) -> tuple[bool, str]:
+def ready(d: Daemon) -> tuple[bool, str]:
     """Readiness, Calico's rule: within the start-up window every configured peer must be Established,
     afterwards at least one; no peers configured = ready."""
-    total = len(speaker.peers)
+    total = len(d.engine.peers)
     if total == 0:
         return True, "no peers configured"
-    up = sum(1 for s in speaker.peers.values() if s.state == "up")
-    in_window = time.time() - speaker.started < speaker.cfg.health.startup_window
+    up = sum(1 for s in d.engine.peers.values() if s.state == "up")
+    in_window = time.time() - d.started < d.engine.cfg.health.startup_window
     if in_window and up < total:
         return False, f"{up}/{total} sessions established (start-up: all required)"
     if up == 0:

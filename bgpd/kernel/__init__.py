@@ -7,20 +7,14 @@
 * `local_addresses` lists this host's addresses (IPv4 unless asked for IPv6 too).
 
 IPv6 prefixes and addresses are `ipaddress` types (chosen in `_inet6.network`/`_inet6.gateway`);
-link-local IPv6 gateways carry their device as scope (`IPv6Address("fe80::1%eth0")`).
+link-local IPv6 gateways carry their device as scope (`IPv6Address("fe80::1%eth0")`). The event and
+result types live in `bgpd.model` (the engine reads them without importing this package).
 """
 
 from bgpd.kernel.addresses import local_addresses
-from bgpd.kernel.installer import InstallError, OpResult, RouteInstaller
-from bgpd.kernel.watcher import (
-    LinkLost,
-    LinkUp,
-    RouteAdded,
-    RouteEvent,
-    RouteRemoved,
-    RouteWatcher,
-    Snapshot,
-)
+from bgpd.kernel.installer import InstallError, RouteInstaller
+from bgpd.kernel.watcher import RouteWatcher
+from bgpd.model import LinkLost, LinkUp, OpResult, RouteAdded, RouteEvent, RouteRemoved, Snapshot
 
 __all__ = [
     "InstallError",

@@ -30,13 +30,13 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Collection, Container, Iterator, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any, cast, overload
 
 from bgpd.kernel import _inet6
 from bgpd.kernel import _netlink as nl
+from bgpd.model import OpResult
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +48,6 @@ BACKOFF = 0.01  # seconds before the first retry pass; doubles each pass
 
 class InstallError(Exception):
     """The installer cannot work at all (socket or dump failure); single route failures are OpResults."""
-
-
-@dataclass(frozen=True, slots=True)
-class OpResult:
-    """Outcome of one change passed to `RouteInstaller.apply`."""
-
-    prefix: IPv4Network | IPv6Network
-    ok: bool
-    collision: bool = False  # a route of another protocol sits at our key; it was left alone
-    error: str | None = None
 
 
 Network = IPv4Network | IPv6Network
@@ -165,7 +155,7 @@ class RouteInstaller:
                     if parsed is None:
                         continue
                     route = parsed[0]
-                    if route.protocol == self.protocol and route.priority == self.metric:
+                    if route.protocol == self.protocol and route.priority == self._metric(route.prefix):
                         own[route.prefix] = route.gateways
                         if family == socket.AF_INET6 and any(_scope(g) for g in route.gateways):
                             scoped.append(cast(IPv6Network, route.prefix))
@@ -343,7 +333,7 @@ class RouteInstaller:
                 prefix=prefix,
                 table=self.table,
                 protocol=self.protocol,
-                metric=self.metric,
+                metric=self._metric(prefix),
                 rtype=nl.RTN_UNSPEC,
                 scope=nl.RT_SCOPE_NOWHERE,
             )
@@ -355,9 +345,14 @@ class RouteInstaller:
             prefix=prefix,
             table=self.table,
             protocol=self.protocol,
-            metric=self.metric,
+            metric=self._metric(prefix),
             **next_hops,
         )
+
+    def _metric(self, prefix: Network) -> int:
+        """Our metric as the kernel stores it: an IPv6 route written with metric 0 gets 1024 (so our key
+        is named exactly, also in deletes, where 0 would match any metric)."""
+        return 1024 if self.metric == 0 and prefix.version == 6 else self.metric
 
     def _ifindex(self, name: str) -> int | None:
         """The ifindex of device `name` in the installer's namespace, None if there is none (or the

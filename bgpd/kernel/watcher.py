@@ -54,63 +54,13 @@ from ipaddress import IPv4Address, IPv6Address
 from bgpd import prefix as prefixes
 from bgpd.kernel import _inet6
 from bgpd.kernel import _netlink as nl
-from bgpd.model import KernelRoute, Prefix
+from bgpd.model import KernelRoute, LinkLost, LinkUp, Prefix, RouteAdded, RouteEvent, RouteRemoved, Snapshot
 
 log = logging.getLogger(__name__)
 
 MAX_RECVS_PER_BATCH = 4096  # bounds the latency and size of one on_events call during a burst
 START_TIMEOUT = 30.0
 
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """Every route of the table: replaces the consumer's whole view. reason: "start" | "overflow"."""
-
-    routes: tuple[KernelRoute, ...]
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class RouteAdded:
-    """A route was added or changed (it replaces whatever the consumer had at `route.key`)."""
-
-    route: KernelRoute
-
-
-@dataclass(frozen=True, slots=True)
-class RouteRemoved:
-    """The route at `route.key` is gone."""
-
-    route: KernelRoute
-
-
-@dataclass(frozen=True, slots=True)
-class LinkLost:
-    """Device `index` (`name`) went down, lost carrier, was deleted or renamed, or lost an address.
-
-    `flushed`: the kernel removed, without any notification, every IPv4 route through it (the device went
-    down or was deleted, or lost its last IPv4 address). `networks`: its networks before the loss (a next
-    hop inside one of them was reached through it): IPv4 ones, then IPv6 ones (link-local fe80::/64
-    included) if the watcher watches IPv6. `routes`: the routes it carried, as last reported (not the
-    watcher's `own_protocol`); their removals and current state precede this event."""
-
-    index: int
-    name: str | None
-    routes: tuple[KernelRoute, ...]
-    networks: tuple[Prefix, ...] = ()
-    flushed: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class LinkUp:
-    """Device `index` came up (or got carrier) or gained an address (of a watched family): next hops
-    through it may be reachable again (a route change that failed for lack of one is worth retrying now)."""
-
-    index: int
-    name: str | None
-
-
-RouteEvent = Snapshot | RouteAdded | RouteRemoved | LinkLost | LinkUp
 
 _Key = tuple[Prefix, int, int]
 

@@ -45,7 +45,7 @@ def _repairs(host: Host) -> dict[str, float]:
 
 def _installed_metric(host: Host) -> float:
     _, body = host.http_get("http://127.0.0.1:9479/metrics")
-    match = re.search(r"^bgpd_kernel_routes_installed (\S+)$", body, re.M)
+    match = re.search(r"^bgpd_kernel_routes_installed\{afi=\"ipv4\"\} (\S+)$", body, re.M)
     assert match is not None
     return float(match.group(1))
 

@@ -1,0 +1,678 @@
+"""The Engine: sessions, Adj-RIBs-In, import policy, the decision process, export, reflection and the
+start's selection deferral, for IPv4 and IPv6 alike. No I/O (see the package docstring for its inputs
+and outputs).
+
+Two flows (as OpenBGPD's RDE):
+- kernel route events -> `ExportTable` -> Adj-RIB-Out changes to every session of the route's family
+  (next hop: this node's address of that family; Calico's meaning: IPv6 routes over IPv6 sessions);
+- UPDATEs -> import policy -> `Rib` -> best path / ECMP -> `Fib` (kernel operations, our protocol only),
+  and on a reflector, RFC 4456 reflection -> Adj-RIB-Out changes.
+
+Graceful restart: our End-of-RIB waits for the peers' tables at start (RFC 4724 §4.1, `deferral`); the
+kernel routes of an earlier run wait for every peer's table (`stale_wait`), then unwanted ones go. When a
+peer that advertised graceful restart for the session's family drops without a NOTIFICATION, bgpd is the
+helper of RFC 4724 §4.2 (`restart.StalePaths`); when ExaBGP itself dies, every peer's paths are kept the
+same way until the sessions are back and have re-sent their tables, or `kernel.stale_timeout` passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Hashable, Iterable, Sequence
+from ipaddress import IPv4Address
+from typing import Protocol
+
+from bgpd.config import Config
+from bgpd.engine.fib import Fib, Hops
+from bgpd.engine.outputs import Announce, EndOfRib, Family, KernelOp, OutChange, RouteRefresh, Withdraw
+from bgpd.engine.peers import PeerStatus
+from bgpd.engine.restart import StalePaths
+from bgpd.engine.timers import Timers
+from bgpd.model import (
+    Address,
+    Attributes,
+    KernelRoute,
+    LinkLost,
+    LinkUp,
+    OpResult,
+    Path,
+    Peer,
+    Prefix,
+    RouteAdded,
+    RouteEvent,
+    RouteRemoved,
+    Snapshot,
+)
+from bgpd.policy.export import Delta, ExportRules, ExportTable
+from bgpd.policy.importer import ImportPolicy, Reject
+from bgpd.rib.deferral import SelectionDeferral
+from bgpd.rib.table import Rib
+from reflector.adjout import AdjRibOut, Advert, Batch
+from reflector.rules import reflected_attributes, targets
+
+log = logging.getLogger("bgpd.engine")
+
+INLINE_CHANGES = 16  # Adj-RIB-Out changes up to this many are handed over at once (else a loop turn later)
+ADVERT_CACHE_SIZE = 4096  # reflected (source, next hop, attributes) kept; cleared when full
+EXPORT_ATTRIBUTES = Attributes()
+DEFER_TIMER = "select-defer"
+FAMILIES: tuple[Family, ...] = (4, 6)
+
+
+class Announcement(Protocol):
+    """One received NLRI (the codec's `Announced`): prefix, next hop (the global one for IPv6; a link-local
+    one beside it, RFC 2545, is not a second path) and attributes."""
+
+    @property
+    def prefix(self) -> Prefix: ...
+    @property
+    def next_hop(self) -> Address: ...
+    @property
+    def attrs(self) -> Attributes: ...
+
+
+def export_rules(cfg: Config) -> ExportRules:
+    return ExportRules(
+        protocols=frozenset(cfg.export.protocols),
+        interfaces=tuple(cfg.export.interfaces),
+        pools=tuple(p.cidr for p in cfg.pools if p.export),
+        own_protocol=cfg.kernel.protocol,
+    )
+
+
+def _family(prefix: Prefix) -> Family:
+    return 4 if prefix.version == 4 else 6
+
+
+def _by_family(prefixes: Iterable[Prefix]) -> dict[Family, list[Prefix]]:
+    """Sorted, split by family (an IPv4 and an IPv6 prefix do not compare)."""
+    split: dict[Family, list[Prefix]] = {}
+    for prefix in prefixes:
+        split.setdefault(_family(prefix), []).append(prefix)
+    for items in split.values():
+        items.sort()  # one family per list: the types' own fast ordering
+    return split
+
+
+class Engine:
+    """One host's (or reflector's) routing decisions."""
+
+    def __init__(self, cfg: Config, timers: Timers) -> None:
+        self.cfg = cfg
+        self.timers = timers
+        self.counters: Counter[str] = Counter()
+        self.rib = Rib()
+        self.export = ExportTable(export_rules(cfg))
+        self.fib = Fib(cfg.kernel.protocol, cfg.kernel.metric, cfg.kernel.install, timers, self.counters)
+        self.stale = StalePaths(timers)
+        self.local_addresses: frozenset[Address] = frozenset(
+            a for a in (cfg.local_address(4), cfg.local_address(6)) if a is not None
+        )
+        self.peers: dict[Address, PeerStatus] = {}
+        self._configure(cfg)
+        self.policy = self._import_policy()
+        # Route reflection (RFC 4456): what each peer was sent
+        self.adjout = AdjRibOut()
+        self._targets: dict[Address, frozenset[Address]] = {}  # per source, for _ibgp_roles
+        self._adverts: dict[tuple[IPv4Address | Address, Address, Attributes], Advert] = {}
+        self._reflect_pending = False
+        # RFC 4724 §4.1: our End-of-RIB waits for the peers' tables (restarting peers excepted), and the
+        # removal of stale kernel routes for every peer's table (restarting peers included)
+        self.deferral = SelectionDeferral(self.peers)
+        self.stale_wait = SelectionDeferral(self.peers, exclude_restarting=False)
+        # Adj-RIB-Out changes not handed over yet
+        self._out_announce: set[Prefix] = set()
+        self._out_withdraw: set[Prefix] = set()
+        self._out: list[OutChange] = []  # replays and route refreshes, in order, before the rest
+        self._eor_pending: set[Address] = set()
+        self._added_by_reload: set[Address] = set()
+        self.export_ready = False  # the kernel's routes are read
+        self.exported_in_last_take = False
+        self._warned_no_next_hop: set[Family] = set()
+        self.last_reload: dict[str, object] | None = None
+        self._announced_counts: tuple[int, Counter[int]] | None = None
+        self._export_changes = 0  # export deltas applied (for the cached counts above)
+
+    def _configure(self, cfg: Config) -> None:
+        """Settings derived from the config (at start and on reload)."""
+        self.cluster_id = cfg.reflector.cluster_id if cfg.reflector else None
+        self.mesh_nodes = frozenset(cfg.bgp.mesh.nodes) if cfg.bgp.mesh.enabled else frozenset()
+        for p in cfg.sessions():
+            if p.address not in self.peers:
+                self.peers[p.address] = PeerStatus(p.address, p.asn, p.rr_client)
+        self._ibgp_roles = {a: p.rr_client for a, p in self.peers.items() if p.asn == cfg.node.asn}
+        # the sessions of each family; None where that is every session (commands then name no neighbor)
+        self._family_peers: dict[Family, tuple[Address, ...] | None] = {}
+        for family in FAMILIES:
+            members = tuple(sorted(a for a in self.peers if a.version == family))
+            self._family_peers[family] = None if len(members) == len(self.peers) else members
+        self._next_hop: dict[Family, Address | None] = {4: cfg.local_address(4), 6: cfg.local_address(6)}
+
+    def _import_policy(self) -> ImportPolicy:
+        cfg = self.cfg
+        own = [a for a in (cfg.local_address(4), cfg.local_address(6)) if a is not None]
+        return ImportPolicy(
+            (p.cidr for p in cfg.pools), own, self.local_addresses, cfg.node.router_id, self.cluster_id
+        )
+
+    # ------------------------------------------------------------------ start
+
+    def start(self, own: dict[Prefix, Hops], local_addresses: Iterable[Address]) -> None:
+        """The kernel's routes of ours from an earlier run (`own`) and this host's addresses are read."""
+        self.fib.start(own)
+        if own:
+            log.info("kernel routes from an earlier run", extra={"kv": {"count": len(own)}})
+        self.local_addresses = frozenset(local_addresses) | self.local_addresses
+        self.policy = self._import_policy()
+        self._deferral_step(self.deferral.start(), self.stale_wait.start())
+        if not self.stale_wait.done:
+            self.timers.arm(DEFER_TIMER, self.cfg.bgp.select_defer_time)
+
+    # ------------------------------------------------------------------ outputs
+
+    def take_kernel_ops(self) -> list[KernelOp]:
+        """Output 1: the kernel FIB operations due (bgpd's own routes only)."""
+        return self.fib.take_ops()
+
+    @property
+    def kernel_work(self) -> bool:
+        return self.fib.has_work
+
+    @property
+    def out_pending(self) -> bool:
+        return bool(
+            self._out
+            or self._out_announce
+            or self._out_withdraw
+            or self._reflect_pending
+            or self._eor_ready()
+        )
+
+    @property
+    def out_urgent(self) -> bool:
+        """Hand the Adj-RIB-Out changes over now rather than a loop turn later (so bursts coalesce): an
+        End-of-RIB is due, or a few local changes alone."""
+        if self._out or self._eor_ready():
+            return True
+        if self._reflect_pending:
+            return False
+        pending = len(self._out_announce) + len(self._out_withdraw)
+        return 0 < pending <= INLINE_CHANGES
+
+    def take_adj_rib_out(self) -> list[OutChange]:
+        """Output 2: the Adj-RIB-Out changes due, in the order they must be sent: replays, local withdrawals
+        and announcements, reflected ones, then the End-of-RIBs that say the table is complete."""
+        out, self._out = self._out, []
+        exported = self._take_export()
+        self.exported_in_last_take = bool(exported)
+        out += exported
+        if self._reflect_pending:
+            self._reflect_pending = False
+            out += self._batches(self.adjout.flush())
+        if self._eor_ready():
+            for peer in sorted(self._eor_pending, key=prefix_bits_of_address):
+                if peer in self._added_by_reload:  # ExaBGP learnt this neighbor by a reload: our table now
+                    self._added_by_reload.discard(peer)
+                    out += self._table_for(peer)
+                out.append(EndOfRib(peer, self.peers[peer].family))
+            self._eor_pending.clear()
+        return out
+
+    def _take_export(self) -> list[OutChange]:
+        out: list[OutChange] = []
+        withdraw, announce = self._out_withdraw, self._out_announce
+        if not withdraw and not announce:
+            return out
+        log.debug("export", extra={"kv": {"announce": len(announce), "withdraw": len(withdraw)}})
+        for family, prefixes in _by_family(withdraw).items():
+            peers = self._family_peers[family]
+            if peers != ():
+                out.append(Withdraw(family, prefixes, peers))
+        for family, prefixes in _by_family(announce).items():
+            out += self._announce_local(family, prefixes, self._family_peers[family])
+        self._out_withdraw, self._out_announce = set(), set()
+        return out
+
+    def _announce_local(
+        self, family: Family, prefixes: Sequence[Prefix], peers: tuple[Address, ...] | None
+    ) -> list[OutChange]:
+        if peers == () or not prefixes:
+            return []
+        next_hop = self._next_hop[family]
+        if next_hop is None:
+            if family not in self._warned_no_next_hop:
+                self._warned_no_next_hop.add(family)
+                log.warning(
+                    "IPv6 routes to export but no node.address6 to announce them from; not exported",
+                    extra={"kv": {"routes": len(prefixes)}},
+                )
+            return []
+        return [Announce(family, prefixes, next_hop, EXPORT_ATTRIBUTES, peers)]
+
+    def _table_for(self, peer: Address) -> list[OutChange]:
+        """Everything `peer` should hold: our routes of its family and what we reflect to it."""
+        family = self.peers[peer].family
+        mine = [p for p in self.export.announced if _family(p) == family]
+        mine.sort()
+        return self._announce_local(family, mine, (peer,)) + self._batches(self.adjout.replay(peer))
+
+    def _batches(self, batches: Iterable[Batch]) -> list[OutChange]:
+        out: list[OutChange] = []
+        for b in batches:
+            if not b.prefixes:
+                continue
+            family = _family(b.prefixes[0])
+            if b.advert is None:
+                out.append(Withdraw(family, b.prefixes, b.peers))
+            else:
+                out.append(Announce(family, b.prefixes, b.advert.next_hop, b.advert.attrs, b.peers))
+        return out
+
+    def _eor_ready(self) -> bool:
+        return bool(self._eor_pending) and self.export_ready and self.deferral.done
+
+    # ------------------------------------------------------------------ kernel -> export
+
+    def kernel_events(self, events: Iterable[RouteEvent]) -> None:
+        """Route and link events of the kernel table, in order (bgpd's own writes are not among them)."""
+        delta = Delta()
+        own = self.cfg.kernel.protocol
+        fib, export = self.fib, self.export
+        for event in events:
+            if isinstance(event, Snapshot):
+                self.counters[f"kernel_resyncs_{event.reason}"] += 1
+                others = [r for r in event.routes if r.protocol != own]
+                fib.set_view(others)
+                export.replace_all(others, delta)
+                fib.own_snapshot([r for r in event.routes if r.protocol == own], event.reason)
+                if event.reason != "start":
+                    log.warning(
+                        "kernel resync", extra={"kv": {"reason": event.reason, "routes": len(event.routes)}}
+                    )
+            elif isinstance(event, RouteAdded):
+                route = event.route
+                if route.protocol == own:
+                    # it replaced whatever sat at its key (prefix, table, metric), of any protocol
+                    displaced = fib.view_get(route.key)
+                    if displaced is not None:
+                        fib.view_remove(displaced)
+                        export.remove(displaced, delta)
+                    fib.own_changed(route, present=True)
+                    continue
+                fib.foreign_added(route)
+                export.add(route, delta)
+            elif isinstance(event, RouteRemoved):
+                if event.route.protocol == own:
+                    fib.own_changed(event.route, present=False)
+                    continue
+                fib.view_remove(event.route)
+                export.remove(event.route, delta)
+            elif isinstance(event, LinkLost):
+                fib.link_lost(event.name, event.flushed, event.networks, event.routes)
+            elif isinstance(event, LinkUp):
+                fib.link_up()
+        if not self.export_ready:
+            self.export_ready = True
+            log.info("kernel dump read", extra={"kv": {"exported": self.export.announced_count}})
+        if delta:
+            self._exported(delta)
+
+    def _exported(self, delta: Delta) -> None:
+        self._export_changes += 1
+        for prefix in delta.announce:
+            self._out_withdraw.discard(prefix)
+            self._out_announce.add(prefix)
+        for prefix in delta.withdraw:
+            self._out_announce.discard(prefix)
+            self._out_withdraw.add(prefix)
+        for prefix in delta.announce | delta.withdraw:
+            self.rib.suppress(prefix, self.export.is_announced(prefix))
+            self._reselect(prefix)
+
+    def kernel_written(self, ops: list[KernelOp], results: list[OpResult]) -> None:
+        """The results of writing `ops` (`Fib.begin_background` first if the write left the loop)."""
+        self.fib.written(ops, results)
+
+    def kernel_reread(self, held: dict[Prefix, Hops], cause: str) -> None:
+        """A dump of our routes asked for by `fib.take_audit()`, taken in the background."""
+        touched, touched_all = self.fib.end_background()
+        self.fib.reread(held, cause, touched, touched_all)
+
+    # ------------------------------------------------------------------ ExaBGP attached / lost
+
+    def exabgp_attached(self) -> None:
+        """A (new) ExaBGP attached: it knows nothing; replay our whole table and what we reflected."""
+        for family, prefixes in _by_family(self.export.announced).items():
+            self._out += self._announce_local(family, prefixes, self._family_peers[family])
+        self._out += self._batches(self.adjout.replay())
+
+    def exabgp_lost(self) -> None:
+        """ExaBGP went away: all sessions are down, but keep their paths until they come back."""
+        for status in self.peers.values():
+            if status.state == "up":
+                status.flaps += 1
+            status.state = "down"
+            status.since = time.time()
+            status.eor = False
+        for peer in list(self.peers):
+            prefixes = self.rib.peer_prefixes(peer)
+            if prefixes:
+                self.stale.keep(
+                    peer, prefixes, self.cfg.kernel.stale_timeout, "no end-of-rib after exabgp restart"
+                )
+        log.error("exabgp disconnected; keeping learned routes until sessions return")
+
+    # ------------------------------------------------------------------ sessions
+
+    def peer_open(
+        self, peer: Address, router_id: IPv4Address, graceful: tuple[int | None, bool], restarting: bool
+    ) -> None:
+        """The peer's OPEN: its router id, and RFC 4724 §3 for the session's family: (restart time or None,
+        forwarding state kept), and its Restart State bit."""
+        status = self.peers.get(peer)
+        if status is None:
+            return
+        status.router_id = router_id
+        status.restart_time, status.forwarding_kept = graceful
+        is_graceful = status.restart_time is not None
+        self._deferral_step(
+            self.deferral.opened(peer, is_graceful, restarting),
+            self.stale_wait.opened(peer, is_graceful, restarting),
+        )
+        if self.stale.restarting(peer) and not (status.restart_time and status.forwarding_kept):
+            # RFC 4724 §4.2: back without graceful restart, or without its forwarding state
+            self._flush_stale(peer, "peer restarted without keeping its forwarding state")
+
+    def notification(self, peer: Address, code: int, subcode: int) -> None:
+        status = self.peers.get(peer)
+        if status is None:
+            return
+        status.ungraceful = True  # a session closed with a NOTIFICATION is not a graceful restart
+        log.warning("notification from peer", extra={"kv": {"peer": peer, "code": code, "subcode": subcode}})
+
+    def peer_state(
+        self, peer: Address, state: str, reason: str = "", notified: bool = False, asn: int = 0
+    ) -> None:
+        """The session went `state` ("up", "down", "connected", ...). `notified`: it ended with a
+        NOTIFICATION (sent or received), which is no graceful restart."""
+        status = self.peers.get(peer)
+        if status is None or state == status.state:
+            return
+        was_up = status.state == "up"
+        status.state = state
+        status.since = time.time()
+        if state == "up":
+            status.eor = False
+            status.ungraceful = False
+            log.info("session established", extra={"kv": {"peer": peer, "asn": asn}})
+            if self.stale.restarting(peer):
+                # RFC 4724 §4.2: back in time; its stale paths stay until End-of-RIB, within stale_timeout
+                self.stale.rearm(peer, self.cfg.kernel.stale_timeout, "no end-of-rib in time")
+            self._eor_pending.add(peer)
+        elif state == "down":
+            if was_up:
+                status.flaps += 1
+            status.eor = False
+            self._eor_pending.discard(peer)
+            if self.stale.restarting(peer):
+                if not was_up:
+                    return  # a restart in progress (ExaBGP's or the peer's): its attempts may fail meanwhile
+                # RFC 4724 §4.2, consecutive restarts: the paths already marked stale are deleted
+                self._flush_stale(peer, "session dropped again before end-of-rib")
+            graceful = status.restart_time and not status.ungraceful and not notified
+            if was_up and graceful:
+                assert status.restart_time is not None
+                kept = self.rib.peer_prefixes(peer)
+                self.stale.keep(peer, kept, status.restart_time, "restart time passed")
+                log.warning(
+                    "session down; graceful restart: keeping the peer's routes",
+                    extra={
+                        "kv": {
+                            "peer": peer,
+                            "reason": reason,
+                            "kept": len(kept),
+                            "restart_time": status.restart_time,
+                        }
+                    },
+                )
+                return
+            affected = self.rib.drop_peer(peer)
+            log.log(
+                logging.WARNING if was_up else logging.DEBUG,
+                "session down" if was_up else "connection closed before established",
+                extra={"kv": {"peer": peer, "reason": reason, "withdrawn": len(affected)}},
+            )
+            for prefix in affected:
+                self._reselect(prefix)
+
+    def stale_count(self, peer: Address) -> int:
+        """How many of `peer`'s paths are kept through a restart and not yet re-sent (no copy)."""
+        return self.stale.count(peer)
+
+    def stale_paths_of(self, peer: Address) -> frozenset[Prefix]:
+        """Paths of `peer` kept through a restart (its own or ExaBGP's) and not yet re-sent."""
+        return self.stale.paths_of(peer)
+
+    def _drop_stale(self, peer: Address) -> int:
+        """Withdraw the paths of `peer` still marked stale, end its deadline; how many there were."""
+        stale = self.stale.drop(peer)
+        for prefix in stale:
+            if self.rib.remove(peer, prefix):
+                self._reselect(prefix)
+        return len(stale)
+
+    def _flush_stale(self, peer: Address, why: str) -> None:
+        """The restart is over without the peer's End-of-RIB (or failed): its stale paths go."""
+        kv = {"peer": peer, "why": why, "withdrawn": self._drop_stale(peer)}
+        log.warning("stale routes withdrawn", extra={"kv": kv})
+
+    def update(
+        self,
+        peer: Address,
+        withdrawn: Iterable[Prefix],
+        announced: Iterable[Announcement],
+        malformed: Iterable[str] = (),
+    ) -> None:
+        """One UPDATE (RFC 4271 §9): withdrawn prefixes, announced routes, and RFC 7606 treat-as-withdraw
+        reasons (those prefixes are in `withdrawn`)."""
+        status = self.peers.get(peer)
+        if status is None:
+            return
+        status.updates_in += 1
+        rib = self.rib
+        stale = self.stale.pending(peer)
+        for reason in malformed:
+            self._reject(status, Reject.MALFORMED, reason)
+        for prefix in withdrawn:
+            if rib.remove(peer, prefix):
+                self._reselect(prefix)
+            if stale is not None:
+                stale.discard(prefix)
+        source = Peer(peer, status.asn, status.router_id, ebgp=status.asn != self.cfg.node.asn)
+        check, is_announced = self.policy.check, self.export.is_announced
+        for route in announced:
+            prefix = route.prefix
+            status.received += 1
+            if stale is not None:
+                stale.discard(prefix)
+            reject = check(prefix, route.next_hop, route.attrs)
+            if reject is not None:
+                self._reject(status, reject, str(prefix))
+                if rib.remove(peer, prefix):  # an invalid replacement withdraws the old path
+                    self._reselect(prefix)
+                continue
+            if is_announced(prefix):
+                self._reject(status, Reject.OWN_PREFIX, str(prefix))  # kept, but never selected
+            else:
+                status.accepted += 1
+            if rib.add(Path(prefix, route.next_hop, source, route.attrs)):
+                self._reselect(prefix)
+
+    def _reject(self, status: PeerStatus, reason: Reject, what: str) -> None:
+        status.rejected[reason.value] += 1
+        log.debug(
+            "route rejected", extra={"kv": {"peer": status.address, "reason": reason.value, "what": what}}
+        )
+
+    def end_of_rib(self, peer: Address) -> None:
+        """End-of-RIB of the session's family (RFC 4724 §2)."""
+        status = self.peers.get(peer)
+        if status is None:
+            return
+        status.eor = True
+        log.info("end-of-rib received", extra={"kv": {"peer": peer}})
+        self._drop_stale(peer)  # what it did not re-send (RFC 4724 §4.2)
+        self._deferral_step(self.deferral.end_of_rib(peer), self.stale_wait.end_of_rib(peer))
+
+    # ------------------------------------------------------------------ the decision process
+
+    def _reselect(self, prefix: Prefix) -> None:
+        """The paths of `prefix` changed: run the decision process and feed both outputs."""
+        selection = self.rib.selection(prefix)
+        self.fib.want(prefix, selection.next_hops if selection is not None else None)
+        if self.cluster_id is not None:
+            self._reflect(prefix, selection.best if selection is not None else None)
+
+    def _reflect(self, prefix: Prefix, best: Path | None) -> None:
+        """RFC 4456: send the best path to the peers the reflection rules name, withdraw it elsewhere."""
+        assert self.cluster_id is not None
+        wanted: dict[Address, Advert] = {}
+        if best is not None:
+            source = best.peer.address
+            source_id = best.peer.router_id or source
+            # one Advert object and one receiver set per source and attributes, not per prefix
+            key = (source_id, best.next_hop, best.attrs)
+            advert = self._adverts.get(key)
+            if advert is None:
+                if len(self._adverts) >= ADVERT_CACHE_SIZE:
+                    self._adverts.clear()
+                attrs = reflected_attributes(best.attrs, source_id, self.cluster_id)
+                advert = self._adverts[key] = Advert(best.next_hop, attrs)
+            receivers = self._targets.get(source)
+            if receivers is None:
+                roles = self._ibgp_roles
+                # only sessions of the source's family carry its routes
+                same = {a: c for a, c in roles.items() if a.version == source.version}
+                receivers = self._targets[source] = targets(source, roles.get(source, False), same)
+            wanted = dict.fromkeys(receivers, advert)
+        self.adjout.set(prefix, wanted)
+        self._reflect_pending = True
+
+    # ------------------------------------------------------------------ timers and the start's deferral
+
+    def on_timer(self, key: Hashable) -> None:
+        """A timer armed through `timers` fired."""
+        if key == DEFER_TIMER:
+            self._deferral_expired()
+        elif self.fib.on_timer(key):
+            pass
+        else:
+            expired = self.stale.expired(key)
+            if expired is not None:
+                self._flush_stale(*expired)
+
+    def _deferral_expired(self) -> None:
+        waiting = " ".join(str(a) for a in sorted(self.stale_wait.waiting, key=prefix_bits_of_address))
+        eor_done, stale_done = self.deferral.expire(), self.stale_wait.expire()
+        if eor_done or stale_done:
+            log.warning(
+                "selection deferral timer expired; not every peer sent end-of-rib",
+                extra={"kv": {"after_s": self.cfg.bgp.select_defer_time, "waiting_for": waiting}},
+            )
+        self._deferral_step(eor_done, stale_done)
+
+    def _deferral_step(self, eor_done: bool, stale_done: bool) -> None:
+        """RFC 4724 §4.1. `eor_done`: the tables of the peers we wait for are in (or the timer said
+        enough): the End-of-RIBs held back may go. `stale_done`: every peer's table is in: remove the
+        kernel routes of an earlier run nobody re-announced."""
+        if eor_done:
+            log.info("selection deferral over", extra={"kv": {"how": self.deferral.how}})
+        if stale_done:
+            self.timers.cancel(DEFER_TIMER)
+            self.fib.reconcile(self.stale_wait.how)
+
+    # ------------------------------------------------------------------ reload
+
+    def reconfigure(self, new: Config) -> tuple[list[Address], list[Address], list[Address]]:
+        """Apply a new config (already checked by `restart_required`): (sessions added, removed, changed).
+        Unchanged sessions keep their state; routes are re-checked against new export and import rules."""
+        old = self.cfg
+        old_sessions = {p.address: p for p in old.sessions()}
+        new_sessions = {p.address: p for p in new.sessions()}
+        removed = [a for a in old_sessions if a not in new_sessions]
+        added = [a for a in new_sessions if a not in old_sessions]
+        changed = [a for a in new_sessions if a in old_sessions and new_sessions[a] != old_sessions[a]]
+        self.cfg = new
+        affected: set[Prefix] = set()
+        for address in removed:
+            del self.peers[address]
+            self.stale.drop(address)
+            self._eor_pending.discard(address)
+            affected |= self.rib.drop_peer(address)
+            self.adjout.forget_peer(address)
+            self._deferral_step(self.deferral.forget(address), self.stale_wait.forget(address))
+        for address in added:
+            self._added_by_reload.add(address)
+        for address in changed:
+            p = new_sessions[address]
+            status = self.peers[address]
+            status.ungraceful = True  # ExaBGP resets the session: not a graceful restart of the peer
+            status.asn, status.rr_client = p.asn, p.rr_client
+        old_roles = self._ibgp_roles
+        had_reflector = self.cluster_id is not None
+        self._configure(new)  # adds the new sessions' PeerStatus
+        self._targets.clear()
+        self._adverts.clear()  # the cluster id may have changed
+        # export rules: re-evaluate every kernel route
+        rules = export_rules(new)
+        if rules != self.export.rules:
+            delta = self.export.set_rules(rules, self.fib.kernel_view.values())
+            if delta:
+                self._export_changes += 1
+                for prefix in delta.announce:
+                    self._out_withdraw.discard(prefix)
+                    self._out_announce.add(prefix)
+                for prefix in delta.withdraw:
+                    self._out_announce.discard(prefix)
+                    self._out_withdraw.add(prefix)
+                for prefix in delta.announce | delta.withdraw:
+                    self.rib.suppress(prefix, self.export.is_announced(prefix))
+                    affected.add(prefix)
+        # import policy: drop paths the new policy rejects; ask peers to resend what it may now accept
+        policy = self._import_policy()
+        if (policy.pools, policy.cluster_id) != (self.policy.pools, self.policy.cluster_id):
+            self.policy = policy
+            for prefix in list(self.rib.prefixes()):
+                for path in self.rib.paths(prefix):
+                    if policy.check(path.prefix, path.next_hop, path.attrs) is not None:
+                        self.rib.remove(path.peer.address, prefix)
+                        affected.add(prefix)
+            self._out += [RouteRefresh(a, st.family) for a, st in self.peers.items() if st.state == "up"]
+        if self._ibgp_roles != old_roles or (self.cluster_id is None and had_reflector):
+            affected |= set(self.rib.prefixes())
+        for prefix in affected:
+            self._reselect(prefix)
+        return added, removed, changed
+
+    # ------------------------------------------------------------------ views
+
+    def kernel_view_routes(self) -> Iterable[KernelRoute]:
+        return self.fib.kernel_view.values()
+
+    def announced_count(self, family: int) -> int:
+        """Prefixes of `family` announced from this host (counted once per change of the table, when
+        asked: a scrape of a dual-stack host does not walk the table per peer)."""
+        if self.cfg.families == (4,):
+            return self.export.announced_count if family == 4 else 0
+        cached = self._announced_counts
+        if cached is None or cached[0] != self._export_changes:
+            counts: Counter[int] = Counter(p.version for p in self.export.announced)
+            cached = self._announced_counts = (self._export_changes, counts)
+        return cached[1][family]
+
+
+def prefix_bits_of_address(address: Address) -> tuple[int, int]:
+    """A sort key for addresses of both families (IPv4 first)."""
+    return (address.version, int(address))

@@ -1,0 +1,57 @@
+"""The engine's two outputs: kernel FIB operations and Adj-RIB-Out changes.
+
+Every Adj-RIB-Out change is of one address family (4 or 6): ExaBGP is never handed an IPv4 next hop for
+an IPv6 route. `peers` None means every session of that family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from bgpd.model import Address, Attributes, Prefix
+
+Family = Literal[4, 6]
+
+# A route to install with these next hops (sorted), or to delete (None); bgpd's own protocol only.
+KernelOp = tuple[Prefix, tuple[Address, ...] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """Advertise `prefixes` (one family, sorted) with `next_hop` and `attrs` to `peers`."""
+
+    family: Family
+    prefixes: Sequence[Prefix]
+    next_hop: Address
+    attrs: Attributes
+    peers: tuple[Address, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """Withdraw `prefixes` (one family, sorted) from `peers`."""
+
+    family: Family
+    prefixes: Sequence[Prefix]
+    peers: tuple[Address, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfRib:
+    """Our table of `family` is complete for `peer` (RFC 4724 §2)."""
+
+    peer: Address
+    family: Family
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRefresh:
+    """Ask `peer` to send its table of `family` again (RFC 2918): the import policy changed."""
+
+    peer: Address
+    family: Family
+
+
+OutChange = Announce | Withdraw | EndOfRib | RouteRefresh
