@@ -7,6 +7,14 @@ which writes a normalized file with every default filled in. It also maps iprout
 table names to numbers (``/etc/iproute2/rt_protos``, ``rt_tables`` and their ``.d`` directories, plus the
 ``/usr/share/iproute2`` equivalents).
 
+Dual stack (issue 11). ``node.address`` and ``router_id`` are IPv4; the optional ``node.address6`` is this
+host's global unicast IPv6 address. ``bgp.mesh.nodes``, ``bgp.peers[].address`` and ``reflector.clients``
+take addresses of either family (text with a colon is IPv6), ``pools[].cidr`` prefixes of either family.
+The rules, as Calico's: a mesh peering exists in a family only when both nodes have an address in it, so
+a mesh listing IPv6 nodes must list ``address6``; an IPv6 session (peer, client) needs ``address6``, its
+source; pools overlap only within a family. `PeerConfig.family`, `Config.local_address` and
+`Config.families` tell the other layers which family a session is and which families are in use.
+
 The YAML is parsed with ``yaml.compose`` into a node tree and walked by hand, so that every error can name
 the 1-based line of the offending node. Nothing here does I/O besides reading the config file and the
 iproute2 name tables.
@@ -21,14 +29,21 @@ import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
+from ipaddress import (
+    AddressValueError,
+    IPv4Address,
+    IPv4Network,
+    IPv6Address,
+    IPv6Network,
+    NetmaskValueError,
+)
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from yaml.constructor import SafeConstructor
 
-from bgpd.prefix import Address
+from bgpd.prefix import Address, Address6
 
 __all__ = [
     "LOG_LEVELS",
@@ -115,19 +130,25 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
-    """This host: ``name``, underlay ``address`` (session source, next hop), ``asn`` and BGP ``router_id``."""
+    """This host: ``name``, underlay ``address`` (IPv4 session source, next hop), ``asn``, BGP ``router_id``
+    and ``address6``, the IPv6 global unicast address (IPv6 session source and next hop), None when the
+    host is IPv4 only."""
 
     name: str
     address: IPv4Address
     asn: int
     router_id: IPv4Address
+    address6: IPv6Address | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PeerConfig:
-    """One BGP session. ``hold_time`` None means ``bgp.hold_time``; ``password`` is the TCP MD5 key."""
+    """One BGP session. ``hold_time`` None means ``bgp.hold_time``; ``password`` is the TCP MD5 key.
 
-    address: IPv4Address
+    ``address`` is of either family; the session runs from the node's address of the same family
+    (`Config.local_address`) and carries that family's routes."""
+
+    address: IPv4Address | IPv6Address
     asn: int
     port: int = 179
     passive: bool = False
@@ -136,21 +157,27 @@ class PeerConfig:
     description: str = ""
     rr_client: bool = False  # set by Config.sessions() for reflector.clients, never read from bgp.peers
 
+    @property
+    def family(self) -> Literal[4, 6]:
+        """4 or 6: the address family of the session (of ``address``)."""
+        return 4 if self.address.version == 4 else 6
+
 
 @dataclass(frozen=True, slots=True)
 class ReflectorConfig:
     """Route-reflector role (RFC 4456): ``cluster_id`` and the ``clients`` (each becomes a client session)."""
 
     cluster_id: IPv4Address
-    clients: tuple[IPv4Address, ...] = ()
+    clients: tuple[IPv4Address | IPv6Address, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class MeshConfig:
-    """Calico-style full iBGP mesh between ``nodes`` (this node's own address included)."""
+    """Calico-style full iBGP mesh between ``nodes`` (this node's own addresses included), of either family:
+    a peering exists in a family only when both nodes have an address in it."""
 
     enabled: bool = False
-    nodes: tuple[IPv4Address, ...] = ()
+    nodes: tuple[IPv4Address | IPv6Address, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +198,10 @@ class BgpConfig:
 
 @dataclass(frozen=True, slots=True)
 class PoolConfig:
-    """An IP pool. ``export`` False = Calico ``disableBGPExport``: never announced, still installed."""
+    """An IP pool of either family. ``export`` False = Calico ``disableBGPExport``: never announced, still
+    installed."""
 
-    cidr: IPv4Network
+    cidr: IPv4Network | IPv6Network
     export: bool = True
 
 
@@ -254,24 +282,51 @@ class Config:
     def control_socket(self) -> str:
         return self.control.socket or os.path.join(self.runtime.dir, "bgpd.ctl")
 
-    def sessions(self) -> tuple[PeerConfig, ...]:
-        """Every BGP session this node runs: the mesh (list order, own address skipped), the reflector's
-        clients, then ``bgp.peers`` (non-clients).
+    def local_address(self, family: int) -> IPv4Address | IPv6Address | None:
+        """This node's address in ``family`` (4: ``node.address``, 6: ``node.address6``, None if unset): the
+        source of that family's sessions and the next hop of its routes. ValueError for another family."""
+        if family == 4:
+            return self.node.address
+        if family == 6:
+            return self.node.address6
+        raise ValueError(f"address family {family!r}: 4 or 6")
 
-        A mesh session has ``asn = node.asn``, ``port = bgp.port`` and is passive when this node's address is
-        the lower of the two (the lower address waits, as Calico does). A client session is iBGP
-        (``asn = node.asn``, ``port = bgp.port``) with ``rr_client`` set; the reflector waits passively for
-        its clients to connect (their `bgp.peers` entry connects), which avoids connection collisions.
+    @property
+    def families(self) -> tuple[Literal[4, 6], ...]:
+        """The address families in use, in order: 4 always; 6 when ``node.address6`` is set or an IPv6
+        pool or session exists (then the daemon decodes and watches IPv6 too)."""
+        if (
+            self.node.address6 is not None
+            or any(p.cidr.version == 6 for p in self.pools)
+            or any(s.address.version == 6 for s in self.sessions())
+        ):
+            return (4, 6)
+        return (4,)
+
+    def sessions(self) -> tuple[PeerConfig, ...]:
+        """Every BGP session this node runs, of both families: the mesh (list order, own addresses
+        skipped), the reflector's clients, then ``bgp.peers`` (non-clients).
+
+        A mesh session has ``asn = node.asn``, ``port = bgp.port`` and is passive when this node's address
+        of the session's family (``address``, ``address6``) is the lower of the two (the lower address
+        waits, as Calico does); a mesh node of a family this node has no address in gets no session. A
+        client session is iBGP (``asn = node.asn``, ``port = bgp.port``) with ``rr_client`` set; the
+        reflector waits passively for its clients to connect (their `bgp.peers` entry connects), which
+        avoids connection collisions.
         """
         mesh: list[PeerConfig] = []
         if self.bgp.mesh.enabled:
-            own = self.node.address
+            own4, own6 = self.node.address, self.node.address6
             for addr in self.bgp.mesh.nodes:
-                if addr == own:
-                    continue
-                mesh.append(
-                    PeerConfig(address=addr, asn=self.node.asn, port=self.bgp.port, passive=own < addr)
-                )
+                if isinstance(addr, IPv4Address):
+                    if addr == own4:
+                        continue
+                    passive = own4 < addr
+                else:
+                    if own6 is None or addr == own6:
+                        continue
+                    passive = own6 < addr
+                mesh.append(PeerConfig(address=addr, asn=self.node.asn, port=self.bgp.port, passive=passive))
         clients = [
             PeerConfig(address=addr, asn=self.node.asn, port=self.bgp.port, passive=True, rr_client=True)
             for addr in (self.reflector.clients if self.reflector else ())
@@ -387,6 +442,20 @@ class _V:
     line: int
 
 
+def _try_ipv4(text: str) -> IPv4Address | None:
+    try:
+        return IPv4Address(text.strip())
+    except ValueError:
+        return None
+
+
+def _try_ipv6(text: str) -> IPv6Address | None:
+    try:
+        return IPv6Address(text.strip())
+    except ValueError:
+        return None
+
+
 class _Walker:
     def __init__(self, filename: str) -> None:
         self.filename = filename
@@ -487,14 +556,83 @@ class _Walker:
             raise self.error(v, f"{what} {value} out of range {lo:g}..{hi:g}")
         return result
 
+    def address_text(self, v: _V, what: str) -> str:
+        """The text of an address scalar. An unquoted IPv6 address of digits alone (``1:2:3:4:5:6:7:8``) is
+        a YAML 1.1 sexagesimal number to PyYAML: such a scalar is taken as written."""
+        node = v.node
+        if (
+            isinstance(node, yaml.ScalarNode)
+            and node.style is None
+            and node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+            and ":" in str(node.value)
+        ):
+            return str(node.value)
+        return self.string(v, what, empty_ok=True)
+
     def ipv4(self, v: _V) -> IPv4Address:
-        text = self.string(v, "IPv4 address", empty_ok=True)
+        text = self.address_text(v, "IPv4 address")
         try:
             addr = Address(text.strip())
         except AddressValueError:
+            addr6 = _try_ipv6(text) if ":" in text else None
+            if addr6 is not None:
+                key = v.path.rpartition(".")[2]
+                hint = " (an IPv6 one goes in node.address6)" if v.path == "node.address" else ""
+                raise self.error(
+                    v, f"{addr6} is an IPv6 address; {key} takes an IPv4 address{hint}"
+                ) from None
             raise self.error(v, f"invalid IPv4 address {text!r}") from None
         if addr.is_unspecified or addr.is_multicast or addr == IPv4Address("255.255.255.255"):
             raise self.error(v, f"{addr} is not a unicast address")
+        return addr
+
+    def _ipv6(self, v: _V, text: str) -> IPv6Address:
+        """``text`` as an IPv6 address without a zone id (an Address6), or the ConfigError."""
+        try:
+            addr = Address6(text.strip())
+        except AddressValueError:
+            raise self.error(v, f"invalid IPv6 address {text!r}") from None
+        if addr.scope_id is not None:
+            raise self.error(v, f"invalid IPv6 address {text!r} (a zone id is not allowed)")
+        return addr
+
+    def address(self, v: _V) -> IPv4Address | IPv6Address:
+        """A peer's unicast address of either family: IPv6 if the text has a colon, else IPv4 (`ipv4`).
+        IPv6: not unspecified or multicast (as IPv4), nor link-local (a session to one needs an interface)."""
+        text = self.address_text(v, "IP address")
+        if ":" not in text:
+            return self.ipv4(v)
+        addr = self._ipv6(v, text)
+        if addr.is_unspecified or addr.is_multicast:
+            raise self.error(v, f"{addr} is not a unicast address")
+        if addr.ipv4_mapped is not None:
+            raise self.error(v, f"{addr} is an IPv4-mapped address; write {addr.ipv4_mapped} instead")
+        if addr.is_link_local:
+            raise self.error(v, f"{addr} is a link-local address; sessions need a global one")
+        return addr
+
+    def ipv6_global(self, v: _V) -> IPv6Address:
+        """This node's IPv6 address: global unicast (RFC 4291 §2.5.4: unique local fd00::/8 included), not
+        IPv4, IPv4-mapped, link-local, loopback, multicast or unspecified."""
+        text = self.address_text(v, "IPv6 address")
+        key = v.path.rpartition(".")[2]
+        addr4 = _try_ipv4(text) if ":" not in text else None
+        if addr4 is not None:
+            raise self.error(v, f"{addr4} is an IPv4 address; {key} takes an IPv6 address")
+        addr = self._ipv6(v, text)
+        kind = None
+        if addr.is_unspecified:
+            kind = "the unspecified address"
+        elif addr.is_loopback:
+            kind = "the loopback address"
+        elif addr.ipv4_mapped is not None:
+            kind = "an IPv4-mapped address"
+        elif addr.is_link_local:
+            kind = "a link-local address"
+        elif addr.is_multicast:
+            kind = "a multicast address"
+        if kind is not None:
+            raise self.error(v, f"{addr} is {kind}; {key} takes a global unicast address")
         return addr
 
     def listen(self, v: _V) -> tuple[str, int]:
@@ -523,16 +661,22 @@ class _Walker:
             raise self.error(v, "cluster id must not be 0.0.0.0")
         return ident
 
-    def cidr(self, v: _V) -> IPv4Network:
+    def cidr(self, v: _V) -> IPv4Network | IPv6Network:
+        """A prefix of either family (IPv6 if the text has a colon), host bits zero, no zone id."""
         text = self.string(v, "CIDR", empty_ok=True).strip()
         if "/" not in text:
             raise self.error(v, f"invalid CIDR {text!r} (missing /prefix length)")
         try:
-            return IPv4Network(text, strict=True)
+            if ":" not in text:
+                return IPv4Network(text, strict=True)
+            net = IPv6Network(text, strict=True)
         except (AddressValueError, NetmaskValueError):
             raise self.error(v, f"invalid CIDR {text!r}") from None
         except ValueError:
             raise self.error(v, f"{text} has host bits set") from None
+        if net.network_address.scope_id is not None:
+            raise self.error(v, f"invalid CIDR {text!r} (a zone id is not allowed)")
+        return net
 
     def hold_time(self, v: _V) -> int:
         value = self.scalar(v, "int")
@@ -569,7 +713,7 @@ _TOP_KEYS = (
     "health",
 )
 _REFLECTOR_KEYS = ("cluster_id", "clients")
-_NODE_KEYS = ("name", "address", "asn", "router_id")
+_NODE_KEYS = ("name", "address", "address6", "asn", "router_id")
 _BGP_KEYS = ("port", "hold_time", "graceful_restart", "select_defer_time", "mesh", "peers")
 _MESH_KEYS = ("enabled", "nodes")
 _PEER_KEYS = ("address", "asn", "port", "passive", "hold_time", "password", "description")
@@ -655,11 +799,13 @@ def parse(text: str, filename: str = "<string>") -> Config:
 def _parse_reflector(w: _Walker, v: _V, node: NodeConfig, bgp: BgpConfig) -> ReflectorConfig:
     m = w.mapping(v, _REFLECTOR_KEYS, required=("cluster_id",), null_ok=False)
     cluster_id = w.ipv4_id(m["cluster_id"])
-    clients: list[IPv4Address] = []
+    clients: list[IPv4Address | IPv6Address] = []
     for item in w.sequence(m["clients"]) if "clients" in m else []:
-        addr = w.ipv4(item)
-        if addr == node.address:
+        addr = w.address(item)
+        if addr in (node.address, node.address6):
             raise w.error(item, f"client {addr} is this node's own address")
+        if addr.version == 6 and node.address6 is None:
+            raise w.error(item, f"client {addr} is an IPv6 address but node.address6 is not set")
         if addr in clients:
             raise w.error(item, f"duplicate client {addr}")
         if any(p.address == addr for p in bgp.peers):
@@ -678,7 +824,10 @@ def _parse_node(w: _Walker, v: _V) -> NodeConfig:
     address = w.ipv4(m["address"])
     asn = w.integer(m["asn"], 1, ASN_MAX, "ASN")
     router_id = w.get(m, "router_id", w.ipv4, address)
-    return NodeConfig(name=name, address=address, asn=asn, router_id=router_id)
+    address6 = None
+    if "address6" in m and not w.is_null(m["address6"]):
+        address6 = w.ipv6_global(m["address6"])
+    return NodeConfig(name=name, address=address, asn=asn, router_id=router_id, address6=address6)
 
 
 def _parse_bgp(w: _Walker, v: _V, node: NodeConfig) -> BgpConfig:
@@ -699,23 +848,34 @@ def _parse_bgp(w: _Walker, v: _V, node: NodeConfig) -> BgpConfig:
         # A missing `nodes` is reported at the `mesh:` line.
         missing = _V(yaml.ScalarNode("tag:yaml.org,2002:null", ""), f"{mesh_v.path}.nodes", mesh_v.line)
         nodes_v = mm.get("nodes", missing)
-        nodes: list[IPv4Address] = []
+        nodes: list[IPv4Address | IPv6Address] = []
         for item in w.sequence(nodes_v):
-            addr = w.ipv4(item)
+            addr = w.address(item)
             if addr in nodes:
                 raise w.error(item, f"duplicate mesh node {addr}")
             nodes.append(addr)
         mesh = MeshConfig(enabled=enabled, nodes=tuple(nodes))
         if enabled and node.address not in nodes:
             raise w.error(nodes_v, f"mesh is enabled but does not list this node's address {node.address}")
+        # IPv6 mesh sessions run between the nodes' address6 (a peering exists in a family only when both
+        # nodes have an address in it): a mesh with IPv6 nodes must list this node's.
+        if enabled and any(a.version == 6 for a in nodes):
+            if node.address6 is None:
+                raise w.error(nodes_v, "mesh lists IPv6 nodes but node.address6 is not set")
+            if node.address6 not in nodes:
+                raise w.error(
+                    nodes_v, f"mesh is enabled but does not list this node's address6 {node.address6}"
+                )
 
     peers: list[PeerConfig] = []
     for item in w.sequence(m["peers"]) if "peers" in m else []:
         pm = w.mapping(item, _PEER_KEYS, required=("address", "asn"), null_ok=False)
-        address = w.ipv4(pm["address"])
+        address = w.address(pm["address"])
         where = pm["address"]
-        if address == node.address:
+        if address in (node.address, node.address6):
             raise w.error(where, f"peer {address} is this node's own address")
+        if address.version == 6 and node.address6 is None:
+            raise w.error(where, f"peer {address} is an IPv6 address but node.address6 is not set")
         if any(p.address == address for p in peers):
             raise w.error(where, f"duplicate peer {address}")
         if mesh.enabled and address in mesh.nodes:
@@ -767,7 +927,8 @@ def _parse_pools(w: _Walker, v: _V) -> tuple[PoolConfig, ...]:
         pm = w.mapping(item, _POOL_KEYS, required=("cidr",), null_ok=False)
         cidr = w.cidr(pm["cidr"])
         for i, other in enumerate(pools):
-            if other.cidr.overlaps(cidr):
+            # only within a family (ipaddress answers False across families; said here for the reader)
+            if other.cidr.version == cidr.version and other.cidr.overlaps(cidr):
                 what = "duplicate pool" if other.cidr == cidr else "pool overlaps"
                 raise w.error(pm["cidr"], f"{what} {v.path}[{i}] {other.cidr}")
         pools.append(PoolConfig(cidr=cidr, export=w.get(pm, "export", w.boolean, True)))
@@ -826,17 +987,17 @@ def _parse_runtime(w: _Walker, v: _V) -> RuntimeConfig:
 
 
 def dump(cfg: Config) -> str:
-    """Normalized YAML for ``cfg``: every default filled in, names as numbers, stable key order.
+    """Normalized YAML for ``cfg``: every default filled in, names as numbers, stable key order;
+    ``node.address6`` only when set.
 
     ``parse(dump(cfg)) == cfg`` for every Config that ``parse`` can produce.
     """
+    node: dict[str, object] = {"name": cfg.node.name, "address": str(cfg.node.address)}
+    if cfg.node.address6 is not None:
+        node["address6"] = str(cfg.node.address6)
+    node.update(asn=cfg.node.asn, router_id=str(cfg.node.router_id))
     doc: dict[str, object] = {
-        "node": {
-            "name": cfg.node.name,
-            "address": str(cfg.node.address),
-            "asn": cfg.node.asn,
-            "router_id": str(cfg.node.router_id),
-        },
+        "node": node,
         "bgp": {
             "port": cfg.bgp.port,
             "hold_time": cfg.bgp.hold_time,

@@ -1,10 +1,20 @@
-"""`bgpd lab`: the container network in a box, with real bgpd speakers on simulated hosts.
+"""`bgpd lab`: the container network in a box, with real bgpd speakers on simulated hosts, dual stack.
 
-Each host is a network namespace on one underlay bridge (its own namespace, `<prefix>sw`). Each workload is
-a namespace with a `/32` on `eth0`, a default route via the fake gateway 169.254.1.1 (on-link), and a veth
-to its host named `cali<hash>`; the host side has proxy ARP and forwarding on, a `/32 dev cali… scope link`
-route (protocol boot) and a blackhole for each of its blocks (protocol 80): the lab plays Felix. One
-`bgpd run` per host does the rest.
+Each host is a network namespace on one underlay bridge (its own namespace, `<prefix>sw`), with an IPv4
+and an IPv6 address on `eth0` (192.168.100.10/24 and fd00:100::10/64; the IPv6 plan is derived from the
+topology's IPv4 one, see `bgpd.lab.topology`). Each workload is a namespace with an IPv4 `/32` and an
+IPv6 `/128` on `eth0`, an IPv4 default route via the fake gateway 169.254.1.1 (on-link) and an IPv6 one
+via fe80::ecee:eeff:feee:eeee, and a veth to its host named `cali<hash>`. The lab plays Felix and the
+Calico CNI plugin: the host side has the MAC ee:ee:ee:ee:ee:ee (so its own EUI-64 link-local address is
+that IPv6 gateway and answers the workload's neighbour solicitations), proxy ARP, proxy NDP, forwarding in
+both families, duplicate address detection off on both ends (as the CNI plugin: a point-to-point link), a
+`/32` and a `/128 dev cali…` route (protocol boot) and a blackhole for each of its IPv4 and IPv6 blocks
+(protocol 80). One `bgpd run` per host does the rest; its config (written by the lab) has `node.address6`,
+both families' addresses in the mesh (or the reflectors' IPv6 addresses as peers) and both pools.
+`ipv6: false` in the topology builds the same lab IPv4-only.
+
+`check` pings every workload and host from every workload in each family; the summary, `routes` and the
+convergence wait cover both families.
 
 Everything the lab creates is named with the topology's prefix (`bgpd<name>-`) and recorded in a state
 directory, so `down` removes it, also after a crash. The machine's own namespace is never changed.
@@ -22,18 +32,22 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from bgpd.lab import netns
-from bgpd.lab.topology import LabHost, Topology
+from bgpd.lab.topology import LabHost, Network, Topology
 
 GATEWAY = "169.254.1.1"
+GATEWAY6 = "fe80::ecee:eeff:feee:eeee"  # the EUI-64 link-local address of HOST_VETH_MAC
+HOST_VETH_MAC = "ee:ee:ee:ee:ee:ee"  # Calico's host side of every workload veth
+LINK_LOCAL_TIMEOUT = 10.0  # seconds for the host side's link-local address to become usable
 METRICS_LISTEN = "127.0.0.1:9179"
 STATE_ROOT = Path("/run/bgpd-lab")
 REQUIRED = ("ip", "ping", "ss")
@@ -55,10 +69,13 @@ class Ping:
     target: str
     ok: bool
     rtt_ms: float | None
+    family: int = 4
 
 
 @dataclass
 class HostSummary:
+    """One node in one address family: `summary()` gives one per node and family, IPv4 first."""
+
     name: str
     address: str
     workloads: list[str]
@@ -66,6 +83,7 @@ class HostSummary:
     sessions_total: int
     routes: dict[str, int] = field(default_factory=dict)
     reflector: bool = False
+    family: int = 4
 
 
 class Lab:
@@ -88,6 +106,15 @@ class Lab:
             for index, address in enumerate(host.workloads):
                 yield host, index, address
 
+    def workload_addresses(self, family: int) -> Iterator[tuple[LabHost, int, IPv4Address | IPv6Address]]:
+        """(host, index, address) of every workload, in one family."""
+        for host in self.topo.hosts:
+            addresses: tuple[IPv4Address | IPv6Address, ...] = (
+                host.workloads if family == 4 else host.workloads6
+            )
+            for index, address in enumerate(addresses):
+                yield host, index, address
+
     # ------------------------------------------------------------------ up
 
     def up(self, timeout: float = 60.0) -> list[HostSummary]:
@@ -103,7 +130,7 @@ class Lab:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self._save(state)
             step = "building namespaces"
-            self._build()
+            self.build()
             step = "starting bgpd"
             pids = {node.name: self._start_bgpd(node) for node in self.topo.nodes}
             state["pids"] = pids
@@ -115,14 +142,18 @@ class Lab:
             raise LabError(f"lab up failed while {step}: {exc}") from exc
         return self.summary()
 
-    def _build(self) -> None:
+    def build(self) -> None:
+        """The namespaces, links, addresses and Felix's routes, without starting bgpd (`up` does both).
+        On failure, `down()` removes what was built."""
         fabric = netns.Fabric(self.prefix)
+        ipv6 = self.topo.ipv6
         sw = fabric.namespace("sw")
         fabric.bridge(sw)
         plen = self.topo.underlay.prefixlen
         # The underlay's router: the switch namespace owns the segment's first address and forwards nothing.
         # Hosts need a route towards it (a default route, as real hosts have) for proxy ARP: the kernel only
         # answers ARP for 169.254.1.1 on a cali device when its route to that address leaves by another one.
+        # IPv6 needs no such route: the workloads' gateway is an address the host owns on each cali device.
         gateway = self.topo.gateway
         netns.ip("addr", "add", f"{gateway}/{plen}", "dev", "br0", ns=sw)
         for host in self.topo.nodes:
@@ -135,14 +166,44 @@ class Lab:
             netns.sysctl(ns, "net.ipv4.ip_forward", "1")
             for block in host.blocks:
                 netns.ip("route", "add", "blackhole", str(block), "proto", "80", ns=ns)
+            if ipv6 and host.address6 is not None and self.topo.underlay6 is not None:
+                netns.sysctl(ns, "net.ipv6.conf.all.forwarding", "1")
+                # nodad: usable at once as the BGP sessions' source (the topology's addresses are unique);
+                # kept when the device goes down, as its IPv4 address is (Linux flushes IPv6 ones otherwise)
+                netns.sysctl(ns, "net.ipv6.conf.eth0.keep_addr_on_down", "1")
+                address6 = f"{host.address6}/{self.topo.underlay6.prefixlen}"
+                netns.ip("addr", "add", address6, "dev", "eth0", "nodad", ns=ns)
+                for block6 in host.blocks6:
+                    netns.ip("-6", "route", "add", "blackhole", str(block6), "proto", "80", ns=ns)
+        devices: list[tuple[str, str]] = []
         for host, index, address in self.workloads():
-            self._add_workload(fabric, host, index, address)
+            devices.append((self.host_ns(host), self._add_workload(fabric, host, index, address)))
+        if ipv6:  # the workloads' IPv6 gateway must be usable (not tentative) before anything pings
+            netns.wait_for(
+                lambda: all(_link_local_ready(ns, dev) for ns, dev in devices),
+                LINK_LOCAL_TIMEOUT,
+                f"the link-local address {GATEWAY6} on every cali device",
+            )
 
-    def _add_workload(self, fabric: netns.Fabric, host: LabHost, index: int, address: IPv4Address) -> None:
+    def _add_workload(self, fabric: netns.Fabric, host: LabHost, index: int, address: IPv4Address) -> str:
+        """A workload as the Calico CNI plugin and Felix set it up; returns the host-side device."""
         hns = self.host_ns(host)
         wns = fabric.namespace(f"{host.name}-w{index}")
         dev = veth_name(address)
-        fabric.veth(hns, dev, wns, "eth0")
+        address6 = host.workloads6[index] if self.topo.ipv6 else None
+        # the pair, created down: the host side gets Calico's MAC, and DAD is off on both ends before they
+        # come up (a point-to-point link; DAD would keep the link-local gateway tentative for a second)
+        netns.ip(
+            "link", "add", dev, "address", HOST_VETH_MAC, "netns", hns,
+            "type", "veth", "peer", "name", "eth0", "netns", wns,
+        )  # fmt: skip
+        if address6 is not None:
+            netns.sysctl(hns, f"net.ipv6.conf.{dev}.disable_ipv6", "0")
+            netns.sysctl(hns, f"net.ipv6.conf.{dev}.accept_dad", "0")
+            netns.sysctl(wns, "net.ipv6.conf.eth0.disable_ipv6", "0")
+            netns.sysctl(wns, "net.ipv6.conf.eth0.accept_dad", "0")
+        netns.ip("link", "set", dev, "up", ns=hns)
+        netns.ip("link", "set", "eth0", "up", ns=wns)
         # the workload: its /32, the fake gateway on-link, default route through it
         netns.ip("addr", "add", f"{address}/32", "dev", "eth0", ns=wns)
         netns.ip("route", "add", GATEWAY, "dev", "eth0", "scope", "link", ns=wns)
@@ -152,37 +213,21 @@ class Lab:
         netns.sysctl(hns, f"net.ipv4.neigh.{dev}.proxy_delay", "0")
         netns.sysctl(hns, f"net.ipv4.conf.{dev}.forwarding", "1")
         netns.ip("route", "add", f"{address}/32", "dev", dev, "scope", "link", "proto", "boot", ns=hns)
+        if address6 is not None:
+            # the workload: its /128, default route via the host side's link-local address
+            netns.ip("-6", "addr", "add", f"{address6}/128", "dev", "eth0", "nodad", ns=wns)
+            netns.ip("-6", "route", "add", "default", "via", GATEWAY6, "dev", "eth0", ns=wns)
+            # the host side: forwarding and proxy NDP as the CNI plugin sets them, no router advertisements
+            # accepted, a /128 route to the workload
+            netns.sysctl(hns, f"net.ipv6.conf.{dev}.forwarding", "1")
+            netns.sysctl(hns, f"net.ipv6.conf.{dev}.proxy_ndp", "1")
+            netns.sysctl(hns, f"net.ipv6.conf.{dev}.accept_ra", "0")
+            netns.ip("-6", "route", "add", f"{address6}/128", "dev", dev, "proto", "boot", ns=hns)
+        return dev
 
     def _bgpd_config(self, host: LabHost) -> Path:
-        topo = self.topo
-        if host.reflector:  # clients: every host; non-client peers: the other reflectors
-            bgp: dict[str, object] = {
-                "hold_time": 9,
-                "peers": [{"address": str(r.address), "asn": topo.asn} for r in topo.reflectors if r != host],
-            }
-        elif topo.reflectors:  # a host peers with every reflector instead of the mesh
-            bgp = {
-                "hold_time": 9,
-                "peers": [{"address": str(r.address), "asn": topo.asn} for r in topo.reflectors],
-            }
-        else:
-            bgp = {"hold_time": 9, "mesh": {"enabled": True, "nodes": [str(h.address) for h in topo.hosts]}}
-        cfg: dict[str, object] = {
-            "node": {"name": host.name, "address": str(host.address), "asn": topo.asn},
-            "bgp": bgp,
-            "pools": [{"cidr": str(p)} for p in self.topo.pools],
-            "export": {"protocols": ["boot", 80], "interfaces": ["cali*"]},
-            "kernel": {"protocol": "bird", "table": "main"},
-            "runtime": {"dir": str(self.state_dir / host.name), "log_level": "info"},
-            "metrics": {"listen": METRICS_LISTEN},  # each node's own loopback, inside its namespace
-        }
-        if host.reflector:
-            cfg["reflector"] = {
-                "cluster_id": str(topo.cluster_id),
-                "clients": [str(h.address) for h in topo.hosts],
-            }
         path = self.state_dir / f"{host.name}.yaml"
-        path.write_text(f"# bgpd config generated by `bgpd lab up` for {host.name}\n" + yaml.safe_dump(cfg))
+        path.write_text(config_text(self.topo, host, self.state_dir / host.name))
         return path
 
     def log_path(self, host: LabHost) -> Path:
@@ -212,22 +257,28 @@ class Lab:
         return proc.pid
 
     def expected(self, host: LabHost) -> dict[str, str]:
-        """Routes `host` must have learned: other hosts' announced prefixes -> their address."""
+        """Routes `host` must have learned, both families: other hosts' announced prefixes -> their
+        address in the prefix's family."""
         out: dict[str, str] = {}
         for other in self.topo.hosts:
             if other is host:
                 continue
             for net in other.exported():
-                out[exported_prefix(net)] = str(other.address)
+                out[exported_prefix(net)] = str(other.address if net.version == 4 else other.address6)
         return out
 
     def learned(self, host: LabHost) -> dict[str, str]:
-        """Routes bgpd installed on `host`: prefix -> its next hops, comma-separated."""
-        hops = netns.next_hops_by_prefix(self.host_ns(host), "proto", "bird")
-        return {prefix: ",".join(via) for prefix, via in hops.items()}
+        """Routes bgpd installed on `host`, both families: prefix -> its next hops, comma-separated."""
+        out: dict[str, str] = {}
+        for family in self.topo.families:
+            hops = netns.next_hops_by_prefix(self.host_ns(host), "proto", "bird", family=family)
+            out.update({prefix: ",".join(via) for prefix, via in hops.items()})
+        return out
 
-    def sessions_up(self, node: LabHost) -> int:
-        """Established BGP sessions of a node, as the kernel's TCP table shows them."""
+    def sessions_up(self, node: LabHost, family: int | None = None) -> int:
+        """Established BGP sessions of a node (in one family, or all), as the kernel's TCP table shows
+        them. A session's family is its peer address's (an IPv4 peer on a dual-stack socket shows as
+        ::ffff:a.b.c.d)."""
         out = netns.ns_exec(
             self.host_ns(node),
             "ss",
@@ -237,12 +288,15 @@ class Lab:
             "( sport = :179 or dport = :179 )",
             check=False,
         ).stdout
-        return len(out.splitlines())
+        families = [_peer_family(line) for line in out.splitlines() if line.strip()]
+        return len(families) if family is None else families.count(family)
 
     def converged(self) -> bool:
-        """Every host has every other host's routes, and every session is established."""
+        """Every host has every other host's routes, and every session is established, in every family."""
         return all(self.learned(h) == self.expected(h) for h in self.topo.hosts) and all(
-            self.sessions_up(n) == self._session_count(n) for n in self.topo.nodes
+            self.sessions_up(n, f) == self._session_count(n, f)
+            for n in self.topo.nodes
+            for f in self.topo.families
         )
 
     def _wait_converged(self, timeout: float) -> None:
@@ -257,9 +311,10 @@ class Lab:
                     for h in self.topo.hosts
                     if self.learned(h) != self.expected(h)
                 ] + [
-                    f"{n.name} has {self.sessions_up(n)}/{self._session_count(n)} sessions"
+                    f"{n.name} has {self.sessions_up(n, f)}/{self._session_count(n, f)} IPv{f} sessions"
                     for n in self.topo.nodes
-                    if self.sessions_up(n) != self._session_count(n)
+                    for f in self.topo.families
+                    if self.sessions_up(n, f) != self._session_count(n, f)
                 ]
                 logs = ", ".join(str(self.log_path(h)) for h in self.topo.nodes)
                 raise LabError(
@@ -296,29 +351,37 @@ class Lab:
 
     # ------------------------------------------------------------------ check, routes, summary
 
-    def ping(self, source_ns: str, source: str, target: str) -> Ping:
+    def ping(self, source_ns: str, source: str, target: str, family: int = 4) -> Ping:
         for _ in range(2):  # one retry: the very first packet may wait for neighbor resolution
-            proc = netns.ns_exec(source_ns, "ping", "-n", "-c", "1", "-W", "2", target, check=False)
+            proc = netns.ns_exec(
+                source_ns, "ping", f"-{family}", "-n", "-c", "1", "-W", "2", target, check=False
+            )
             match = RTT.search(proc.stdout)
             if proc.returncode == 0 and match:
-                return Ping(source, target, True, float(match.group(1)))
-        return Ping(source, target, False, None)
+                return Ping(source, target, True, float(match.group(1)), family)
+        return Ping(source, target, False, None, family)
 
     def check(self) -> list[Ping]:
-        """Ping from every workload to every other workload and to every host."""
+        """Ping from every workload to every other workload and to every host, in each family (IPv4
+        pings first)."""
         if not self.is_up():
             raise LabError(f"the lab {self.topo.name!r} is not up (bgpd lab up)")
         jobs = []
-        targets = [str(a) for _, _, a in self.workloads()] + [str(h.address) for h in self.topo.hosts]
-        for host, index, address in self.workloads():
-            for target in targets:
-                if target != str(address):
-                    jobs.append((self.workload_ns(host, index), str(address), target))
+        for family in self.topo.families:
+            workloads = list(self.workload_addresses(family))
+            targets = [str(a) for _, _, a in workloads] + [
+                str(a) for h in self.topo.hosts for a in h.addresses(family)
+            ]
+            for host, index, address in workloads:
+                for target in targets:
+                    if target != str(address):
+                        jobs.append((self.workload_ns(host, index), str(address), target, family))
         with ThreadPoolExecutor(max_workers=16) as pool:
             return list(pool.map(lambda job: self.ping(*job), jobs))
 
-    def routes(self, name: str) -> dict[str, list[str]]:
-        """A host's kernel routes, grouped as an operator reads them."""
+    def routes(self, name: str, family: int | None = None) -> dict[str, list[str]]:
+        """A host's kernel routes (one family, or every family of the lab, IPv4 first), grouped as an
+        operator reads them. The kernel's link-local routes (fe80::/64 on every device) are left out."""
         try:
             host = self.topo.host(name)
         except KeyError as exc:
@@ -329,45 +392,63 @@ class Lab:
             "blackholes": [],
             "other": [],
         }
-        for line in netns.ip("route", "show", ns=self.host_ns(host)).splitlines():
-            if line.startswith(("blackhole", "unreachable", "prohibit")):
-                groups["blackholes"].append(line.strip())
-            elif " proto bird " in f"{line} ":
-                groups["learned via BGP"].append(line.strip())
-            elif " dev cali" in line:
-                groups["local workloads"].append(line.strip())
-            else:
-                groups["other"].append(line.strip())
+        for f in self.topo.families if family is None else (family,):
+            for line in netns.ip(f"-{f}", "route", "show", ns=self.host_ns(host)).splitlines():
+                if line.startswith("fe80::/64 "):
+                    continue
+                if line.startswith(("blackhole", "unreachable", "prohibit")):
+                    groups["blackholes"].append(line.strip())
+                elif " proto bird " in f"{line} ":
+                    groups["learned via BGP"].append(line.strip())
+                elif " dev cali" in line and " proto kernel " not in f"{line} ":
+                    groups["local workloads"].append(line.strip())
+                else:
+                    groups["other"].append(line.strip())
         return groups
 
     def summary(self) -> list[HostSummary]:
+        """One line per node and family (IPv4, then IPv6)."""
         out = []
         for host in self.topo.nodes:
-            groups = self.routes(host.name)
-            out.append(
-                HostSummary(
-                    host.name,
-                    str(host.address),
-                    [str(w) for w in host.workloads],
-                    self.sessions_up(host),
-                    self._session_count(host),
-                    {k: len(v) for k, v in groups.items() if k != "other"},
-                    host.reflector,
+            for family in self.topo.families:
+                groups = self.routes(host.name, family)
+                workloads = host.workloads if family == 4 else host.workloads6
+                out.append(
+                    HostSummary(
+                        host.name,
+                        " ".join(str(a) for a in host.addresses(family)),
+                        [str(w) for w in workloads],
+                        self.sessions_up(host, family),
+                        self._session_count(host, family),
+                        {k: len(v) for k, v in groups.items() if k != "other"},
+                        host.reflector,
+                        family,
+                    )
                 )
-            )
         return out
 
-    def _session_count(self, node: LabHost) -> int:
+    def _session_count(self, node: LabHost, family: int = 4) -> int:
+        """The sessions a node has in one family: as Calico, a peering exists in a family when both ends
+        have an address in it."""
+        if not node.addresses(family):
+            return 0
         topo = self.topo
         if node.reflector:
-            return len(topo.hosts) + len(topo.reflectors) - 1
-        return len(topo.reflectors) if topo.reflectors else len(topo.hosts) - 1
+            peers = [n for n in topo.nodes if n is not node]
+        else:
+            peers = list(topo.reflectors) if topo.reflectors else [h for h in topo.hosts if h is not node]
+        return sum(1 for p in peers if p.addresses(family))
 
-    def remove_workload(self, address: IPv4Address) -> None:
-        """Delete a workload as Felix would: its route first, then its veth and namespace."""
+    def remove_workload(self, address: IPv4Address | IPv6Address) -> None:
+        """Delete a workload (named by either of its addresses) as Felix would: its routes first, then its
+        veth and namespace."""
         for host, index, wl in self.workloads():
-            if wl == address:
-                netns.ip("route", "del", f"{address}/32", "dev", veth_name(address), ns=self.host_ns(host))
+            wl6 = host.workloads6[index] if host.workloads6 else None
+            if address in (wl, wl6):
+                dev = veth_name(wl)
+                netns.ip("route", "del", f"{wl}/32", "dev", dev, ns=self.host_ns(host))
+                if wl6 is not None:
+                    netns.ip("-6", "route", "del", f"{wl6}/128", "dev", dev, ns=self.host_ns(host))
                 netns.remove_namespace(self.workload_ns(host, index))
                 return
         raise LabError(f"no workload {address} in {self.topo.source}")
@@ -397,6 +478,66 @@ def _stop_pid(pid: int, timeout: float = 5.0) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def exported_prefix(net: IPv4Network) -> str:
-    """A prefix as `ip -j route` prints it (host routes without `/32`)."""
-    return str(net.network_address) if net.prefixlen == 32 else str(net)
+def exported_prefix(net: Network) -> str:
+    """A prefix as `ip -j route` prints it (host routes without `/32` or `/128`)."""
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
+def bgpd_config(topo: Topology, node: LabHost, runtime_dir: Path) -> dict[str, Any]:
+    """The bgpd config the lab writes for a node. Dual stack: `node.address6`, both families' addresses in
+    the mesh (IPv4 first), both pools; with reflectors, the hosts peer with every reflector in both families
+    and the reflectors list both addresses of every host as clients."""
+
+    def both(nodes: Iterable[LabHost]) -> list[str]:
+        chosen = list(nodes)
+        return [str(a) for family in topo.families for n in chosen for a in n.addresses(family)]
+
+    bgp: dict[str, Any] = {"hold_time": 9}
+    if node.reflector:  # clients: every host; non-client peers: the other reflectors
+        bgp["peers"] = [
+            {"address": a, "asn": topo.asn} for a in both(r for r in topo.reflectors if r != node)
+        ]
+    elif topo.reflectors:  # a host peers with every reflector instead of the mesh
+        bgp["peers"] = [{"address": a, "asn": topo.asn} for a in both(topo.reflectors)]
+    else:
+        bgp["mesh"] = {"enabled": True, "nodes": both(topo.hosts)}
+    node_cfg: dict[str, Any] = {"name": node.name, "address": str(node.address)}
+    if node.address6 is not None:
+        node_cfg["address6"] = str(node.address6)
+    node_cfg["asn"] = topo.asn
+    cfg: dict[str, Any] = {
+        "node": node_cfg,
+        "bgp": bgp,
+        "pools": [{"cidr": str(p)} for p in (*topo.pools, *topo.pools6)],
+        "export": {"protocols": ["boot", 80], "interfaces": ["cali*"]},
+        "kernel": {"protocol": "bird", "table": "main"},
+        "runtime": {"dir": str(runtime_dir), "log_level": "info"},
+        "metrics": {"listen": METRICS_LISTEN},  # each node's own loopback, inside its namespace
+    }
+    if node.reflector:
+        cfg["reflector"] = {"cluster_id": str(topo.cluster_id), "clients": both(topo.hosts)}
+    return cfg
+
+
+def config_text(topo: Topology, node: LabHost, runtime_dir: Path) -> str:
+    """`bgpd_config()` as the YAML file the lab writes."""
+    head = f"# bgpd config generated by `bgpd lab up` for {node.name}\n"
+    return head + yaml.safe_dump(bgpd_config(topo, node, runtime_dir), sort_keys=False)
+
+
+def _peer_family(ss_line: str) -> int:
+    """The family of a TCP session from its `ss -Htn` line (its last column, the peer's ADDRESS:PORT)."""
+    peer = ss_line.split()[-1].rsplit(":", 1)[0].strip("[]").split("%")[0]
+    if peer.startswith("::ffff:") and "." in peer:
+        return 4
+    return 6 if ":" in peer else 4
+
+
+def _link_local_ready(ns: str, dev: str) -> bool:
+    """`dev` in `ns` has the workloads' IPv6 gateway address, and it is no longer tentative."""
+    out = netns.ip("-6", "-j", "addr", "show", "dev", dev, "scope", "link", ns=ns, check=False).strip()
+    for link in json.loads(out) if out else []:
+        for addr in link.get("addr_info", []):
+            if addr.get("local") == GATEWAY6 and not addr.get("tentative") and not addr.get("dadfailed"):
+                return True
+    return False

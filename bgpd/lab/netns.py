@@ -54,17 +54,18 @@ def list_namespaces(prefix: str) -> list[str]:
     return [n for n in names if n.startswith(prefix)]
 
 
-def routes(ns: str, *selector: str) -> list[dict[str, Any]]:
-    """`ip -j route show ...` inside `ns`, parsed."""
-    out = ip("-j", "route", "show", *selector, ns=ns).strip()
+def routes(ns: str, *selector: str, family: int = 4) -> list[dict[str, Any]]:
+    """`ip -j -FAMILY route show ...` inside `ns`, parsed (IPv4 unless `family=6`)."""
+    out = ip("-j", f"-{family}", "route", "show", *selector, ns=ns).strip()
     return list(json.loads(out)) if out else []
 
 
-def next_hops_by_prefix(ns: str, *selector: str) -> dict[str, list[str]]:
-    """The routes `ip route show SELECTOR` lists inside `ns`: prefix (as ip prints it) -> sorted next hops
-    (one for a single-path route, several for a multipath one)."""
+def next_hops_by_prefix(ns: str, *selector: str, family: int = 4) -> dict[str, list[str]]:
+    """The routes `ip -FAMILY route show SELECTOR` lists inside `ns` (IPv4 unless `family=6`): prefix (as
+    ip prints it: host routes without /32 or /128) -> sorted next hops (one for a single-path route,
+    several for a multipath one)."""
     out: dict[str, list[str]] = {}
-    for r in routes(ns, *selector):
+    for r in routes(ns, *selector, family=family):
         hops = [r["gateway"]] if "gateway" in r else [n["gateway"] for n in r.get("nexthops", [])]
         out[r["dst"]] = sorted(hops)
     return out

@@ -11,7 +11,23 @@ hosts:
 reflectors:                     # optional: route reflectors replace the full mesh
   - {name: rr1, address: 192.168.100.2}
 cluster_id: 1.0.0.1             # optional, default 1.0.0.1
+ipv6: true                      # optional, default true: dual stack; false: an IPv4-only lab
 ```
+
+The file is written in IPv4; the lab is dual stack, and its IPv6 plan is derived from the IPv4 one so
+that every IPv6 address reads like its IPv4 twin:
+- the underlay 192.168.100.0/24 gets fd00:100::/64 beside it (`fd00:<third octet>::/64`), and a node
+  192.168.100.N gets fd00:100::N (the same digits: 192.168.100.10 -> fd00:100::10);
+- a pool 10.20.0.0/16 becomes fd00:10:20::/48 (`fd00:<o1>:<o2>::/48`, pools shorter than /16 give
+  `fd00:<o1>::/32`);
+- a workload 10.20.1.2 gets fd00:10:20:1::2 as its /128 (`fd00:<o1>:<o2>:<o3>::<o4>`, the first three
+  octets with the same digits, the last one by value: 10.20.1.66 -> fd00:10:20:1::42);
+- IPv6 blocks are /122 as Calico's: a host's IPv4 block maps to the /122s that hold its twins' workload
+  addresses (the first /122 of the block when it has none), so a /26 block is exactly one /122, a /24
+  block with workloads .2 and .3 is fd00:10:20:1::/122, and a workload borrowed from another host's IPv4
+  block is borrowed from that host's IPv6 block too.
+A topology whose IPv6 blocks would not mirror its IPv4 ones (blocks longer than /26 sharing a /122) is an
+error that says so; `ipv6: false` runs it IPv4-only.
 
 Errors name the file, the line and the key, like the daemon's config errors.
 """
@@ -19,8 +35,8 @@ Errors name the file, the line and the key, like the daemon's config errors.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +44,40 @@ import yaml
 
 DEFAULT_CLUSTER_ID = IPv4Address("1.0.0.1")
 NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+BLOCK6_PREFIXLEN = 122  # Calico's IPv6 block size
+UNDERLAY6_PREFIXLEN = 64
+
+Network = IPv4Network | IPv6Network
+
+
+def underlay6_of(underlay: IPv4Network) -> IPv6Network:
+    """The IPv6 segment beside an IPv4 underlay: 192.168.100.0/24 -> fd00:100::/64."""
+    return IPv6Network(f"fd00:{underlay.network_address.packed[2]}::/{UNDERLAY6_PREFIXLEN}")
+
+
+def node_address6(underlay: IPv4Network, address: IPv4Address) -> IPv6Address:
+    """A node's IPv6 underlay address, its host number written with the same digits:
+    192.168.100.10 in 192.168.100.0/24 -> fd00:100::10."""
+    number = int(address) - int(underlay.network_address)
+    return underlay6_of(underlay).network_address + int(str(number), 16)
+
+
+def pool6_of(pool: IPv4Network) -> IPv6Network:
+    """The IPv6 pool beside an IPv4 pool: 10.20.0.0/16 (or any pool inside 10.20/16) -> fd00:10:20::/48;
+    a pool shorter than /16 -> fd00:<o1>::/32."""
+    o1, o2 = pool.network_address.packed[:2]
+    return IPv6Network(f"fd00:{o1}:{o2}::/48" if pool.prefixlen >= 16 else f"fd00:{o1}::/32")
+
+
+def twin6(address: IPv4Address) -> IPv6Address:
+    """A workload's IPv6 address: 10.20.1.2 -> fd00:10:20:1::2, 10.20.1.66 -> fd00:10:20:1::42."""
+    o1, o2, o3, o4 = address.packed
+    return IPv6Address(f"fd00:{o1}:{o2}:{o3}::{o4:x}")
+
+
+def block6_of(address: IPv6Address) -> IPv6Network:
+    """The /122 that holds an IPv6 address."""
+    return IPv6Network(f"{address}/{BLOCK6_PREFIXLEN}", strict=False)
 
 
 class TopologyError(Exception):
@@ -41,14 +91,27 @@ class LabHost:
     blocks: tuple[IPv4Network, ...] = ()
     workloads: tuple[IPv4Address, ...] = ()
     reflector: bool = False  # a route reflector node: no workloads, not in the forwarding path
+    address6: IPv6Address | None = None  # None in an IPv4-only lab
+    blocks6: tuple[IPv6Network, ...] = ()
+    workloads6: tuple[IPv6Address, ...] = ()  # workloads6[i] is the IPv6 address of workloads[i]
 
-    def exported(self) -> set[IPv4Network]:
-        """What this host announces: its blocks, and its workloads outside them (borrowed addresses)."""
-        out = set(self.blocks)
+    def exported(self) -> set[Network]:
+        """What this host announces, both families: its blocks, and its workloads outside them (borrowed
+        addresses, as /32 and /128)."""
+        out: set[Network] = {*self.blocks, *self.blocks6}
         for w in self.workloads:
             if not any(w in b for b in self.blocks):
                 out.add(IPv4Network(f"{w}/32"))
+        for w6 in self.workloads6:
+            if not any(w6 in b for b in self.blocks6):
+                out.add(IPv6Network(f"{w6}/128"))
         return out
+
+    def addresses(self, family: int) -> tuple[IPv4Address | IPv6Address, ...]:
+        """The node's underlay address in that family (none for IPv6 in an IPv4-only lab)."""
+        if family == 4:
+            return (self.address,)
+        return (self.address6,) if self.address6 is not None else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +124,14 @@ class Topology:
     reflectors: tuple[LabHost, ...] = ()
     cluster_id: IPv4Address = DEFAULT_CLUSTER_ID
     source: str = "<string>"
+    ipv6: bool = True
+    underlay6: IPv6Network | None = None
+    pools6: tuple[IPv6Network, ...] = ()
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        """(4, 6) for a dual-stack lab, (4,) for an IPv4-only one."""
+        return (4, 6) if self.ipv6 else (4,)
 
     @property
     def nodes(self) -> tuple[LabHost, ...]:
@@ -132,7 +203,7 @@ def parse(text: str, source: str = "<string>") -> Topology:
         except ValueError as exc:
             raise fail(where, path, str(exc)) from exc
 
-    known = {"name", "underlay", "asn", "pools", "hosts", "reflectors", "cluster_id", "__line__"}
+    known = {"name", "underlay", "asn", "pools", "hosts", "reflectors", "cluster_id", "ipv6", "__line__"}
     for key in raw:
         if key not in known:
             raise fail(raw, str(key), "unknown key")
@@ -195,4 +266,81 @@ def parse(text: str, source: str = "<string>") -> Topology:
         raise fail(raw, "hosts", "duplicate address")
     if len(hosts) < 2:
         raise fail(raw, "hosts", "at least two hosts")
-    return Topology(name, underlay, asn, pools, tuple(hosts), tuple(reflectors), cluster_id, source)
+    ipv6 = get(raw, "ipv6", "ipv6", bool, True)
+    if not ipv6:
+        return Topology(
+            name, underlay, asn, pools, tuple(hosts), tuple(reflectors), cluster_id, source, False
+        )
+    try:
+        hosts6, reflectors6, pools6 = _dual_stack(underlay, pools, hosts, reflectors)
+    except _PlanError as exc:
+        items = raw.get("hosts") if exc.host is not None else None
+        where = items[exc.host] if isinstance(items, list) and exc.host is not None else raw
+        key = f"hosts[{exc.host}]" if exc.host is not None else "ipv6"
+        raise fail(where, key, f"{exc}; `ipv6: false` runs this topology IPv4-only") from exc
+    return Topology(
+        name,
+        underlay,
+        asn,
+        pools,
+        hosts6,
+        reflectors6,
+        cluster_id,
+        source,
+        True,
+        underlay6_of(underlay),
+        pools6,
+    )
+
+
+class _PlanError(Exception):
+    def __init__(self, message: str, host: int | None = None) -> None:
+        super().__init__(message)
+        self.host = host
+
+
+def _dual_stack(
+    underlay: IPv4Network, pools: tuple[IPv4Network, ...], hosts: list[LabHost], reflectors: list[LabHost]
+) -> tuple[tuple[LabHost, ...], tuple[LabHost, ...], tuple[IPv6Network, ...]]:
+    """The IPv6 plan derived from the IPv4 one (the module's docstring says how)."""
+    underlay6 = underlay6_of(underlay)
+    pools6: list[IPv6Network] = []
+    for p6 in sorted({pool6_of(p) for p in pools}, key=lambda n: n.prefixlen):
+        if not any(p6.subnet_of(q) for q in pools6):
+            pools6.append(p6)
+    for p6 in pools6:
+        if p6.overlaps(underlay6):
+            raise _PlanError(f"the IPv6 pool {p6} would overlap the IPv6 underlay {underlay6}")
+    every = [w for h in hosts for w in h.workloads]
+    blocks6: list[tuple[IPv6Network, ...]] = []
+    for h in hosts:
+        mine: list[IPv6Network] = []
+        for b in h.blocks:
+            inside = [block6_of(twin6(w)) for w in every if w in b]
+            for b6 in inside or [block6_of(twin6(b.network_address))]:
+                if b6 not in mine:
+                    mine.append(b6)
+        blocks6.append(tuple(mine))
+    why = f"IPv4 blocks longer than /{BLOCK6_PREFIXLEN - 96} share a /{BLOCK6_PREFIXLEN}"
+    for i, h in enumerate(hosts):  # each IPv6 block mirrors the IPv4 one: same members, same owner
+        for j, other in enumerate(hosts[:i]):
+            if set(blocks6[i]) & set(blocks6[j]):
+                raise _PlanError(f"its IPv6 blocks would overlap those of {other.name} ({why})", i)
+        for w in every:
+            in4 = any(w in b for b in h.blocks)
+            if in4 != any(twin6(w) in b6 for b6 in blocks6[i]):
+                where = "outside" if in4 else "inside"
+                raise _PlanError(
+                    f"workload {w}'s IPv6 address {twin6(w)} would fall {where} its IPv6 blocks ({why})", i
+                )
+    hosts6 = tuple(
+        replace(
+            h,
+            address6=node_address6(underlay, h.address),
+            blocks6=blocks6[i],
+            workloads6=tuple(twin6(w) for w in h.workloads),
+        )
+        for i, h in enumerate(hosts)
+    )
+    reflectors6 = tuple(replace(r, address6=node_address6(underlay, r.address)) for r in reflectors)
+    return hosts6, reflectors6, tuple(pools6)

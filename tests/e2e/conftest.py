@@ -22,6 +22,7 @@ from bgpd.lab.netns import Fabric, Process
 pytestmark = pytest.mark.e2e
 
 UNDERLAY = "192.168.100"
+UNDERLAY6 = "fd00:100::"
 ASN = 64512
 
 
@@ -42,6 +43,7 @@ class Host:
     fabric: Fabric
     bgpd: Process | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    address6: str = ""  # set on dual-stack hosts (`Underlay.host(..., ipv6=True)`)
 
     def ip(self, *args: str, check: bool = True) -> str:
         return netns.ip(*args, ns=self.ns, check=check)
@@ -49,9 +51,9 @@ class Host:
     def routes(self, *selector: str) -> list[dict[str, Any]]:
         return netns.routes(self.ns, *selector)
 
-    def bird_routes(self) -> dict[str, list[str]]:
+    def bird_routes(self, family: int = 4) -> dict[str, list[str]]:
         """prefix -> sorted next hops of the routes installed by bgpd (proto bird) in the main table."""
-        return netns.next_hops_by_prefix(self.ns, "proto", "bird")
+        return netns.next_hops_by_prefix(self.ns, "proto", "bird", family=family)
 
     def write_config(self, **overrides: Any) -> Path:
         cfg: dict[str, Any] = {
@@ -109,10 +111,13 @@ class Host:
         return int(status), body
 
     def add_workload_route(self, prefix: str, dev: str = "cali0") -> None:
-        self.ip("route", "add", prefix, "dev", dev, "proto", "boot", "scope", "link")
+        if ":" in prefix:  # IPv6 routes have no scope
+            self.ip("-6", "route", "add", prefix, "dev", dev, "proto", "boot")
+        else:
+            self.ip("route", "add", prefix, "dev", dev, "proto", "boot", "scope", "link")
 
     def add_block(self, prefix: str) -> None:
-        self.ip("route", "add", "blackhole", prefix, "proto", "80")
+        self.ip("-6" if ":" in prefix else "-4", "route", "add", "blackhole", prefix, "proto", "80")
 
 
 class Underlay:
@@ -125,7 +130,9 @@ class Underlay:
         fabric.bridge(self.switch)
         self.hosts: dict[str, Host] = {}
 
-    def host(self, name: str, octet: int) -> Host:
+    def host(self, name: str, octet: int, ipv6: bool = False) -> Host:
+        """A host at UNDERLAY.octet/24 (and, with `ipv6`, fd00:100::OCTET/64,
+        without duplicate address detection so it is usable at once)."""
         ns = self.fabric.namespace(name)
         port = f"p{name}"[:15]
         self.fabric.veth(ns, "eth0", self.switch, port)
@@ -136,14 +143,19 @@ class Underlay:
         netns.ip("link", "add", "cali0", "type", "veth", "peer", "name", "wl0", ns=ns)
         netns.ip("link", "set", "wl0", "up", ns=ns)
         netns.ip("link", "set", "cali0", "up", ns=ns)
+        address6 = ""
+        if ipv6:
+            address6 = f"{UNDERLAY6}{octet}"
+            netns.ip("-6", "addr", "add", f"{address6}/64", "dev", "eth0", "nodad", ns=ns)
+            netns.sysctl(ns, "net.ipv6.conf.all.forwarding", "1")
         workdir = self.workdir / name
         workdir.mkdir(parents=True, exist_ok=True)
-        host = Host(name, ns, address, workdir, self.fabric)
+        host = Host(name, ns, address, workdir, self.fabric, address6=address6)
         self.hosts[name] = host
         return host
 
     def mesh_nodes(self) -> list[str]:
-        return [h.address for h in self.hosts.values()]
+        return [h.address for h in self.hosts.values()] + [h.address6 for h in self.hosts.values() if h.address6]
 
 
 @pytest.fixture

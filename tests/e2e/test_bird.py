@@ -42,8 +42,13 @@ protocol static {{
 
 
 def start_bird(host: Host, peers: list[str], static: list[str]) -> tuple[Process, Path]:
+    return start_bird_text(host, bird_config(host, peers, static))
+
+
+def start_bird_text(host: Host, config: str) -> tuple[Process, Path]:
+    """BIRD 2 in `host`'s namespace with this configuration: (its process, its control socket)."""
     conf = host.workdir / "bird.conf"
-    conf.write_text(bird_config(host, peers, static))
+    conf.write_text(config)
     sock = host.workdir / "bird.ctl"
     proc = host.fabric.spawn(
         f"bird-{host.name}",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 KNOWN_EXAMPLES = ("host.yaml", "host0.yaml", "host1.yaml")
 
 A = IPv4Address
+A6 = IPv6Address
 
 MINIMAL = """\
 node:
@@ -60,6 +61,13 @@ def check_error(text: str, needle: str, keypath: str, message: str = "", occurre
     assert (err.file, err.line, err.keypath) == ("t.yaml", line, keypath)
     assert message in err.message
     return err
+
+
+def check_exact(text: str, needle: str, expected: str, occurrence: int = 1) -> None:
+    """The error is exactly ``t.yaml:LINE: `` + ``expected``, LINE being that of the needle."""
+    text = textwrap.dedent(text)
+    line = line_of(text, needle, occurrence)
+    assert str(error(text)) == f"t.yaml:{line}: {expected}"
 
 
 # ------------------------------------------------------------------------------------- normalization
@@ -459,6 +467,338 @@ def test_error_missing_required_key() -> None:
     check_error(MINIMAL + "pools:\n  - export: false\n", "- export", "pools[0].cidr", "required key missing")
 
 
+# --------------------------------------------------------------------------------------- dual stack
+
+DUAL = """\
+node: {name: host0, address: 192.168.100.10, address6: "fd00:100::10", asn: 64512}
+bgp:
+  mesh: {enabled: true, nodes: [192.168.100.10, 192.168.100.3, "fd00:100::10", "fd00:100::3"]}
+pools:
+  - cidr: 10.20.0.0/16
+  - cidr: fd00:10:20::/48
+"""
+
+NODE6 = MINIMAL + '  address6: "fd00:100::10"\n'
+
+
+def test_dual_stack_example_parses_and_round_trips() -> None:
+    cfg = c.parse(DUAL, "dual.yaml")
+    assert cfg.node == NodeConfig(
+        name="host0",
+        address=A("192.168.100.10"),
+        asn=64512,
+        router_id=A("192.168.100.10"),
+        address6=A6("fd00:100::10"),
+    )
+    assert cfg.bgp.mesh == MeshConfig(
+        enabled=True,
+        nodes=(A("192.168.100.10"), A("192.168.100.3"), A6("fd00:100::10"), A6("fd00:100::3")),
+    )
+    assert cfg.pools == (PoolConfig(IPv4Network("10.20.0.0/16")), PoolConfig(IPv6Network("fd00:10:20::/48")))
+    # one session per family with host1; host1's addresses are the lower in both, so it connects
+    assert cfg.sessions() == (
+        PeerConfig(A("192.168.100.3"), 64512, passive=False),
+        PeerConfig(A6("fd00:100::3"), 64512, passive=False),
+    )
+    assert [s.family for s in cfg.sessions()] == [4, 6]
+    assert cfg.families == (4, 6)
+    assert cfg.local_address(4) == A("192.168.100.10")
+    assert cfg.local_address(6) == A6("fd00:100::10")
+    text = c.dump(cfg)
+    doc = yaml.safe_load(text)
+    assert list(doc["node"]) == ["name", "address", "address6", "asn", "router_id"]
+    assert doc["node"]["address6"] == "fd00:100::10"
+    assert doc["bgp"]["mesh"]["nodes"] == ["192.168.100.10", "192.168.100.3", "fd00:100::10", "fd00:100::3"]
+    assert doc["pools"] == [
+        {"cidr": "10.20.0.0/16", "export": True},
+        {"cidr": "fd00:10:20::/48", "export": True},
+    ]
+    again = c.parse(text, "dumped.yaml")
+    assert again == cfg
+    assert c.dump(again) == text
+
+
+def test_ipv4_only_config_has_no_address6_and_family_4() -> None:
+    cfg = c.parse(MINIMAL + "bgp:\n  peers:\n    - {address: 192.168.100.2, asn: 1}\n")
+    assert cfg.node.address6 is None
+    assert cfg.families == (4,)
+    assert cfg.local_address(4) == A("192.168.100.10")
+    assert cfg.local_address(6) is None
+    assert cfg.sessions()[0].family == 4
+    assert "address6" not in yaml.safe_load(c.dump(cfg))["node"]
+    with pytest.raises(ValueError):
+        cfg.local_address(10)
+
+
+def test_address6_null_means_unset() -> None:
+    assert c.parse(MINIMAL + "  address6: null\n") == c.parse(MINIMAL)
+
+
+@pytest.mark.parametrize(
+    ("extra", "family6"),
+    [
+        ('  address6: "fd00:100::10"\n', True),  # address6 alone
+        ("pools:\n  - cidr: fd00:10:20::/48\n", True),  # an IPv6 pool alone
+        ("pools:\n  - cidr: 10.20.0.0/16\n", False),
+        ("bgp:\n  mesh: {enabled: false, nodes: ['fd00:100::3']}\n", False),  # no session from it
+    ],
+)
+def test_families(extra: str, family6: bool) -> None:
+    assert c.parse(MINIMAL + extra).families == ((4, 6) if family6 else (4,))
+
+
+def test_families_with_an_ipv6_session_only() -> None:
+    # Config built directly (parse requires address6 for an IPv6 peer): a session alone brings family 6
+    node = NodeConfig("h", A("192.168.100.10"), 64512, A("192.168.100.10"))
+    cfg = Config(node=node, bgp=BgpConfig(peers=(PeerConfig(A6("fd00::2"), 1),)))
+    assert cfg.families == (4, 6)
+    # and a mesh without address6 gives no IPv6 session
+    mesh = MeshConfig(enabled=True, nodes=(A("192.168.100.10"), A6("fd00::3")))
+    assert Config(node=node, bgp=BgpConfig(mesh=mesh)).sessions() == ()
+
+
+def test_sessions_ipv6_passive_rule() -> None:
+    cfg = c.parse(
+        NODE6
+        + """\
+bgp:
+  port: 1790
+  mesh:
+    enabled: true
+    nodes: [192.168.100.10, "fd00:100::10", "fd00:100::3", "fd00:100::12", 192.168.100.12]
+  peers:
+    - {address: "fd00:200::1", asn: 65000, passive: true}
+    - {address: 192.168.200.1, asn: 65000}
+"""
+    )
+    assert cfg.sessions() == (
+        PeerConfig(A6("fd00:100::3"), 64512, port=1790, passive=False),
+        PeerConfig(A6("fd00:100::12"), 64512, port=1790, passive=True),
+        PeerConfig(A("192.168.100.12"), 64512, port=1790, passive=True),
+        PeerConfig(A6("fd00:200::1"), 65000, passive=True),
+        PeerConfig(A("192.168.200.1"), 65000),
+    )
+    assert [s.family for s in cfg.sessions()] == [6, 6, 4, 6, 4]
+    # the address6 comparison decides, not the IPv4 one: host0 is the higher IPv4 of 10/3 but the lower IPv6
+    other = c.parse(
+        MINIMAL.replace("192.168.100.10", "192.168.100.30")
+        + '  address6: "fd00:100::1"\n'
+        + "bgp:\n  mesh:\n    enabled: true\n"
+        + "    nodes: [192.168.100.30, 192.168.100.3, 'fd00:100::1', 'fd00:100::3']\n"
+    )
+    assert [(str(s.address), s.passive) for s in other.sessions()] == [
+        ("192.168.100.3", False),
+        ("fd00:100::3", True),
+    ]
+
+
+def test_mesh_ipv6_node_forms_normalized() -> None:
+    cfg = c.parse(NODE6 + "bgp:\n  mesh: {nodes: [192.168.100.10, 'FD00:0100:0::0010', 1:2:3:4:5:6:7:8]}\n")
+    assert cfg.bgp.mesh.nodes == (A("192.168.100.10"), A6("fd00:100::10"), A6("1:2:3:4:5:6:7:8"))
+
+
+def test_ipv4_mesh_with_address6_set_is_fine() -> None:
+    cfg = c.parse(NODE6 + "bgp:\n  mesh: {enabled: true, nodes: [192.168.100.10, 192.168.100.3]}\n")
+    assert cfg.sessions() == (PeerConfig(A("192.168.100.3"), 64512),)
+    assert cfg.families == (4, 6)
+
+
+def test_ipv6_mesh_disabled_needs_no_address6() -> None:
+    cfg = c.parse(MINIMAL + "bgp:\n  mesh: {enabled: false, nodes: ['fd00:100::3']}\n")
+    assert cfg.bgp.mesh.nodes == (A6("fd00:100::3"),)
+    assert cfg.sessions() == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("192.168.1.1", "192.168.1.1 is an IPv4 address; address6 takes an IPv6 address"),
+        ("x", "invalid IPv6 address 'x'"),
+        ("'fd00::1::2'", "invalid IPv6 address 'fd00::1::2'"),
+        ("''", "invalid IPv6 address ''"),
+        ("'fe80::1'", "fe80::1 is a link-local address; address6 takes a global unicast address"),
+        ("'ff02::1'", "ff02::1 is a multicast address; address6 takes a global unicast address"),
+        ("'::'", ":: is the unspecified address; address6 takes a global unicast address"),
+        ("'::1'", "::1 is the loopback address; address6 takes a global unicast address"),
+        (
+            "'::ffff:c0a8:101'",
+            # Python 3.13 prints an IPv4-mapped address dotted, 3.11 in hex
+            f"{A6('::ffff:c0a8:101')} is an IPv4-mapped address; address6 takes a global unicast address",
+        ),
+        ("'fd00::1%eth0'", "invalid IPv6 address 'fd00::1%eth0' (a zone id is not allowed)"),
+        ("64512", "expected a string, got integer"),
+        ("[fd00::1]", "expected a string, got list"),
+    ],
+)
+def test_error_address6(value: str, message: str) -> None:
+    check_exact(MINIMAL + f"  address6: {value}\n", "address6", f"node.address6: {message}")
+
+
+@pytest.mark.parametrize("value", ["fd00:100::10", "2001:db8::1", "'2001:DB8:0:0:0:0:0:1'"])
+def test_address6_accepted(value: str) -> None:
+    assert c.parse(MINIMAL + f"  address6: {value}\n").node.address6 == A6(value.strip("'"))
+
+
+def test_error_ipv6_in_ipv4_only_keys() -> None:
+    check_exact(
+        MINIMAL.replace("192.168.100.10", "'fd00::10'"),
+        "address:",
+        "node.address: fd00::10 is an IPv6 address; address takes an IPv4 address"
+        " (an IPv6 one goes in node.address6)",
+    )
+    check_exact(
+        MINIMAL + "  router_id: 'fd00::1'\n",
+        "router_id",
+        "node.router_id: fd00::1 is an IPv6 address; router_id takes an IPv4 address",
+    )
+    # not an IPv6 address either: the IPv4 message as before
+    check_exact(
+        MINIMAL + "  router_id: 'a:b:x'\n", "router_id", "node.router_id: invalid IPv4 address 'a:b:x'"
+    )
+
+
+def test_error_mesh_ipv6_without_address6() -> None:
+    text = MINIMAL + "bgp:\n  mesh:\n    enabled: true\n    nodes: [192.168.100.10, 'fd00:100::10']\n"
+    check_exact(text, "nodes:", "bgp.mesh.nodes: mesh lists IPv6 nodes but node.address6 is not set")
+
+
+def test_error_mesh_ipv6_missing_own_address6() -> None:
+    text = NODE6 + "bgp:\n  mesh:\n    enabled: true\n    nodes: [192.168.100.10, 'fd00:100::3']\n"
+    check_exact(
+        text, "nodes:", "bgp.mesh.nodes: mesh is enabled but does not list this node's address6 fd00:100::10"
+    )
+
+
+def test_error_mesh_own_ipv4_checked_first() -> None:
+    text = NODE6 + "bgp:\n  mesh:\n    enabled: true\n    nodes: ['fd00:100::10', 192.168.100.3]\n"
+    check_exact(
+        text, "nodes:", "bgp.mesh.nodes: mesh is enabled but does not list this node's address 192.168.100.10"
+    )
+
+
+def test_error_duplicate_ipv6_mesh_node() -> None:
+    text = NODE6 + "bgp:\n  mesh:\n    nodes:\n      - 'fd00:100::3'\n      - 'FD00:100:0::3'\n"
+    check_exact(text, "FD00", "bgp.mesh.nodes[1]: duplicate mesh node fd00:100::3")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("'fd00::zz'", "invalid IPv6 address 'fd00::zz'"),
+        ("'ff02::2'", "ff02::2 is not a unicast address"),
+        ("'::'", ":: is not a unicast address"),
+        ("'fe80::2'", "fe80::2 is a link-local address; sessions need a global one"),
+        (
+            "'::ffff:c0a8:6402'",
+            f"{A6('::ffff:c0a8:6402')} is an IPv4-mapped address; write 192.168.100.2 instead",
+        ),
+        ("'fd00::2%eth0'", "invalid IPv6 address 'fd00::2%eth0' (a zone id is not allowed)"),
+    ],
+)
+def test_error_bad_ipv6_mesh_node_and_peer(value: str, message: str) -> None:
+    check_exact(
+        NODE6 + f"bgp:\n  mesh:\n    nodes:\n      - {value}\n", f"- {value}", f"bgp.mesh.nodes[0]: {message}"
+    )
+    check_exact(
+        NODE6 + f"bgp:\n  peers:\n    - asn: 1\n      address: {value}\n",
+        f"address: {value}",
+        f"bgp.peers[0].address: {message}",
+    )
+
+
+def test_error_ipv6_peer_without_address6() -> None:
+    text = MINIMAL + "bgp:\n  peers:\n    - address: 192.168.100.2\n      asn: 1\n    - address: 'fd00::2'\n"
+    check_exact(
+        text + "      asn: 1\n",
+        "fd00::2",
+        "bgp.peers[1].address: peer fd00::2 is an IPv6 address but node.address6 is not set",
+    )
+
+
+def test_error_ipv6_peer_is_own_address6() -> None:
+    text = NODE6 + "bgp:\n  peers:\n    - address: 'fd00:100:0::10'\n      asn: 1\n"
+    check_exact(text, "- address", "bgp.peers[0].address: peer fd00:100::10 is this node's own address")
+
+
+def test_error_duplicate_ipv6_peer() -> None:
+    text = NODE6 + textwrap.dedent(
+        """\
+        bgp:
+          peers:
+            - address: 'fd00::2'
+              asn: 1
+            - address: 'fd00:0::2'
+              asn: 2
+        """
+    )
+    check_exact(text, "fd00:0::2", "bgp.peers[1].address: duplicate peer fd00::2")
+
+
+def test_error_ipv6_peer_is_mesh_node() -> None:
+    text = NODE6 + textwrap.dedent(
+        """\
+        bgp:
+          mesh:
+            enabled: true
+            nodes: [192.168.100.10, 'fd00:100::10', 'fd00:100::11']
+          peers:
+            - address: 'fd00:100::11'
+              asn: 1
+        """
+    )
+    check_exact(
+        text, "- address", "bgp.peers[0].address: peer fd00:100::11 is also a mesh node (bgp.mesh.nodes)"
+    )
+    assert len(c.parse(text.replace("enabled: true", "enabled: false")).sessions()) == 1
+
+
+def test_ipv6_pools() -> None:
+    cfg = c.parse(
+        MINIMAL
+        + "pools:\n  - cidr: fd00:10:20::/48\n  - cidr: 10.20.0.0/16\n"
+        + "  - {cidr: 'FD00:10:21::/64', export: false}\n"
+    )
+    assert cfg.pools == (
+        PoolConfig(IPv6Network("fd00:10:20::/48")),
+        PoolConfig(IPv4Network("10.20.0.0/16")),
+        PoolConfig(IPv6Network("fd00:10:21::/64"), False),
+    )
+    # families do not overlap each other, even where their integers do (::a14:0/112 and 10.20.0.0/16)
+    assert len(c.parse(MINIMAL + "pools:\n  - cidr: 10.20.0.0/16\n  - cidr: '::a14:0/112'\n").pools) == 2
+    # /0 is accepted in both families, as IPv4 always accepted it
+    assert len(c.parse(MINIMAL + "pools:\n  - cidr: 0.0.0.0/0\n  - cidr: ::/0\n").pools) == 2
+
+
+def test_error_overlapping_ipv6_pools() -> None:
+    text = (
+        MINIMAL + "pools:\n  - cidr: fd00:10:20::/48\n  - cidr: 10.20.0.0/16\n  - cidr: fd00:10:20:5::/64\n"
+    )
+    check_exact(text, "fd00:10:20:5::", "pools[2].cidr: pool overlaps pools[0] fd00:10:20::/48")
+    text = MINIMAL + "pools:\n  - cidr: fd00:10:20::/64\n  - cidr: fd00:10::/32\n"
+    check_exact(text, "fd00:10::/32", "pools[1].cidr: pool overlaps pools[0] fd00:10:20::/64")
+    text = MINIMAL + "pools:\n  - cidr: fd00:10:20::/48\n  - cidr: 'FD00:10:20:0::/48'\n"
+    check_exact(text, "FD00", "pools[1].cidr: duplicate pool pools[0] fd00:10:20::/48")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("fd00:10:20::1/48", "fd00:10:20::1/48 has host bits set"),
+        ("fd00:10:20::/129", "invalid CIDR 'fd00:10:20::/129'"),
+        ("'fd00:10:20::'", "invalid CIDR 'fd00:10:20::' (missing /prefix length)"),
+        ("fd00:zz::/48", "invalid CIDR 'fd00:zz::/48'"),
+        ("'fe80::%eth0/64'", "invalid CIDR 'fe80::%eth0/64' (a zone id is not allowed)"),
+    ],
+)
+def test_error_invalid_ipv6_cidr(value: str, message: str) -> None:
+    check_exact(MINIMAL + f"pools:\n  - cidr: {value}\n", "cidr", f"pools[0].cidr: {message}")
+
+
+def test_peer_family_property() -> None:
+    assert PeerConfig(A("10.0.0.1"), 1).family == 4
+    assert PeerConfig(A6("fd00::1"), 1).family == 6
+
+
 # ---------------------------------------------------------------------------------- shipped examples
 
 
@@ -524,7 +864,7 @@ def configs(draw: st.DrawFn) -> Config:
     split = draw(st.integers(0, len(rest)))
     mesh_others, peer_addrs = rest[:split], rest[split:]
     enabled = draw(st.booleans())
-    mesh_nodes = list(mesh_others)
+    mesh_nodes: list[IPv4Address | IPv6Address] = list(mesh_others)
     if enabled or draw(st.booleans()):
         mesh_nodes.insert(draw(st.integers(0, len(mesh_nodes))), own)
     peers = tuple(
@@ -539,14 +879,30 @@ def configs(draw: st.DrawFn) -> Config:
         )
         for a in peer_addrs
     )
+    # dual stack: address6, IPv6 mesh nodes (own address6 among them when enabled) and IPv6 peers
+    own6 = None
+    if draw(st.booleans()):
+        addrs6 = draw(st.lists(st.integers(1, 2**64), min_size=1, max_size=6, unique=True))
+        ips6 = [IPv6Address((0xFD00 << 112) + a) for a in addrs6]
+        own6, rest6 = ips6[0], ips6[1:]
+        split6 = draw(st.integers(0, len(rest6)))
+        mesh6 = [own6, *rest6[:split6]] if split6 or enabled or draw(st.booleans()) else []
+        for a6 in mesh6:
+            mesh_nodes.insert(draw(st.integers(0, len(mesh_nodes))), a6)
+        peers += tuple(
+            PeerConfig(address=a6, asn=draw(_asn), passive=draw(st.booleans())) for a6 in rest6[split6:]
+        )
     octets = draw(st.lists(st.integers(0, 255), max_size=4, unique=True))
     pools = tuple(PoolConfig(IPv4Network(f"172.{o}.0.0/16"), draw(st.booleans())) for o in octets)
+    hextets = draw(st.lists(st.integers(0, 0xFFFF), max_size=3, unique=True))
+    pools += tuple(PoolConfig(IPv6Network(f"fd00:{h:x}::/32"), draw(st.booleans())) for h in hextets)
     return Config(
         node=NodeConfig(
             name=draw(_name),
             address=own,
             asn=draw(_asn),
             router_id=draw(st.sampled_from([own, IPv4Address("1.1.1.1")])),
+            address6=own6,
         ),
         bgp=BgpConfig(
             port=draw(st.integers(1, 65535)),

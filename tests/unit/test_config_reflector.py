@@ -4,7 +4,7 @@ the newer keys ``metrics.listen``, ``control.socket``, ``health.startup_window``
 from __future__ import annotations
 
 import textwrap
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from bgpd.config import ConfigError, PeerConfig
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 A = IPv4Address
+A6 = IPv6Address
 
 NODE = """\
 node:
@@ -270,6 +271,105 @@ def test_integer_cluster_id_equals_dotted_quad() -> None:
 
 def test_no_reflector_section() -> None:
     assert c.parse(NODE).reflector is None
+
+
+# ------------------------------------------------------------------------------------ IPv6 clients
+
+NODE6 = NODE + '  address6: "fd00:100::2"\n'
+
+
+def check_exact(text: str, needle: str, expected: str, occurrence: int = 1) -> None:
+    """The error is exactly ``t.yaml:LINE: `` + ``expected``, LINE being that of the needle."""
+    with pytest.raises(ConfigError) as info:
+        c.parse(text, "t.yaml")
+    assert str(info.value) == f"t.yaml:{line_of(text, needle, occurrence)}: {expected}"
+
+
+def test_ipv6_clients_sessions() -> None:
+    cfg = c.parse(
+        NODE6
+        + """\
+bgp:
+  peers: [{address: "fd00:100::4", asn: 64512}]
+reflector:
+  cluster_id: 1.0.0.1
+  clients: [192.168.100.10, "fd00:100::10", "FD00:100::11"]
+"""
+    )
+    assert cfg.reflector is not None
+    assert cfg.reflector.clients == (A("192.168.100.10"), A6("fd00:100::10"), A6("fd00:100::11"))
+    assert cfg.sessions() == (
+        PeerConfig(address=A("192.168.100.10"), asn=64512, passive=True, rr_client=True),
+        PeerConfig(address=A6("fd00:100::10"), asn=64512, passive=True, rr_client=True),
+        PeerConfig(address=A6("fd00:100::11"), asn=64512, passive=True, rr_client=True),
+        PeerConfig(address=A6("fd00:100::4"), asn=64512),
+    )
+    assert [s.family for s in cfg.sessions()] == [4, 6, 6, 6]
+    assert cfg.families == (4, 6)
+    assert c.parse(c.dump(cfg)) == cfg
+
+
+def test_ipv6_client_without_address6() -> None:
+    text = (
+        NODE + "reflector:\n  cluster_id: 1.0.0.1\n  clients:\n    - 192.168.100.10\n    - 'fd00:100::10'\n"
+    )
+    check_exact(
+        text,
+        "fd00:100::10",
+        "reflector.clients[1]: client fd00:100::10 is an IPv6 address but node.address6 is not set",
+    )
+
+
+def test_ipv6_client_is_own_address6() -> None:
+    text = NODE6 + "reflector:\n  cluster_id: 1.0.0.1\n  clients:\n    - 'fd00:100:0::2'\n"
+    check_exact(text, "fd00:100:0::2", "reflector.clients[0]: client fd00:100::2 is this node's own address")
+
+
+def test_duplicate_ipv6_client() -> None:
+    text = NODE6 + "reflector:\n  cluster_id: 1.0.0.1\n  clients:\n    - 'fd00::10'\n    - 'FD00::10'\n"
+    check_exact(text, "FD00::10", "reflector.clients[1]: duplicate client fd00::10")
+
+
+def test_ipv6_client_also_in_bgp_peers() -> None:
+    text = (
+        NODE6
+        + "bgp:\n  peers: [{address: 'fd00::11', asn: 64512}]\n"
+        + "reflector:\n  cluster_id: 1.0.0.1\n  clients:\n    - 'fd00::11'\n"
+    )
+    check_exact(text, "- 'fd00::11'", "reflector.clients[0]: client fd00::11 is also listed in bgp.peers")
+
+
+def test_ipv6_client_also_enabled_mesh_node() -> None:
+    text = (
+        NODE6
+        + "bgp:\n  mesh: {enabled: true, nodes: [192.168.100.2, 'fd00:100::2', 'fd00:100::11']}\n"
+        + "reflector:\n  cluster_id: 1.0.0.1\n  clients:\n    - 'fd00:100::11'\n"
+    )
+    check_exact(
+        text,
+        "- 'fd00:100::11'",
+        "reflector.clients[0]: client fd00:100::11 is also a mesh node (bgp.mesh.nodes)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("'ff02::1'", "ff02::1 is not a unicast address"),
+        ("'fe80::10'", "fe80::10 is a link-local address; sessions need a global one"),
+        ("'fd00::g'", "invalid IPv6 address 'fd00::g'"),
+    ],
+)
+def test_bad_ipv6_client_address(value: str, message: str) -> None:
+    text = NODE6 + f"reflector:\n  cluster_id: 1.0.0.1\n  clients:\n    - {value}\n"
+    check_exact(text, f"- {value}", f"reflector.clients[0]: {message}")
+
+
+def test_cluster_id_stays_ipv4() -> None:
+    text = NODE6 + "reflector:\n  cluster_id: 'fd00::1'\n"
+    check_exact(
+        text, "cluster_id", "reflector.cluster_id: invalid cluster id 'fd00::1' (dotted quad or integer)"
+    )
 
 
 # -------------------------------------------------------------------------------------------- sessions

@@ -1,14 +1,28 @@
-"""The lab's topology file: shipped examples load, what each host announces, errors name file and line."""
+"""The lab's topology file: shipped examples load, the dual-stack addressing derived from them, what each
+host announces, the bgpd configs the lab writes (valid for `bgpd check`), errors name file and line."""
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
-from bgpd.lab.lab import veth_name
-from bgpd.lab.topology import TopologyError, load, parse
+from bgpd import config
+from bgpd.lab.lab import bgpd_config, config_text, exported_prefix, veth_name
+from bgpd.lab.topology import (
+    TopologyError,
+    block6_of,
+    load,
+    node_address6,
+    parse,
+    pool6_of,
+    twin6,
+    underlay6_of,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "name: t\npools: [10.20.0.0/16]\nhosts:\n"
@@ -16,21 +30,189 @@ H0 = "  - {name: a, address: 192.168.100.10, blocks: [10.20.1.0/24], workloads: 
 H1 = "  - {name: b, address: 192.168.100.3, blocks: [10.20.2.0/24], workloads: [10.20.2.2, 10.20.1.3]}\n"
 
 
-def test_default_lab_is_the_original_simulation() -> None:
+SHIPPED = ["lab.yaml", "lab4.yaml", "lab-rr.yaml"]
+
+
+def nets(*texts: str) -> set[IPv4Network | IPv6Network]:
+    return {ip_network(t) for t in texts}
+
+
+def test_default_lab_is_the_original_simulation_in_dual_stack() -> None:
     topo = load(ROOT / "configs" / "lab.yaml")
     host0, host1 = topo.hosts
-    assert (host0.name, str(host0.address)) == ("host0", "192.168.100.10")
-    assert (host1.name, str(host1.address)) == ("host1", "192.168.100.3")
+    assert (host0.name, str(host0.address), str(host0.address6)) == (
+        "host0",
+        "192.168.100.10",
+        "fd00:100::10",
+    )
+    assert (host1.name, str(host1.address), str(host1.address6)) == ("host1", "192.168.100.3", "fd00:100::3")
+    assert topo.families == (4, 6)
+    assert str(topo.underlay6) == "fd00:100::/64"
+    assert [str(p) for p in topo.pools6] == ["fd00:10:20::/48"]
     assert [str(w) for w in host1.workloads] == ["10.20.2.2", "10.20.1.3"]
-    # host1 announces its block and the borrowed /32 from host0's block, not its own /32 inside its block
-    assert host1.exported() == {IPv4Network("10.20.2.0/24"), IPv4Network("10.20.1.3/32")}
-    assert host0.exported() == {IPv4Network("10.20.1.0/24")}
+    assert [str(w) for w in host0.workloads6] == ["fd00:10:20:1::2"]
+    assert [str(w) for w in host1.workloads6] == ["fd00:10:20:2::2", "fd00:10:20:1::3"]
+    assert [str(b) for b in host0.blocks6] == ["fd00:10:20:1::/122"]
+    assert [str(b) for b in host1.blocks6] == ["fd00:10:20:2::/122"]
+    # host1 announces its blocks and the address borrowed from host0's blocks (/32 and /128), not its own
+    # workloads inside its own blocks
+    assert host1.exported() == nets(
+        "10.20.2.0/24", "10.20.1.3/32", "fd00:10:20:2::/122", "fd00:10:20:1::3/128"
+    )
+    assert host0.exported() == nets("10.20.1.0/24", "fd00:10:20:1::/122")
 
 
-def test_four_host_lab_has_three_workloads_each() -> None:
+def test_four_host_lab_has_three_workloads_each_and_one_122_per_26() -> None:
     topo = load(ROOT / "configs" / "lab4.yaml")
     assert len(topo.hosts) == 4
-    assert all(len(h.workloads) == 3 for h in topo.hosts)
+    assert all(len(h.workloads) == len(h.workloads6) == 3 for h in topo.hosts)
+    assert [str(h.address6) for h in topo.hosts] == [
+        "fd00:100::10",
+        "fd00:100::11",
+        "fd00:100::12",
+        "fd00:100::13",
+    ]
+    # a /26 is 64 addresses, a /122 too: each IPv4 block has exactly one IPv6 twin
+    assert [[str(b) for b in h.blocks6] for h in topo.hosts] == [
+        ["fd00:10:20:1::/122"],
+        ["fd00:10:20:1::40/122"],
+        ["fd00:10:20:1::80/122"],
+        ["fd00:10:20:1::c0/122"],
+    ]
+    host1, host3 = topo.hosts[1], topo.hosts[3]
+    assert [str(w) for w in host1.workloads6] == ["fd00:10:20:1::42", "fd00:10:20:1::43", "fd00:10:20:1::5"]
+    # borrowed from host0's block (10.20.1.5) and from no block at all (10.20.9.9): announced as host routes
+    assert host1.exported() == nets(
+        "10.20.1.64/26", "10.20.1.5/32", "fd00:10:20:1::40/122", "fd00:10:20:1::5/128"
+    )
+    assert host3.exported() == nets(
+        "10.20.1.192/26", "10.20.9.9/32", "fd00:10:20:1::c0/122", "fd00:10:20:9::9/128"
+    )
+
+
+def test_reflectors_get_ipv6_addresses_and_nothing_else() -> None:
+    topo = load(ROOT / "configs" / "lab-rr.yaml")
+    assert [(r.name, str(r.address6)) for r in topo.reflectors] == [
+        ("rr1", "fd00:100::2"),
+        ("rr2", "fd00:100::4"),
+    ]
+    assert all(r.blocks6 == () and r.workloads6 == () and r.exported() == set() for r in topo.reflectors)
+    assert [str(b) for b in topo.host("host2").blocks6] == ["fd00:10:20:3::/122"]
+
+
+@pytest.mark.parametrize("shipped", SHIPPED)
+def test_every_address_is_unique_and_every_ipv6_address_inside_its_plan(shipped: str) -> None:
+    topo = load(ROOT / "configs" / shipped)
+    assert topo.underlay6 is not None
+    nodes6 = [n.address6 for n in topo.nodes]
+    workloads6 = [w for h in topo.hosts for w in h.workloads6]
+    assert len(set(nodes6)) == len(nodes6) and len(set(workloads6)) == len(workloads6)
+    assert all(a is not None and a in topo.underlay6 for a in nodes6)
+    for h in topo.hosts:
+        assert all(b.prefixlen == 122 for b in h.blocks6)
+        assert all(any(b.subnet_of(p) for p in topo.pools6) for b in h.blocks6)
+        assert all(any(w in p for p in topo.pools6) for w in h.workloads6)
+        for other in topo.hosts:  # no two hosts share an IPv6 block
+            if other is not h:
+                assert not set(h.blocks6) & set(other.blocks6)
+        # every workload is inside this host's IPv6 blocks exactly when it is inside its IPv4 blocks
+        for w, w6 in zip((w for o in topo.hosts for w in o.workloads), workloads6, strict=True):
+            assert any(w in b for b in h.blocks) == any(w6 in b for b in h.blocks6)
+
+
+def test_the_ipv6_twins_read_like_their_ipv4_addresses() -> None:
+    underlay = IPv4Network("192.168.100.0/24")
+    assert str(underlay6_of(underlay)) == "fd00:100::/64"
+    assert str(node_address6(underlay, IPv4Address("192.168.100.10"))) == "fd00:100::10"
+    assert str(node_address6(underlay, IPv4Address("192.168.100.254"))) == "fd00:100::254"
+    # in a /16 underlay the host number is 2 * 256 + 3 = 515, written with the same digits
+    assert str(node_address6(IPv4Network("10.1.0.0/16"), IPv4Address("10.1.2.3"))) == "fd00::515"
+    assert str(pool6_of(IPv4Network("10.20.0.0/16"))) == "fd00:10:20::/48"
+    assert str(pool6_of(IPv4Network("10.20.4.0/22"))) == "fd00:10:20::/48"
+    assert str(pool6_of(IPv4Network("10.0.0.0/8"))) == "fd00:10::/32"
+    assert str(twin6(IPv4Address("10.20.1.2"))) == "fd00:10:20:1::2"
+    assert str(twin6(IPv4Address("10.20.255.255"))) == "fd00:10:20:255::ff"
+    assert str(block6_of(IPv6Address("fd00:10:20:1::42"))) == "fd00:10:20:1::40/122"
+
+
+@given(st.integers(0, 2**16 - 1), st.integers(0, 2**16 - 1))
+def test_twins_are_one_to_one_and_keep_the_26_they_share(a: int, b: int) -> None:
+    base = int(IPv4Address("10.20.0.0"))
+    x, y = IPv4Address(base + a), IPv4Address(base + b)
+    assert (twin6(x) == twin6(y)) == (x == y)
+    assert twin6(x) in pool6_of(IPv4Network("10.20.0.0/16"))
+    same26 = IPv4Network(f"{x}/26", strict=False) == IPv4Network(f"{y}/26", strict=False)
+    assert (block6_of(twin6(x)) == block6_of(twin6(y))) == same26
+
+
+def test_ipv6_false_is_an_ipv4_only_lab() -> None:
+    topo = parse(BASE + H0 + H1 + "ipv6: false\n", "t.yaml")
+    assert topo.families == (4,) and topo.pools6 == () and topo.underlay6 is None
+    assert all(h.address6 is None and h.blocks6 == () and h.workloads6 == () for h in topo.nodes)
+    assert topo.hosts[1].exported() == nets("10.20.2.0/24", "10.20.1.3/32")
+    cfg = bgpd_config(topo, topo.hosts[0], Path("/run/x"))
+    assert "address6" not in cfg["node"]
+    assert cfg["bgp"]["mesh"]["nodes"] == ["192.168.100.10", "192.168.100.3"]
+    assert cfg["pools"] == [{"cidr": "10.20.0.0/16"}]
+
+
+def test_the_mesh_config_the_lab_writes() -> None:
+    topo = load(ROOT / "configs" / "lab.yaml")
+    cfg = bgpd_config(topo, topo.hosts[0], Path("/run/bgpd-lab/lab/host0"))
+    assert cfg["node"] == {
+        "name": "host0",
+        "address": "192.168.100.10",
+        "address6": "fd00:100::10",
+        "asn": 64512,
+    }
+    assert cfg["bgp"]["mesh"] == {
+        "enabled": True,
+        "nodes": ["192.168.100.10", "192.168.100.3", "fd00:100::10", "fd00:100::3"],
+    }
+    assert cfg["pools"] == [{"cidr": "10.20.0.0/16"}, {"cidr": "fd00:10:20::/48"}]
+    # the file: the same, quoted where YAML needs it (an IPv6 address is a plain string)
+    assert yaml.safe_load(config_text(topo, topo.hosts[0], Path("/run/bgpd-lab/lab/host0"))) == cfg
+
+
+def test_the_reflector_configs_the_lab_writes_peer_over_both_families() -> None:
+    topo = load(ROOT / "configs" / "lab-rr.yaml")
+    rr1 = bgpd_config(topo, topo.host("rr1"), Path("/run/x"))
+    assert [p["address"] for p in rr1["bgp"]["peers"]] == ["192.168.100.4", "fd00:100::4"]
+    assert rr1["reflector"]["clients"] == [
+        "192.168.100.10",
+        "192.168.100.3",
+        "192.168.100.12",
+        "fd00:100::10",
+        "fd00:100::3",
+        "fd00:100::12",
+    ]
+    host0 = bgpd_config(topo, topo.host("host0"), Path("/run/x"))
+    assert "mesh" not in host0["bgp"]
+    assert [p["address"] for p in host0["bgp"]["peers"]] == [
+        "192.168.100.2",
+        "192.168.100.4",
+        "fd00:100::2",
+        "fd00:100::4",
+    ]
+
+
+@pytest.mark.parametrize("shipped", SHIPPED)
+def test_every_config_the_lab_writes_passes_bgpd_check(shipped: str, tmp_path: Path) -> None:
+    """What `bgpd check -c FILE` runs, on every node's file; the config keeps both families."""
+    topo = load(ROOT / "configs" / shipped)
+    for node in topo.nodes:
+        path = tmp_path / f"{node.name}.yaml"
+        path.write_text(config_text(topo, node, tmp_path / node.name))
+        cfg = config.load(str(path))
+        assert cfg.node.address == node.address
+        assert cfg.node.address6 == node.address6
+        assert {str(p.cidr) for p in cfg.pools} == {"10.20.0.0/16", "fd00:10:20::/48"}
+
+
+def test_host_routes_are_printed_as_ip_prints_them() -> None:
+    assert exported_prefix(IPv4Network("10.20.1.3/32")) == "10.20.1.3"
+    assert exported_prefix(IPv6Network("fd00:10:20:1::3/128")) == "fd00:10:20:1::3"
+    assert exported_prefix(IPv6Network("fd00:10:20:1::/122")) == "fd00:10:20:1::/122"
 
 
 @pytest.mark.parametrize(
@@ -53,6 +235,17 @@ def test_four_host_lab_has_three_workloads_each() -> None:
         (
             BASE + H0 + H1.replace("address: 192.168.100.3", "address: 1.2.3.400"),
             "t.yaml:5: hosts[1].address:",
+        ),
+        (BASE + H0 + H1 + "ipv6: yes please\n", "t.yaml:1: ipv6: expected bool"),
+        # /28 blocks of two hosts share a /122: the IPv6 blocks cannot mirror them
+        (
+            BASE + H0.replace("10.20.1.0/24", "10.20.1.0/28") + H1.replace("10.20.2.0/24", "10.20.1.16/28"),
+            "t.yaml:5: hosts[1]: its IPv6 blocks would overlap those of a (IPv4 blocks longer than /26 "
+            "share a /122); `ipv6: false` runs this topology IPv4-only",
+        ),
+        (
+            BASE + H0.replace("10.20.1.0/24", "10.20.1.0/28") + H1.replace("10.20.1.3", "10.20.1.40"),
+            "t.yaml:4: hosts[0]: workload 10.20.1.40's IPv6 address fd00:10:20:1::28 would fall inside",
         ),
     ],
 )
