@@ -5,4 +5,6 @@
 
 The speaker (`bgpd.speaker`) runs the same RIB and decision process for a host and for a reflector; with a
 `reflector:` section it also feeds every best-path change through these modules to ExaBGP.
+
+Both families (issue 11): IPv4 and IPv6 routes are reflected alike, with their next hop unchanged.
 """

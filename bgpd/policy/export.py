@@ -8,6 +8,13 @@ Selection (what Felix programs, see BIRD's `learn` of alien routes in Calico):
 Aggregation (as Calico's BIRD filter): a local block announces itself and hides every selected route inside
 it; a selected route outside every local block (a borrowed address) is announced as is.
 
+Both families (issue 11), in one table, under the same rules (Calico's BIRD configuration filters IPv6 as
+it does IPv4): an IPv6 block (a /122 in Calico) hides the IPv6 /128 workloads inside it exactly as an IPv4
+/26 hides its /32s, and a block never hides a prefix of the other family. Pools of both families are
+given together; a prefix is only inside a pool of its own family. The family never needs a test:
+prefixes are compared through the family-tagged keys of `bgpd.prefix` (`bits`), which never match,
+cover or interleave across families.
+
 `ExportTable` keeps this incrementally: each kernel change returns the announce/withdraw delta, and a full
 resync (`replace_all`) returns the delta against the previous state, so a dump after ENOBUFS costs no
 flapping.
@@ -15,9 +22,9 @@ flapping.
 Cost of one change (issue 10): with `blockSize: 32` every workload address is a block, so a host holds one
 block per workload and a bulk change adds tens of thousands of them at once. A change therefore never
 scans the table: the prefixes inside a block come from a sorted index of the selected prefixes, ordered by
-(network address, length), where they form one contiguous range; adding or removing a block costs a
-logarithmic search plus the prefixes actually inside it (none for a /32). Whether a prefix is inside a
-block (`_covered`) is one set lookup per distinct block length.
+key (network address, then length; IPv4 before IPv6), where they form one contiguous range; adding or
+removing a block costs a logarithmic search plus the prefixes actually inside it (none for a /32 or a
+/128). Whether a prefix is inside a block (`_covered`) is one set lookup per distinct block length.
 """
 
 from __future__ import annotations
@@ -25,38 +32,48 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from ipaddress import IPv4Network
 from typing import Protocol
 
 from sortedcontainers import SortedKeyList  # type: ignore[import-untyped]
 
 from bgpd import prefix as prefixes
-from bgpd.model import KernelRoute
+from bgpd.model import KernelRoute, Prefix
 
 BLOCK_KINDS = frozenset({"blackhole", "unreachable", "prohibit"})
-_MASKS = [(0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF for n in range(33)]
+# By key length (`bgpd.prefix.bits`: IPv4 0..32, IPv6 -129..-1, so a negative index reaches the IPv6 part)
+# the network mask and the host bits of a key's network. The IPv6 masks keep the family tag: an IPv4 key's
+# network masked with one never equals an IPv6 key's network.
+_V6_TAG = prefixes.key6(0, 0)[0]
+_KEY_MASKS = [prefixes.mask(n) for n in range(33)] + [prefixes.mask(n, 6) | _V6_TAG for n in range(129)]
+_KEY_HOSTS = [prefixes.mask(n) ^ 0xFFFFFFFF for n in range(33)] + [
+    prefixes.mask(n, 6) ^ (_V6_TAG - 1) for n in range(129)
+]
 
 
-def _sort_key(prefix: IPv4Network) -> int:
-    """(network address, length) as one int: the prefixes inside a block are one contiguous range of it."""
-    return (prefixes.network_int(prefix) << 6) | prefix.prefixlen
+def _sort_key(prefix: Prefix) -> int:
+    """The prefix's key `(network, length)` as one int, `network << 8 | (length + 129)` (the key length
+    + 129 is 0..161): ordered as the keys are, so the prefixes inside a block are one contiguous range."""
+    network, length = prefixes.bits(prefix)
+    return (network << 8) | (length + 129)
 
 
 class _SortedPrefixes(Protocol):
     """The part of sortedcontainers.SortedKeyList that the index uses (the package has no type hints)."""
 
-    def add(self, value: IPv4Network) -> None: ...
+    def add(self, value: Prefix) -> None: ...
 
-    def remove(self, value: IPv4Network) -> None: ...
+    def remove(self, value: Prefix) -> None: ...
 
-    def irange_key(self, min_key: int, max_key: int) -> Iterator[IPv4Network]: ...
+    def irange_key(self, min_key: int, max_key: int) -> Iterator[Prefix]: ...
+
+    def __iter__(self) -> Iterator[Prefix]: ...
 
 
 @dataclass(frozen=True, slots=True)
 class ExportRules:
     protocols: frozenset[int]
     interfaces: tuple[str, ...]
-    pools: tuple[IPv4Network, ...]  # pools whose prefixes may be announced
+    pools: tuple[Prefix, ...]  # pools whose prefixes may be announced (either family)
     own_protocol: int
     _pool_bits: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
 
@@ -80,8 +97,8 @@ class ExportRules:
 
 @dataclass(slots=True)
 class Delta:
-    announce: set[IPv4Network] = field(default_factory=set)
-    withdraw: set[IPv4Network] = field(default_factory=set)
+    announce: set[Prefix] = field(default_factory=set)
+    withdraw: set[Prefix] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.announce or self.withdraw)
@@ -92,17 +109,17 @@ class ExportTable:
 
     def __init__(self, rules: ExportRules) -> None:
         self.rules = rules
-        self._routes: dict[tuple[IPv4Network, int, int], KernelRoute] = {}  # selected, by kernel key
-        self._count: dict[IPv4Network, int] = {}  # selected routes per prefix
-        # the keys of _count, sorted by (network, length): finds the prefixes inside a block by range
+        self._routes: dict[tuple[Prefix, int, int], KernelRoute] = {}  # selected, by kernel key
+        self._count: dict[Prefix, int] = {}  # selected routes per prefix
+        # the keys of _count, sorted by key (`_sort_key`): finds the prefixes inside a block by range
         # (sortedcontainers: a list of short lists; about 35 bytes per selected prefix)
         self._sorted: _SortedPrefixes = SortedKeyList(key=_sort_key)
-        self._blocks: dict[IPv4Network, int] = {}  # selected block routes per prefix
-        self._block_index: dict[int, set[int]] = {}  # block prefix length -> network addresses
-        self._announced: set[IPv4Network] = set()
+        self._blocks: dict[Prefix, int] = {}  # selected block routes per prefix
+        self._block_index: dict[int, set[int]] = {}  # block key length -> key networks
+        self._announced: set[Prefix] = set()
 
     @property
-    def announced(self) -> frozenset[IPv4Network]:
+    def announced(self) -> frozenset[Prefix]:
         return frozenset(self._announced)
 
     @property
@@ -110,7 +127,7 @@ class ExportTable:
         """len(announced), without copying the set (read per peer on every scrape)."""
         return len(self._announced)
 
-    def is_announced(self, prefix: IPv4Network) -> bool:
+    def is_announced(self, prefix: Prefix) -> bool:
         return prefix in self._announced
 
     def __len__(self) -> int:
@@ -118,33 +135,38 @@ class ExportTable:
         return len(self._routes)
 
     @property
-    def blocks(self) -> frozenset[IPv4Network]:
+    def blocks(self) -> frozenset[Prefix]:
         return frozenset(self._blocks)
 
     def selected(self) -> Iterable[KernelRoute]:
         return self._routes.values()
 
-    def _covered(self, prefix: IPv4Network) -> bool:
-        """Is `prefix` strictly inside a local block? (One set lookup per distinct block length.)"""
-        address = prefixes.network_int(prefix)
-        for length, networks in self._block_index.items():
-            if length < prefix.prefixlen and (address & _MASKS[length]) in networks:
+    def _covered(self, prefix: Prefix) -> bool:
+        """Is `prefix` strictly inside a local block of its family? (One set lookup per distinct block
+        length; a block length of the other family never matches, see `_KEY_MASKS`.)"""
+        network, length = prefixes.bits(prefix)
+        for block_length, networks in self._block_index.items():
+            if block_length < length and (network & _KEY_MASKS[block_length]) in networks:
                 return True
         return False
 
-    def _index_block(self, block: IPv4Network, present: bool) -> None:
-        networks = self._block_index.setdefault(block.prefixlen, set())
+    def _index_block(self, key: tuple[int, int], present: bool) -> list[Prefix]:
+        """Add a block (by its key) to the block index or take it out; returns the selected prefixes
+        strictly inside it, whose announcement this may change."""
+        network, length = key
+        networks = self._block_index.setdefault(length, set())
         if present:
-            networks.add(prefixes.network_int(block))
+            networks.add(network)
         else:
-            networks.discard(prefixes.network_int(block))
+            networks.discard(network)
             if not networks:
-                del self._block_index[block.prefixlen]
+                del self._block_index[length]
+        return self._inside_key(key)
 
-    def _wanted(self, prefix: IPv4Network) -> bool:
+    def _wanted(self, prefix: Prefix) -> bool:
         return prefix in self._count and not self._covered(prefix)
 
-    def _refresh(self, prefixes: Iterable[IPv4Network], delta: Delta) -> None:
+    def _refresh(self, prefixes: Iterable[Prefix], delta: Delta) -> None:
         # The delta accumulates from one consistent state, so an announce and a withdraw of the same
         # prefix within it cancel out instead of both being sent.
         for prefix in prefixes:
@@ -162,25 +184,30 @@ class ExportTable:
                 else:
                     delta.withdraw.add(prefix)
 
-    def _inside(self, block: IPv4Network) -> list[IPv4Network]:
-        """The selected prefixes strictly inside `block`: those whose network address lies in the block and
-        that are longer. In (network, length) order they are one range: from (block network, length + 1)
-        (the block itself and shorter prefixes at its address sort before) to (last address, 32); a
-        prefix at any other address of the block is necessarily longer than the block. O(log n + found)."""
-        length = block.prefixlen
-        if length == 32:
-            return []
-        network = prefixes.network_int(block)
-        last = network | (~_MASKS[length] & 0xFFFFFFFF)
-        return list(self._sorted.irange_key((network << 6) | (length + 1), (last << 6) | 32))
+    def _inside(self, block: Prefix) -> list[Prefix]:
+        """The selected prefixes strictly inside `block` (`_inside_key`)."""
+        return self._inside_key(prefixes.bits(block))
 
-    def _count_add(self, prefix: IPv4Network) -> None:
+    def _inside_key(self, key: tuple[int, int]) -> list[Prefix]:
+        """The selected prefixes strictly inside the block with key `key`: those of its family whose
+        network address lies in the block and that are longer. In key order they are one range: from
+        (block network, length + 1) (the block itself and shorter prefixes at its address sort before) to
+        (last address, any length); a prefix at any other address of the block is necessarily longer than
+        the block, and no prefix of the other family sorts in between. O(log n + found)."""
+        network, length = key
+        host = _KEY_HOSTS[length]
+        if not host:  # a /32 or a /128
+            return []
+        first = (network << 8) | (length + 130)
+        return list(self._sorted.irange_key(first, ((network | host) << 8) | 255))
+
+    def _count_add(self, prefix: Prefix) -> None:
         count = self._count.get(prefix, 0)
         self._count[prefix] = count + 1
         if not count:
             self._sorted.add(prefix)
 
-    def _count_remove(self, prefix: IPv4Network) -> None:
+    def _count_remove(self, prefix: Prefix) -> None:
         count = self._count[prefix] - 1
         if count:
             self._count[prefix] = count
@@ -191,18 +218,21 @@ class ExportTable:
     def add(self, route: KernelRoute, delta: Delta | None = None) -> Delta:
         """A kernel route appeared or was replaced (same kernel key)."""
         delta = Delta() if delta is None else delta
-        if route.key in self._routes:
-            self.remove(self._routes[route.key], delta)
+        key = route.key
+        old = self._routes.get(key)
+        if old is not None:
+            self.remove(old, delta)
         if not self.rules.selects(route):
             return delta
-        self._routes[route.key] = route
-        self._count_add(route.prefix)
-        affected = [route.prefix]
+        self._routes[key] = route
+        prefix = route.prefix
+        self._count_add(prefix)
+        affected = [prefix]
         if route.kind in BLOCK_KINDS:
-            self._blocks[route.prefix] = self._blocks.get(route.prefix, 0) + 1
-            if self._blocks[route.prefix] == 1:
-                self._index_block(route.prefix, True)
-                affected += self._inside(route.prefix)
+            blocks = self._blocks.get(prefix, 0) + 1
+            self._blocks[prefix] = blocks
+            if blocks == 1:
+                affected += self._index_block(prefixes.bits(prefix), True)
         self._refresh(affected, delta)
         return delta
 
@@ -212,14 +242,16 @@ class ExportTable:
         old = self._routes.pop(route.key, None)
         if old is None:
             return delta
-        self._count_remove(old.prefix)
-        affected = [old.prefix]
+        prefix = old.prefix
+        self._count_remove(prefix)
+        affected = [prefix]
         if old.kind in BLOCK_KINDS:
-            self._blocks[old.prefix] -= 1
-            if not self._blocks[old.prefix]:
-                del self._blocks[old.prefix]
-                self._index_block(old.prefix, False)
-                affected += self._inside(old.prefix)
+            blocks = self._blocks[prefix] - 1
+            if blocks:
+                self._blocks[prefix] = blocks
+            else:
+                del self._blocks[prefix]
+                affected += self._index_block(prefixes.bits(prefix), False)
         self._refresh(affected, delta)
         return delta
 

@@ -5,14 +5,20 @@ comparable between paths from the same neighboring AS, which makes a plain pairw
 order paths arrived in. We use "deterministic MED" (as BIRD's `deterministic med` and GoBGP do): paths are
 grouped by neighboring AS, each group's best is found with MED, and the group winners are compared without
 MED. The result depends only on the set of paths, never on their order.
+
+Both families (issue 11) go through the same steps. Where a step compares addresses (router ids, peer
+addresses) it compares their family-tagged keys (`bgpd.prefix.host_key`, as one int): an IPv4 and an IPv6
+address never tie (an IPv4 one sorts first), so the order-independence holds when paths of one prefix
+come from peers of both families. ECMP next hops are sorted within their family as the kernel lists them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from ipaddress import IPv4Address
+from typing import Any
 
-from bgpd.model import Path
+from bgpd.model import Address, Path
+from bgpd.prefix import host_key, key6
 
 DEFAULT_LOCAL_PREF = 100  # RFC 4271 §5.1.5: what an iBGP speaker assumes when none is sent
 MISSING_MED = 0  # RFC 4271 §9.1.2.2 c: a missing MED is the lowest possible value
@@ -31,11 +37,23 @@ def med(path: Path) -> int:
     return MISSING_MED if path.attrs.med is None else path.attrs.med
 
 
-def router_id(path: Path) -> IPv4Address:
+def router_id(path: Path) -> Address:
     """RFC 4456 §9: ORIGINATOR_ID stands in for the router id when present."""
     if path.attrs.originator_id is not None:
         return path.attrs.originator_id
     return path.peer.router_id if path.peer.router_id is not None else path.peer.address
+
+
+_V6_TAG = key6(0, 0)[0]
+
+
+def _address_key(address: Address) -> int:
+    """`bgpd.prefix.host_key(address)` as one int, the tagged network (a host key's length adds nothing):
+    ordered as those keys are, IPv4 first. Read from ipaddress's own attributes: it is built for two
+    addresses of every path compared, and `host_key` takes three times as long (int() alone is slower)."""
+    plain: Any = address
+    key: int = plain._ip if plain._version == 4 else plain._ip | _V6_TAG
+    return key
 
 
 def _key_without_med(path: Path) -> tuple[int, int, int, int, int, int, int]:
@@ -47,25 +65,43 @@ def _key_without_med(path: Path) -> tuple[int, int, int, int, int, int, int]:
         # 4. §9.1.2.2 c: lowest MED among paths from the same neighbor AS - applied in best_path()
         0 if path.peer.ebgp else 1,  # 5. §9.1.2.2 d: eBGP over iBGP
         # 6. §9.1.2.2 e: lowest IGP cost to the next hop - all next hops are on-link here: equal
-        int(router_id(path)),  # 7. §9.1.2.2 f + RFC 4456 §9: lowest ORIGINATOR_ID / BGP Identifier
+        _address_key(router_id(path)),  # 7. §9.1.2.2 f + RFC 4456 §9: lowest ORIGINATOR_ID / BGP Identifier
         len(path.attrs.cluster_list),  # 8. RFC 4456 §9: shortest CLUSTER_LIST
-        int(path.peer.address),  # 9. §9.1.2.2 g: lowest peer address
+        _address_key(path.peer.address),  # 9. §9.1.2.2 g: lowest peer address
     )
 
 
-def _key_with_med(path: Path) -> tuple[int, ...]:
+_Key = tuple[int, ...]
+
+
+def _key_with_med(path: Path) -> _Key:
     key = _key_without_med(path)
     return (*key[:3], med(path), *key[3:])
 
 
 def best_path(paths: Iterable[Path]) -> Path | None:
-    """The best of `paths` (RFC 4271 §9.1.2), independent of their order; None for no paths."""
+    """The best of `paths` (RFC 4271 §9.1.2), independent of their order; None for no paths.
+
+    A path's key (with MED) is built at most once, and none at all for a single path (the common case:
+    in a full mesh each prefix comes from one peer)."""
     winners: dict[int, Path] = {}
+    keys: dict[int, _Key] = {}  # the key of winners[group], once it has been compared
     for path in paths:
         group = neighbor_as(path)
         current = winners.get(group)
-        if current is None or _key_with_med(path) < _key_with_med(current):
+        if current is None:
             winners[group] = path
+            continue
+        held = keys.get(group)
+        if held is None:
+            held = keys[group] = _key_with_med(current)
+        key = _key_with_med(path)
+        if key < held:
+            winners[group] = path
+            keys[group] = key
+    if len(winners) == 1:
+        for path in winners.values():
+            return path
     if not winners:
         return None
     return min(winners.values(), key=_key_without_med)
@@ -78,24 +114,33 @@ def _multipath_key(path: Path) -> tuple[int, int, int, int]:
 
 def multipath(paths: Sequence[Path], best: Path) -> tuple[Path, ...]:
     """The paths usable together with `best` for ECMP: equal up to the IGP-cost step, and with the same MED
-    when they come from the same neighbor AS. Always contains `best`; ordered by peer address."""
+    when they come from the same neighbor AS. Always contains `best`; ordered by peer address (IPv4 peers
+    first)."""
     want = _multipath_key(best)
     chosen = [
         p
         for p in paths
         if _multipath_key(p) == want and (neighbor_as(p) != neighbor_as(best) or med(p) == med(best))
     ]
-    return tuple(sorted(chosen, key=lambda p: int(p.peer.address)))
+    if len(chosen) == 1:
+        return (chosen[0],)
+    return tuple(sorted(chosen, key=lambda p: _address_key(p.peer.address)))
 
 
-_NEXT_HOP_SETS: dict[tuple[IPv4Address, ...], tuple[IPv4Address, ...]] = {}
+_NEXT_HOP_SETS: dict[tuple[Address, ...], tuple[Address, ...]] = {}
 _NEXT_HOP_SETS_MAX = 4096
 
 
-def next_hops(paths: Iterable[Path]) -> tuple[IPv4Address, ...]:
-    """Distinct next hops of a multipath set, sorted (the kernel's RTA_MULTIPATH order). The same set is
-    returned as the same tuple object: a host has few distinct next-hop sets and 100k routes using them."""
-    hops = tuple(sorted({p.next_hop for p in paths}))
+def next_hops(paths: Iterable[Path]) -> tuple[Address, ...]:
+    """Distinct next hops of a multipath set, sorted (the kernel's RTA_MULTIPATH order: by address within a
+    family; import policy admits only next hops of the prefix's family, and a set of both, which ipaddress
+    cannot order, is sorted by key, IPv4 first). The same set is returned as the same tuple object: a host
+    has few distinct next-hop sets and 100k routes using them."""
+    distinct = {p.next_hop for p in paths}
+    try:
+        hops = tuple(sorted(distinct))
+    except TypeError:  # IPv4 and IPv6 together
+        hops = tuple(sorted(distinct, key=host_key))
     shared = _NEXT_HOP_SETS.get(hops)
     if shared is not None:
         return shared

@@ -22,6 +22,9 @@ restart peer whose End-of-RIB is the only proof that its routes are known again.
 The speaker keeps two: one decides when it sends its own End-of-RIB (restarting peers excluded, as §4.1
 says), the other when it removes its stale kernel routes (restarting peers included: when a whole cluster
 restarts at once, the routes through a peer stay until that peer has re-sent them).
+
+Peers are addresses of either family (issue 11): an IPv6 session is a peer of its own, waited for like an
+IPv4 one, and its End-of-RIB (for IPv6 unicast) completes only itself.
 """
 
 from __future__ import annotations

@@ -4,15 +4,17 @@
 changed; `selection(prefix)` then gives the best path and its ECMP companions (RFC 4271 §9.1.2, §9.1.4).
 Prefixes can be held back from selection (`suppress`), which is how a host ignores learned copies of a
 prefix it announces itself while still remembering them for when it stops announcing.
+
+One table holds both families (issue 11): prefixes of either family are keys of the same dicts (an IPv4
+and an IPv6 prefix never compare equal), and peers of either family index their paths alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
 
-from bgpd.model import Path
+from bgpd.model import Address, Path, Prefix
 from bgpd.rib.decision import best_path, multipath, next_hops
 
 
@@ -24,7 +26,7 @@ class Selection:
     paths: tuple[Path, ...]  # ECMP set, includes best
 
     @property
-    def next_hops(self) -> tuple[IPv4Address, ...]:
+    def next_hops(self) -> tuple[Address, ...]:
         return next_hops(self.paths)
 
 
@@ -36,20 +38,20 @@ class Rib:
     costs about 40 bytes a path and keeps a session going down from scanning the whole table."""
 
     def __init__(self) -> None:
-        self._by_prefix: dict[IPv4Network, Path | tuple[Path, ...]] = {}
-        self._by_peer: dict[IPv4Address, set[IPv4Network]] = {}
-        self._suppressed: set[IPv4Network] = set()
+        self._by_prefix: dict[Prefix, Path | tuple[Path, ...]] = {}
+        self._by_peer: dict[Address, set[Prefix]] = {}
+        self._suppressed: set[Prefix] = set()
 
     def __len__(self) -> int:
         return sum(len(prefixes) for prefixes in self._by_peer.values())
 
-    def prefixes(self) -> Iterable[IPv4Network]:
+    def prefixes(self) -> Iterable[Prefix]:
         return self._by_prefix.keys()
 
-    def peer_prefixes(self, peer: IPv4Address) -> frozenset[IPv4Network]:
+    def peer_prefixes(self, peer: Address) -> frozenset[Prefix]:
         return frozenset(self._by_peer.get(peer, ()))
 
-    def paths(self, prefix: IPv4Network) -> tuple[Path, ...]:
+    def paths(self, prefix: Prefix) -> tuple[Path, ...]:
         entry = self._by_prefix.get(prefix)
         return () if entry is None else _paths(entry)
 
@@ -72,7 +74,7 @@ class Rib:
         self._by_peer.setdefault(peer, set()).add(path.prefix)
         return True
 
-    def remove(self, peer: IPv4Address, prefix: IPv4Network) -> bool:
+    def remove(self, peer: Address, prefix: Prefix) -> bool:
         """Withdraw one path. Returns whether it existed."""
         entry = self._by_prefix.get(prefix)
         if entry is None:
@@ -89,7 +91,7 @@ class Rib:
                 del self._by_peer[peer]
         return True
 
-    def drop_peer(self, peer: IPv4Address) -> set[IPv4Network]:
+    def drop_peer(self, peer: Address) -> set[Prefix]:
         """Remove every path of a peer whose session went down; returns the affected prefixes."""
         affected = self._by_peer.pop(peer, set())
         for prefix in affected:
@@ -98,23 +100,23 @@ class Rib:
                 self._store(prefix, tuple(p for p in _paths(entry) if p.peer.address != peer))
         return affected
 
-    def _store(self, prefix: IPv4Network, paths: tuple[Path, ...]) -> None:
+    def _store(self, prefix: Prefix, paths: tuple[Path, ...]) -> None:
         if not paths:
             self._by_prefix.pop(prefix, None)
         else:
             self._by_prefix[prefix] = paths[0] if len(paths) == 1 else paths
 
-    def suppress(self, prefix: IPv4Network, on: bool) -> None:
+    def suppress(self, prefix: Prefix, on: bool) -> None:
         """Hold a prefix back from selection (on=True) or release it."""
         if on:
             self._suppressed.add(prefix)
         else:
             self._suppressed.discard(prefix)
 
-    def is_suppressed(self, prefix: IPv4Network) -> bool:
+    def is_suppressed(self, prefix: Prefix) -> bool:
         return prefix in self._suppressed
 
-    def selection(self, prefix: IPv4Network) -> Selection | None:
+    def selection(self, prefix: Prefix) -> Selection | None:
         """Best path and ECMP set for a prefix, or None when no usable path exists."""
         if prefix in self._suppressed:
             return None

@@ -1,25 +1,32 @@
-"""Tests for bgpd.rib.decision: best path (RFC 4271 §9.1.2.2, RFC 4456 §9, deterministic MED) and ECMP."""
+"""Tests for bgpd.rib.decision: best path (RFC 4271 §9.1.2.2, RFC 4456 §9, deterministic MED) and ECMP, for
+IPv4 and IPv6 (issue 11: peers and next hops of either family, even with colliding integers)."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from itertools import permutations
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bgpd.model import Attributes, Origin, Path, Peer
+from bgpd.model import Address, Attributes, Origin, Path, Peer, Prefix
 from bgpd.rib.decision import best_path, multipath, next_hops
 
-PREFIX = IPv4Network("10.20.1.0/26")
+PREFIX: Prefix = IPv4Network("10.20.1.0/26")
+PREFIX6: Prefix = IPv6Network("fd00:10:20::40/122")
 
 
-def A(text: str) -> IPv4Address:
-    return IPv4Address(text)
+def A(text: str) -> Address:
+    return ip_address(text)
+
+
+def family_key(address: Address) -> tuple[int, int]:
+    """Addresses in order without bgpd's keys: IPv4 before IPv6, by value within a family."""
+    return address.version, int(address)
 
 
 def mk(
@@ -35,10 +42,11 @@ def mk(
     cluster: tuple[str, ...] = (),
     next_hop: str | None = None,
     asn: int = 64512,
+    prefix: Prefix = PREFIX,
 ) -> Path:
     """A path to PREFIX from `peer` (its next hop is the peer unless given)."""
     return Path(
-        prefix=PREFIX,
+        prefix=prefix,
         next_hop=A(next_hop or peer),
         peer=Peer(
             address=A(peer),
@@ -210,7 +218,9 @@ def test_single_path_is_best() -> None:
 
 # ------------------------------------------------------------------ properties
 
-PEERS = [f"192.168.2.{i}" for i in range(1, 9)]
+# IPv4 and IPv6 peers, some IPv6 ones with the integer of an IPv4 one (::192.168.2.1 is ::c0a8:201): a
+# comparison of plain integers would tie them and make the result depend on the order of the paths
+PEERS = [f"192.168.2.{i}" for i in range(1, 9)] + ["::c0a8:201", "::c0a8:202", "fd00::2:1", "fd00::2:a"]
 
 
 @st.composite
@@ -227,7 +237,7 @@ def path_sets(draw: st.DrawFn) -> list[Path]:
                 origin=draw(st.sampled_from(list(Origin))),
                 med=draw(st.sampled_from([None, 0, 5, 10])),
                 ebgp=draw(st.booleans()),
-                router_id=draw(st.sampled_from([None, "1.1.1.1", "2.2.2.2"])),
+                router_id=draw(st.sampled_from([None, "1.1.1.1", "2.2.2.2", "::101:101"])),
                 originator=draw(st.sampled_from([None, None, "1.1.1.1", "3.3.3.3"])),
                 cluster=draw(st.sampled_from([(), ("1.0.0.1",), ("1.0.0.1", "1.0.0.2")])),
                 next_hop=draw(st.sampled_from([None, "192.168.2.100"])),
@@ -239,7 +249,7 @@ def path_sets(draw: st.DrawFn) -> list[Path]:
 def _rfc_best(paths: list[Path]) -> Path:
     """Reference: RFC 4271 §9.1.2.2 + RFC 4456 §9 as successive eliminations, exactly as written."""
 
-    def keep_min(cands: list[Path], key: Callable[[Path], int]) -> list[Path]:
+    def keep_min(cands: list[Path], key: Callable[[Path], int | tuple[int, int]]) -> list[Path]:
         low = min(key(p) for p in cands)
         return [p for p in cands if key(p) == low]
 
@@ -252,10 +262,10 @@ def _rfc_best(paths: list[Path]) -> Path:
     def med(p: Path) -> int:
         return 0 if p.attrs.med is None else p.attrs.med
 
-    def rid(p: Path) -> int:
+    def rid(p: Path) -> tuple[int, int]:
         if p.attrs.originator_id is not None:
-            return int(p.attrs.originator_id)
-        return int(p.peer.router_id or p.peer.address)
+            return family_key(p.attrs.originator_id)
+        return family_key(p.peer.router_id or p.peer.address)
 
     c = keep_min(paths, lambda p: -lp(p))
     c = keep_min(c, lambda p: len(p.attrs.as_path))
@@ -265,7 +275,7 @@ def _rfc_best(paths: list[Path]) -> Path:
         c = [p for p in c if p.peer.ebgp]
     c = keep_min(c, rid)
     c = keep_min(c, lambda p: len(p.attrs.cluster_list))
-    c = keep_min(c, lambda p: int(p.peer.address))
+    c = keep_min(c, lambda p: family_key(p.peer.address))
     assert len(c) == 1
     return c[0]
 
@@ -295,7 +305,7 @@ def test_multipath_invariants(paths: list[Path], seed: random.Random) -> None:
     assert best is not None
     ecmp = multipath(paths, best)
     assert best in ecmp
-    assert [int(p.peer.address) for p in ecmp] == sorted(int(p.peer.address) for p in ecmp)
+    assert [family_key(p.peer.address) for p in ecmp] == sorted(family_key(p.peer.address) for p in ecmp)
     for p in ecmp:
         assert p in paths
         assert (p.attrs.local_pref or 100) == (best.attrs.local_pref or 100)
@@ -368,3 +378,44 @@ def test_next_hops_dedup_and_sorted_numerically() -> None:
     ]
     assert next_hops(paths) == (A("10.0.0.9"), A("10.0.0.10"))
     assert next_hops([]) == ()
+
+
+# ------------------------------------------------------------------ IPv6 (issue 11)
+
+
+def test_ipv6_ecmp_and_next_hops_sorted_by_value() -> None:
+    # "fd00::a" sorts before "fd00::9" as text, after it as an address (the kernel's order)
+    a = mk("fd00::a", as_path=(65001,), ebgp=True, prefix=PREFIX6)
+    b = mk("fd00::9", as_path=(65002,), ebgp=True, prefix=PREFIX6)
+    c = mk("fd00::1:0", lp=50, prefix=PREFIX6)
+    best = best_path([a, c, b])
+    assert best == b
+    ecmp = multipath([a, c, b], best)
+    assert ecmp == (b, a)
+    assert next_hops(ecmp) == (A("fd00::9"), A("fd00::a"))
+
+
+def test_ipv6_next_hops_dedup() -> None:
+    paths = [mk(p, next_hop=h, prefix=PREFIX6) for p, h in [("fd00::3", "fd00::20"), ("fd00::1", "fd00::20")]]
+    paths.append(mk("fd00::2", next_hop="fd00::1f", prefix=PREFIX6))
+    assert next_hops(paths) == (A("fd00::1f"), A("fd00::20"))
+    assert next_hops(paths) is next_hops(list(reversed(paths)))  # the same set: the same tuple
+
+
+def test_next_hops_of_both_families_ipv4_first() -> None:
+    paths = [mk("fd00::3", next_hop="fd00::1"), mk("192.168.3.9", next_hop="10.0.0.9")]
+    paths.append(mk("192.168.3.1", next_hop="::a00:8"))  # the int of 10.0.0.8, as IPv6
+    assert next_hops(paths) == (A("10.0.0.9"), A("::a00:8"), A("fd00::1"))
+
+
+def test_final_tie_break_ipv4_peer_before_ipv6_peer_with_the_same_integer() -> None:
+    v4 = mk("192.168.2.1")
+    v6 = mk("::c0a8:201")  # ::192.168.2.1
+    assert best_path([v4, v6]) == v4 and best_path([v6, v4]) == v4
+    assert multipath([v6, v4], v4) == (v4, v6)
+    # router ids too: an IPv6 "router id" (a peer without one) with the int of an IPv4 one loses to it
+    low = mk("fd00::9", router_id="0.0.0.5")
+    high = mk("192.168.2.2")  # its router id is its address
+    twin = mk("fd00::8", router_id="::5")
+    for order in permutations([low, high, twin]):
+        assert best_path(order) == low

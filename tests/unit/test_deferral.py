@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -101,3 +101,16 @@ def test_completes_exactly_when_the_model_says(
         completions += completed
         assert d.done == (expired or peers <= accounted)
     assert completions == int(d.done)
+
+
+def test_ipv6_sessions_are_peers_of_their_own() -> None:
+    """Dual stack (issue 11): a node's IPv4 and IPv6 sessions are two peers, each completing only itself,
+    even an IPv6 address with the integer of an IPv4 one."""
+    a6, twin = IPv6Address("fd00:100::10"), IPv6Address(int(A))
+    d = SelectionDeferral([A, a6, twin])
+    assert not d.start()
+    assert not d.end_of_rib(A)
+    assert d.waiting == {a6, twin}
+    assert not d.opened(twin, graceful=False, restarting=False)
+    assert d.waiting == {a6}
+    assert d.end_of_rib(a6) and d.how == "end-of-rib"

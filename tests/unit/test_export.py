@@ -1,15 +1,20 @@
-"""Tests for bgpd.policy.export: route selection rules and the incremental, aggregating ExportTable."""
+"""Tests for bgpd.policy.export: route selection rules and the incremental, aggregating ExportTable.
+
+The aggregation examples run in both families (issue 11, `family` fixture): in IPv6 every address and
+prefix is its twin in fd00::/96 (10.20.1.0/26 -> fd00::a14:100/122, a /32 -> a /128), so the same
+nesting holds. Mixed-family tables and their properties are in test_export_dual.py."""
 
 from __future__ import annotations
 
 import sys
-from ipaddress import IPv4Address, IPv4Network
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address, ip_network
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bgpd.model import KernelRoute
+from bgpd.model import KernelRoute, Prefix
 from bgpd.policy.export import BLOCK_KINDS, Delta, ExportRules, ExportTable
 
 FELIX = 80  # protocol of the routes Felix programs
@@ -20,13 +25,42 @@ MAIN = 254
 POOL = IPv4Network("10.20.0.0/16")
 POOL_NO_EXPORT = IPv4Network("10.30.0.0/16")  # exists, but export disabled: not passed in `pools`
 
+
+def twin(text: str) -> str:
+    """The IPv6 twin of an IPv4 address or prefix text: the address in fd00::/96, the length + 96."""
+    address, _, length = text.partition("/")
+    six = IPv6Address((0xFD00 << 112) | int(IPv4Address(address)))
+    return f"{six}/{int(length) + 96}" if length else str(six)
+
+
+POOL6 = ip_network(twin("10.20.0.0/16"))
+POOL_NO_EXPORT6 = ip_network(twin("10.30.0.0/16"))
+
+# pools of both families, as a dual-stack host has them
 RULES = ExportRules(
-    protocols=frozenset({FELIX}), interfaces=("cali*", "tap?"), pools=(POOL,), own_protocol=OWN
+    protocols=frozenset({FELIX}), interfaces=("cali*", "tap?"), pools=(POOL, POOL6), own_protocol=OWN
 )
 
+_FAMILY = [4]  # the family the examples build their routes in; set by the `family` fixture
 
-def N(text: str) -> IPv4Network:
-    return IPv4Network(text)
+
+@pytest.fixture(params=[4, 6], ids=["ipv4", "ipv6"])
+def family(request: pytest.FixtureRequest) -> Iterator[int]:
+    _FAMILY[0] = request.param
+    yield request.param
+    _FAMILY[0] = 4
+
+
+both = pytest.mark.usefixtures("family")
+
+
+def T(text: str) -> str:
+    """`text` in the family of the running example."""
+    return twin(text) if _FAMILY[0] == 6 else text
+
+
+def N(text: str) -> Prefix:
+    return ip_network(T(text))
 
 
 def route(
@@ -44,7 +78,7 @@ def route(
         protocol=protocol,
         table=table,
         ifname=ifname,
-        gateways=tuple(IPv4Address(g) for g in gateways),
+        gateways=tuple(ip_address(T(g)) for g in gateways),
         priority=priority,
     )
 
@@ -56,6 +90,11 @@ def blackhole(prefix: str, protocol: int = FELIX, priority: int = 0) -> KernelRo
 def wep(prefix: str, ifname: str = "cali12345", protocol: int = BOOT, priority: int = 0) -> KernelRoute:
     """A workload endpoint route: a /32 on a cali* interface."""
     return route(prefix, protocol=protocol, ifname=ifname, priority=priority)
+
+
+def strictly_inside(inner: Prefix, outer: Prefix) -> bool:
+    """ipaddress's own answer (subnet_of, which takes only one family), independent of the table's keys."""
+    return inner.version == outer.version and inner != outer and inner.subnet_of(outer)  # type: ignore[arg-type]
 
 
 def D(announce: set[str] | None = None, withdraw: set[str] | None = None) -> Delta:
@@ -123,6 +162,7 @@ def test_block_kinds() -> None:
 # ------------------------------------------------------------------ aggregation
 
 
+@both
 def test_block_hides_workload_routes_inside() -> None:
     t = ExportTable(RULES)
     assert t.add(blackhole("10.20.1.0/26")) == D({"10.20.1.0/26"})
@@ -133,6 +173,7 @@ def test_block_hides_workload_routes_inside() -> None:
     assert len(list(t.selected())) == 3
 
 
+@both
 def test_workloads_first_then_block_withdraws_them() -> None:
     t = ExportTable(RULES)
     t.add(wep("10.20.1.3/32"))
@@ -142,6 +183,7 @@ def test_workloads_first_then_block_withdraws_them() -> None:
     assert t.announced == {N("10.20.1.0/26")}
 
 
+@both
 def test_borrowed_address_outside_block_announced() -> None:
     t = ExportTable(RULES)
     t.add(blackhole("10.20.1.0/26"))
@@ -150,6 +192,7 @@ def test_borrowed_address_outside_block_announced() -> None:
     assert t.announced == {N("10.20.1.0/26"), N("10.20.1.64/32"), N("10.20.0.255/32")}
 
 
+@both
 def test_removing_block_reannounces_routes_inside() -> None:
     t = ExportTable(RULES)
     block = blackhole("10.20.1.0/26")
@@ -162,6 +205,7 @@ def test_removing_block_reannounces_routes_inside() -> None:
     assert t.blocks == frozenset()
 
 
+@both
 def test_nested_blocks() -> None:
     t = ExportTable(RULES)
     t.add(blackhole("10.20.1.0/26"))
@@ -171,6 +215,7 @@ def test_nested_blocks() -> None:
     assert t.announced == {N("10.20.1.0/26")}
 
 
+@both
 def test_route_with_same_prefix_as_block_is_not_inside_it() -> None:
     t = ExportTable(RULES)
     t.add(blackhole("10.20.1.0/26"))
@@ -180,6 +225,7 @@ def test_route_with_same_prefix_as_block_is_not_inside_it() -> None:
     assert t.blocks == frozenset()
 
 
+@both
 def test_two_routes_same_prefix_counted() -> None:
     t = ExportTable(RULES)
     a = wep("10.20.1.3/32", priority=0)
@@ -192,6 +238,7 @@ def test_two_routes_same_prefix_counted() -> None:
     assert t.announced == frozenset()
 
 
+@both
 def test_two_blocks_same_prefix_counted() -> None:
     t = ExportTable(RULES)
     t.add(blackhole("10.20.1.0/26", priority=0))
@@ -202,6 +249,7 @@ def test_two_blocks_same_prefix_counted() -> None:
     assert t.remove(blackhole("10.20.1.0/26", priority=1)) == D({"10.20.1.3/32"}, {"10.20.1.0/26"})
 
 
+@both
 def test_same_prefix_in_other_table_is_another_route() -> None:
     t = ExportTable(RULES)
     t.add(wep("10.20.1.3/32"))
@@ -210,6 +258,7 @@ def test_same_prefix_in_other_table_is_another_route() -> None:
     assert t.announced == {N("10.20.1.3/32")}
 
 
+@both
 def test_route_replaced_by_non_selected_one_is_withdrawn() -> None:
     t = ExportTable(RULES)
     t.add(wep("10.20.1.3/32", ifname="cali1"))
@@ -219,6 +268,7 @@ def test_route_replaced_by_non_selected_one_is_withdrawn() -> None:
     assert list(t.selected()) == []
 
 
+@both
 def test_route_replaced_by_selected_one_is_no_change() -> None:
     t = ExportTable(RULES)
     t.add(wep("10.20.1.3/32", ifname="cali1"))
@@ -227,6 +277,7 @@ def test_route_replaced_by_selected_one_is_no_change() -> None:
     assert list(t.selected()) == [new]
 
 
+@both
 def test_block_replaced_by_unicast_at_same_key() -> None:
     t = ExportTable(RULES)
     t.add(blackhole("10.20.1.0/26"))
@@ -236,12 +287,14 @@ def test_block_replaced_by_unicast_at_same_key() -> None:
     assert t.announced == {N("10.20.1.0/26"), N("10.20.1.3/32")}
 
 
+@both
 def test_remove_matches_by_key_only() -> None:
     t = ExportTable(RULES)
     t.add(wep("10.20.1.3/32", ifname="cali1"))
     assert t.remove(wep("10.20.1.3/32", ifname="cali2")) == D(withdraw={"10.20.1.3/32"})
 
 
+@both
 def test_remove_unknown_and_unselected_are_no_ops() -> None:
     t = ExportTable(RULES)
     assert t.remove(wep("10.20.1.3/32")) == D()
@@ -250,6 +303,7 @@ def test_remove_unknown_and_unselected_are_no_ops() -> None:
     assert not t.add(route("10.20.1.3/32", protocol=OWN))
 
 
+@both
 def test_delta_shared_between_calls_cancels_announce_and_withdraw() -> None:
     t = ExportTable(RULES)
     delta = Delta()
@@ -264,12 +318,14 @@ def test_delta_shared_between_calls_cancels_announce_and_withdraw() -> None:
     assert t.announced == {N("10.20.1.4/32")}
 
 
+@both
 def test_delta_truthiness() -> None:
     assert not Delta()
     assert D({"10.20.1.0/26"})
     assert D(withdraw={"10.20.1.0/26"})
 
 
+@both
 def test_replace_all_returns_only_real_difference() -> None:
     t = ExportTable(RULES)
     t.add(blackhole("10.20.1.0/26"))
@@ -283,14 +339,17 @@ def test_replace_all_returns_only_real_difference() -> None:
     assert t.announced == {N("10.20.1.3/32"), N("10.20.2.3/32"), N("10.20.3.3/32")}
 
 
+@both
 def test_set_rules_reevaluates() -> None:
     t = ExportTable(RULES)
     routes = [wep("10.20.1.3/32"), wep("10.30.1.3/32")]
     for r in routes:
         t.add(r)
     assert t.announced == {N("10.20.1.3/32")}
-    both = ExportRules(RULES.protocols, RULES.interfaces, (POOL, POOL_NO_EXPORT), OWN)
-    assert t.set_rules(both, routes) == D({"10.30.1.3/32"})
+    pools = ExportRules(
+        RULES.protocols, RULES.interfaces, (*RULES.pools, POOL_NO_EXPORT, POOL_NO_EXPORT6), OWN
+    )
+    assert t.set_rules(pools, routes) == D({"10.30.1.3/32"})
     assert t.set_rules(RULES, routes) == D(withdraw={"10.30.1.3/32"})
     assert t.rules is RULES
 
@@ -323,18 +382,18 @@ routes_st = st.builds(
 events_st = st.lists(st.tuples(st.booleans(), routes_st), max_size=40)
 
 
-def _reference(routes: dict[tuple[IPv4Network, int, int], KernelRoute]) -> set[IPv4Network]:
+def _reference(routes: dict[tuple[Prefix, int, int], KernelRoute]) -> set[Prefix]:
     """From scratch: selected prefixes minus those strictly inside a selected block prefix."""
     selected = [r for r in routes.values() if RULES.selects(r)]
     blocks = {r.prefix for r in selected if r.kind in BLOCK_KINDS}
-    return {r.prefix for r in selected if not any(r.prefix != b and r.prefix.subnet_of(b) for b in blocks)}
+    return {r.prefix for r in selected if not any(strictly_inside(r.prefix, b) for b in blocks)}
 
 
 def _apply(
     table: ExportTable,
     events: list[tuple[bool, KernelRoute]],
-    kernel: dict[tuple[IPv4Network, int, int], KernelRoute],
-    state: set[IPv4Network],
+    kernel: dict[tuple[Prefix, int, int], KernelRoute],
+    state: set[Prefix],
 ) -> None:
     """Feed events to the table, mirroring the kernel in `kernel` and the announcements in `state`."""
     for is_add, r in events:
@@ -359,8 +418,8 @@ def _apply(
 @given(events=events_st)
 def test_announced_matches_reference_and_deltas(events: list[tuple[bool, KernelRoute]]) -> None:
     t = ExportTable(RULES)
-    kernel: dict[tuple[IPv4Network, int, int], KernelRoute] = {}
-    state: set[IPv4Network] = set()
+    kernel: dict[tuple[Prefix, int, int], KernelRoute] = {}
+    state: set[Prefix] = set()
     _apply(t, events, kernel, state)
     assert set(t.selected()) == {r for r in kernel.values() if RULES.selects(r)}
     assert t.blocks == {r.prefix for r in kernel.values() if RULES.selects(r) and r.kind in BLOCK_KINDS}
@@ -370,7 +429,7 @@ def test_announced_matches_reference_and_deltas(events: list[tuple[bool, KernelR
 @given(events=events_st)
 def test_replace_all_with_current_routes_is_empty(events: list[tuple[bool, KernelRoute]]) -> None:
     t = ExportTable(RULES)
-    kernel: dict[tuple[IPv4Network, int, int], KernelRoute] = {}
+    kernel: dict[tuple[Prefix, int, int], KernelRoute] = {}
     _apply(t, events, kernel, set())
     before = t.announced
     assert t.replace_all(list(kernel.values())) == Delta()
@@ -440,7 +499,7 @@ _ops_st = st.lists(
 )
 
 
-def _model(kernel: dict[tuple[IPv4Network, int, int], KernelRoute]) -> set[IPv4Network]:
+def _model(kernel: dict[tuple[Prefix, int, int], KernelRoute]) -> set[Prefix]:
     """The announced set recomputed from scratch: every selected prefix not strictly inside a selected
     block (compared with ipaddress's own subnet_of, independent of the table's index)."""
     selected = [r for r in kernel.values() if RULES.selects(r)]
@@ -448,7 +507,7 @@ def _model(kernel: dict[tuple[IPv4Network, int, int], KernelRoute]) -> set[IPv4N
     announced = set()
     for r in selected:
         p = IPv4Network(str(r.prefix))
-        if not any(p != b and p.subnet_of(b) for b in blocks):
+        if not any(strictly_inside(p, b) for b in blocks):
             announced.add(r.prefix)
     return announced
 
@@ -457,7 +516,7 @@ def _model(kernel: dict[tuple[IPv4Network, int, int], KernelRoute]) -> set[IPv4N
 @given(ops=_ops_st)
 def test_random_sequences_match_a_model_recomputed_from_scratch(ops: list[tuple[str, object]]) -> None:
     t = ExportTable(RULES)
-    kernel: dict[tuple[IPv4Network, int, int], KernelRoute] = {}
+    kernel: dict[tuple[Prefix, int, int], KernelRoute] = {}
     for op, arg in ops:
         before = t.announced
         if op == "add":
@@ -486,7 +545,7 @@ def test_random_sequences_match_a_model_recomputed_from_scratch(ops: list[tuple[
         # the index finds exactly the prefixes strictly inside each block
         prefixes = {r.prefix for r in selected}
         for block in t.blocks:
-            inside = {p for p in prefixes if p != block and p.subnet_of(block)}
+            inside = {p for p in prefixes if strictly_inside(p, block)}
             assert sorted(t._inside(block)) == sorted(inside)
 
 

@@ -5,25 +5,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from itertools import permutations
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
-from bgpd.model import Attributes, Origin, Path, Peer
+from bgpd.config import Config
+from bgpd.metrics import Latency
+from bgpd.model import Address, Attributes, Origin, Path, Peer, Prefix
 from bgpd.policy.importer import ImportPolicy, Reject
 from bgpd.rib.decision import best_path
+from bgpd.speaker import Speaker
 from reflector.adjout import AdjRibOut, Advert, Batch
 from reflector.rules import is_loop, reflected_attributes, targets
 
 
-def A(text: str) -> IPv4Address:
+def A(text: str) -> Address:
     return IPv4Address(text)
 
 
-def N(text: str) -> IPv4Network:
+def N(text: str) -> Prefix:
     return IPv4Network(text)
 
 
@@ -33,7 +37,7 @@ C1, C2, C3 = A("192.168.100.10"), A("192.168.100.11"), A("192.168.100.12")
 N1, N2 = A("192.168.100.2"), A("192.168.100.4")
 CLIENTS = frozenset({C1, C2, C3})
 NON_CLIENTS = frozenset({N1, N2})
-PEERS: dict[IPv4Address, bool] = {C1: True, C2: True, C3: True, N1: False, N2: False}
+PEERS: dict[Address, bool] = {C1: True, C2: True, C3: True, N1: False, N2: False}
 
 
 @pytest.mark.parametrize(
@@ -74,10 +78,10 @@ PEERS: dict[IPv4Address, bool] = {C1: True, C2: True, C3: True, N1: False, N2: F
     ],
 )
 def test_targets_table(
-    source: IPv4Address,
+    source: Address,
     source_is_client: bool,
-    peers: Mapping[IPv4Address, bool],
-    expected: set[IPv4Address],
+    peers: Mapping[Address, bool],
+    expected: set[Address],
 ) -> None:
     got = targets(source, source_is_client, peers)
     assert isinstance(got, frozenset)
@@ -85,7 +89,7 @@ def test_targets_table(
 
 
 @pytest.mark.parametrize("source", sorted(PEERS))
-def test_targets_never_back_to_source_and_by_class(source: IPv4Address) -> None:
+def test_targets_never_back_to_source_and_by_class(source: Address) -> None:
     is_client = PEERS[source]
     got = targets(source, is_client, PEERS)
     assert source not in got
@@ -100,7 +104,7 @@ def test_targets_never_back_to_source_and_by_class(source: IPv4Address) -> None:
     st.dictionaries(st.integers(1, 30).map(lambda i: A(f"10.0.0.{i}")), st.booleans(), max_size=12),
     st.integers(1, 30).map(lambda i: A(f"10.0.0.{i}")),
 )
-def test_targets_property(peers: dict[IPv4Address, bool], source: IPv4Address) -> None:
+def test_targets_property(peers: dict[Address, bool], source: Address) -> None:
     source_is_client = peers.get(source, False)
     got = targets(source, source_is_client, peers)
     assert source not in got
@@ -147,7 +151,7 @@ FULL = Attributes(
     ids=["fresh", "empty-attrs", "reflected-once", "reflected-twice", "originator-is-source"],
 )
 def test_reflected_attributes(
-    attrs: Attributes, originator: IPv4Address, cluster_list: tuple[IPv4Address, ...]
+    attrs: Attributes, originator: Address, cluster_list: tuple[Address, ...]
 ) -> None:
     out = reflected_attributes(attrs, SOURCE_RID, CLUSTER)
     assert out.originator_id == originator
@@ -322,11 +326,16 @@ def test_best_path_empty() -> None:
 
 HOST = A("192.168.100.2")
 NH = A("192.168.100.10")
+NH6 = IPv6Address("fd00:100::10")
 
 
-def import_policy(cluster_id: IPv4Address | None) -> ImportPolicy:
+def import_policy(cluster_id: Address | None) -> ImportPolicy:
     return ImportPolicy(
-        pools=[N("10.20.0.0/16")], underlay=HOST, own_addresses=[], router_id=HOST, cluster_id=cluster_id
+        pools=[N("10.20.0.0/16"), IPv6Network("fd00:10:20::/48")],
+        node_addresses=[HOST, IPv6Address("fd00:100::2")],
+        local_addresses=[],
+        router_id=HOST,
+        cluster_id=cluster_id,
     )
 
 
@@ -350,10 +359,15 @@ def import_policy(cluster_id: IPv4Address | None) -> ImportPolicy:
         (None, Attributes(originator_id=HOST), Reject.OWN_ORIGINATOR),
     ],
 )
+@pytest.mark.parametrize(("prefix", "next_hop"), [("10.20.1.0/26", NH), ("fd00:10:20::40/122", NH6)])
 def test_import_loop_checks(
-    cluster_id: IPv4Address | None, attrs: Attributes, expected: Reject | None
+    cluster_id: Address | None,
+    attrs: Attributes,
+    expected: Reject | None,
+    prefix: str,
+    next_hop: Address | IPv6Address,
 ) -> None:
-    assert import_policy(cluster_id).check(N("10.20.1.0/26"), NH, attrs) == expected
+    assert import_policy(cluster_id).check(ip_network(prefix), next_hop, attrs) == expected
 
 
 def test_import_loop_checks_agree_with_is_loop() -> None:
@@ -507,7 +521,7 @@ def test_replay_rebuilds_sent_state() -> None:
     r.set(X1, {P1: AD1, P2: AD2})
     r.set(X2, {P1: AD1})
     r.flush()
-    model: dict[IPv4Address, dict[IPv4Network, Advert]] = {}
+    model: dict[Address, dict[Prefix, Advert]] = {}
     apply(model, r.replay())
     for peer in (P1, P2, P3):
         assert model.get(peer, {}) == dict(r.sent(peer))
@@ -540,7 +554,7 @@ def test_forgotten_peer_can_come_back() -> None:
     assert r.flush() == [Batch(AD1, (P1,), (X1,))]
 
 
-def apply(model: dict[IPv4Address, dict[IPv4Network, Advert]], batches: list[Batch]) -> None:
+def apply(model: dict[Address, dict[Prefix, Advert]], batches: list[Batch]) -> None:
     """What a peer ends up with when ExaBGP runs `batches` in order."""
     for b in batches:
         for peer in b.peers:
@@ -552,15 +566,67 @@ def apply(model: dict[IPv4Address, dict[IPv4Network, Advert]], batches: list[Bat
                     table[prefix] = b.advert
 
 
-_PEERS = (P1, P2, P3)
-_PREFIXES = (X1, X2, X3)
-_ADVERTS = (AD1, AD2, AD3)
-_wanted = st.dictionaries(st.sampled_from(_PEERS), st.sampled_from(_ADVERTS), max_size=3)
-SetOp = tuple[IPv4Network, dict[IPv4Address, Advert]]
+# IPv6 (issue 11): IPv6 peers, prefixes and next hops beside the IPv4 ones, in the same AdjRibOut
+Q1, Q2 = IPv6Address("fd00:100::10"), IPv6Address("fd00:100::11")
+Y1, Y2 = IPv6Network("fd00:10:20::40/122"), IPv6Network("fd00:10:20::80/122")
+AD6 = Advert(Q1, Attributes(originator_id=A("192.168.100.10"), cluster_list=(CLUSTER,)))
+AD7 = Advert(Q2, Attributes(local_pref=200))
+
+
+def test_ipv6_prefixes_next_hops_and_peers() -> None:
+    r = AdjRibOut()
+    for prefix in (Y2, Y1):
+        r.set(prefix, {Q2: AD6})
+    r.set(X1, {P2: AD1})
+    assert batch_set(r.flush()) == {Batch(AD6, (Q2,), (Y1, Y2)), Batch(AD1, (P2,), (X1,))}
+    assert dict(r.sent(Q2)) == {Y1: AD6, Y2: AD6}
+    assert r.sent(Q2)[Y1].next_hop == Q1  # the reflected next hop is passed through unchanged
+    assert (r.count(Q2), r.count(P2), r.count(Q1)) == (2, 1, 0)
+    r.set(Y1, {})
+    assert r.flush() == [Batch(None, (Q2,), (Y1,))]
+    assert batch_set(r.replay()) == {Batch(AD6, (Q2,), (Y2,)), Batch(AD1, (P2,), (X1,))}
+    r.forget_peer(Q2)
+    assert r.replay(Q2) == [] and r.count(Q2) == 0
+
+
+def test_batches_of_both_families_list_ipv4_first() -> None:
+    """A withdrawal of prefixes of both families to peers of both families is one batch; ipaddress cannot
+    order the two families together, so they are listed by key: IPv4 first, each family in order."""
+    r = AdjRibOut()
+    for prefix in (Y2, X2, Y1, X1):
+        r.set(prefix, {Q2: AD1, P2: AD1, Q1: AD1, P1: AD1})
+    assert r.flush() == [Batch(AD1, (P1, P2, Q1, Q2), (X1, X2, Y1, Y2))]
+    for prefix in (Y2, X2, Y1, X1):
+        r.set(prefix, {})
+    assert r.flush() == [Batch(None, (P1, P2, Q1, Q2), (X1, X2, Y1, Y2))]
+
+
+def test_ipv4_and_ipv6_with_the_same_integers_are_distinct() -> None:
+    r = AdjRibOut()
+    twin_peer, twin_prefix = IPv6Address(int(P1)), IPv6Network((int(X1.network_address), 122))
+    r.set(X1, {P1: AD1})
+    r.set(twin_prefix, {twin_peer: AD6})
+    r.flush()
+    assert dict(r.sent(P1)) == {X1: AD1}
+    assert dict(r.sent(twin_peer)) == {twin_prefix: AD6}
+
+
+def test_targets_with_ipv6_peers() -> None:
+    peers = {Q1: True, Q2: False, P1: True, IPv6Address(int(P1)): False}
+    assert targets(Q1, True, peers) == {Q2, P1, IPv6Address(int(P1))}
+    assert targets(Q2, False, peers) == {Q1, P1}
+    assert targets(IPv6Address(int(P1)), False, peers) == {Q1, P1}  # P1 has its int, not its address
+
+
+_PEERS = (P1, P2, P3, Q1, Q2)
+_PREFIXES = (X1, X2, X3, Y1, Y2)
+_ADVERTS = (AD1, AD2, AD3, AD6, AD7)
+_wanted = st.dictionaries(st.sampled_from(_PEERS), st.sampled_from(_ADVERTS), max_size=4)
+SetOp = tuple[Prefix, dict[Address, Advert]]
 _set_op = st.tuples(st.sampled_from(_PREFIXES), _wanted)
 
 
-def check_model(r: AdjRibOut, model: dict[IPv4Address, dict[IPv4Network, Advert]]) -> None:
+def check_model(r: AdjRibOut, model: dict[Address, dict[Prefix, Advert]]) -> None:
     for peer in _PEERS:
         assert model.get(peer, {}) == dict(r.sent(peer)), peer
 
@@ -569,7 +635,7 @@ def check_model(r: AdjRibOut, model: dict[IPv4Address, dict[IPv4Network, Advert]
 @given(st.lists(_set_op, max_size=25))
 def test_property_flush_after_every_set_matches_sent(ops: list[SetOp]) -> None:
     r = AdjRibOut()
-    model: dict[IPv4Address, dict[IPv4Network, Advert]] = {}
+    model: dict[Address, dict[Prefix, Advert]] = {}
     for prefix, wanted in ops:
         r.set(prefix, wanted)
         apply(model, r.flush())
@@ -590,7 +656,7 @@ def test_property_flush_after_every_set_matches_sent(ops: list[SetOp]) -> None:
     ids=["same-twice", "other-peer-changes", "peer-added"],
 )
 def test_second_set_before_flush_keeps_pending_work(
-    first: dict[IPv4Address, Advert], second: dict[IPv4Address, Advert], expected: set[Batch]
+    first: dict[Address, Advert], second: dict[Address, Advert], expected: set[Batch]
 ) -> None:
     r = AdjRibOut()
     r.set(X1, first)
@@ -604,7 +670,7 @@ def test_second_set_before_flush_keeps_pending_work(
 @given(st.lists(st.one_of(_set_op, st.just(None)), max_size=25))
 def test_property_any_sets_and_flushes_match_sent(ops: list[SetOp | None]) -> None:
     r = AdjRibOut()
-    model: dict[IPv4Address, dict[IPv4Network, Advert]] = {}
+    model: dict[Address, dict[Prefix, Advert]] = {}
     for op in ops:
         if op is None:
             apply(model, r.flush())
@@ -613,6 +679,11 @@ def test_property_any_sets_and_flushes_match_sent(ops: list[SetOp | None]) -> No
     apply(model, r.flush())
     check_model(r, model)
     assert r.flush() == []
+
+
+def _speaker(cfg: Config) -> Speaker:
+    """The I/O shell around an engine, with its own metrics registry, never started."""
+    return Speaker(cfg, Latency(CollectorRegistry()))
 
 
 class _CapturingExaBGP:
@@ -626,17 +697,18 @@ class _CapturingExaBGP:
 def test_reflected_commands_are_counted_per_line_and_peer() -> None:
     """A reflected batch of 700 prefixes becomes two command lines (500 a command) for each receiver."""
     from bgpd import config
-    from bgpd.speaker import Speaker
 
     cfg = config.load("configs/reflector1.yaml")
-    speaker = Speaker(cfg)
+    speaker = _speaker(cfg)
     capture = _CapturingExaBGP()
     speaker.exabgp = capture  # type: ignore[assignment]
     receivers = (A("192.168.100.10"), A("192.168.100.11"))
     advert = Advert(A("192.168.100.12"), Attributes(origin=Origin.IGP, local_pref=100))
     for i in range(700):
-        speaker.adjout.set(N(f"10.20.{i // 256}.{i % 256}/32"), dict.fromkeys(receivers, advert))
-    speaker._flush_reflection()
+        prefix = N(f"10.20.{i // 256}.{i % 256}/32")
+        speaker.engine.adjout.set(prefix, dict.fromkeys(receivers, advert))
+    speaker.engine._reflect_pending = True  # what the engine's _reflect sets
+    speaker._flush_out()
     assert len(capture.lines) == 2 and all("neighbor 192.168.100.10" in line for line in capture.lines)
     assert speaker.commands_sent["192.168.100.10"] == speaker.commands_sent["192.168.100.11"] == 2
     assert speaker.commands_sent["192.168.100.12"] == 0
@@ -650,20 +722,19 @@ def test_reload_with_a_new_cluster_id_reflects_with_it(tmp_path: object) -> None
 
     from bgpd import config
     from bgpd.model import Path as RibPath
-    from bgpd.speaker import Speaker
 
     assert isinstance(tmp_path, FsPath)
     text = FsPath("configs/reflector1.yaml").read_text().replace("/run/bgpd/rr1", str(tmp_path / "run"))
     conf = tmp_path / "rr.yaml"
     conf.write_text(text)
-    speaker = Speaker(config.load(str(conf)))
+    speaker = _speaker(config.load(str(conf)))
     speaker.exabgp = _CapturingExaBGP()  # type: ignore[assignment]
     source = Peer(A("192.168.100.10"), 64512, A("192.168.100.10"), ebgp=False)
     path = RibPath(N("10.20.1.0/26"), A("192.168.100.10"), source, Attributes(origin=Origin.IGP))
 
-    def reflected_cluster_list() -> tuple[IPv4Address, ...]:
-        speaker._reflect(N("10.20.1.0/26"), path)
-        (advert,) = set(speaker.adjout._pending[N("10.20.1.0/26")].values())
+    def reflected_cluster_list() -> tuple[Address, ...]:
+        speaker.engine._reflect(N("10.20.1.0/26"), path)
+        (advert,) = set(speaker.engine.adjout._pending[N("10.20.1.0/26")].values())
         assert advert is not None
         return advert.attrs.cluster_list
 

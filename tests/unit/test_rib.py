@@ -1,31 +1,36 @@
-"""Tests for bgpd.rib.table.Rib: Adj-RIB-In bookkeeping, implicit withdraw, peer drop, suppress, selection."""
+"""Tests for bgpd.rib.table.Rib: Adj-RIB-In bookkeeping, implicit withdraw, peer drop, suppress, selection;
+IPv4 and IPv6 prefixes and peers in one table (issue 11)."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
 from functools import partial
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network, IPv6Network, ip_address
 
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from bgpd.model import Attributes, Path, Peer
+from bgpd.model import Address, Attributes, Path, Peer, Prefix
 from bgpd.rib.decision import best_path, multipath
 from bgpd.rib.table import Rib, Selection
 
-P1 = IPv4Network("10.20.1.0/26")
-P2 = IPv4Network("10.20.1.64/26")
-P3 = IPv4Network("10.20.2.0/26")
+P1: Prefix = IPv4Network("10.20.1.0/26")
+P2: Prefix = IPv4Network("10.20.1.64/26")
+P3: Prefix = IPv4Network("10.20.2.0/26")
+# IPv6 (issue 11): a /122 block, a /128, and a prefix with the integers of P1 (::10.20.1.0/122)
+Q1: Prefix = IPv6Network("fd00:10:20::40/122")
+Q2: Prefix = IPv6Network("fd00:10:20::7/128")
+Q3: Prefix = IPv6Network("::a14:100/122")
 
 
-def A(text: str) -> IPv4Address:
-    return IPv4Address(text)
+def A(text: str) -> Address:
+    return ip_address(text)
 
 
 def mk(
-    prefix: IPv4Network,
+    prefix: Prefix,
     peer: str,
     *,
     lp: int | None = None,
@@ -168,14 +173,15 @@ def test_selection_next_hops_dedup() -> None:
 
 # ------------------------------------------------------------------ model-based state machine
 
-PEER_ADDRS = [A(f"192.168.1.{i}") for i in (1, 2, 3)]
-PREFIXES = [P1, P2, P3]
+# both families in one RIB; ::192.168.1.1 has the integer of 192.168.1.1
+PEER_ADDRS = [A(f"192.168.1.{i}") for i in (1, 2, 3)] + [A("fd00::1"), A("fd00::2"), A("::c0a8:101")]
+PREFIXES = [P1, P2, P3, Q1, Q2, Q3]
 paths_st = st.builds(
     lambda prefix, peer, lp, nh: mk(prefix, str(peer), lp=lp, next_hop=nh),
     st.sampled_from(PREFIXES),
     st.sampled_from(PEER_ADDRS),
     st.sampled_from([None, 100, 200]),
-    st.sampled_from([None, "192.168.1.50"]),
+    st.sampled_from([None, "192.168.1.50", "fd00::50"]),
 )
 
 
@@ -183,8 +189,8 @@ class RibMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.rib = Rib()
-        self.model: dict[tuple[IPv4Network, IPv4Address], Path] = {}
-        self.suppressed: set[IPv4Network] = set()
+        self.model: dict[tuple[Prefix, Address], Path] = {}
+        self.suppressed: set[Prefix] = set()
 
     @rule(path=paths_st)
     def add(self, path: Path) -> None:
@@ -194,19 +200,19 @@ class RibMachine(RuleBasedStateMachine):
         assert self.rib.add(path) is changed
 
     @rule(prefix=st.sampled_from(PREFIXES), peer=st.sampled_from(PEER_ADDRS))
-    def remove(self, prefix: IPv4Network, peer: IPv4Address) -> None:
+    def remove(self, prefix: Prefix, peer: Address) -> None:
         existed = self.model.pop((prefix, peer), None) is not None
         assert self.rib.remove(peer, prefix) is existed
 
     @rule(peer=st.sampled_from(PEER_ADDRS))
-    def drop_peer(self, peer: IPv4Address) -> None:
+    def drop_peer(self, peer: Address) -> None:
         affected = {prefix for (prefix, p) in self.model if p == peer}
         for prefix in affected:
             del self.model[(prefix, peer)]
         assert self.rib.drop_peer(peer) == affected
 
     @rule(prefix=st.sampled_from(PREFIXES), on=st.booleans())
-    def suppress(self, prefix: IPv4Network, on: bool) -> None:
+    def suppress(self, prefix: Prefix, on: bool) -> None:
         (self.suppressed.add if on else self.suppressed.discard)(prefix)
         self.rib.suppress(prefix, on)
 
