@@ -92,6 +92,27 @@ def commands(change: OutChange, cfg: Config) -> list[str]:
     return [codec.route_refresh_line(change.peer, change.family)]
 
 
+def feed(engine: Engine, event: codec.AnyEvent) -> None:
+    """One decoded ExaBGP event into the engine (the translation from ExaBGP's view of a session to the
+    engine's inputs)."""
+    if isinstance(event, codec.Update):
+        engine.update(event.peer, event.withdrawn, event.announced, event.malformed)
+    elif isinstance(event, codec.PeerOpen):
+        status = engine.peers.get(event.peer)
+        if status is not None:
+            graceful = event.graceful_restart(status.family)
+            engine.peer_open(event.peer, event.router_id, graceful, event.restarting)
+    elif isinstance(event, codec.PeerState):
+        # a session closed by a NOTIFICATION (ours, e.g. a hold timer expiry, or the peer's) is no
+        # graceful restart
+        notified = "notification sent" in event.reason or "notification received" in event.reason
+        engine.peer_state(event.peer, event.state, event.reason, notified, event.peer_asn)
+    elif isinstance(event, codec.EndOfRib):
+        engine.end_of_rib(event.peer)
+    elif isinstance(event, codec.Notification):
+        engine.notification(event.peer, event.code, event.subcode)
+
+
 class LoopTimers:
     """The engine's `Timers` on the running asyncio loop."""
 
@@ -445,23 +466,7 @@ class Speaker:
 
     def on_event(self, event: codec.AnyEvent) -> None:
         """One decoded ExaBGP event, handed to the engine."""
-        engine = self.engine
-        if isinstance(event, codec.Update):
-            engine.update(event.peer, event.withdrawn, event.announced, event.malformed)
-        elif isinstance(event, codec.PeerOpen):
-            status = engine.peers.get(event.peer)
-            if status is not None:
-                graceful = event.graceful_restart(status.family)
-                engine.peer_open(event.peer, event.router_id, graceful, event.restarting)
-        elif isinstance(event, codec.PeerState):
-            # a session closed by a NOTIFICATION (ours, e.g. a hold timer expiry, or the peer's) is no
-            # graceful restart
-            notified = "notification sent" in event.reason or "notification received" in event.reason
-            engine.peer_state(event.peer, event.state, event.reason, notified, event.peer_asn)
-        elif isinstance(event, codec.EndOfRib):
-            engine.end_of_rib(event.peer)
-        elif isinstance(event, codec.Notification):
-            engine.notification(event.peer, event.code, event.subcode)
+        feed(self.engine, event)
 
     async def _report_unreachable(self) -> None:
         """ExaBGP retries connecting forever; say so in the log, with a growing interval (never fatal)."""

@@ -320,6 +320,12 @@ class Engine:
             self._exported(delta)
 
     def _exported(self, delta: Delta) -> None:
+        for prefix in self._queue_export(delta):
+            self._reselect(prefix)
+
+    def _queue_export(self, delta: Delta) -> set[Prefix]:
+        """Queue an export delta for the Adj-RIB-Out; the prefixes whose learned copies it (un)suppresses
+        (to be reselected)."""
         self._export_changes += 1
         for prefix in delta.announce:
             self._out_withdraw.discard(prefix)
@@ -327,9 +333,10 @@ class Engine:
         for prefix in delta.withdraw:
             self._out_announce.discard(prefix)
             self._out_withdraw.add(prefix)
-        for prefix in delta.announce | delta.withdraw:
+        changed = delta.announce | delta.withdraw
+        for prefix in changed:
             self.rib.suppress(prefix, self.export.is_announced(prefix))
-            self._reselect(prefix)
+        return changed
 
     def kernel_written(self, ops: list[KernelOp], results: list[OpResult]) -> None:
         """The results of writing `ops` (`Fib.begin_background` first if the write left the loop)."""
@@ -356,6 +363,7 @@ class Engine:
             status.state = "down"
             status.since = time.time()
             status.eor = False
+        self._eor_pending.clear()  # as for a session going down: no End-of-RIB until it is up again
         for peer in list(self.peers):
             prefixes = self.rib.peer_prefixes(peer)
             if prefixes:
@@ -630,16 +638,7 @@ class Engine:
         if rules != self.export.rules:
             delta = self.export.set_rules(rules, self.fib.kernel_view.values())
             if delta:
-                self._export_changes += 1
-                for prefix in delta.announce:
-                    self._out_withdraw.discard(prefix)
-                    self._out_announce.add(prefix)
-                for prefix in delta.withdraw:
-                    self._out_announce.discard(prefix)
-                    self._out_withdraw.add(prefix)
-                for prefix in delta.announce | delta.withdraw:
-                    self.rib.suppress(prefix, self.export.is_announced(prefix))
-                    affected.add(prefix)
+                affected |= self._queue_export(delta)
         # import policy: drop paths the new policy rejects; ask peers to resend what it may now accept
         policy = self._import_policy()
         if (policy.pools, policy.cluster_id) != (self.policy.pools, self.policy.cluster_id):

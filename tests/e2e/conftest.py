@@ -155,7 +155,9 @@ class Underlay:
         return host
 
     def mesh_nodes(self) -> list[str]:
-        return [h.address for h in self.hosts.values()] + [h.address6 for h in self.hosts.values() if h.address6]
+        return [h.address for h in self.hosts.values()] + [
+            h.address6 for h in self.hosts.values() if h.address6
+        ]
 
 
 @pytest.fixture

@@ -1,27 +1,231 @@
-"""The speaker's kernel bookkeeping with plain objects: what the kernel reports about bgpd's own routes is
-what bgpd believes, and every difference from what it wants becomes a repair, counted by cause.
+"""The engine's kernel bookkeeping with plain objects: what the kernel reports about bgpd's own routes is
+what bgpd believes, and every difference from what it wants becomes a repair, counted by cause; for IPv4
+(IPv4-only and dual-stack hosts) and IPv6.
 
-Driven with watcher events and a recording installer (no netlink); the end-to-end versions of these cases
-are in tests/e2e/test_kernel_truth.py."""
+Driven with watcher events, the kernel operations written back as successful by the test (no netlink);
+the end-to-end versions of these cases are in tests/e2e/test_kernel_truth.py. The last tests drive the I/O
+shell (`bgpd.speaker.Speaker`) itself: how it hands the engine's kernel operations to the kernel, and the
+kernel's events to the engine."""
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
-from ipaddress import IPv4Address, IPv4Network
-from typing import Any
+import asyncio
+from collections.abc import Container, Iterator, Sequence
+from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from bgpd import config
+from bgpd.engine import KernelOp
+from bgpd.engine.fib import RETRY_FAILED_AFTER, RETRY_TIMER, SETTLE_TIMER
 from bgpd.exabgp import codec
-from bgpd.kernel import LinkLost, LinkUp, OpResult, RouteAdded, RouteRemoved, Snapshot
-from bgpd.model import Attributes, KernelRoute
+from bgpd.metrics import Latency
+from bgpd.model import (
+    Address,
+    Attributes,
+    KernelRoute,
+    LinkLost,
+    LinkUp,
+    OpResult,
+    Prefix,
+    RouteAdded,
+    RouteRemoved,
+    Snapshot,
+)
 from bgpd.speaker import Speaker
+from tests.unit.conftest import ASN, CONFIG4, FAM4, Harness
 
-PEER = IPv4Address("192.168.100.10")
-OTHER = IPv4Address("192.168.100.99")
-ASN = 64512
-BLOCK = IPv4Network("10.20.1.0/26")
 OWN, METRIC, MAIN = 12, 32, 254
+
+
+def ours(prefix: Prefix, *gateways: Address, metric: int = METRIC) -> KernelRoute:
+    return KernelRoute(prefix, "unicast", OWN, MAIN, "eth0", tuple(sorted(gateways)), metric)
+
+
+def learn(h: Harness, prefix: Prefix | None = None, eor: bool = True) -> Prefix:
+    """The peer comes up and announces `prefix` (default: block 1); the route is installed."""
+    peer = h.fam.peer
+    prefix = h.fam.block(1) if prefix is None else prefix
+    h.up(peer)
+    h.announce(peer, prefix)
+    h.settle()
+    if eor:
+        h.eor(peer)
+    assert h.engine.fib.installed[prefix] == (peer,)
+    h.applied.clear()
+    return prefix
+
+
+def repairs(h: Harness) -> dict[str, int]:
+    return {cause: n for cause, n in h.engine.fib.repairs.items() if n}
+
+
+def settle(h: Harness) -> list[KernelOp]:
+    """Write what is due; every operation written so far (since `learn`)."""
+    h.settle()
+    return h.applied
+
+
+def test_route_deleted_by_somebody_is_put_back(host: Harness) -> None:
+    peer = host.fam.peer
+    block = learn(host)
+    host.kernel(RouteRemoved(ours(block, peer)))
+    assert settle(host) == [(block, (peer,))]
+    assert repairs(host) == {"deleted": 1} and host.engine.fib.installed == {block: (peer,)}
+
+
+def test_route_replaced_by_somebody_is_restored(host: Harness) -> None:
+    peer, other = host.fam.peer, host.fam.addr(99)
+    block = learn(host)
+    host.kernel(RouteAdded(ours(block, other)))
+    assert host.engine.fib.installed[block] == (other,)  # what the kernel holds, until repaired
+    assert settle(host) == [(block, (peer,))]
+    assert host.replaced == [block]  # ours, as the kernel told: replaced directly
+    assert repairs(host) == {"changed": 1} and host.engine.fib.installed == {block: (peer,)}
+
+
+def test_unwanted_route_of_our_protocol_is_removed_but_not_at_another_metric(host: Harness) -> None:
+    peer = host.fam.peer
+    learn(host)
+    stray = host.fam.block(9)
+    host.kernel(RouteAdded(ours(stray, peer)), RouteAdded(ours(stray, peer, metric=50)))
+    assert settle(host) == [(stray, None)]
+    assert repairs(host) == {"unwanted": 1} and stray not in host.engine.fib.installed
+
+
+def test_unwanted_route_before_the_deferral_ends_waits_for_it(host: Harness) -> None:
+    peer = host.fam.peer
+    learn(host, eor=False)  # no End-of-RIB yet: the selection deferral is not over
+    stray = host.fam.block(9)
+    host.kernel(RouteAdded(ours(stray, peer)))
+    assert settle(host) == [] and stray in host.engine.fib.stale_kernel
+    host.eor(peer)
+    assert settle(host) == [(stray, None)]
+
+
+def test_route_deleted_then_withdrawn_is_not_put_back(host: Harness) -> None:
+    peer = host.fam.peer
+    block = learn(host)
+    stray = host.fam.block(9)
+    host.kernel(RouteAdded(ours(stray, peer)))
+    settle(host)
+    host.applied.clear()
+    host.kernel(RouteRemoved(ours(block, peer)))
+    host.withdraw(peer, block)  # and withdrawn meanwhile
+    assert settle(host) == [(block, None)]  # the report may be stale: one delete makes sure (ESRCH)
+    assert host.engine.fib.installed == {} and repairs(host) == {"unwanted": 1, "deleted": 1}
+
+
+def test_overflow_snapshot_is_the_truth(host: Harness) -> None:
+    peer = host.fam.peer
+    block = learn(host)
+    stray = host.fam.block(9)
+    host.kernel(Snapshot((ours(stray, peer),), "overflow"))
+    assert sorted(settle(host), key=str) == sorted([(block, (peer,)), (stray, None)], key=str)
+    assert repairs(host) == {"overflow": 1, "unwanted": 1}
+
+
+def test_link_loss_audits_only_when_it_flushed_a_network_of_our_next_hops(host: Harness) -> None:
+    learn(host)
+    fib = host.engine.fib
+    workload = KernelRoute(host.fam.host(5, 5), "unicast", 3, MAIN, "cali1", (), 0)
+    host.kernel(LinkLost(7, "cali1", (workload,), (), flushed=True))  # a pod's veth went
+    assert fib.audit_cause is None and SETTLE_TIMER not in host.timers.armed
+    underlay = (host.fam.underlay(),)
+    host.kernel(LinkLost(2, "eth0", (), underlay, flushed=False))  # a VIP left, or carrier
+    assert fib.audit_cause is None and SETTLE_TIMER not in host.timers.armed
+    host.kernel(LinkLost(2, "eth0", (), underlay, flushed=True))
+    assert fib.audit_cause == "link" and SETTLE_TIMER in host.timers.armed
+    assert fib.take_audit() == "link" and fib.audit_cause is None
+    host.fire(SETTLE_TIMER)  # the second look, when the kernel's flush is surely over
+    assert fib.audit_cause == "link"
+
+
+def test_audit_repairs_what_vanished_silently(host: Harness) -> None:
+    peer = host.fam.peer
+    block = learn(host)
+    fib = host.engine.fib
+    fib.request_audit("link")
+    cause = fib.take_audit()  # the shell's kernel writer: dump our routes, in the background
+    assert cause == "link"
+    fib.begin_background()
+    host.engine.kernel_reread({}, cause)  # flushed by the kernel without a word
+    assert repairs(host) == {"link": 1} and fib.installed == {}
+    assert settle(host) == [(block, (peer,))]
+
+
+def test_change_by_somebody_during_a_background_write_leaves_the_route_unknown(host: Harness) -> None:
+    """A route deleted by somebody after the writer thread wrote it, reported before the write's results:
+    the results must not make bgpd believe it is installed."""
+    peer = host.fam.peer
+    block = learn(host)
+    fib = host.engine.fib
+    fib.begin_background()  # the writer thread is writing a batch that includes the block
+    host.kernel(RouteRemoved(ours(block, peer)))
+    host.engine.kernel_written([(block, (peer,))], [OpResult(block, ok=True)])
+    assert block not in fib.installed and block in fib.unknown
+    assert settle(host) == [(block, (peer,))]  # written again although `want` equals the record
+    assert host.replaced == []  # unknown: created, with the installer's ownership check
+    assert fib.installed == {block: (peer,)} and not fib.unknown
+
+
+def test_end_of_rib_waits_for_the_selection_deferral(host: Harness) -> None:
+    peer = host.fam.peer
+    host.up(peer)
+    assert host.eors() == []
+    host.eor(peer)
+    assert host.eors() == [host.fam.eor_line(peer)]
+
+
+def test_a_restarting_peer_is_not_waited_for(host: Harness) -> None:
+    peer = host.fam.peer
+    host.up(peer, restarting=True)
+    assert host.eors() == [host.fam.eor_line(peer)]
+
+
+def test_our_route_displaced_by_a_foreign_one_and_back(host: Harness) -> None:
+    """An event replaces whatever sat at its key (prefix, table, metric), whatever the protocol."""
+    peer, other = host.fam.peer, host.fam.addr(99)
+    block = learn(host)
+    fib = host.engine.fib
+    static = KernelRoute(block, "unicast", 4, MAIN, "eth0", (other,), METRIC)
+    host.kernel(RouteAdded(static))  # `ip route replace ... proto static metric 32`
+    assert block not in fib.installed and block in fib.collisions | set(fib.foreign)
+    assert settle(host) == [(block, None)]  # ours is not there: the delete names our protocol (ESRCH)
+    assert block not in host.replaced
+    host.kernel(RouteAdded(ours(block, peer)))  # `ip route replace ... proto bird` over it
+    assert block not in fib.foreign and fib.installed == {block: (peer,)}
+
+
+def test_changes_for_prefixes_held_by_a_foreign_route_are_never_plain_replacements(host: Harness) -> None:
+    peer, other = host.fam.peer, host.fam.addr(99)
+    block = learn(host)
+    host.kernel(RouteAdded(KernelRoute(block, "unicast", 4, MAIN, "eth0", (other,), 50)))
+    assert host.engine.fib.ours([(block, (peer,))]) == frozenset()
+
+
+def test_failed_changes_have_one_retry_timer_and_link_up_retries_at_most_once_a_second(
+    host: Harness,
+) -> None:
+    peer = host.fam.peer
+    block = learn(host)
+    p2 = host.fam.block(2)
+    fib = host.engine.fib
+    for prefix in (block, p2):
+        host.engine.kernel_written([(prefix, (peer,))], [OpResult(prefix, ok=False, error="ENETUNREACH")])
+    assert host.timers.armed == {RETRY_TIMER: RETRY_FAILED_AFTER} and fib.retry_pending == {block, p2}
+    host.kernel(LinkUp(3, "eth0"))
+    assert RETRY_TIMER not in host.timers.armed and not fib.retry_pending
+    assert fib.retrying == {block, p2} and {block, p2} <= fib.dirty  # for the writer thread
+    host.engine.kernel_written([(block, (peer,))], [OpResult(block, ok=False, error="ENETUNREACH")])
+    host.kernel(LinkUp(3, "eth0"))  # within a second of the last retry: the timer waits
+    assert fib.retry_pending == {block} and RETRY_TIMER in host.timers.armed
+    host.fire(RETRY_TIMER)
+    assert not fib.retry_pending and fib.retrying == {block, p2} and RETRY_TIMER not in host.timers.armed
+
+
+# ---------------------------------------------------------------------- the I/O shell
 
 
 class RecordingInstaller:
@@ -30,214 +234,57 @@ class RecordingInstaller:
     portid = 1234
 
     def __init__(self) -> None:
-        self.applied: list[tuple[IPv4Network, tuple[IPv4Address, ...] | None]] = []
-        self.held: dict[IPv4Network, tuple[IPv4Address, ...]] = {}
-        self.replaced: list[IPv4Network] = []  # changes sent as replacements of a route known to be ours
+        self.applied: list[KernelOp] = []
 
-    def apply(
-        self,
-        ops: Sequence[tuple[IPv4Network, tuple[IPv4Address, ...] | None]],
-        ours: Container[IPv4Network] = (),
-    ) -> list[OpResult]:
+    def apply(self, ops: Sequence[KernelOp], ours: Container[Prefix] = ()) -> list[OpResult]:
         self.applied += ops
-        self.replaced += [p for p, hops in ops if hops is not None and p in ours]
         return [OpResult(prefix, ok=True) for prefix, _ in ops]
-
-    def dump_own(self) -> dict[IPv4Network, tuple[IPv4Address, ...]]:
-        return dict(self.held)
 
 
 @pytest.fixture
-def truth(speaker: Speaker) -> Speaker:
-    """The shared hand-driven speaker with a recording installer, a recorded ExaBGP pipe, and the kernel's
-    start snapshot read."""
-    speaker.installer = RecordingInstaller()  # type: ignore[assignment]
-    sent: list[str] = []
-    speaker.exabgp.send = sent.extend  # type: ignore[method-assign]
-    speaker.sent = sent  # type: ignore[attr-defined]
-    speaker.on_kernel_events([Snapshot((), "start")])
-    return speaker
+def shell(tmp_path: Path) -> Iterator[tuple[Speaker, RecordingInstaller]]:
+    """The IPv4 host's I/O shell with a recording installer and an event loop run by the test, no ExaBGP,
+    the kernel's start snapshot read."""
+    cfg = config.parse(CONFIG4 + f"runtime: {{dir: {tmp_path / 'run'}}}\n")
+    sp = Speaker(cfg, Latency(CollectorRegistry()))
+    installer = RecordingInstaller()
+    sp.installer = installer  # type: ignore[assignment]
+    loop = asyncio.new_event_loop()
+    sp._loop = loop
+    sp.on_kernel_events([Snapshot((), "start")])
+    try:
+        yield sp, installer
+    finally:
+        sp._kexec.shutdown(wait=True)
+        loop.close()
 
 
-def installer(sp: Speaker) -> RecordingInstaller:
-    assert isinstance(sp.installer, RecordingInstaller)
-    return sp.installer
-
-
-def ours(prefix: IPv4Network, *gateways: IPv4Address, metric: int = METRIC) -> KernelRoute:
-    return KernelRoute(prefix, "unicast", OWN, MAIN, "eth0", tuple(sorted(gateways)), metric)
-
-
-def learn(sp: Speaker, prefix: IPv4Network = BLOCK, eor: bool = True) -> None:
-    """The peer comes up and announces `prefix`; the route is installed (the installer records it)."""
-    sp._on_event(codec.PeerOpen(PEER, ASN, PEER, 9, 120, True, restarting=False))
-    sp._on_event(codec.PeerState(PEER, ASN, "up"))
-    sp._on_event(codec.Update(PEER, ASN, (codec.Announced(prefix, PEER, Attributes(local_pref=100)),)))
-    sp._install_inline()
-    if eor:
-        sp._on_event(codec.EndOfRib(PEER))
-    assert sp.installed[prefix] == (PEER,)
-    installer(sp).applied.clear()
-
-
-def repairs(sp: Speaker) -> dict[str, int]:
-    return {cause: n for cause, n in sp.repairs.items() if n}
-
-
-def settle(sp: Speaker) -> list[Any]:
-    sp._install_inline()
-    return installer(sp).applied
-
-
-def test_route_deleted_by_somebody_is_put_back(truth: Speaker) -> None:
-    learn(truth)
-    truth.on_kernel_events([RouteRemoved(ours(BLOCK, PEER))])
-    assert settle(truth) == [(BLOCK, (PEER,))]
-    assert repairs(truth) == {"deleted": 1} and truth.installed == {BLOCK: (PEER,)}
-
-
-def test_route_replaced_by_somebody_is_restored(truth: Speaker) -> None:
-    learn(truth)
-    truth.on_kernel_events([RouteAdded(ours(BLOCK, OTHER))])
-    assert truth.installed[BLOCK] == (OTHER,)  # what the kernel holds, until repaired
-    assert settle(truth) == [(BLOCK, (PEER,))]
-    assert installer(truth).replaced == [BLOCK]  # ours, as the kernel told: replaced directly
-    assert repairs(truth) == {"changed": 1} and truth.installed == {BLOCK: (PEER,)}
-
-
-def test_unwanted_route_of_our_protocol_is_removed_but_not_at_another_metric(truth: Speaker) -> None:
-    learn(truth)
-    stray = IPv4Network("10.20.9.0/24")
-    truth.on_kernel_events([RouteAdded(ours(stray, PEER)), RouteAdded(ours(stray, PEER, metric=50))])
-    assert settle(truth) == [(stray, None)]
-    assert repairs(truth) == {"unwanted": 1} and stray not in truth.installed
-
-
-def test_unwanted_route_before_the_deferral_ends_waits_for_it(truth: Speaker) -> None:
-    learn(truth, eor=False)  # no End-of-RIB yet: the selection deferral is not over
-    stray = IPv4Network("10.20.9.0/24")
-    truth.on_kernel_events([RouteAdded(ours(stray, PEER))])
-    assert settle(truth) == [] and stray in truth.stale_kernel
-    truth._on_event(codec.EndOfRib(PEER))
-    assert settle(truth) == [(stray, None)]
-
-
-def test_route_deleted_then_withdrawn_is_not_put_back(truth: Speaker) -> None:
-    learn(truth)
-    stray = IPv4Network("10.20.9.0/24")
-    truth.on_kernel_events([RouteAdded(ours(stray, PEER))])
-    settle(truth)
-    installer(truth).applied.clear()
-    truth.on_kernel_events([RouteRemoved(ours(BLOCK, PEER))])
-    truth._on_event(codec.Update(PEER, ASN, (), (BLOCK,)))  # and withdrawn meanwhile
-    assert settle(truth) == [(BLOCK, None)]  # the report may be stale: one delete makes sure (ESRCH)
-    assert truth.installed == {} and repairs(truth) == {"unwanted": 1, "deleted": 1}
-
-
-def test_overflow_snapshot_is_the_truth(truth: Speaker) -> None:
-    learn(truth)
-    stray = IPv4Network("10.20.9.0/24")
-    truth.on_kernel_events([Snapshot((ours(stray, PEER),), "overflow")])
-    assert sorted(settle(truth), key=str) == sorted([(BLOCK, (PEER,)), (stray, None)], key=str)
-    assert repairs(truth) == {"overflow": 1, "unwanted": 1}
-
-
-def test_link_loss_audits_only_when_it_flushed_a_network_of_our_next_hops(truth: Speaker) -> None:
-    learn(truth)
-    workload = KernelRoute(IPv4Network("10.20.5.5/32"), "unicast", 3, MAIN, "cali1", (), 0)
-    truth.on_kernel_events([LinkLost(7, "cali1", (workload,), (), flushed=True)])  # a pod's veth went
-    assert truth._audit_cause is None
-    underlay = (IPv4Network("192.168.100.0/24"),)
-    truth.on_kernel_events([LinkLost(2, "eth0", (), underlay, flushed=False)])  # a VIP left, or carrier
-    assert truth._audit_cause is None
-    truth.on_kernel_events([LinkLost(2, "eth0", (), underlay, flushed=True)])
-    assert truth._audit_cause == "link"
-
-
-def test_audit_repairs_what_vanished_silently(truth: Speaker) -> None:
-    learn(truth)
-    assert truth._loop is not None
-    installer(truth).held = {}  # flushed by the kernel without a word
-    truth._audit_cause = "link"
-    truth._loop.run_until_complete(truth._audit(installer(truth)))
-    assert repairs(truth) == {"link": 1} and truth.installed == {}
-    assert settle(truth) == [(BLOCK, (PEER,))]
-
-
-def test_change_by_somebody_during_a_background_write_leaves_the_route_unknown(truth: Speaker) -> None:
-    """A route deleted by somebody after the writer thread wrote it, reported before the write's results:
-    the results must not make bgpd believe it is installed."""
-    learn(truth)
-    truth._kernel_busy = True  # the writer thread is writing a batch that includes BLOCK
-    truth.on_kernel_events([RouteRemoved(ours(BLOCK, PEER))])
-    truth._kernel_busy = False
-    truth._kernel_results([(BLOCK, (PEER,))], [OpResult(BLOCK, ok=True)], None)
-    assert BLOCK not in truth.installed and BLOCK in truth._unknown
-    assert settle(truth) == [(BLOCK, (PEER,))]  # written again although `want` equals the record
-    assert installer(truth).replaced == []  # unknown: created, with the installer's ownership check
-    assert truth.installed == {BLOCK: (PEER,)} and not truth._unknown
-
-
-def test_end_of_rib_waits_for_the_selection_deferral(truth: Speaker) -> None:
-    sent: list[str] = truth.sent  # type: ignore[attr-defined]
-    truth._on_event(codec.PeerOpen(PEER, ASN, PEER, 9, 120, True, restarting=False))
-    truth._on_event(codec.PeerState(PEER, ASN, "up"))
-    assert not [line for line in sent if "eor" in line]
-    truth._on_event(codec.EndOfRib(PEER))
-    assert [line for line in sent if "eor" in line] == [codec.eor_line(PEER)]
-
-
-def test_a_restarting_peer_is_not_waited_for(truth: Speaker) -> None:
-    sent: list[str] = truth.sent  # type: ignore[attr-defined]
-    truth._on_event(codec.PeerOpen(PEER, ASN, PEER, 9, 120, True, restarting=True))
-    truth._on_event(codec.PeerState(PEER, ASN, "up"))
-    assert [line for line in sent if "eor" in line] == [codec.eor_line(PEER)]
-
-
-def test_our_route_displaced_by_a_foreign_one_and_back(truth: Speaker) -> None:
-    """An event replaces whatever sat at its key (prefix, table, metric), whatever the protocol."""
-    learn(truth)
-    static = KernelRoute(BLOCK, "unicast", 4, MAIN, "eth0", (OTHER,), METRIC)
-    truth.on_kernel_events([RouteAdded(static)])  # `ip route replace ... proto static metric 32`
-    assert BLOCK not in truth.installed and BLOCK in truth.collisions | set(truth._foreign)
-    assert settle(truth) == [(BLOCK, None)]  # ours is not there: the delete names our protocol (ESRCH)
-    assert BLOCK not in installer(truth).replaced
-    truth.on_kernel_events([RouteAdded(ours(BLOCK, PEER))])  # `ip route replace ... proto bird` over it
-    assert BLOCK not in truth._foreign and truth.installed == {BLOCK: (PEER,)}
-
-
-def test_changes_for_prefixes_held_by_a_foreign_route_are_never_plain_replacements(truth: Speaker) -> None:
-    learn(truth)
-    truth.on_kernel_events([RouteAdded(KernelRoute(BLOCK, "unicast", 4, MAIN, "eth0", (OTHER,), 50))])
-    assert truth._ours([(BLOCK, (PEER,))]) == frozenset()
-
-
-def test_failed_changes_have_one_retry_timer_and_link_up_retries_at_most_once_a_second(
-    truth: Speaker,
+def test_retried_changes_go_through_the_writer_thread_never_inline(
+    shell: tuple[Speaker, RecordingInstaller],
 ) -> None:
-    learn(truth)
-    p2 = IPv4Network("10.20.2.0/26")
-    for prefix in (BLOCK, p2):
-        truth._kernel_results([(prefix, (PEER,))], [OpResult(prefix, ok=False, error="ENETUNREACH")], None)
-    timer = truth._retry_timer
-    assert timer is not None and truth._retry_pending == {BLOCK, p2}
-    truth.on_kernel_events([LinkUp(3, "eth0")])
-    assert timer.cancelled() and truth._retry_timer is None and not truth._retry_pending
-    assert truth._retrying == {BLOCK, p2}
-    assert settle(truth) == []  # retried changes go through the writer thread, never inline
-    truth._kernel_results([(BLOCK, (PEER,))], [OpResult(BLOCK, ok=False, error="ENETUNREACH")], None)
-    truth.on_kernel_events([LinkUp(3, "eth0")])  # within a second of the last retry: the timer waits
-    assert truth._retry_pending == {BLOCK} and truth._retry_timer is not None
+    """A retried change may fail again, and the installer's retries sleep: not on the event loop."""
+    sp, installer = shell
+    peer, block = FAM4.peer, FAM4.block(1)
+    sp.on_event(FAM4.open(peer))
+    sp.on_event(codec.PeerState(peer, ASN, "up"))
+    sp.on_event(codec.Update(peer, ASN, (codec.Announced(block, peer, Attributes()),)))
+    assert sp._install_inline() and installer.applied == [(block, (peer,))]  # a few changes: inline
+    installer.applied.clear()
+    sp.engine.kernel_written([(block, (peer,))], [OpResult(block, ok=False, error="ENETUNREACH")])
+    sp.on_kernel_events([LinkUp(3, "eth0")])  # retried now, by the writer
+    assert sp.engine.fib.retrying == {block}
+    assert not sp._install_inline() and installer.applied == []
 
 
 def test_kernel_events_are_handled_in_order_a_slice_per_loop_turn(
-    truth: Speaker, monkeypatch: pytest.MonkeyPatch
+    shell: tuple[Speaker, RecordingInstaller], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import bgpd.speaker as speaker_module
 
+    sp, _ = shell
     monkeypatch.setattr(speaker_module, "KERNEL_EVENTS_PER_TURN", 2)
     seen: list[list[object]] = []
-    original = truth.on_kernel_events
+    original = sp.on_kernel_events
 
     def record(events: list[object], received: float | None = None) -> None:
         seen.append(list(events))
@@ -245,18 +292,16 @@ def test_kernel_events_are_handled_in_order_a_slice_per_loop_turn(
             raise RuntimeError("a bug in one slice")
         original(events, received)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(truth, "on_kernel_events", record)
-    routes = [
-        KernelRoute(IPv4Network(f"10.20.9.{i}/32"), "unicast", 3, MAIN, "cali1", (), 0) for i in range(5)
-    ]
-    truth._queue_kernel_events([RouteAdded(r) for r in routes[:3]], 0.0)
-    truth._queue_kernel_events([RouteAdded(r) for r in routes[3:]], 0.0)
-    assert truth._loop is not None
-    truth._loop.call_soon(truth._loop.stop)
-    truth._loop.run_forever()  # one turn: the first slice only
+    monkeypatch.setattr(sp, "on_kernel_events", record)
+    routes = [KernelRoute(FAM4.host(9, i), "unicast", 3, MAIN, "cali1", (), 0) for i in range(5)]
+    sp._queue_kernel_events([RouteAdded(r) for r in routes[:3]], 0.0)
+    sp._queue_kernel_events([RouteAdded(r) for r in routes[3:]], 0.0)
+    assert sp._loop is not None
+    sp._loop.call_soon(sp._loop.stop)
+    sp._loop.run_forever()  # one turn: the first slice only
     assert len(seen) == 1
     for _ in range(4):
-        truth._loop.call_soon(truth._loop.stop)
-        truth._loop.run_forever()
+        sp._loop.call_soon(sp._loop.stop)
+        sp._loop.run_forever()
     flat = [event.route for batch in seen for event in batch]  # type: ignore[attr-defined]
     assert flat == routes  # in order, each once, although the second slice raised
