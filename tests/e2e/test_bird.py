@@ -18,23 +18,31 @@ BIRD = shutil.which("bird") or "/usr/sbin/bird"
 BIRDC = shutil.which("birdc") or "/usr/sbin/birdc"
 
 
-def bird_config(host: Host, peers: list[str], static: list[str]) -> str:
+def bird_config(
+    host: Host, peers: list[str], static: list[str], family: int = 4, reflector: bool = False
+) -> str:
+    """BIRD 2 peering with `peers` over `family` (4: from host.address, 6: from host.address6), exporting
+    `static` as blackholes (next hop self), or reflecting between them (`reflector`, next hops kept)."""
+    channel = f"ipv{family}"
+    local = host.address if family == 4 else host.address6
     statics = "\n".join(f"    route {p} blackhole;" for p in static)
+    rr = "    rr client;\n    rr cluster id 1.1.1.1;\n" if reflector else ""
+    options = "import all; export all;" + ("" if reflector else " gateway direct; next hop self;")
     sessions = "\n".join(
         f"""protocol bgp peer{i} {{
-    local {host.address} as {ASN};
+    local {local} as {ASN};
     neighbor {peer} as {ASN};
     direct;
     hold time 9;
-    ipv4 {{ import all; export all; gateway direct; next hop self; }};
+{rr}    {channel} {{ {options} }};
 }}"""
         for i, peer in enumerate(peers)
     )
     return f"""router id {host.address};
 protocol device {{ }}
-protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}
+protocol kernel {{ {channel} {{ import none; export where source = RTS_BGP; }}; merge paths on; }}
 protocol static {{
-    ipv4;
+    {channel};
 {statics}
 }}
 {sessions}

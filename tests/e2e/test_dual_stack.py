@@ -10,7 +10,7 @@ import pytest
 
 from bgpd.lab.netns import wait_for
 from tests.e2e.conftest import ASN, Host, Underlay
-from tests.e2e.test_bird import BIRD, birdc, start_bird_text
+from tests.e2e.test_bird import BIRD, bird_config, birdc, start_bird_text
 
 pytestmark = pytest.mark.e2e
 
@@ -99,36 +99,12 @@ def test_three_host_dual_stack_mesh(underlay: Underlay) -> None:
     assert hosts[0].bird_routes(4).get("10.20.1.0/26") == [hosts[1].address]
 
 
-def _bird6_config(host: Host, peers: list[str], static6: list[str], reflector: bool = False) -> str:
-    statics = "\n".join(f"    route {p} blackhole;" for p in static6)
-    rr = "    rr client;\n    rr cluster id 1.1.1.1;\n" if reflector else ""
-    sessions = "\n".join(
-        f"""protocol bgp peer{i} {{
-    local {host.address6} as {ASN};
-    neighbor {peer} as {ASN};
-    direct;
-    hold time 9;
-{rr}    ipv6 {{ import all; export all; {"" if reflector else "next hop self; "}}};
-}}"""
-        for i, peer in enumerate(peers)
-    )
-    return f"""router id {host.address};
-protocol device {{ }}
-protocol kernel {{ ipv6 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}
-protocol static {{
-    ipv6;
-{statics}
-}}
-{sessions}
-"""
-
-
 @pytest.mark.skipif(not HAS_BIRD, reason="BIRD 2 (Debian bird2) not installed")
 def test_bgpd_and_bird_exchange_ipv6_routes_both_ways(underlay: Underlay) -> None:
     h0 = underlay.host("h0", 10, ipv6=True)
     bird = underlay.host("bird", 20, ipv6=True)
     _dual(h0, peers=[{"address": bird.address6, "asn": ASN}])
-    _, sock = start_bird_text(bird, _bird6_config(bird, [h0.address6], ["fd00:10:20:7::/122"]))
+    _, sock = start_bird_text(bird, bird_config(bird, [h0.address6], ["fd00:10:20:7::/122"], family=6))
     h0.start_bgpd()
     h0.add_block(_block6(1))
     h0.add_workload_route("fd00:10:20:9::9/128")
@@ -159,14 +135,16 @@ def test_bgpd_and_bird_exchange_ipv6_routes_both_ways(underlay: Underlay) -> Non
 def test_bgpd_clients_around_a_bird_ipv6_reflector(underlay: Underlay) -> None:
     rr = underlay.host("rr", 2, ipv6=True)
     clients = [underlay.host(f"h{i}", 10 + i, ipv6=True) for i in range(2)]
-    start_bird_text(rr, _bird6_config(rr, [c.address6 for c in clients], [], reflector=True))
+    start_bird_text(rr, bird_config(rr, [c.address6 for c in clients], [], family=6, reflector=True))
     for i, c in enumerate(clients):
         _dual(c, peers=[{"address": rr.address6, "asn": ASN}])
         c.start_bgpd()
         c.add_block(_block6(i))
     wait_for(
-        lambda: clients[0].bird_routes(6).get(_block6(1)) == [clients[1].address6]
-        and clients[1].bird_routes(6).get(_block6(0)) == [clients[0].address6],
+        lambda: (
+            clients[0].bird_routes(6).get(_block6(1)) == [clients[1].address6]
+            and clients[1].bird_routes(6).get(_block6(0)) == [clients[0].address6]
+        ),
         CONVERGE,
         "each bgpd client has the other's IPv6 block via the BIRD reflector, next hop unchanged",
     )
@@ -184,11 +162,13 @@ def test_bgpd_reflector_reflects_ipv6_to_bird_clients(underlay: Underlay) -> Non
         kernel={"install": False},
     )
     for i, b in enumerate(birds):
-        start_bird_text(b, _bird6_config(b, [rr.address6], [_block6(i)]))
+        start_bird_text(b, bird_config(b, [rr.address6], [_block6(i)], family=6))
     rr.start_bgpd()
     wait_for(
-        lambda: birds[0].bird_routes(6).get(_block6(1)) == [birds[1].address6]
-        and birds[1].bird_routes(6).get(_block6(0)) == [birds[0].address6],
+        lambda: (
+            birds[0].bird_routes(6).get(_block6(1)) == [birds[1].address6]
+            and birds[1].bird_routes(6).get(_block6(0)) == [birds[0].address6]
+        ),
         CONVERGE,
         "each BIRD client has the other's IPv6 block through the bgpd reflector",
     )
