@@ -498,7 +498,11 @@ class Engine:
                 self._reselect(prefix)
             if stale is not None:
                 stale.discard(prefix)
-        source = Peer(peer, status.asn, status.router_id, ebgp=status.asn != self.cfg.node.asn)
+        source = status.source
+        if source is None or source.router_id != status.router_id or source.asn != status.asn:
+            # one Peer per session, not per UPDATE: a path holds it
+            ebgp = status.asn != self.cfg.node.asn
+            source = status.source = Peer(peer, status.asn, status.router_id, ebgp=ebgp)
         check, is_announced = self.policy.check, self.export.is_announced
         for route in announced:
             prefix = route.prefix

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Literal
 
-from bgpd.model import Address
+from bgpd.model import Address, Peer
 from bgpd.prefix import family as family_of
 
 
@@ -34,6 +34,8 @@ class PeerStatus:
     restart_time: int | None = None
     forwarding_kept: bool = False
     ungraceful: bool = False
+    # who its paths come from, one object shared by all of them (rebuilt when the OPEN or config changes it)
+    source: Peer | None = field(default=None, repr=False, compare=False)
 
     @property
     def family(self) -> Literal[4, 6]:
