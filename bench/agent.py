@@ -4,7 +4,8 @@ Run inside a host's network namespace (``ip netns exec NS python bench/agent.py 
 only, so it starts fast and does not depend on bgpd's code. It talks to the harness with lines:
 
     -> ready COUNT                      once subscribed and the initial dump is done
-    <- add PREFIX | del PREFIX          inject/remove ``PREFIX dev DEV scope link proto boot`` (as Felix)
+    <- add PREFIX | del PREFIX          inject/remove ``PREFIX dev DEV scope link proto boot`` (as Felix;
+                                        an IPv6 PREFIX has no scope, as Felix's ``ip -6 route``)
     -> done add PREFIX T ERRNO          T = CLOCK_MONOTONIC right before the netlink request was sent
     <- wait add PREFIX | wait del PREFIX | wait count N
     -> seen add PREFIX T | seen del PREFIX T | seen count N T
@@ -15,8 +16,9 @@ only, so it starts fast and does not depend on bgpd's code. It talks to the harn
 
 Timestamps are ``time.monotonic()`` (CLOCK_MONOTONIC), one clock for every namespace of the machine, so
 the harness compares an injection time taken in host A with a reception time taken in host B. The listener
-subscribes to RTNLGRP_IPV4_ROUTE with a 64 MiB receive buffer; if the kernel still drops notifications
-(ENOBUFS) it re-dumps the table and counts a resync.
+watches one address family, that of ``--pool``: it subscribes to RTNLGRP_IPV4_ROUTE
+or RTNLGRP_IPV6_ROUTE with a 64 MiB receive buffer; if the kernel still drops notifications (ENOBUFS) it
+re-dumps that family's table and counts a resync.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import time
 NETLINK_ROUTE = 0
 SO_RCVBUFFORCE = 33
 RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_ROUTE = 0x400
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
@@ -48,6 +51,7 @@ RTA_OIF = 4
 RTA_TABLE = 15
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3
+RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RTN_UNICAST = 1
 
@@ -58,16 +62,26 @@ U32 = struct.Struct("=I")
 BE32 = struct.Struct("!I")
 
 
+V6 = 1 << 136  # set in the key of an IPv6 prefix
+
+
 def parse_prefix(text: str) -> int:
-    """'10.1.2.3/32' -> key (address << 6 | length), the form the listener indexes routes by."""
+    """'10.1.2.3/32' or 'fd00::1/128' -> key (address << 8 | length, plus V6 for IPv6), the form the
+    listener indexes routes by."""
     addr, _, length = text.partition("/")
+    if ":" in addr:
+        plen = int(length) if length else 128
+        return V6 | int.from_bytes(socket.inet_pton(socket.AF_INET6, addr), "big") << 8 | plen
     plen = int(length) if length else 32
     value: int = BE32.unpack(socket.inet_aton(addr))[0]
-    return (value << 6) | plen
+    return (value << 8) | plen
 
 
 def format_key(key: int) -> str:
-    return f"{socket.inet_ntoa(BE32.pack(key >> 6))}/{key & 63}"
+    if key & V6:
+        raw = ((key & (V6 - 1)) >> 8).to_bytes(16, "big")
+        return f"{socket.inet_ntop(socket.AF_INET6, raw)}/{key & 255}"
+    return f"{socket.inet_ntoa(BE32.pack(key >> 8))}/{key & 255}"
 
 
 def attr(type_: int, payload: bytes) -> bytes:
@@ -79,9 +93,14 @@ class Agent:
     def __init__(self, protocol: int, pool: str, dev: str) -> None:
         self.protocol = protocol
         net, _, plen = pool.partition("/")
+        self.v6 = ":" in net  # the family watched and injected: the pool's
+        self.family = socket.AF_INET6 if self.v6 else socket.AF_INET
+        self.bits = 128 if self.v6 else 32
         self.pool_len = int(plen)
-        self.pool_mask = (0xFFFFFFFF << (32 - self.pool_len)) & 0xFFFFFFFF if self.pool_len else 0
-        self.pool_net = BE32.unpack(socket.inet_aton(net))[0] & self.pool_mask
+        full = (1 << self.bits) - 1
+        self.pool_mask = (full << (self.bits - self.pool_len)) & full if self.pool_len else 0
+        self.pool_net = int.from_bytes(socket.inet_pton(self.family, net), "big") & self.pool_mask
+        self.key_flag = V6 if self.v6 else 0
         self.dev = dev
         self.present: set[int] = set()
         self.waits: list[tuple[str, int]] = []
@@ -92,16 +111,16 @@ class Agent:
             self.events.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
         except OSError:
             self.events.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
-        self.events.bind((0, RTMGRP_IPV4_ROUTE))
+        self.events.bind((0, RTMGRP_IPV6_ROUTE if self.v6 else RTMGRP_IPV4_ROUTE))
         self.req = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         self.req.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.req.bind((0, 0))
 
     # --- listening ---------------------------------------------------------------------------------------
     def _route_key(self, msg: bytes, off: int, end: int) -> int | None:
-        """Key of an IPv4 route of the watched protocol, main table, inside the pool; else None."""
+        """Key of a route of the watched family and protocol, main table, inside the pool; else None."""
         family, dst_len, _, _, table, proto, _, _, _ = RTMSG.unpack_from(msg, off)
-        if family != socket.AF_INET or proto != self.protocol:
+        if family != self.family or proto != self.protocol:
             return None
         dst = 0
         pos = off + RTMSG.size
@@ -110,13 +129,16 @@ class Agent:
             if alen < 4:
                 break
             if atype == RTA_DST:
-                dst = BE32.unpack_from(msg, pos + 4)[0]
+                if self.v6:
+                    dst = int.from_bytes(msg[pos + 4 : pos + 20], "big")
+                else:
+                    dst = BE32.unpack_from(msg, pos + 4)[0]
             elif atype == RTA_TABLE:
                 table = U32.unpack_from(msg, pos + 4)[0]
             pos += (alen + 3) & ~3
         if table != RT_TABLE_MAIN or dst_len < self.pool_len or (dst & self.pool_mask) != self.pool_net:
             return None
-        key: int = (dst << 6) | dst_len
+        key: int = self.key_flag | (dst << 8) | dst_len
         return key
 
     def _handle(self, data: bytes) -> None:
@@ -142,7 +164,7 @@ class Agent:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
             sock.bind((0, 0))
-            body = RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+            body = RTMSG.pack(self.family, 0, 0, 0, 0, 0, 0, 0, 0)
             hdr = NLMSGHDR.pack(16 + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
             sock.send(hdr + body)
             self.present = set()
@@ -201,11 +223,11 @@ class Agent:
     # --- injecting ---------------------------------------------------------------------------------------
     def change(self, op: str, prefix: str) -> str:
         addr, _, plen = prefix.partition("/")
-        length = int(plen) if plen else 32
-        body = RTMSG.pack(
-            socket.AF_INET, length, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_LINK, RTN_UNICAST, 0
-        )
-        body += attr(RTA_DST, socket.inet_aton(addr))
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        length = int(plen) if plen else (128 if family == socket.AF_INET6 else 32)
+        scope = RT_SCOPE_UNIVERSE if family == socket.AF_INET6 else RT_SCOPE_LINK  # IPv6 has no link scope
+        body = RTMSG.pack(family, length, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, scope, RTN_UNICAST, 0)
+        body += attr(RTA_DST, socket.inet_pton(family, addr))
         if op == "add":
             body += attr(RTA_OIF, U32.pack(socket.if_nametoindex(self.dev)))
             mtype, flags = RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
@@ -277,7 +299,11 @@ class Agent:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--protocol", type=int, default=12, help="route protocol to watch (12 = bird)")
-    p.add_argument("--pool", default="10.0.0.0/8", help="count only routes inside this prefix")
+    p.add_argument(
+        "--pool",
+        default="10.0.0.0/8",
+        help="count only routes inside this prefix; its family (IPv4 or IPv6) is the family watched",
+    )
     p.add_argument("--dev", default="cali0", help="device of injected routes")
     args = p.parse_args()
     Agent(args.protocol, args.pool, args.dev).run()

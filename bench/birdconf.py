@@ -23,6 +23,7 @@ benchmark is the same set.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from ipaddress import ip_address
 
 
 def _filters(pool: str) -> str:
@@ -41,13 +42,18 @@ filter calico_export_to_bgp_peers {{
 """
 
 
-def _template(asn: int, export_filter: str) -> str:
+def _channel(address: str) -> str:
+    """BIRD 2's channel for the family of `address`: ipv4 or ipv6."""
+    return "ipv6" if ":" in address else "ipv4"
+
+
+def _template(asn: int, export_filter: str, channel: str = "ipv4") -> str:
     return f"""
 template bgp bgp_template {{
   description "Connection to BGP peer";
   local as {asn};
   multihop;
-  ipv4 {{
+  {channel} {{
     gateway recursive;
     import all;
     export filter {export_filter};
@@ -61,49 +67,58 @@ template bgp bgp_template {{
 """
 
 
-HEADER = """
-log stderr { info, remote, warning, error, auth, fatal, bug };
+def _header(channel: str = "ipv4") -> str:
+    return f"""
+log stderr {{ info, remote, warning, error, auth, fatal, bug }};
 
-protocol device {
+protocol device {{
   scan time 2;
-}
+}}
 
-protocol direct {
-  ipv4;
+protocol direct {{
+  {channel};
   interface -"cali*", "*";
-}
+}}
 """
 
 
-def host(address: str, peers: Sequence[str], pool: str, asn: int) -> str:
-    """A Calico node in the node-to-node mesh with `peers`."""
+HEADER = _header()
+
+
+def host(address: str, peers: Sequence[str], pool: str, asn: int, router_id: str | None = None) -> str:
+    """A Calico node in the node-to-node mesh with `peers`. IPv6 addresses (and pool): the IPv6 mesh of
+    Calico's bird6, in BIRD 2 syntax; `router_id` (IPv4) is then required."""
+    channel = _channel(address)
+    if channel == "ipv6" and router_id is None:
+        raise ValueError("an IPv6 BIRD host needs an IPv4 router id")
     sessions = []
     for peer in peers:
         passive = "\n  passive on;" if _key(peer) > _key(address) else ""
         sessions.append(
             f"""
-protocol bgp Mesh_{peer.replace(".", "_")} from bgp_template {{
+protocol bgp Mesh_{peer.replace(".", "_").replace(":", "_")} from bgp_template {{
   neighbor {peer} as {asn};
   source address {address};{passive}
   graceful restart time 120;
 }}"""
         )
     filters = _filters(pool)
-    return f"""# bgpd benchmark: a Calico host (confd bird.cfg.template, BIRD 2 syntax)
-router id {address};
+    source = "bird6.cfg.template" if channel == "ipv6" else "bird.cfg.template"
+    return f"""# bgpd benchmark: a Calico host (confd {source}, BIRD 2 syntax)
+router id {router_id or address};
 {filters}
 protocol kernel {{
   learn;             # Learn all alien routes from the kernel
   persist;           # Don't remove routes on bird shutdown
   scan time 2;       # Scan kernel routing table every 2 seconds
-  ipv4 {{
+  {channel} {{
     import where krt_source = 3 || krt_source = 80;   # Felix: workload routes (boot) and blocks (80)
     export filter calico_kernel_programming;
   }};
   graceful restart;
   merge paths on;    # Allow export multipath routes (ECMP)
 }}
-{HEADER}{_template(asn, "calico_export_to_bgp_peers")}{"".join(sessions)}
+{_header(channel)}{_template(asn, "calico_export_to_bgp_peers", channel)}{"".join(sessions)}
 """
 
 
@@ -151,5 +166,5 @@ protocol bgp reflector from bgp_template {{
 """
 
 
-def _key(address: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in address.split("."))
+def _key(address: str) -> int:
+    return int(ip_address(address))

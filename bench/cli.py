@@ -23,8 +23,22 @@ from typing import Any
 from . import floor, profiling, report, scenarios, topo
 from .scenarios import Settings
 
-SCENARIOS = ("latency", "bulk10k", "bulk100k", "reflector", "memory", "floor", "blocks")
-ON_REQUEST = ("floor", "blocks")  # run only when named in --scenarios
+SCENARIOS = (
+    "latency",
+    "bulk10k",
+    "bulk100k",
+    "reflector",
+    "memory",
+    "latency6",
+    "bulk10k6",
+    "bulk100k6",
+    "floor",
+    "blocks",
+)
+# run only when named in --scenarios. The IPv6 scenarios too: with them the default run would take ~15 min
+# on the project's 2-core VM (bgpd's bulk 100k over IPv6: ~50 s per run, ExaBGP sends an UPDATE per route)
+IPV6_SCENARIOS = ("latency6", "bulk10k6", "bulk100k6")
+ON_REQUEST = ("floor", "blocks", *IPV6_SCENARIOS)
 DAEMONS = ("bgpd", "bird")
 DEFAULT_REPEAT = {
     "latency": 5,
@@ -32,9 +46,14 @@ DEFAULT_REPEAT = {
     "bulk100k": 3,
     "reflector": 3,
     "memory": 3,
+    "latency6": 5,
+    "bulk10k6": 5,
+    "bulk100k6": 3,
     "floor": 5,
     "blocks": 3,
 }
+# the two-host scenarios in each address family: IPv6's are IPv4's with the suffix "6" (scenarios.V6)
+BULK_SIZES = {"bulk10k": 10_000, "bulk100k": 100_000}
 # the blocks scenario runs two sizes; their runs are kept under these keys (report: one row per size)
 BLOCKS_KEYS = ("blocks_small", "blocks_large")
 # the floor scenario runs ExaBGP alone; its runs are kept under these keys (report: the bgpd column)
@@ -74,16 +93,17 @@ def parser() -> argparse.ArgumentParser:
         "--scenarios",
         type=_csv(SCENARIOS),
         default=None,
-        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all but floor and blocks; --quick: "
-        "all but bulk100k, floor and blocks; floor and blocks run only when named)",
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: latency,bulk10k,bulk100k,reflector,"
+        "memory; --quick: the same without bulk100k; the others run only when named: floor, blocks and "
+        "the IPv6 scenarios latency6, bulk10k6, bulk100k6)",
     )
     p.add_argument("--daemons", type=_csv(DAEMONS), default=list(DAEMONS), help="bgpd,bird (default both)")
     p.add_argument(
         "--repeat",
         type=int,
         default=None,
-        help="repetitions of every scenario (default: latency 5, bulk10k 5, bulk100k/reflector/memory/"
-        "blocks 3, floor 5)",
+        help="repetitions of every scenario (default: latency(6) 5, bulk10k(6) 5, bulk100k(6)/reflector/"
+        "memory/blocks 3, floor 5)",
     )
     p.add_argument(
         "--quick",
@@ -107,7 +127,8 @@ def parser() -> argparse.ArgumentParser:
         "--profile",
         action="store_true",
         help="after the measured runs, one extra bgpd bulk-100k run under py-spy (sender bgpd, "
-        "sender ExaBGP, receiver ExaBGP, receiver bgpd); not counted in the figures",
+        "sender ExaBGP, receiver ExaBGP, receiver bgpd) per family of the bulk100k/bulk100k6 scenarios "
+        "selected (IPv4 if neither); not counted in the figures",
     )
     p.add_argument(
         "--profile-reflector", action="store_true", help="also one extra bgpd reflector run under py-spy"
@@ -165,6 +186,13 @@ def _brief(result: dict[str, Any]) -> str:
 def default_scenarios(quick: bool) -> list[str]:
     """What runs without --scenarios: everything but the on-request scenarios (and bulk100k if quick)."""
     return [s for s in SCENARIOS if s not in ON_REQUEST and not (quick and s == "bulk100k")]
+
+
+def family_of(scenario: str) -> tuple[str, scenarios.Family]:
+    """The scenario in IPv4 terms and its family: latency6 -> (latency, V6), bulk10k -> (bulk10k, V4)."""
+    if scenario.endswith("6") and scenario[:-1] in ("latency", *BULK_SIZES):
+        return scenario[:-1], scenarios.V6
+    return scenario, scenarios.V4
 
 
 class Bench:
@@ -239,7 +267,7 @@ class Bench:
         _log(f"{scenario} {daemon} {rep + 1}/{total} {_brief(result)} ({result['wall_s']:.0f} s)")
 
     def _record(self, scenario: str, daemon: str, result: dict[str, Any]) -> None:
-        if scenario in ("latency", "reflector", "floor"):
+        if scenario in ("latency", "latency6", "reflector", "floor"):
             self._store(scenario, daemon, result)
             return
         if scenario in BLOCKS_KEYS:
@@ -248,6 +276,8 @@ class Bench:
         n = result["n"]
         if scenario.startswith("bulk"):
             self._store(scenario, daemon, result)
+        if result.get("family", 4) != 4:
+            return  # the IPv6 bulk runs carry their own memory figures (report rows of bulk100k6)
         if "memory" in self.scenarios and n == self.memory_n:
             self._store("memory", daemon, result)
         if "idle_cpu_receiver_s" in result:
@@ -271,12 +301,15 @@ class Bench:
         idle = st.idle_seconds if memory else None
         for scenario in sel:
             n_rep = self.repeat[scenario]
-            if scenario == "latency":
+            base, family = family_of(scenario)
+            if base == "latency":
                 for rep in range(n_rep):
                     for d in self.daemons:
-                        self._one("latency", d, rep, n_rep, partial(scenarios.run_latency, st, d, rep))
-            elif scenario in ("bulk10k", "bulk100k"):
-                n = 10_000 if scenario == "bulk10k" else 100_000
+                        self._one(scenario, d, rep, n_rep, partial(scenarios.run_latency, st, d, rep, family))
+            elif base in BULK_SIZES:
+                n = BULK_SIZES[base]
+                # the idle CPU window (memory scenario) is taken in the IPv4 10k runs only
+                window = idle if n == 10_000 and family.version == 4 else None
                 for rep in range(n_rep):
                     for d in self.daemons:
                         self._one(
@@ -284,9 +317,7 @@ class Bench:
                             d,
                             rep,
                             n_rep,
-                            partial(
-                                scenarios.run_bulk, st, d, rep, n, idle_seconds=idle if n == 10_000 else None
-                            ),
+                            partial(scenarios.run_bulk, st, d, rep, n, idle_seconds=window, family=family),
                         )
             elif scenario == "reflector":
                 self._reflector(n_rep)
@@ -305,6 +336,14 @@ class Bench:
                 f"reflector: {st.reflector_clients} BIRD clients × {st.reflector_routes} routes; "
                 "convergence = every client holds every other client's routes, from enabling the "
                 "clients' static routes (all sessions already established)"
+            )
+        if any(family_of(s)[1].version == 6 for s in sel):
+            self.results["notes"].append(
+                "IPv6: the same two hosts with fd00:100::10 and ::11 beside their IPv4 addresses, the mesh "
+                "session between the IPv6 addresses only (Calico's bird6 mesh; BIRD 2 with ipv6 channels), "
+                f"pool {scenarios.V6.pool}, workload routes /128 dev cali0 proto boot (from "
+                f"{scenarios.V6.host_prefix(scenarios.V6.bulk_base)} for bulk); IPv6 memory figures "
+                "are the bulk 100k IPv6 runs' receiver"
             )
         if memory:
             self.results["notes"].append(
@@ -408,13 +447,20 @@ class Bench:
         st = Settings(**{**self.settings.__dict__, "profile_dir": outdir})
         summaries: dict[str, Any] = {}
         if self.args.profile:
-            _log("profile: bgpd bulk 100k under py-spy (not counted) ...")
-            try:
-                r = scenarios.run_bulk(st, "bgpd", 99, 100_000, profile=True)
-                _log(f"profile run: {_brief(r)}")
-                summaries["bulk100k_run"] = r
-            except Exception as exc:
-                _log(f"profile run failed: {exc}")
+            # each family whose bulk 100k scenario is selected (IPv4 if neither); IPv6 profiles: *-ipv6-*
+            families = [
+                f
+                for name, f in (("bulk100k", scenarios.V4), ("bulk100k6", scenarios.V6))
+                if name in self.scenarios
+            ]
+            for family in families or [scenarios.V4]:
+                _log(f"profile: bgpd bulk 100k IPv{family.version} under py-spy (not counted) ...")
+                try:
+                    r = scenarios.run_bulk(st, "bgpd", 99, 100_000, profile=True, family=family)
+                    _log(f"profile run: {_brief(r)}")
+                    summaries[f"bulk100k{family.suffix}_run"] = r
+                except Exception as exc:
+                    _log(f"profile run failed: {exc}")
         if self.args.profile_reflector:
             _log("profile: bgpd reflector under py-spy (not counted) ...")
             try:

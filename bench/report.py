@@ -41,26 +41,72 @@ def _ratio_le(limit: float) -> Callable[[float, float | None], bool | None]:
 
 
 MIB = 1 / (1 << 20)
+
+
+# The two-host scenarios' rows, one set per address family: IPv4 (latency, bulk10k, bulk100k, memory) and
+# IPv6 (latency6, bulk10k6, bulk100k6: their labels start with "IPv6"; memory from the bulk100k6 runs).
+def _latency_rows(scenario: str, title: str) -> list[Row]:
+    return [
+        Row(
+            scenario,
+            "add_p50_ms",
+            f"{title} add → installed, p50",
+            "ms",
+            goal="≤ 1.0× BIRD",
+            check=_ratio_le(1.0),
+        ),
+        Row(scenario, "add_p90_ms", f"{title} add → installed, p90", "ms"),
+        Row(scenario, "del_p50_ms", f"{title} delete → removed, p50", "ms"),
+        Row(scenario, "del_p90_ms", f"{title} delete → removed, p90", "ms"),
+    ]
+
+
+def _bulk_rows(scenario: str, title: str, limit: float) -> list[Row]:
+    return [
+        Row(
+            scenario,
+            "add_s",
+            f"{title} added → all installed",
+            "s",
+            goal=f"≤ {limit}× BIRD",
+            check=_ratio_le(limit),
+        ),
+        Row(scenario, "del_s", f"{title} deleted → all removed", "s"),
+        Row(
+            scenario, "sender_overflows_add", f"{title}: sender lost kernel notifications", "times", digits=0
+        ),
+    ]
+
+
+def _memory_rows(scenario: str, prefix: str = "") -> list[Row]:
+    return [
+        Row(
+            scenario,
+            "bytes_per_route",
+            f"{prefix}receiver RSS per route beyond idle",
+            "B",
+            goal="≤ 500 B",
+            check=lambda v, _r: v <= 500,
+            digits=0,
+        ),
+        Row(scenario, "rss_idle_bytes", f"{prefix}receiver RSS idle", "MiB", scale=MIB, digits=1),
+        Row(
+            scenario,
+            "rss_full_bytes",
+            f"{prefix}receiver RSS, all routes installed",
+            "MiB",
+            scale=MIB,
+            digits=1,
+        ),
+        Row(scenario, "cpu_per_10k_receiver_s", f"{prefix}receiver CPU per 10k routes added", "s"),
+        Row(scenario, "cpu_per_10k_sender_s", f"{prefix}sender CPU per 10k routes added", "s"),
+    ]
+
+
 ROWS = [
-    Row(
-        "latency",
-        "add_p50_ms",
-        "latency add → installed, p50",
-        "ms",
-        goal="≤ 1.0× BIRD",
-        check=_ratio_le(1.0),
-    ),
-    Row("latency", "add_p90_ms", "latency add → installed, p90", "ms"),
-    Row("latency", "del_p50_ms", "latency delete → removed, p50", "ms"),
-    Row("latency", "del_p90_ms", "latency delete → removed, p90", "ms"),
-    Row("bulk10k", "add_s", "bulk 10k added → all installed", "s", goal="≤ 0.5× BIRD", check=_ratio_le(0.5)),
-    Row("bulk10k", "del_s", "bulk 10k deleted → all removed", "s"),
-    Row("bulk10k", "sender_overflows_add", "bulk 10k: sender lost kernel notifications", "times", digits=0),
-    Row(
-        "bulk100k", "add_s", "bulk 100k added → all installed", "s", goal="≤ 1.0× BIRD", check=_ratio_le(1.0)
-    ),
-    Row("bulk100k", "del_s", "bulk 100k deleted → all removed", "s"),
-    Row("bulk100k", "sender_overflows_add", "bulk 100k: sender lost kernel notifications", "times", digits=0),
+    *_latency_rows("latency", "latency"),
+    *_bulk_rows("bulk10k", "bulk 10k", 0.5),
+    *_bulk_rows("bulk100k", "bulk 100k", 1.0),
     Row(
         "reflector",
         "converge_s",
@@ -78,19 +124,7 @@ ROWS = [
         keys=("bgpd", None),
     ),
     Row("reflector", "reflector_rss_bytes", "reflector RSS converged", "MiB", scale=MIB, digits=1),
-    Row(
-        "memory",
-        "bytes_per_route",
-        "receiver RSS per route beyond idle",
-        "B",
-        goal="≤ 500 B",
-        check=lambda v, _r: v <= 500,
-        digits=0,
-    ),
-    Row("memory", "rss_idle_bytes", "receiver RSS idle", "MiB", scale=MIB, digits=1),
-    Row("memory", "rss_full_bytes", "receiver RSS, all routes installed", "MiB", scale=MIB, digits=1),
-    Row("memory", "cpu_per_10k_receiver_s", "receiver CPU per 10k routes added", "s"),
-    Row("memory", "cpu_per_10k_sender_s", "sender CPU per 10k routes added", "s"),
+    *_memory_rows("memory"),
     Row(
         "idle",
         "idle_cpu_pct",
@@ -101,6 +135,10 @@ ROWS = [
         digits=2,
     ),
     Row("idle", "idle_cpu_sender_pct", "sender idle CPU, 10k routes announced", "% core", digits=2),
+    *_latency_rows("latency6", "IPv6 latency"),
+    *_bulk_rows("bulk10k6", "IPv6 bulk 10k", 0.5),
+    *_bulk_rows("bulk100k6", "IPv6 bulk 100k", 1.0),
+    *_memory_rows("bulk100k6", "IPv6 bulk 100k: "),
     # issue 10: blackhole /32 blocks; "{small}"/"{large}" are the two batch sizes (--blocks-sizes)
     Row("blocks_small", "add_s", "blocks {small}: /32 blocks added → all installed", "s"),
     Row("blocks_small", "add_us_per_route", "blocks {small}: time per block added", "µs", digits=1),

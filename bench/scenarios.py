@@ -10,6 +10,10 @@ Blocks scenario (issue 10, run on request): host A adds N blackhole /32 blocks o
 blocks with `blockSize: 32`) with one `ip -batch`; B installs them. Meanwhile both daemons' control
 sockets are asked for their status every 0.1 s, to show that they answer during the bulk change.
 
+IPv6 (latency6, bulk10k6, bulk100k6): the same two-host scenarios with the `Family` V6 - hosts with an IPv6
+address too (fd00:100::10, ::11), the mesh sessions between the IPv6 addresses only (Calico's bird6 mesh),
+pool fd00:10::/48, workload routes `/128 dev cali0 proto boot` (no scope, as Felix's `ip -6 route`).
+
 Reflector scenario: 50 BIRD clients, each announcing 200 prefixes, around the reflector under test.
 
 The `floor` scenario (ExaBGP alone, run only on request) is in bench/floor.py.
@@ -25,14 +29,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
 from bgpd import ctl
 
 from . import birdconf, profiling
-from .topo import ASN, POOL, Agent, BenchError, BirdCli, Host, Topology, bird_cli
+from .topo import ASN, POOL, POOL6, Agent, BenchError, BirdCli, Host, Topology, bird_cli
 
 log = logging.getLogger("bench")
 
@@ -47,6 +51,52 @@ RR_ADDRESS = "192.168.100.2"
 RR_CLUSTER_ID = "1.0.0.1"
 
 
+@dataclass(frozen=True)
+class Family:
+    """What the two-host scenarios (latency, bulk, memory) need to know about the address family they run
+    in: the pool, the probe, where the latency and bulk prefixes come from, and the scenario name suffix."""
+
+    version: int
+    pool: str
+    probe: str
+    bulk_base: int
+    suffix: str  # "" (latency, bulk10k ...) or "6" (latency6, bulk10k6 ...)
+
+    @property
+    def bits(self) -> int:
+        return 128 if self.version == 6 else 32
+
+    @property
+    def profile_tag(self) -> str:
+        """Added to py-spy profile names (add100000-ipv6-sender-bgpd.txt); nothing for IPv4."""
+        return "-ipv6" if self.version == 6 else ""
+
+    def host_prefix(self, value: int) -> str:
+        return f"{IPv6Address(value) if self.version == 6 else IPv4Address(value)}/{self.bits}"
+
+    def latency_prefix(self, i: int) -> str:
+        """The i-th latency sample's route: 10.1.X.Y/32 (as always), fd00:10:0:1::I+1/128."""
+        if self.version == 4:
+            return f"10.1.{i // 200}.{i % 200 + 1}/32"
+        return f"fd00:10:0:1::{i + 1:x}/128"
+
+    def bulk_prefixes(self, n: int) -> list[str]:
+        return [self.host_prefix(self.bulk_base + i) for i in range(n)]
+
+    def route_line(self, op: str, prefix: str) -> str:
+        """One `ip -batch` line as Felix programs a workload route (IPv6 routes have no scope)."""
+        if op == "add":
+            scope = "" if self.version == 6 else " scope link"
+            return f"route add {prefix} dev cali0 proto boot{scope}\n"
+        return f"route del {prefix} dev cali0\n"
+
+
+V4 = Family(4, POOL, PROBE, BULK_BASE, "")
+# IPv6 bulk routes from fd00:10:0:64::1 (::0 of a /64 is its subnet-router anycast address)
+V6 = Family(6, POOL6, "fd00:10:0:ff::1/128", int(IPv6Address("fd00:10:0:64::1")), "6")
+FAMILIES = {4: V4, 6: V6}
+
+
 @dataclass
 class Settings:
     workdir: Path
@@ -58,6 +108,8 @@ class Settings:
     reflector_timeout: float = 300.0
     log_level: str = "info"
     profile_dir: Path | None = None
+    # how host B's bgpd is started instead of `-m bgpd` (bench/memtrace.py: under tracemalloc)
+    receiver_launcher: tuple[str, ...] = ("-m", "bgpd")
 
 
 # --------------------------------------------------------------------------------------------- two hosts
@@ -71,38 +123,56 @@ class Pair:
     ready_s: float
 
 
-def bgpd_config(host: Host, mesh: list[str]) -> dict[str, Any]:
-    """As tests/e2e: a full mesh, one pool, Felix's protocols, routes installed as proto bird."""
+def bgpd_config(host: Host, mesh: list[str], family: Family = V4) -> dict[str, Any]:
+    """As tests/e2e: a full mesh, one pool, Felix's protocols, routes installed as proto bird.
+
+    IPv6: `node.address6` set, the pool IPv6, and the mesh lists the two hosts' IPv6 addresses (`mesh`) and
+    only this host's own IPv4 address (bgpd requires it in an enabled mesh): a peering exists in a family
+    only when both nodes are listed in it, so the hosts peer over IPv6 alone, as Calico's bird6 mesh."""
+    node: dict[str, Any] = {"name": host.name, "address": host.address, "asn": ASN}
+    nodes = mesh
+    if family.version == 6:
+        node = {"name": host.name, "address": host.address, "address6": host.address6, "asn": ASN}
+        nodes = [host.address, *mesh]
     return {
-        "node": {"name": host.name, "address": host.address, "asn": ASN},
-        "bgp": {"mesh": {"enabled": True, "nodes": mesh}},
-        "pools": [{"cidr": POOL}],
+        "node": node,
+        "bgp": {"mesh": {"enabled": True, "nodes": nodes}},
+        "pools": [{"cidr": family.pool}],
         "export": {"protocols": ["boot", 80], "interfaces": ["cali*"]},
         "kernel": {"protocol": "bird", "table": "main"},
     }
 
 
-def build_pair(settings: Settings, daemon: str, tag: str) -> Pair:
+def _session_address(host: Host, family: Family) -> str:
+    return host.address6 if family.version == 6 else host.address
+
+
+def build_pair(settings: Settings, daemon: str, tag: str, family: Family = V4) -> Pair:
     topo = Topology(settings.workdir / tag, tag)
     try:
-        a = topo.host("hA", 10)
-        b = topo.host("hB", 11)
+        v6 = family.version == 6
+        a = topo.host("hA", 10, ipv6=v6)
+        b = topo.host("hB", 11, ipv6=v6)
+        mesh = [_session_address(a, family), _session_address(b, family)]
         t0 = time.monotonic()
         for host, peer in ((b, a), (a, b)):  # the receiver first: it is the passive side for bgpd
             if daemon == "bgpd":
-                topo.start_bgpd(host, bgpd_config(host, [a.address, b.address]), settings.log_level)
+                launcher = settings.receiver_launcher if host is b else ("-m", "bgpd")
+                topo.start_bgpd(host, bgpd_config(host, mesh, family), settings.log_level, launcher)
             else:
-                topo.start_bird(host, birdconf.host(host.address, [peer.address], POOL, ASN))
-        agent_a = topo.agent(a)
-        agent_b = topo.agent(b)
+                own, other = _session_address(host, family), _session_address(peer, family)
+                topo.start_bird(host, birdconf.host(own, [other], family.pool, ASN, router_id=host.address))
+        agent_a = topo.agent(a, family.pool)
+        agent_b = topo.agent(b, family.pool)
         # probe: a route A -> B and its withdrawal, so both sessions are established and warm
+        probe = family.probe
         deadline = time.monotonic() + READY_TIMEOUT
-        agent_b.wait("add", PROBE)
-        agent_a.change("add", PROBE)
+        agent_b.wait("add", probe)
+        agent_a.change("add", probe)
         while True:
             topo.check_alive()
             try:
-                agent_b.seen("add", PROBE, 1.0)
+                agent_b.seen("add", probe, 1.0)
                 break
             except TimeoutError:
                 if time.monotonic() > deadline:
@@ -111,9 +181,9 @@ def build_pair(settings: Settings, daemon: str, tag: str) -> Pair:
                         f"logs in {topo.workdir}"
                     ) from None
         ready = time.monotonic() - t0
-        agent_b.wait("del", PROBE)
-        agent_a.change("del", PROBE)
-        agent_b.seen("del", PROBE, 30.0)
+        agent_b.wait("del", probe)
+        agent_a.change("del", probe)
+        agent_b.seen("del", probe, 30.0)
         return Pair(topo, a, b, agent_a, agent_b, ready)
     except BaseException:
         topo.close()
@@ -144,15 +214,15 @@ def percentile(values: list[float], q: float) -> float:
     return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
-def run_latency(settings: Settings, daemon: str, rep: int) -> dict[str, Any]:
-    pair = build_pair(settings, daemon, f"latency-{daemon}-{rep}")
+def run_latency(settings: Settings, daemon: str, rep: int, family: Family = V4) -> dict[str, Any]:
+    pair = build_pair(settings, daemon, f"latency{family.suffix}-{daemon}-{rep}", family)
     try:
         rng = random.Random(rep)
         adds: list[float] = []
         dels: list[float] = []
         lost = 0
         for i in range(settings.latency_samples):
-            prefix = f"10.1.{i // 200}.{i % 200 + 1}/32"
+            prefix = family.latency_prefix(i)
             for op, out in (("add", adds), ("del", dels)):
                 time.sleep(rng.uniform(0.05, 0.15))  # off any timer's phase
                 pair.agent_b.wait(op, prefix)
@@ -164,24 +234,25 @@ def run_latency(settings: Settings, daemon: str, rep: int) -> dict[str, Any]:
                     pair.topo.check_alive()
                     continue
                 out.append((t_seen - t_inject) * 1000)
-        return {**latency_figures(adds, dels, lost), "ready_s": pair.ready_s}
+        return {**latency_figures(adds, dels, lost), "ready_s": pair.ready_s, "family": family.version}
     finally:
         pair.topo.close()
 
 
 # --------------------------------------------------------------------------------------------- bulk
-def bulk_prefixes(n: int) -> list[str]:
-    return [f"{IPv4Address(BULK_BASE + i)}/32" for i in range(n)]
+def bulk_prefixes(n: int, family: Family = V4) -> list[str]:
+    """n host routes from 10.64.0.0 (IPv4) or fd00:10:0:64::1 (IPv6)."""
+    return family.bulk_prefixes(n)
 
 
-def batch_files(settings: Settings, n: int) -> tuple[Path, Path]:
-    add = settings.workdir / f"batch-add-{n}.txt"
-    delete = settings.workdir / f"batch-del-{n}.txt"
+def batch_files(settings: Settings, n: int, family: Family = V4) -> tuple[Path, Path]:
+    add = settings.workdir / f"batch-add{family.suffix}-{n}.txt"
+    delete = settings.workdir / f"batch-del{family.suffix}-{n}.txt"
     if not add.exists() or not delete.exists():
         settings.workdir.mkdir(parents=True, exist_ok=True)
-        prefixes = bulk_prefixes(n)
-        add.write_text("".join(f"route add {p} dev cali0 proto boot scope link\n" for p in prefixes))
-        delete.write_text("".join(f"route del {p} dev cali0\n" for p in prefixes))
+        prefixes = bulk_prefixes(n, family)
+        add.write_text("".join(family.route_line("add", p) for p in prefixes))
+        delete.write_text("".join(family.route_line("del", p) for p in prefixes))
     return add, delete
 
 
@@ -244,16 +315,17 @@ def run_bulk(
     delete: bool = True,
     idle_seconds: float | None = None,
     profile: bool = False,
+    family: Family = V4,
 ) -> dict[str, Any]:
     """Add n routes on A at once; time until all are installed on B; optionally idle CPU; then delete all.
 
     Also: RSS of B's daemon tree idle and with n routes, CPU seconds of both trees over each phase."""
-    add_file, del_file = batch_files(settings, n)
-    pair = build_pair(settings, daemon, f"bulk{n}-{daemon}-{rep}")
+    add_file, del_file = batch_files(settings, n, family)
+    pair = build_pair(settings, daemon, f"bulk{n}{family.suffix}-{daemon}-{rep}", family)
     profiler = profiling.Profiler(settings.profile_dir) if profile and settings.profile_dir else None
     try:
         time.sleep(1.0)  # let the start-up settle before taking the idle footprint
-        result: dict[str, Any] = {"n": n, "ready_s": pair.ready_s}
+        result: dict[str, Any] = {"n": n, "family": family.version, "ready_s": pair.ready_s}
         rss_idle = pair.b.rss()
         result["rss_idle_bytes"] = rss_idle
         result["rss_idle_receiver_by_process_bytes"] = pair.b.rss_by_process()
@@ -263,7 +335,7 @@ def run_bulk(
         over0 = overflows(pair.a)
         pair.agent_b.wait("count", n)
         if profiler:
-            profiler.start(_profile_targets(pair), f"add{n}")
+            profiler.start(_profile_targets(pair), f"add{n}{family.profile_tag}")
         t0 = time.monotonic()
         result["batch_add_s"] = ip_batch(pair.a, add_file)
         t_done = _wait_count(pair, n, settings.bulk_timeout, f"{daemon} bulk add {n}")
@@ -298,7 +370,7 @@ def run_bulk(
         if delete:
             pair.agent_b.wait("count", 0)
             if profiler:
-                profiler.start(_profile_targets(pair), f"del{n}")
+                profiler.start(_profile_targets(pair), f"del{n}{family.profile_tag}")
             c0, s0 = pair.b.cpu(), pair.a.cpu()
             over0 = overflows(pair.a)
             t0 = time.monotonic()

@@ -29,8 +29,10 @@ from bgpd.lab.netns import Fabric, Process
 from . import birdconf
 
 UNDERLAY = "192.168.100"
+UNDERLAY6 = "fd00:100::"  # IPv6 hosts (the IPv6 scenarios): fd00:100::OCTET/64 beside 192.168.100.OCTET/24
 ASN = 64512
 POOL = "10.0.0.0/8"
+POOL6 = "fd00:10::/48"  # the IPv6 scenarios' pool (workload /128s)
 NS_PREFIX = "bgpdbench-"
 BIRD = shutil.which("bird") or "/usr/sbin/bird"
 BIRDC = shutil.which("birdc") or "/usr/sbin/birdc"
@@ -207,6 +209,7 @@ class Host:
     ns: str
     address: str
     workdir: Path
+    address6: str = ""  # set on hosts built with ipv6=True
     daemon: Process | None = None
     kind: str = ""
     bird_socket: Path | None = None
@@ -258,7 +261,8 @@ class Host:
 
 @dataclass
 class Topology:
-    """A switch namespace with a bridge and hosts on it (192.168.100.0/24); `close()` removes all."""
+    """A switch namespace with a bridge and hosts on it (192.168.100.0/24, and fd00:100::/64 for hosts
+    built with ipv6=True); `close()` removes all."""
 
     workdir: Path
     tag: str
@@ -274,13 +278,20 @@ class Topology:
         self.switch = self.fabric.namespace("sw")
         self.fabric.bridge(self.switch)
 
-    def host(self, name: str, octet: int, workload_dev: bool = True) -> Host:
+    def host(self, name: str, octet: int, workload_dev: bool = True, ipv6: bool = False) -> Host:
+        """A host at UNDERLAY.OCTET/24; with `ipv6` also at fd00:100::OCTET/64 (as tests/e2e: no duplicate
+        address detection, so the address is usable at once; forwarding on, as on a Calico host)."""
         ns = self.fabric.namespace(name)
         port = f"p{name}"[:15]
         self.fabric.veth(ns, "eth0", self.switch, port)
         netns.ip("link", "set", port, "master", "br0", ns=self.switch)
         address = f"{UNDERLAY}.{octet}"
         netns.ip("addr", "add", f"{address}/24", "dev", "eth0", ns=ns)
+        address6 = ""
+        if ipv6:
+            address6 = f"{UNDERLAY6}{octet}"
+            netns.ip("-6", "addr", "add", f"{address6}/64", "dev", "eth0", "nodad", ns=ns)
+            netns.sysctl(ns, "net.ipv6.conf.all.forwarding", "1")
         if workload_dev:
             # the workload side: a veth called cali0 (no dummy driver on every kernel); both ends stay here
             netns.ip("link", "add", "cali0", "type", "veth", "peer", "name", "wl0", ns=ns)
@@ -288,24 +299,33 @@ class Topology:
             netns.ip("link", "set", "cali0", "up", ns=ns)
         workdir = self.workdir / name
         workdir.mkdir(parents=True, exist_ok=True)
-        host = Host(name, ns, address, workdir)
+        host = Host(name, ns, address, workdir, address6)
         self.hosts[name] = host
         return host
 
-    def agent(self, host: Host) -> Agent:
-        agent = Agent(self.fabric, host.ns, host.workdir / "agent.log")
+    def agent(self, host: Host, pool: str = POOL) -> Agent:
+        """The agent in `host`'s namespace, watching (and injecting) routes of `pool`'s family."""
+        agent = Agent(self.fabric, host.ns, host.workdir / "agent.log", pool=pool)
         self.agents.append(agent)
         return agent
 
     # --- daemons -----------------------------------------------------------------------------------------
-    def start_bgpd(self, host: Host, config: dict[str, Any], log_level: str = "info") -> Process:
+    def start_bgpd(
+        self,
+        host: Host,
+        config: dict[str, Any],
+        log_level: str = "info",
+        launcher: tuple[str, ...] = ("-m", "bgpd"),
+    ) -> Process:
+        """`python -m bgpd run -c CONFIG`; `launcher` replaces `-m bgpd` (bench/memtrace.py runs bgpd
+        under tracemalloc with it)."""
         config = {**config, "runtime": {"dir": str(host.workdir / "run"), "log_level": log_level}}
         path = host.workdir / "bgpd.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         host.daemon = self.fabric.spawn(
             f"bgpd-{host.name}",
             host.ns,
-            [sys.executable, "-m", "bgpd", "run", "-c", str(path)],
+            [sys.executable, *launcher, "run", "-c", str(path)],
             str(host.workdir / "bgpd.log"),
             env={"PYTHONPATH": str(ROOT)},
         )

@@ -9,13 +9,15 @@ import shutil
 import socket
 import subprocess
 import sys
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from bench import agent, birdconf, cli, floor, floorhelper, profiling, report, scenarios
+from bench import agent, birdconf, cli, floor, floorhelper, memtrace, profiling, report, scenarios, topo
+from bgpd import config
 from bgpd.exabgp import codec
 from bgpd.model import Attributes
 
@@ -30,8 +32,45 @@ def test_percentile_interpolates() -> None:
 
 
 def test_agent_prefix_keys_round_trip() -> None:
-    for prefix in ("10.1.2.3/32", "10.100.0.64/26", "0.0.0.0/0"):
+    for prefix in ("10.1.2.3/32", "10.100.0.64/26", "0.0.0.0/0", "fd00:10:0:64::1:86a0/128", "::/0"):
         assert agent.format_key(agent.parse_prefix(prefix)) == prefix
+    # an IPv4 and an IPv6 prefix never share a key
+    assert agent.parse_prefix("0.0.0.1/32") != agent.parse_prefix("::1/32")
+
+
+def _route_message(mtype: int, family: int, dst: str, plen: int, proto: int) -> bytes:
+    import socket
+
+    body = agent.RTMSG.pack(family, plen, 0, 0, agent.RT_TABLE_MAIN, proto, 0, agent.RTN_UNICAST, 0)
+    body += agent.attr(agent.RTA_DST, socket.inet_pton(family, dst))
+    body += agent.attr(agent.RTA_TABLE, agent.U32.pack(agent.RT_TABLE_MAIN))
+    return agent.NLMSGHDR.pack(16 + len(body), mtype, 0, 0, 0) + body
+
+
+@pytest.mark.parametrize("pool", [scenarios.V4.pool, scenarios.V6.pool])
+def test_agent_counts_the_pools_family_protocol_and_prefixes(pool: str) -> None:
+    import socket
+
+    a = agent.Agent(12, pool, "cali0")
+    try:
+        v6 = ":" in pool
+        family = socket.AF_INET6 if v6 else socket.AF_INET
+        inside, outside = ("fd00:10:0:64::1", "fd00:99::1") if v6 else ("10.64.0.1", "11.0.0.1")
+        other = ("10.64.0.1", socket.AF_INET) if v6 else ("fd00:10:0:64::1", socket.AF_INET6)
+        plen = 128 if v6 else 32
+        messages = [
+            _route_message(agent.RTM_NEWROUTE, family, inside, plen, 12),
+            _route_message(agent.RTM_NEWROUTE, family, outside, plen, 12),  # outside the pool
+            _route_message(agent.RTM_NEWROUTE, family, inside, plen - 1, 3),  # another protocol
+            _route_message(agent.RTM_NEWROUTE, other[1], other[0], 32 if v6 else 128, 12),  # other family
+        ]
+        a._handle(b"".join(messages))
+        assert {agent.format_key(k) for k in a.present} == {f"{inside}/{plen}"}
+        a._handle(_route_message(agent.RTM_DELROUTE, family, inside, plen, 12))
+        assert a.present == set()
+    finally:
+        a.events.close()
+        a.req.close()
 
 
 def test_bulk_and_client_prefixes_are_unique_and_in_the_pool() -> None:
@@ -40,6 +79,60 @@ def test_bulk_and_client_prefixes_are_unique_and_in_the_pool() -> None:
     routes = [p for i in range(50) for p in scenarios.client_routes(i, 200)]
     assert len(set(routes)) == 10_000
     assert all(p.startswith("10.") for p in routes)
+
+
+def test_ipv6_prefixes_are_unique_host_routes_in_the_ipv6_pool() -> None:
+    v6 = scenarios.V6
+    bulk = scenarios.bulk_prefixes(100_000, v6)
+    assert len(set(bulk)) == 100_000
+    assert bulk[0] == "fd00:10:0:64::1/128" and bulk[-1] == "fd00:10:0:64::1:86a0/128"
+    latency = [v6.latency_prefix(i) for i in range(1000)]
+    assert len(set(latency)) == 1000 and latency[0] == "fd00:10:0:1::1/128"
+    pool = IPv6Network(v6.pool)
+    for p in (bulk[0], bulk[-1], latency[0], latency[-1], v6.probe):
+        net = IPv6Network(p)
+        assert net.prefixlen == 128 and net.subnet_of(pool)
+    assert v6.probe not in bulk and v6.probe not in latency and set(bulk).isdisjoint(latency)
+    # the IPv4 scenarios' prefixes are what they always were
+    assert [scenarios.V4.latency_prefix(i) for i in (0, 199, 200)] == [
+        "10.1.0.1/32",
+        "10.1.0.200/32",
+        "10.1.1.1/32",
+    ]
+    assert scenarios.V4.probe == scenarios.PROBE == "10.255.0.1/32"
+
+
+def test_ipv6_batch_files_program_routes_as_felix(tmp_path: Path) -> None:
+    settings = scenarios.Settings(workdir=tmp_path)
+    add, delete = scenarios.batch_files(settings, 2, scenarios.V6)
+    assert add.read_text().splitlines() == [
+        "route add fd00:10:0:64::1/128 dev cali0 proto boot",  # IPv6: no scope, as `ip -6 route` of Felix
+        "route add fd00:10:0:64::2/128 dev cali0 proto boot",
+    ]
+    assert delete.read_text().splitlines()[1] == "route del fd00:10:0:64::2/128 dev cali0"
+    add4, _ = scenarios.batch_files(settings, 2)
+    assert (
+        add4 != add
+        and add4.read_text().splitlines()[0] == "route add 10.64.0.0/32 dev cali0 proto boot scope link"
+    )
+    assert add.name.startswith("batch-") and delete.name.startswith("batch-")  # removed after a run
+
+
+def test_ipv6_bgpd_config_peers_over_ipv6_only(tmp_path: Path) -> None:
+    """The IPv6 scenarios' bgpd: one mesh session, between the IPv6 addresses, and the IPv6 pool."""
+    a = topo.Host("hA", "ns-a", "192.168.100.10", tmp_path, address6="fd00:100::10")
+    b = topo.Host("hB", "ns-b", "192.168.100.11", tmp_path, address6="fd00:100::11")
+    for host in (a, b):
+        raw = scenarios.bgpd_config(host, [a.address6, b.address6], scenarios.V6)
+        raw["runtime"] = {"dir": str(tmp_path / "run")}
+        cfg = config.parse(yaml.safe_dump(raw))
+        (session,) = cfg.sessions()
+        other = b if host is a else a
+        assert session.address == ip_address(other.address6)
+        assert session.passive == (host is a)  # the lower address waits, as in the IPv4 mesh
+        assert [str(p.cidr) for p in cfg.pools] == [scenarios.V6.pool]
+    raw4 = scenarios.bgpd_config(a, [a.address, b.address])
+    assert raw4["bgp"]["mesh"]["nodes"] == [a.address, b.address] and "address6" not in raw4["node"]
 
 
 @pytest.mark.skipif(not Path(BIRD).exists(), reason="BIRD 2 not installed")
@@ -54,6 +147,8 @@ def test_bulk_and_client_prefixes_are_unique_and_in_the_pool() -> None:
         birdconf.client(
             "192.168.100.10", "192.168.100.2", scenarios.client_routes(0, 3), "10.0.0.0/8", 64512
         ),
+        birdconf.host("fd00:100::11", ["fd00:100::10"], "fd00:10::/48", 64512, router_id="192.168.100.11"),
+        birdconf.host("fd00:100::10", ["fd00:100::11"], "fd00:10::/48", 64512, router_id="192.168.100.10"),
     ],
 )
 def test_bird_configs_parse(tmp_path: Path, text: str) -> None:
@@ -67,6 +162,19 @@ def test_mesh_passive_side_is_the_lower_address() -> None:
     low = birdconf.host("192.168.100.10", ["192.168.100.11"], "10.0.0.0/8", 64512)
     high = birdconf.host("192.168.100.11", ["192.168.100.10"], "10.0.0.0/8", 64512)
     assert "passive on" in low and "passive on" not in high
+    low6 = birdconf.host("fd00:100::10", ["fd00:100::11"], "fd00:10::/48", 64512, router_id="192.168.100.10")
+    high6 = birdconf.host("fd00:100::11", ["fd00:100::10"], "fd00:10::/48", 64512, router_id="192.168.100.11")
+    assert "passive on" in low6 and "passive on" not in high6
+
+
+def test_bird_ipv6_host_is_calicos_bird6_in_bird2_syntax() -> None:
+    text = birdconf.host("fd00:100::11", ["fd00:100::10"], "fd00:10::/48", 64512, router_id="192.168.100.11")
+    assert "router id 192.168.100.11;" in text and "ipv4" not in text
+    assert text.count("  ipv6 {") == 2 and "  ipv6;" in text  # kernel and BGP channels, direct protocol
+    assert "neighbor fd00:100::10 as 64512;" in text and "source address fd00:100::11;" in text
+    assert "if ( net ~ fd00:10::/48 ) then" in text and "krt_source = 3 || krt_source = 80" in text
+    with pytest.raises(ValueError):
+        birdconf.host("fd00:100::11", ["fd00:100::10"], "fd00:10::/48", 64512)  # no IPv4 router id
 
 
 def test_report_summary_ratio_and_goal() -> None:
@@ -108,7 +216,8 @@ def test_profile_summary_counts_busy_samples(tmp_path: Path) -> None:
     )
     s = profiling.summarize(raw)
     assert s["samples"] == 40 and s["idle"] == 60
-    assert s["self"][0] == {"function": "hot (bgpd/y.py)", "samples": 30, "share": 0.75}
+    top = s["self"]
+    assert isinstance(top, list) and top[0] == {"function": "hot (bgpd/y.py)", "samples": 30, "share": 0.75}
 
 
 # --------------------------------------------------------------------------------------------- floor
@@ -308,10 +417,10 @@ def test_report_reflector_exabgp_cpu_from_the_split() -> None:
     assert report.metric_of({"a": 1}, "a.b") is None and report.metric_of({}, "a") is None
 
 
-def test_floor_and_blocks_run_only_when_asked() -> None:
+def test_floor_blocks_and_ipv6_run_only_when_asked() -> None:
     for quick in (False, True):
-        assert "floor" not in cli.default_scenarios(quick)
-        assert "blocks" not in cli.default_scenarios(quick)
+        for scenario in ("floor", "blocks", "latency6", "bulk10k6", "bulk100k6"):
+            assert scenario not in cli.default_scenarios(quick)
     assert cli.default_scenarios(False) == ["latency", "bulk10k", "bulk100k", "reflector", "memory"]
     assert cli.default_scenarios(True) == ["latency", "bulk10k", "reflector", "memory"]
     args = cli.parser().parse_args(["--scenarios", "floor", "--daemons", "bgpd"])
@@ -325,10 +434,60 @@ def test_floor_and_blocks_run_only_when_asked() -> None:
             cli.parser().parse_args(["--blocks-sizes", bad])
 
 
+def test_ipv6_scenarios_are_the_ipv4_ones_in_the_other_family() -> None:
+    assert cli.family_of("latency6") == ("latency", scenarios.V6)
+    assert cli.family_of("bulk100k6") == ("bulk100k", scenarios.V6)
+    assert cli.family_of("bulk10k") == ("bulk10k", scenarios.V4)
+    assert cli.family_of("reflector") == ("reflector", scenarios.V4)
+    args = cli.parser().parse_args(["--scenarios", "latency6,bulk10k6,bulk100k6"])
+    bench = cli.Bench(args)
+    assert bench.repeat["latency6"] == 5 and bench.repeat["bulk10k6"] == 5 and bench.repeat["bulk100k6"] == 3
+
+
+def test_ipv6_bulk_runs_keep_their_own_memory_figures(tmp_path: Path) -> None:
+    """An IPv6 bulk 100k run is stored under bulk100k6 only, not in the (IPv4) memory or idle rows."""
+    args = cli.parser().parse_args(["--scenarios", "bulk100k,memory,bulk100k6", "--workdir", str(tmp_path)])
+    bench = cli.Bench(args)
+    run4 = {"n": 100_000, "family": 4, "bytes_per_route": 400.0}
+    run6 = {"n": 100_000, "family": 6, "bytes_per_route": 900.0}
+    bench._record("bulk100k", "bgpd", run4)
+    bench._record("bulk100k6", "bgpd", run6)
+    runs = bench.results["runs"]
+    assert runs["bulk100k6"]["bgpd"] == [run6] and runs["memory"]["bgpd"] == [run4]
+    rows = {r["label"]: r for r in report.summarize({"runs": runs, "errors": {}})}
+    six = rows["IPv6 bulk 100k: receiver RSS per route beyond idle"]
+    assert six["bgpd"]["median"] == 900.0 and six["goal"] == "≤ 500 B" and six["met"] is False
+    assert rows["receiver RSS per route beyond idle"]["bgpd"]["median"] == 400.0
+
+
+def test_memtrace_puts_bytes_per_route_on_source_lines(tmp_path: Path) -> None:
+    import tracemalloc
+
+    tracemalloc.start(4)
+    try:
+        tracemalloc.take_snapshot().dump(str(tmp_path / "idle"))
+        held = [bytearray(1000) for _ in range(100)]  # 100 "routes" of ~1 kB each
+        tracemalloc.take_snapshot().dump(str(tmp_path / "full"))
+    finally:
+        tracemalloc.stop()
+    lines, traced = memtrace.analyse(tmp_path / "idle", tmp_path / "full", 100, 5, 3)
+    assert len(held) == 100 and traced >= 1000
+    top = lines[4]  # the first table row: the bytearray line of this test
+    assert "tests/bench/test_bench.py:" in top and "bytearray(1000)" in top, lines
+
+
+def test_report_ipv6_rows_mirror_the_ipv4_ones() -> None:
+    four = [r for r in report.ROWS if r.scenario in ("latency", "bulk10k", "bulk100k", "memory")]
+    six = [r for r in report.ROWS if r.scenario in ("latency6", "bulk10k6", "bulk100k6")]
+    assert len(four) == len(six) == 15
+    for r4, r6 in zip(four, six, strict=True):
+        assert r6.label.startswith("IPv6 ") and (r4.metric, r4.unit, r4.goal) == (r6.metric, r6.unit, r6.goal)
+
+
 def test_block_prefixes_and_batch_files(tmp_path: Path) -> None:
     blocks = scenarios.block_prefixes(100_000)
     assert len(set(blocks)) == 100_000 and blocks[0] == "10.80.0.0/32" and blocks[-1] == "10.81.134.159/32"
-    pool = IPv4Network(scenarios.POOL)  # the pool of both daemons' configs must hold every block
+    pool = IPv4Network(scenarios.V4.pool)  # the pool of both daemons' configs must hold every block
     assert all(IPv4Network(p).subnet_of(pool) for p in (blocks[0], blocks[-1]))
     bulk = set(scenarios.bulk_prefixes(100_000))
     assert bulk.isdisjoint(blocks) and scenarios.PROBE not in blocks
@@ -345,9 +504,9 @@ def test_block_prefixes_and_batch_files(tmp_path: Path) -> None:
 def test_bird_host_config_exports_felix_blocks() -> None:
     """As Calico's: the kernel protocol learns protocol 80 (Felix's blackhole blocks) and the BGP export
     filter passes what is inside the pool."""
-    text = birdconf.host("192.168.100.10", ["192.168.100.11"], scenarios.POOL, 64512)
+    text = birdconf.host("192.168.100.10", ["192.168.100.11"], scenarios.V4.pool, 64512)
     assert "learn;" in text and "krt_source = 80" in text
-    assert f"if ( net ~ {scenarios.POOL} ) then" in text
+    assert f"if ( net ~ {scenarios.V4.pool} ) then" in text
 
 
 def test_blocks_growth_pairs_repetitions() -> None:
@@ -438,3 +597,20 @@ def test_bench_latency_smoke(tmp_path: Path) -> None:
         (run,) = data["runs"]["latency"][daemon]
         assert len(run["samples_add_ms"]) == 3 and run["lost"] == 0
     assert "latency add → installed, p50" in (tmp_path / "results" / "latest.md").read_text()
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(os.geteuid() != 0 or not Path(BIRD).exists(), reason="needs root and BIRD 2")
+def test_bench_latency6_smoke(tmp_path: Path) -> None:
+    """The IPv6 path of the harness: IPv6 hosts, bgpd and BIRD peering over IPv6, /128 workload routes
+    injected and watched over netlink in the IPv6 family."""
+    data = _run_bench(tmp_path, ["--scenarios", "latency6", "--repeat", "1", "--samples", "3"], 180)
+    assert data["errors"] == {}, data["errors"]
+    for daemon in ("bgpd", "bird"):
+        (run,) = data["runs"]["latency6"][daemon]
+        assert run["family"] == 6 and len(run["samples_add_ms"]) == 3 and run["lost"] == 0
+        assert len(run["samples_del_ms"]) == 3
+    md = (tmp_path / "results" / "latest.md").read_text()
+    assert "IPv6 latency add → installed, p50" in md and "| latency add" not in md
+    bgpd_b = yaml.safe_load((tmp_path / "work" / "latency6-bgpd-0" / "hB" / "bgpd.yaml").read_text())
+    assert bgpd_b["node"]["address6"] == "fd00:100::11" and bgpd_b["pools"] == [{"cidr": scenarios.V6.pool}]
