@@ -1,5 +1,6 @@
-"""The six changes `bgpd.exabgp.launch` makes to ExaBGP's reactor keep its behaviour: checked against
-the unpatched functions on the same inputs."""
+"""The nine changes `bgpd.exabgp.launch` makes to ExaBGP keep its behaviour: checked against the unpatched
+functions on the same inputs (9, which sends IPv6 routes in fewer UPDATEs: the same routes, attributes and
+next hops, decoded back from the messages of patched and unpatched ExaBGP)."""
 
 from __future__ import annotations
 
@@ -313,3 +314,397 @@ def test_inject_change_reaches_the_same_neighbors() -> None:
         want = launch._original_inject_change(config, peers, change), list(added)
         added.clear()
         assert (_Configuration.inject_change(config, peers, change), list(added)) == want
+
+
+# ---------------------------------------------------------------- 9. IPv6 unicast UPDATEs grouped
+
+V4, V6 = (AFI.ipv4, SAFI.unicast), (AFI.ipv6, SAFI.unicast)
+ORIGINAL_UPDATES = launch._original_updates
+# next hops: IPv4 ones, IPv6 global ones and a 32-octet one (RFC 2545: global, then link-local)
+_NEXT_HOPS4 = ["192.0.2.1", "192.0.2.2"]
+_NEXT_HOPS6 = ["2001:db8::1", "2001:db8::2", "2001:db8::1 fe80::1"]
+
+
+def _negotiated(addpath: bool, families: tuple[Any, ...] = (V4, V6)) -> Any:
+    from exabgp.bgp.message.open.asn import ASN
+    from exabgp.bgp.message.open.capability.negotiated import Negotiated
+
+    negotiated = Negotiated(Neighbor())
+    negotiated.families = list(families)
+    negotiated.local_as = negotiated.peer_as = ASN(64512)
+    negotiated.asn4 = True
+    if addpath:
+        negotiated.addpath._send = dict.fromkeys(families, True)
+        negotiated.addpath._receive = dict.fromkeys(families, True)
+    return negotiated
+
+
+def _next_hop(text: str) -> Any:
+    """An ExaBGP next hop; "GLOBAL LINK-LOCAL" gives one of 32 octets (both addresses, as RFC 2545 packs)."""
+    from exabgp.protocol.ip import IPv6
+
+    if " " not in text:
+        return IP.create(text)
+    glob, link_local = text.split()
+    return IPv6(glob, IP.pton(glob) + IP.pton(link_local))
+
+
+def _attributes(kind: int, next_hop: str | None) -> Any:
+    """Attribute set `kind` (0-2); with NEXT_HOP (its global address) as ExaBGP's API puts it, or without
+    (then routes with different next hops share the set: one bucket, several MP_REACH_NLRI)."""
+    from exabgp.bgp.message.open.asn import ASN
+    from exabgp.bgp.message.update.attribute import (
+        MED,
+        SEQUENCE,
+        ASPath,
+        Attributes,
+        LocalPreference,
+        NextHop,
+        Origin,
+    )
+
+    attributes = Attributes()
+    attributes.add(Origin(Origin.IGP if kind != 2 else Origin.INCOMPLETE))
+    attributes.add(ASPath([SEQUENCE([ASN(65000 + n) for n in range(kind + 1)])]))
+    attributes.add(LocalPreference(100 + kind))
+    if kind:
+        attributes.add(MED(kind * 10))
+    if next_hop is not None:
+        attributes.add(NextHop(next_hop.split()[0]))
+    return attributes
+
+
+# one operation on the Adj-RIB-Out: ("announce" | "withdraw", route, attribute set, next hop, fresh
+# attributes object?, attributes carry NEXT_HOP?), or ("send",) for one updates() pass, or ("refresh",)
+Op = tuple[Any, ...]
+
+
+def _route(n: int, addpath: bool) -> tuple[str, int | None]:
+    """Route n of a small pool: IPv6 prefixes (several lengths) and IPv4 ones; path ids with add-path."""
+    prefix = f"2001:db8:{n % 7:x}::/{48 + (n % 3) * 16}" if n % 4 else f"10.{n % 5}.0.0/{16 + n % 9}"
+    return prefix, (1 + n % 2 if addpath else None)
+
+
+def _run(ops: list[Op], addpath: bool, patched: bool, grouped: bool = True) -> tuple[list[bytes], list[Any]]:
+    """The UPDATE messages (and the Update objects) an Adj-RIB-Out gives for `ops`, patched or not."""
+    from exabgp.rib.change import Change
+    from exabgp.rib.outgoing import OutgoingRIB
+
+    negotiated = _negotiated(addpath)
+    rib = OutgoingRIB(True, [V4, V6])
+    shared: dict[tuple[int, str | None], Any] = {}
+    messages: list[bytes] = []
+    updates: list[Any] = []
+    for op in ops:
+        if op[0] in ("send", "refresh"):
+            if op[0] == "refresh":
+                rib.resend(enhanced_refresh=True)
+                continue
+            batch = list(rib.updates(grouped) if patched else ORIGINAL_UPDATES(rib, grouped))
+            updates.extend(batch)
+            split = Update._split_nlris
+            if not patched:
+                Update._split_nlris = ORIGINAL_SPLIT_NLRIS
+            try:
+                messages.extend(m for u in batch for m in u.messages(negotiated, True))
+            finally:
+                Update._split_nlris = split
+            continue
+        action, n, kind, hop, fresh, with_hop = op
+        prefix, path_id = _route(n, addpath)
+        v6 = ":" in prefix
+        hop_text = (_NEXT_HOPS6 if v6 else _NEXT_HOPS4)[hop % (3 if v6 else 2)]
+        attr_hop = hop_text if with_hop or not v6 else None  # IPv4 routes always carry NEXT_HOP
+        if fresh:
+            attributes = _attributes(kind, attr_hop)
+        else:
+            attributes = shared.setdefault((kind, attr_hop), _attributes(kind, attr_hop))
+        nlri = _nlri_any(prefix, Action.ANNOUNCE if action == "announce" else Action.WITHDRAW, path_id)
+        nlri.nexthop = _next_hop(hop_text)
+        change = Change(nlri, attributes)
+        if action == "announce":
+            rib.add_to_rib(change)
+        else:
+            rib.del_from_rib(change)
+    return messages, updates
+
+
+def _nlri_any(prefix: str, action: Any, path_id: int | None) -> Any:
+    net = ipaddress.ip_network(prefix)
+    afi = AFI.ipv4 if net.version == 4 else AFI.ipv6
+    raw = bytes([net.prefixlen]) + net.network_address.packed[: (net.prefixlen + 7) // 8]
+    if path_id is not None:
+        raw = path_id.to_bytes(4, "big") + raw
+    nlri, _ = INET.unpack_nlri(afi, SAFI.unicast, raw, action, path_id is not None)
+    return nlri
+
+
+def _decode(message: bytes, negotiated: Any) -> list[tuple[str, bytes, tuple[str, ...], tuple[Any, ...]]]:
+    """The routes one UPDATE carries, as ExaBGP parses it: (action, NLRI index, next hops, attributes).
+    ExaBGP parses a 32-octet next hop as two NLRIs, one per address: they are one route here."""
+    from exabgp.bgp.message.direction import Direction
+
+    if message[18] != 2:  # a route refresh marker
+        return [("message", message, (), ())]
+    update = Update.unpack_message(message[19:], Direction.IN, negotiated)
+    attributes = tuple(sorted((int(code), attr.pack(negotiated)) for code, attr in update.attributes.items()))
+    hops: dict[tuple[str, bytes], list[str]] = {}
+    for nlri in update.nlris:
+        action = "announce" if nlri.action == Action.ANNOUNCE else "withdraw"
+        hops.setdefault((action, nlri.index()), []).append(str(nlri.nexthop))
+    return [(action, index, tuple(h), attributes) for (action, index), h in hops.items()]
+
+
+def _received(messages: list[bytes], negotiated: Any) -> tuple[list[Any], dict[bytes, Any]]:
+    """Every route carried (sorted), and the table a peer applying the messages in order ends with."""
+    carried: list[Any] = []
+    table: dict[bytes, Any] = {}
+    for message in messages:
+        routes = _decode(message, negotiated)
+        carried.extend(routes)
+        for action, index, hops, attributes in routes:
+            if action == "message":
+                continue
+            if action == "withdraw":
+                table.pop(index, None)
+            else:
+                table[index] = (hops, attributes)
+    return sorted(carried), table
+
+
+def _not_ipv6(message: bytes, negotiated: Any) -> bool:
+    """An UPDATE of IPv4 routes, or a route refresh marker (INET.index(): the family first, b"0201" IPv6)."""
+    return not any(index.startswith(b"0201") for _, index, _, _ in _decode(message, negotiated))
+
+
+def _op(draw: tuple[int, str, int, int, int, bool, bool]) -> Op:
+    """One in 16 an updates() pass, one in 32 a route refresh, else a route announced or withdrawn."""
+    marker, *op = draw
+    return ("send",) if marker < 2 else ("refresh",) if marker < 3 else tuple(op)
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.integers(0, 31),
+        st.sampled_from(["announce", "announce", "withdraw"]),
+        st.integers(0, 27),
+        st.integers(0, 2),
+        st.integers(0, 2),
+        st.booleans(),
+        st.booleans(),
+    ).map(_op),
+    min_size=12,
+    max_size=80,
+).map(lambda ops: [*ops, ("send",)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_OPS, st.booleans())
+def test_ipv6_updates_carry_the_same_routes_in_fewer_messages(ops: list[Op], addpath: bool) -> None:
+    negotiated = _negotiated(addpath)
+    patched, _ = _run(ops, addpath, patched=True)
+    unpatched, _ = _run(ops, addpath, patched=False)
+    assert _received(patched, negotiated) == _received(unpatched, negotiated)
+    assert len(patched) <= len(unpatched)
+    assert all(len(m) <= negotiated.msg_size == 4096 for m in patched)
+    # IPv4 unicast (and route refresh markers) go out exactly as before, and in the same order
+    assert [m for m in patched if _not_ipv6(m, negotiated)] == [
+        m for m in unpatched if _not_ipv6(m, negotiated)
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(_OPS.map(lambda ops: [op for op in ops if len(op) == 1 or _route(op[1], False)[0][0] != "2"]))
+def test_ipv4_only_updates_are_byte_identical(ops: list[Op]) -> None:
+    patched, _ = _run(ops, addpath=False, patched=True)
+    assert patched == _run(ops, addpath=False, patched=False)[0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(_OPS, st.booleans())
+def test_ungrouped_neighbors_get_the_original_updates(ops: list[Op], addpath: bool) -> None:
+    patched, _ = _run(ops, addpath, patched=True, grouped=False)
+    assert patched == _run(ops, addpath, patched=False, grouped=False)[0]
+
+
+def _shape(updates: list[Any]) -> list[Any]:
+    return [
+        (type(u).__name__, [n.index() for n in getattr(u, "nlris", [])], str(getattr(u, "attributes", "")))
+        for u in updates
+    ]
+
+
+def test_a_route_refresh_goes_out_as_before() -> None:
+    """A call that carries a route refresh (markers, then the refreshed routes, then the queued changes)
+    yields the original's Updates, one by one; the next call groups again."""
+    routes = [("announce", n, 0, 0, False, True) for n in range(1, 28) if n % 4]
+    ops = [
+        *routes,
+        ("send",),
+        ("refresh",),
+        *[("announce", n, 1, 1, False, True) for n in (1, 2, 3)],
+        ("send",),
+    ]
+    _, patched = _run(ops, addpath=False, patched=True)
+    _, unpatched = _run(ops, addpath=False, patched=False)
+    first = [type(u).__name__ for u in unpatched].index("RouteRefresh")  # one Update per route before
+    assert first > 10 and [type(u).__name__ for u in patched].index("RouteRefresh") == 1  # one Update here
+    assert _shape(patched[1:]) == _shape(unpatched[first:])  # the refresh pass: as it was
+    again, _ = _run([*ops, *[("withdraw", n, 1, 1, False, True) for n in (1, 2, 3)], ("send",)], False, True)
+    assert len(again) == len(_run(ops, addpath=False, patched=True)[0]) + 1  # one MP_UNREACH_NLRI
+
+
+@pytest.mark.parametrize("addpath", [False, True])
+@pytest.mark.parametrize("hop", [0, 2])
+@pytest.mark.parametrize("size", [4096, 65535])
+def test_a_bulk_of_ipv6_routes_fills_whole_messages(addpath: bool, hop: int, size: int) -> None:
+    """3000 /128s of one attribute set (distinct objects with equal attributes, as 500-prefix API
+    commands give), then a withdrawal of every third: full messages (of 4096 octets, or 65535 with the
+    extended message capability, which ExaBGP announces by default), not one per route."""
+    from exabgp.rib.change import Change
+    from exabgp.rib.outgoing import OutgoingRIB
+
+    negotiated = _negotiated(addpath)
+    negotiated.msg_size = size
+    results = []
+    for patched in (True, False):
+        rib = OutgoingRIB(True, [V4, V6])
+        messages: list[bytes] = []
+        for withdraw in (False, True):
+            attributes = _attributes(1, _NEXT_HOPS6[hop])
+            for i in range(1, 3000, 3) if withdraw else range(3000):
+                if i % 500 == 0:
+                    attributes = _attributes(1, _NEXT_HOPS6[hop])  # one per command of 500 prefixes
+                nlri = _nlri_any(f"2001:db8::{i:x}/128", Action.WITHDRAW if withdraw else Action.ANNOUNCE, 7)
+                nlri.nexthop = _next_hop(_NEXT_HOPS6[hop])
+                (rib.del_from_rib if withdraw else rib.add_to_rib)(Change(nlri, attributes))
+            batch = list(rib.updates(True) if patched else ORIGINAL_UPDATES(rib, True))
+            messages.extend(m for u in batch for m in u.messages(negotiated, True))
+        results.append(messages)
+    patched_messages, unpatched_messages = results
+    assert len(unpatched_messages) == 4000
+    assert _received(patched_messages, negotiated) == _received(unpatched_messages, negotiated)
+    assert all(len(m) <= size for m in patched_messages)
+    # full messages: one more /128 (17 octets, 21 with a path id) would not fit, but for the last of each
+    # pass (the announcements, then the withdrawals)
+    nlri_size = 21 if addpath else 17
+    assert sum(len(m) + nlri_size <= size for m in patched_messages) <= 2
+    assert len(patched_messages) <= (25 if size == 4096 else 3)
+
+
+def test_updates_patch_is_installed() -> None:
+    from exabgp.rib.outgoing import OutgoingRIB
+
+    assert OutgoingRIB.updates is launch._updates
+    assert ORIGINAL_UPDATES.__module__ == "exabgp.rib.outgoing"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("", ""),  # ExaBGP 5.0.15 as it is: accepted
+        # a version grouping IPv6 unicast itself, or every family
+        ("(AFI.ipv4, SAFI.unicast) and grouped", "(AFI.ipv6, SAFI.unicast) and grouped"),
+        ("yield Update([change.nlri], attributes)", "yield Update([c.nlri for c in changes], attributes)"),
+        # one whose Updates do not share their bucket's attributes object
+        ("attributes = new_attr[attr_index]", "attributes = new_attr.get(attr_index)"),
+        # one whose MP_REACH_NLRI does not split by next hop
+        ("mpnlri.setdefault(nexthop, [])", "mpnlri.setdefault(b'', [])"),
+        # one that packs withdrawals or announcements otherwise
+        ("MPURNLRI(afi, safi, withdraws)", "MPURNLRI(afi, safi, withdraws[:])"),
+        ("MPRNLRI(afi, safi, announces)", "MPURNLRI(afi, safi, withdraws)"),
+    ],
+)
+def test_change_9_refuses_another_exabgp(monkeypatch: pytest.MonkeyPatch, old: str, new: str) -> None:
+    import inspect
+    import types
+
+    from exabgp.bgp.message.update.attribute import MPRNLRI, Attributes
+
+    real = inspect.getsource
+    monkeypatch.setattr(launch.inspect, "getsource", lambda obj: real(obj).replace(old, new))
+    rib = types.SimpleNamespace(updates=ORIGINAL_UPDATES)  # OutgoingRIB.updates is change 9's by now
+    if not old:
+        launch._check_ipv6_grouping(rib, Update, MPRNLRI, Attributes)
+        return
+    with pytest.raises(AssertionError):
+        launch._check_ipv6_grouping(rib, Update, MPRNLRI, Attributes)
+
+
+# IPv6 prefixes for the NLRI order test of change 5's fast path, now also taken by plain IPv6 UPDATEs
+_PREFIXES6 = st.tuples(st.integers(0, 2**128 - 1), st.integers(0, 128)).map(
+    lambda t: str(ipaddress.IPv6Network((t[0] >> (128 - t[1]) << (128 - t[1]) if t[1] else 0, t[1])))
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(_PREFIXES6, st.booleans(), st.one_of(st.none(), st.integers(0, 3)), st.integers(0, 2)),
+        min_size=0,
+        max_size=60,
+    )
+)
+def test_ipv6_nlris_are_split_in_the_same_order(routes: list[tuple[str, bool, int | None, int]]) -> None:
+    nlris = []
+    for prefix, announce, path_id, hop in routes:
+        nlri = _nlri_any(prefix, Action.ANNOUNCE if announce else Action.WITHDRAW, path_id)
+        if announce:
+            nlri.nexthop = _next_hop(_NEXT_HOPS6[hop])
+        nlris.append(nlri)
+    update = Update(list(nlris), None)
+    negotiated = _negotiated(False)
+    patched = launch._split_nlris(update, negotiated)
+    original = ORIGINAL_SPLIT_NLRIS(update, negotiated)
+
+    def shape(split: Any) -> Any:
+        native, mp = split
+        return [id(n) for n in native], [
+            (family, [(action, [id(n) for n in v]) for action, v in by_action.items()])
+            for family, by_action in mp.items()
+        ]
+
+    assert shape(patched) == shape(original)
+
+
+def test_ipv6_split_outside_plain_unicast_goes_through_the_original() -> None:
+    nlris = [
+        _nlri_any("2001:db8::/32", Action.ANNOUNCE, None),
+        _nlri_any("2001:db9::/32", Action.WITHDRAW, None),
+    ]
+    update = Update(nlris, None)
+    only4 = _negotiated(False, (V4,))  # family not negotiated: the original drops every NLRI
+    assert launch._split_nlris(update, only4) == ORIGINAL_SPLIT_NLRIS(update, only4) == ([], {})
+    with pytest.raises(ValueError, match="unexpected nlri"):  # an announcement without next hop
+        ORIGINAL_SPLIT_NLRIS(update, _negotiated(False))
+    with pytest.raises(ValueError, match="unexpected nlri"):
+        launch._split_nlris(update, _negotiated(False))
+    nlris[0].nexthop = IP.create("192.0.2.1")  # an IPv4 next hop: MP_REACH still, as the original
+    assert launch._split_nlris(update, _negotiated(False)) == ORIGINAL_SPLIT_NLRIS(update, _negotiated(False))
+
+
+@pytest.mark.parametrize("unpatched", ["1", "0"])
+def test_unpatched_environment_starts_exabgp_unchanged(unpatched: str) -> None:
+    """`BGPD_EXABGP_UNPATCHED=1`: launch.main() hands over to ExaBGP with none of the nine changes."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import exabgp.application.main as m\n"
+        "m.main = lambda: None\n"
+        "from bgpd.exabgp import launch\n"
+        "launch.main()\n"
+        "from exabgp.rib.outgoing import OutgoingRIB\n"
+        "from exabgp.bgp.message.update import Update\n"
+        "from exabgp.bgp.neighbor import Neighbor\n"
+        "print(OutgoingRIB.updates.__module__, Update._split_nlris.__module__,"
+        " Neighbor.remove_self.__module__)\n"
+    )
+    env = {**os.environ, "BGPD_EXABGP_UNPATCHED": unpatched}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    modules = out.stdout.split()
+    if unpatched == "1":
+        assert modules == ["exabgp.rib.outgoing", "exabgp.bgp.message.update", "exabgp.bgp.neighbor"]
+    else:
+        assert modules == ["bgpd.exabgp.launch"] * 3
