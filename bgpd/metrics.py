@@ -16,7 +16,6 @@ import contextlib
 import logging
 import platform
 import time
-from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -128,20 +127,17 @@ class SpeakerCollector(Collector):
         announced = GaugeMetricFamily(
             "bgpd_routes_announced", "Prefixes announced from this host", labels=["afi"]
         )
-        if families == (4,):  # one family: no per-route counting at scrape time
+        if families == (4,):
             rib_paths.add_metric(["ipv4"], float(len(engine.rib)))
             installed.add_metric(["ipv4"], float(len(engine.fib.installed)))
             selected.add_metric(["ipv4"], float(len(engine.export)))
             announced.add_metric(["ipv4"], float(engine.export.announced_count))
         else:
-            paths = Counter(p.version for p in engine.rib.prefixes() for _ in engine.rib.paths(p))
-            owned = Counter(p.version for p in engine.fib.installed)
-            chosen = Counter(r.prefix.version for r in engine.export.selected())
-            for family in families:
+            for family in families:  # counts kept as the tables change: nothing walks a table here
                 afi = [f"ipv{family}"]
-                rib_paths.add_metric(afi, float(paths[family]))
-                installed.add_metric(afi, float(owned[family]))
-                selected.add_metric(afi, float(chosen[family]))
+                rib_paths.add_metric(afi, float(engine.rib.path_count(family)))
+                installed.add_metric(afi, float(engine.fib.installed_by_family[family]))
+                selected.add_metric(afi, float(engine.export.selected_by_family[family]))
                 announced.add_metric(afi, float(engine.announced_count(family)))
         yield from (rib_paths, installed, selected, announced)
         yield CounterMetricFamily(

@@ -295,9 +295,11 @@ class Speaker:
             for peer in targets:
                 sent[str(peer)] += len(more)
         self.exabgp.send(lines)
+        # every local change queued so far was taken: sample it if something was exported (a change of a
+        # family without sessions exports nothing, and must not be charged to the next export)
         if self.engine.exported_in_last_take and self._export_since is not None:
             self.latency.export.observe(time.monotonic() - self._export_since)
-            self._export_since = None
+        self._export_since = None
 
     def _on_timer(self, key: Hashable) -> None:
         self.engine.on_timer(key)
@@ -341,9 +343,8 @@ class Speaker:
                 self._loop.call_soon(self._drain_kernel_events)
 
     def on_kernel_events(self, events: Iterable[RouteEvent], received: float | None = None) -> None:
-        if self._export_since is None:
+        if self.engine.kernel_events(events) and self._export_since is None:
             self._export_since = received if received is not None else time.monotonic()
-        self.engine.kernel_events(events)
         self._after(received)
 
     async def _audit_loop(self) -> None:
@@ -384,11 +385,17 @@ class Speaker:
             return False
         if fib.audit_cause is not None or (fib.retrying and not fib.retrying.isdisjoint(fib.dirty)):
             return False  # a retried change may fail again, and the installer's retries sleep
-        ops = self.engine.take_kernel_ops()
+        ops, since = self._take_ops()
         if ops:
             results = _apply_safely(self.installer, ops, fib.ours(ops))
-            self._kernel_done(ops, results)
+            self._kernel_done(ops, results, since)
         return True
+
+    def _take_ops(self) -> tuple[list[KernelOp], float | None]:
+        """The engine's kernel operations, and when the oldest change behind them arrived (the stamp goes
+        with them: changes that need no write leave no stamp behind for the next one)."""
+        since, self._install_since = self._install_since, None
+        return self.engine.take_kernel_ops(), since
 
     async def _kernel_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -402,7 +409,7 @@ class Speaker:
             cause = fib.take_audit()
             if cause is not None:
                 await self._audit(installer, cause)
-            ops = self.engine.take_kernel_ops()
+            ops, since = self._take_ops()
             if not ops:
                 continue
             if len(ops) <= INLINE_KERNEL_OPS and fib.retrying.isdisjoint(p for p, _ in ops):
@@ -427,12 +434,11 @@ class Speaker:
                 except BaseException:
                     fib.end_background()
                     raise
-            self._kernel_done(ops, results)
+            self._kernel_done(ops, results, since)
 
-    def _kernel_done(self, ops: list[KernelOp], results: list[OpResult]) -> None:
-        if self._install_since is not None:
-            self.latency.install.observe(time.monotonic() - self._install_since)
-            self._install_since = None
+    def _kernel_done(self, ops: list[KernelOp], results: list[OpResult], since: float | None) -> None:
+        if since is not None:
+            self.latency.install.observe(time.monotonic() - since)
         self.engine.kernel_written(ops, results)
         engine = self.engine
         if engine.out_pending and not self._out_scheduled and self._loop is not None:

@@ -202,15 +202,20 @@ class Engine:
         return 0 < pending <= INLINE_CHANGES
 
     def take_adj_rib_out(self) -> list[OutChange]:
-        """Output 2: the Adj-RIB-Out changes due, in the order they must be sent: replays, local withdrawals
-        and announcements, reflected ones, then the End-of-RIBs that say the table is complete."""
+        """Output 2: the Adj-RIB-Out changes due, in the order they must be sent: replays and route
+        refreshes, withdrawals (local, reflected), announcements (local, reflected), then the End-of-RIBs that
+        say the table is complete."""
         out, self._out = self._out, []
-        exported = self._take_export()
-        self.exported_in_last_take = bool(exported)
-        out += exported
+        changes = self._take_export()
+        self.exported_in_last_take = bool(changes)
         if self._reflect_pending:
             self._reflect_pending = False
-            out += self._batches(self.adjout.flush())
+            changes += self._batches(self.adjout.flush())
+        # every withdrawal before every announcement: ExaBGP keeps one route per prefix and neighbor, so a
+        # reflected withdrawal sent after a local announcement of the same prefix (a reflector starting to
+        # export what it reflected) would take the announcement back
+        out += [c for c in changes if isinstance(c, Withdraw)]
+        out += [c for c in changes if not isinstance(c, Withdraw)]
         if self._eor_ready():
             for peer in sorted(self._eor_pending, key=prefix_bits_of_address):
                 if peer in self._added_by_reload:  # ExaBGP learnt this neighbor by a reload: our table now
@@ -275,8 +280,9 @@ class Engine:
 
     # ------------------------------------------------------------------ kernel -> export
 
-    def kernel_events(self, events: Iterable[RouteEvent]) -> None:
-        """Route and link events of the kernel table, in order (bgpd's own writes are not among them)."""
+    def kernel_events(self, events: Iterable[RouteEvent]) -> bool:
+        """Route and link events of the kernel table, in order (bgpd's own writes are not among them).
+        Returns whether they changed what this host exports."""
         delta = Delta()
         own = self.cfg.kernel.protocol
         fib, export = self.fib, self.export
@@ -318,6 +324,7 @@ class Engine:
             log.info("kernel dump read", extra={"kv": {"exported": self.export.announced_count}})
         if delta:
             self._exported(delta)
+        return bool(delta)
 
     def _exported(self, delta: Delta) -> None:
         for prefix in self._queue_export(delta):

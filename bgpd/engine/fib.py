@@ -63,6 +63,7 @@ class Fib:
         # what the engine wants installed, and what the kernel holds of ours
         self.wanted: dict[Prefix, Hops] = {}
         self.installed: dict[Prefix, Hops] = {}
+        self.installed_by_family: Counter[int] = Counter()  # len(installed) per family (4, 6)
         self.gateways: Counter[Address] = Counter()  # next hops of `installed`, with their use count
         self.collisions: set[Prefix] = set()
         self.stale_kernel: set[Prefix] = set()
@@ -174,6 +175,8 @@ class Fib:
             return
         if hops is not None:
             self.installed[prefix] = hops
+        if (old is None) != (hops is None):
+            self.installed_by_family[prefix.version] += 1 if old is None else -1
         gateways = self.gateways
         for gateway in old or ():
             gateways[gateway] -= 1

@@ -29,6 +29,7 @@ removing a block costs a logarithmic search plus the prefixes actually inside it
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -110,6 +111,7 @@ class ExportTable:
     def __init__(self, rules: ExportRules) -> None:
         self.rules = rules
         self._routes: dict[tuple[Prefix, int, int], KernelRoute] = {}  # selected, by kernel key
+        self.selected_by_family: Counter[int] = Counter()  # len(_routes) per family (4, 6)
         self._count: dict[Prefix, int] = {}  # selected routes per prefix
         # the keys of _count, sorted by key (`_sort_key`): finds the prefixes inside a block by range
         # (sortedcontainers: a list of short lists; about 35 bytes per selected prefix)
@@ -226,6 +228,7 @@ class ExportTable:
             return delta
         self._routes[key] = route
         prefix = route.prefix
+        self.selected_by_family[prefix.version] += 1
         self._count_add(prefix)
         affected = [prefix]
         if route.kind in BLOCK_KINDS:
@@ -243,6 +246,7 @@ class ExportTable:
         if old is None:
             return delta
         prefix = old.prefix
+        self.selected_by_family[prefix.version] -= 1
         self._count_remove(prefix)
         affected = [prefix]
         if old.kind in BLOCK_KINDS:

@@ -41,9 +41,14 @@ class Rib:
         self._by_prefix: dict[Prefix, Path | tuple[Path, ...]] = {}
         self._by_peer: dict[Address, set[Prefix]] = {}
         self._suppressed: set[Prefix] = set()
+        self._count = [0, 0, 0, 0, 0, 0, 0]  # paths per family, indexed by 4 and 6
 
     def __len__(self) -> int:
         return sum(len(prefixes) for prefixes in self._by_peer.values())
+
+    def path_count(self, family: int) -> int:
+        """Paths of `family` (4 or 6), counted as they come and go."""
+        return self._count[family]
 
     def prefixes(self) -> Iterable[Prefix]:
         return self._by_prefix.keys()
@@ -72,6 +77,7 @@ class Rib:
                     return True
             self._store(path.prefix, (*current, path))
         self._by_peer.setdefault(peer, set()).add(path.prefix)
+        self._count[path.prefix.version] += 1
         return True
 
     def remove(self, peer: Address, prefix: Prefix) -> bool:
@@ -84,6 +90,7 @@ class Rib:
         if len(left) == len(current):
             return False
         self._store(prefix, left)
+        self._count[prefix.version] -= 1
         owned = self._by_peer.get(peer)
         if owned is not None:
             owned.discard(prefix)
@@ -94,10 +101,12 @@ class Rib:
     def drop_peer(self, peer: Address) -> set[Prefix]:
         """Remove every path of a peer whose session went down; returns the affected prefixes."""
         affected = self._by_peer.pop(peer, set())
+        count = self._count
         for prefix in affected:
             entry = self._by_prefix.get(prefix)
             if entry is not None:
                 self._store(prefix, tuple(p for p in _paths(entry) if p.peer.address != peer))
+                count[prefix.version] -= 1
         return affected
 
     def _store(self, prefix: Prefix, paths: tuple[Path, ...]) -> None:

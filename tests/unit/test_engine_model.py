@@ -27,6 +27,7 @@ added by somebody else excepted until the start's deferral ends).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -754,6 +755,12 @@ class Run:
             assert stale == (pm.stale or set()), a
             assert self.timers.armed.get(("stale", a)) == pm.deadline, a
         assert engine.deferral.done == m.defer_done
+        # the per-family counts the metrics read are kept as the tables change; they equal a full walk
+        assert engine.fib.installed_by_family == Counter(p.version for p in engine.fib.installed)
+        assert engine.export.selected_by_family == Counter(r.prefix.version for r in engine.export.selected())
+        for family in (4, 6):
+            paths = sum(len(engine.rib.paths(p)) for p in engine.rib.prefixes() if p.version == family)
+            assert engine.rib.path_count(family) == paths
         assert engine.fib.reconciled == m.reconciled
         assert (DEFER_TIMER in self.timers.armed) == (not m.reconciled)
 

@@ -5,8 +5,11 @@ sessions); End-of-RIB and route refresh name the session's family; a new ExaBGP 
 from __future__ import annotations
 
 from bgpd import config
-from bgpd.engine import Announce, RouteRefresh, Withdraw
-from bgpd.model import KernelRoute, Prefix, RouteAdded, RouteRemoved
+from bgpd.engine import Announce, Engine, RouteRefresh, Withdraw
+from bgpd.engine.timers import ManualTimers
+from bgpd.exabgp import codec
+from bgpd.model import Attributes, KernelRoute, Prefix, RouteAdded, RouteRemoved, Snapshot
+from bgpd.speaker import commands, feed
 from tests.unit.conftest import CONFIG_DUAL, FAM4_DUAL, FAM6, Harness, address, make_harness, prefix
 
 V4, V6 = FAM4_DUAL.peer, FAM6.peer  # 192.168.100.10, fd00:100::10
@@ -132,3 +135,25 @@ def test_ipv6_next_hops_that_are_not_usable_are_rejected() -> None:
     assert h.engine.fib.wanted == {b: (address("fd00:100::50"),)}
     rejected = h.engine.peers[V6].rejected
     assert rejected["invalid_next_hop"] == 5 and rejected["own_next_hop"] == 1
+
+
+def test_a_reflector_that_starts_exporting_a_reflected_prefix_withdraws_before_it_announces() -> None:
+    """ExaBGP keeps one route per prefix and neighbor: the reflected withdrawal of a prefix the reflector
+    now announces itself must go first, or it takes the announcement back from the other client."""
+    cfg = config.load("configs/reflector1.yaml")
+    engine = Engine(cfg, ManualTimers())
+    engine.start({}, [])
+    engine.kernel_events([Snapshot((), "start")])
+    a, b = address("192.168.100.10"), address("192.168.100.11")
+    for peer in cfg.sessions():
+        feed(engine, codec.PeerState(peer.address, 64512, "up"))
+        feed(engine, codec.EndOfRib(peer.address))
+    p = prefix("10.20.1.0/26")
+    feed(engine, codec.Update(a, 64512, (codec.Announced(p, a, Attributes(local_pref=100)),)))
+    first = [line for c in engine.take_adj_rib_out() for line in commands(c, cfg)]
+    assert any(f"neighbor {b}" in line and "announce" in line and str(p) in line for line in first), first
+    engine.kernel_events([RouteAdded(block(p))])
+    lines = [line for c in engine.take_adj_rib_out() for line in commands(c, cfg)]
+    withdraw = [i for i, line in enumerate(lines) if "withdraw" in line and str(p) in line]
+    announce = [i for i, line in enumerate(lines) if "announce" in line and str(p) in line]
+    assert withdraw and announce and max(withdraw) < min(announce), lines
