@@ -417,12 +417,20 @@ def test_report_reflector_exabgp_cpu_from_the_split() -> None:
     assert report.metric_of({"a": 1}, "a.b") is None and report.metric_of({}, "a") is None
 
 
-def test_floor_blocks_and_ipv6_run_only_when_asked() -> None:
+def test_floor_and_blocks_run_only_when_asked() -> None:
     for quick in (False, True):
-        for scenario in ("floor", "blocks", "latency6", "bulk10k6", "bulk100k6"):
+        for scenario in ("floor", "blocks"):
             assert scenario not in cli.default_scenarios(quick)
-    assert cli.default_scenarios(False) == ["latency", "bulk10k", "bulk100k", "reflector", "memory"]
-    assert cli.default_scenarios(True) == ["latency", "bulk10k", "reflector", "memory"]
+    ipv4 = ["latency", "bulk10k", "bulk100k", "reflector", "memory"]
+    assert cli.default_scenarios(False) == [*ipv4, "latency6", "bulk10k6", "bulk100k6"]
+    assert cli.default_scenarios(True) == [
+        "latency",
+        "bulk10k",
+        "reflector",
+        "memory",
+        "latency6",
+        "bulk10k6",
+    ]
     args = cli.parser().parse_args(["--scenarios", "floor", "--daemons", "bgpd"])
     assert args.scenarios == ["floor"]
     assert cli.parser().parse_args([]).scenarios is None
