@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bgpd.lab.netns import wait_for
-from tests.e2e.conftest import ASN, Underlay
+from tests.e2e.conftest import ASN, Host, Underlay
 
 pytestmark = pytest.mark.e2e
 
@@ -15,6 +15,13 @@ CONVERGE = 60.0
 
 
 @pytest.mark.parametrize("unpatched", [False, True], ids=["patched", "unpatched"])
+def _reflected(host: Host, prefix: str) -> tuple[object, ...]:
+    """The one path `host` holds for `prefix`: (from, next hop, originator id, cluster list, local pref)."""
+    [shown] = host.ctl_json("show", "routes", prefix)
+    [path] = shown["paths"]
+    return (path["from"], path["next_hop"], path["originator_id"], path["cluster_list"], path["local_pref"])
+
+
 def test_reflected_bulk_announce_and_withdraw(underlay: Underlay, unpatched: bool) -> None:
     env = {"BGPD_EXABGP_UNPATCHED": "1" if unpatched else "0"}
     rr = underlay.host("rr", 2)
@@ -34,21 +41,7 @@ def test_reflected_bulk_announce_and_withdraw(underlay: Underlay, unpatched: boo
     expected = {r.removesuffix("/32") for r in routes} | {"10.20.100.0/24"}
     wait_for(lambda: set(h1.bird_routes()) == expected, CONVERGE, "every route on h1")
     assert all(hops == [h0.address] for hops in h1.bird_routes().values())
-    [shown] = h1.ctl_json("show", "routes", "10.20.0.1/32")
-    [path] = shown["paths"]
-    assert (
-        path["from"],
-        path["next_hop"],
-        path["originator_id"],
-        path["cluster_list"],
-        path["local_pref"],
-    ) == (
-        rr.address,
-        h0.address,
-        h0.address,
-        ["1.0.0.1"],
-        100,
-    )
+    assert _reflected(h1, "10.20.0.1/32") == (rr.address, h0.address, h0.address, ["1.0.0.1"], 100)
     # withdraw a third, then the block
     gone = routes[::3]
     batch.write_text("".join(f"route del {r} dev cali0 proto boot scope link\n" for r in gone))
@@ -88,15 +81,8 @@ def test_reflected_ipv6_bulk_announce_and_withdraw(underlay: Underlay, unpatched
     expected = {r.removesuffix("/128") for r in routes} | {"fd00:10:20:100::/120"}
     wait_for(lambda: set(h1.bird_routes(6)) == expected, CONVERGE, "every IPv6 route on h1")
     assert all(hops == [h0.address6] for hops in h1.bird_routes(6).values())
-    [shown] = h1.ctl_json("show", "routes", "fd00:10:20:1::1/128")
-    [path] = shown["paths"]
-    assert (
-        path["from"],
-        path["next_hop"],
-        path["originator_id"],
-        path["cluster_list"],
-        path["local_pref"],
-    ) == (rr.address6, h0.address6, h0.address, ["1.0.0.1"], 100)
+    reflected = _reflected(h1, "fd00:10:20:1::1/128")
+    assert reflected == (rr.address6, h0.address6, h0.address, ["1.0.0.1"], 100)
     # withdraw a third, then the block
     gone = routes[::3]
     batch.write_text("".join(f"route del {r} dev cali0 proto boot\n" for r in gone))
