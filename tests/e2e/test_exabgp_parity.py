@@ -14,7 +14,6 @@ pytestmark = pytest.mark.e2e
 CONVERGE = 60.0
 
 
-@pytest.mark.parametrize("unpatched", [False, True], ids=["patched", "unpatched"])
 def _reflected(host: Host, prefix: str) -> tuple[object, ...]:
     """The one path `host` holds for `prefix`: (from, next hop, originator id, cluster list, local pref)."""
     [shown] = host.ctl_json("show", "routes", prefix)
@@ -22,6 +21,7 @@ def _reflected(host: Host, prefix: str) -> tuple[object, ...]:
     return (path["from"], path["next_hop"], path["originator_id"], path["cluster_list"], path["local_pref"])
 
 
+@pytest.mark.parametrize("unpatched", [False, True], ids=["patched", "unpatched"])
 def test_reflected_bulk_announce_and_withdraw(underlay: Underlay, unpatched: bool) -> None:
     env = {"BGPD_EXABGP_UNPATCHED": "1" if unpatched else "0"}
     rr = underlay.host("rr", 2)
