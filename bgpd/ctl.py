@@ -188,6 +188,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; `show routes -6 PREFIX` as well as `show routes PREFIX -6` (argparse alone leaves
+    a positional that follows an option unassigned, and subcommands rule out its intermixed parsing)."""
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    lone = len(extra) == 1 and not extra[0].startswith("-")
+    if lone and args.command == "show" and args.prefix is None:
+        args.prefix, extra = extra[0], []
+    if extra:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def _socket_path(args: argparse.Namespace) -> str:
     if args.socket:
         return str(args.socket)
@@ -202,7 +215,7 @@ def _socket_path(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse(argv)
     try:
         path = _socket_path(args)
         if args.command == "show":

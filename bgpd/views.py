@@ -166,6 +166,8 @@ def routes(d: Daemon, prefix: str | None = None, family: int | None = None) -> l
             net = ip_network(prefix)
         except ValueError as exc:
             raise UnknownPrefix(f"invalid prefix {prefix!r}") from exc
+        if family is not None and net.version != family:
+            raise UnknownPrefix(f"{net} is an IPv{net.version} prefix, not IPv{family}")
         if not engine.rib.paths(net) and not engine.export.is_announced(net):
             raise UnknownPrefix(f"unknown prefix {net}")
         return [route(d, net)]

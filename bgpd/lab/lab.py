@@ -446,6 +446,8 @@ class Lab:
             wl6 = host.workloads6[index] if host.workloads6 else None
             if address in (wl, wl6):
                 dev = veth_name(wl)
+                if not netns.link_exists(dev, self.host_ns(host)):
+                    raise LabError(f"workload {address} is already removed (no device {dev} on {host.name})")
                 netns.ip("route", "del", f"{wl}/32", "dev", dev, ns=self.host_ns(host))
                 if wl6 is not None:
                     netns.ip("-6", "route", "del", f"{wl6}/128", "dev", dev, ns=self.host_ns(host))

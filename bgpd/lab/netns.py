@@ -43,6 +43,11 @@ def ns_exec(
     return proc
 
 
+def link_exists(name: str, ns: str) -> bool:
+    """Does device `name` exist in namespace `ns`?"""
+    return bool(ip("link", "show", "dev", name, ns=ns, check=False).strip())
+
+
 def sysctl(ns: str, key: str, value: str) -> None:
     """Set a sysctl inside `ns` (never in the machine's own namespace)."""
     ns_exec(ns, "sysctl", "-qw", f"{key}={value}")

@@ -75,6 +75,10 @@ def test_three_host_dual_stack_mesh(underlay: Underlay) -> None:
     assert {r["afi"] for r in six} == {"ipv6"} and len(six) == 6
     four = h0.ctl_json("show", "routes", "-4")
     assert {r["prefix"] for r in four} == {f"10.20.{i}.0/26" for i in range(3)}
+    wrong = h0.ctl("show", "routes", "-6", "10.20.1.0/26")
+    assert (wrong.returncode, wrong.stderr) == (1, "bgpctl: 10.20.1.0/26 is an IPv4 prefix, not IPv6\n")
+    one = h0.ctl_json("show", "routes", "-6", _block6(1))
+    assert [r["prefix"] for r in one] == [_block6(1)]
     text = h0.ctl("show", "routes", "-6").stdout
     assert f"via {hosts[1].address6}" in text, text
     kernel6 = h0.ctl_json("show", "kernel", "-6")

@@ -189,6 +189,10 @@ def test_dual_stack_dataplane_with_the_routes_bgpd_must_install_placed_by_hand(
     assert netns.ip("route", "show", "10.20.1.3", ns=h1) == ""
     assert netns.ip("-6", "route", "show", "fd00:10:20:1::3", ns=h1) == ""
     assert lab.workload_ns(host1, 1) not in netns.list_namespaces(lab.prefix)
+    # removed twice: one line that says so, no traceback
+    twice = lab_cli(topology, state, "remove-workload", "10.20.1.3")
+    assert twice.returncode == 1 and "Traceback" not in twice.stderr, twice.stderr
+    assert twice.stderr.startswith("bgpd lab: workload 10.20.1.3 is already removed"), twice.stderr
 
 
 def test_up_twice_is_safe_and_down_cleans_after_a_crash(default_lab: tuple[Path, Path]) -> None:

@@ -95,3 +95,31 @@ def test_bgpctl_output_cut_short_by_its_reader_is_no_error() -> None:
     proc.stdout.close()  # as `head -1` does
     stderr = proc.stderr.read()
     assert proc.wait(timeout=60) == 0 and "Traceback" not in stderr, stderr
+
+
+def test_bgpctl_takes_the_family_before_or_after_a_prefix() -> None:
+    """`show routes -6 PREFIX`, `show routes PREFIX -6` and `show -6 routes PREFIX` mean the same."""
+    from bgpd import ctl
+
+    for argv in (
+        ["show", "routes", "-6", "fd00:10:20:2::/122"],
+        ["show", "routes", "fd00:10:20:2::/122", "-6"],
+        ["show", "-6", "routes", "fd00:10:20:2::/122"],
+    ):
+        args = ctl.parse(argv)
+        assert (args.what, args.prefix, args.family) == ("routes", "fd00:10:20:2::/122", 6), argv
+    with pytest.raises(SystemExit):  # still a usage error: exit 2
+        ctl.parse(["show", "routes", "-6", "fd00::/122", "extra"])
+    sent: list[tuple[str, object]] = []
+
+    def request(path: str, command: str, args: object = None, timeout: float = 30.0) -> object:
+        sent.append((command, args))
+        return []
+
+    original = ctl.request
+    ctl.request = request  # type: ignore[assignment]
+    try:
+        assert ctl.main(["-s", "/nonexistent", "show", "routes", "-4", "10.20.1.0/24"]) == 0
+    finally:
+        ctl.request = original
+    assert sent == [("routes", {"prefix": "10.20.1.0/24", "family": 4})]
