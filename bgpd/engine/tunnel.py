@@ -1,0 +1,159 @@
+"""IP-in-IP (issue 12): the kernel form of a learned route, and the export rule for tunnel routes. No I/O.
+
+Calico's IP pools carry an `ipipMode`: `never`, `always` or `cross-subnet`. BIRD's `krt_tunnel` (Calico's
+fork) installs a learned route of an `always` pool as `via NEXT_HOP dev tunl0 onlink`, and one of a
+`cross-subnet` pool the same way when the next hop is outside this node's underlay subnet (a plain
+`via NEXT_HOP`, the kernel choosing the device, when it is inside). This module owns that decision:
+
+* `TunnelPlan` is built once per configuration from the pools' `(cidr, mode)`, this node's underlay address
+  with its prefix length (`192.168.100.10/24`: the local subnet that decides `cross-subnet`) and the tunnel
+  device's name (Felix's `tunl0`). `TunnelPlan.hops(prefix, gateways)` gives the route's next hops as
+  `Hop`s, one per selected next hop, in the same order.
+* ECMP routes are decided per next hop: a route with one next hop in the local subnet and one behind a
+  router gets a plain hop and a tunnelled one. (Calico's BIRD drops the tunnel on multipath routes, Calico
+  issue 4462; bgpd must not.)
+* `always` tunnels every next hop, one inside the local subnet too (as Calico's `Always` does).
+* A prefix is in the longest pool that covers it (Calico's pools do not overlap; if they do, the most
+  specific one decides, so a `never` pool inside an `always` one stays plain). A prefix in no pool, an
+  IPv6 prefix (Calico has no IP-in-IP for IPv6; configuration rejects `ipip` on an IPv6 pool) and a next hop
+  of the other family (an IPv4 route via an IPv6 next hop cannot be wrapped in IPv4) are plain.
+* `is_own_tunnel_route`: a route of bgpd's own protocol via the tunnel device is never exported again
+  (Calico rejects `tunl0` routes on iBGP export for the same reason: the tunnel route is this node's copy
+  of another node's route).
+
+It runs on every route change of the 100k-route path, so nothing here builds an `ipaddress` object per
+call: the prefix is matched through its family-tagged key (`bgpd.prefix.bits`, the pools precomputed as
+`(network, mask, length)` ints), a next hop through its int against the local subnet's precomputed network
+and mask, and the answer for a `(mode, next hops)` pair is memoized (a node sees few distinct next-hop
+sets: one per peer node or ECMP combination), so a repeated pair costs two dict lookups.
+
+`Hop` has the same shape as the kernel installer's next-hop type (`gateway`, `device`, `onlink`), so the
+two can be unified.
+
+Not wired yet: neither the engine nor the configuration (`PoolConfig` has no `ipip` key yet) nor the
+kernel installer use this module; it is the groundwork they will call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv4Network, IPv6Network
+from typing import Final, Literal, get_args
+
+from bgpd.model import Address, KernelRoute
+from bgpd.prefix import bits
+
+IpipMode = Literal["never", "always", "cross-subnet"]
+IPIP_MODES: Final[tuple[IpipMode, ...]] = get_args(IpipMode)
+TUNNEL_DEVICE: Final = "tunl0"
+
+# a mode as an int in the hot path (an index into TunnelPlan._memo)
+_NEVER: Final = 0
+_ALWAYS: Final = 1
+_CROSS_SUBNET: Final = 2
+_MODE_CODES: Final[dict[str, int]] = {"never": _NEVER, "always": _ALWAYS, "cross-subnet": _CROSS_SUBNET}
+
+# memoized (next hops) -> hops per mode; cleared when it grows past this (only a pathological churn of
+# distinct next-hop sets gets there)
+_MEMO_LIMIT: Final = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One next hop as the kernel gets it: `via gateway` (device None: the kernel picks it from its routes to
+    the gateway), or `via gateway dev device onlink` (through the tunnel device, the gateway taken as
+    directly reachable on it)."""
+
+    gateway: Address
+    device: str | None = None
+    onlink: bool = False
+
+
+class TunnelPlan:
+    """The kernel form of learned routes for one configuration: which next hops go through the tunnel.
+
+    `pools` are `(cidr, mode)` pairs of either family (IPv6 pools are plain whatever their mode: validating
+    the configuration is the config's job); `local` is this node's underlay address with the local subnet's
+    length; `device` the tunnel device's name."""
+
+    __slots__ = ("_device", "_local_mask", "_local_net", "_memo", "_pools")
+
+    def __init__(
+        self,
+        pools: Iterable[tuple[IPv4Network | IPv6Network, IpipMode]],
+        local: IPv4Interface,
+        device: str = TUNNEL_DEVICE,
+    ) -> None:
+        entries: list[tuple[int, int, int, int]] = []  # (network, mask, length, mode code), IPv4 only
+        for cidr, mode in pools:
+            if mode not in _MODE_CODES:
+                raise ValueError(f"unknown ipip mode {mode!r} for pool {cidr} (expected one of {IPIP_MODES})")
+            if cidr.version != 4:
+                continue
+            entries.append((int(cidr.network_address), int(cidr.netmask), cidr.prefixlen, _MODE_CODES[mode]))
+        entries.sort(key=lambda entry: -entry[2])  # the longest pool that covers a prefix decides
+        # with no pool that tunnels, every route is plain: skip the pool scan altogether
+        self._pools: tuple[tuple[int, int, int, int], ...] = (
+            tuple(entries) if any(entry[3] != _NEVER for entry in entries) else ()
+        )
+        self._local_net = int(local.network.network_address)
+        self._local_mask = int(local.network.netmask)
+        self._device = device
+        self._memo: tuple[dict[tuple[Address, ...], tuple[Hop, ...]], ...] = ({}, {}, {})
+
+    @property
+    def device(self) -> str:
+        """The tunnel device's name."""
+        return self._device
+
+    def mode(self, prefix: IPv4Network | IPv6Network) -> IpipMode:
+        """The ipip mode that applies to a learned prefix: its pool's (the longest that covers it), or
+        "never" for a prefix in no pool, an IPv6 prefix, or when no pool tunnels."""
+        return IPIP_MODES[self._mode_code(prefix)]
+
+    def hops(self, prefix: IPv4Network | IPv6Network, gateways: tuple[Address, ...]) -> tuple[Hop, ...]:
+        """The kernel next hops of a learned route to `prefix` via `gateways` (its selected next hops, sorted
+        as the engine keeps them): one `Hop` per gateway, in order, tunnelled where the prefix's pool mode
+        and the gateway's place (inside or outside the local subnet) say so."""
+        code = self._mode_code(prefix)
+        memo = self._memo[code]
+        result = memo.get(gateways)
+        if result is None:
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            result = memo[gateways] = self._decide(code, gateways)
+        return result
+
+    def _mode_code(self, prefix: IPv4Network | IPv6Network) -> int:
+        if not self._pools:
+            return _NEVER
+        net, length = bits(prefix)
+        if length < 0:  # an IPv6 key (bgpd.prefix): never tunnelled
+            return _NEVER
+        for pool_net, pool_mask, pool_length, code in self._pools:
+            if length >= pool_length and net & pool_mask == pool_net:
+                return code
+        return _NEVER
+
+    def _decide(self, code: int, gateways: tuple[Address, ...]) -> tuple[Hop, ...]:
+        if code == _NEVER:
+            return tuple(Hop(gateway) for gateway in gateways)
+        device = self._device
+        hops: list[Hop] = []
+        for gateway in gateways:
+            if gateway.version != 4:
+                tunnel = False
+            elif code == _ALWAYS:
+                tunnel = True
+            else:  # cross-subnet: only the next hops a router stands in front of
+                tunnel = int(gateway) & self._local_mask != self._local_net
+            hops.append(Hop(gateway, device, True) if tunnel else Hop(gateway))
+        return tuple(hops)
+
+
+def is_own_tunnel_route(route: KernelRoute, protocol: int, device: str = TUNNEL_DEVICE) -> bool:
+    """Is this kernel route one of bgpd's own (`protocol`, the configured kernel protocol) through the tunnel
+    device? Such a route is never exported again. (`KernelRoute.ifname` is the device of a single-path
+    route only: a multipath route via the tunnel is reported without one.)"""
+    return route.protocol == protocol and route.ifname == device
