@@ -73,6 +73,18 @@ class Path:
 
 
 @dataclass(frozen=True, slots=True)
+class Hop:
+    """One next hop with its device: `Hop(G)` is `via G` (the kernel picks the device), and
+    `Hop(G, "tunl0", onlink=True)` is `via G dev tunl0 onlink` (Calico's IP-in-IP: the gateway, the peer's
+    underlay address, is taken as directly reachable on the tunnel device, RTNH_F_ONLINK). Decided by
+    `bgpd.engine.tunnel`, written and read back by `bgpd.kernel.RouteInstaller` (IPv4 only)."""
+
+    gateway: Address
+    device: str | None = None
+    onlink: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class KernelRoute:
     """One route (IPv4 or IPv6) as the kernel reports it (one RTM_NEWROUTE of a dump or of the events)."""
 

@@ -37,11 +37,10 @@ kernel installer use this module; it is the groundwork they will call.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network, IPv6Network
 from typing import Final, Literal, get_args
 
-from bgpd.model import Address, KernelRoute
+from bgpd.model import Address, Hop, KernelRoute
 from bgpd.prefix import bits
 
 IpipMode = Literal["never", "always", "cross-subnet"]
@@ -57,17 +56,6 @@ _MODE_CODES: Final[dict[str, int]] = {"never": _NEVER, "always": _ALWAYS, "cross
 # memoized (next hops) -> hops per mode; cleared when it grows past this (only a pathological churn of
 # distinct next-hop sets gets there)
 _MEMO_LIMIT: Final = 65536
-
-
-@dataclass(frozen=True, slots=True)
-class Hop:
-    """One next hop as the kernel gets it: `via gateway` (device None: the kernel picks it from its routes to
-    the gateway), or `via gateway dev device onlink` (through the tunnel device, the gateway taken as
-    directly reachable on it)."""
-
-    gateway: Address
-    device: str | None = None
-    onlink: bool = False
 
 
 class TunnelPlan:

@@ -79,6 +79,7 @@ RTA_TABLE = 15
 RTA_VIA = 18
 
 RTM_F_CLONED = 0x200
+RTNH_F_ONLINK = 0x4  # rtm_flags of a single-path route, rtnh_flags of a next hop: gateway on the device
 RT_TABLE_UNSPEC = 0
 RT_TABLE_COMPAT = 252
 RT_TABLE_MAIN = 254
@@ -508,6 +509,50 @@ def _parse_multipath(buf: bytes | bytearray | memoryview, pos: int, end: int) ->
     return hops
 
 
+def parse_hops(buf: bytes | bytearray | memoryview, off: int, end: int) -> tuple[tuple[int, int, int], ...]:
+    """(gateway, output ifindex, RTNH_F_* flags) per next hop of an IPv4 RTM_NEWROUTE body (gateway 0 if
+    none; nothing for a route without next hop). A second, narrower walk than `parse_route`'s, for the
+    few callers that need the device and flags of each next hop (the installer's RTNH_F_ONLINK hops)."""
+    rtm_flags = RTMSG.unpack_from(buf, off)[8]
+    gateway = oif = 0
+    pos = off + RTMSG_LEN
+    while pos + 4 <= end:
+        alen, atype = RTATTR.unpack_from(buf, pos)
+        if alen < 4:
+            break
+        atype &= NLA_TYPE_MASK
+        if atype == RTA_GATEWAY and alen >= 8:
+            (gateway,) = BE32.unpack_from(buf, pos + 4)
+        elif atype == RTA_OIF and alen >= 8:
+            (oif,) = U32.unpack_from(buf, pos + 4)
+        elif atype == RTA_MULTIPATH:
+            return tuple(_parse_multipath_flags(buf, pos + 4, pos + alen))
+        pos += align4(alen)
+    return ((gateway, oif, rtm_flags & 0xFF),) if gateway or oif else ()
+
+
+def _parse_multipath_flags(
+    buf: bytes | bytearray | memoryview, pos: int, end: int
+) -> Iterator[tuple[int, int, int]]:
+    """(gateway, ifindex, rtnh_flags) per struct rtnexthop of an RTA_MULTIPATH attribute."""
+    while pos + RTNEXTHOP.size <= end:
+        nh_len, nh_flags, _hops, ifindex = RTNEXTHOP.unpack_from(buf, pos)
+        if nh_len < RTNEXTHOP.size:
+            break
+        gateway = 0
+        apos = pos + RTNEXTHOP.size
+        nh_end = min(pos + nh_len, end)
+        while apos + 4 <= nh_end:
+            alen, atype = RTATTR.unpack_from(buf, apos)
+            if alen < 4:
+                break
+            if atype & NLA_TYPE_MASK == RTA_GATEWAY and alen >= 8:
+                (gateway,) = BE32.unpack_from(buf, apos + 4)
+            apos += align4(alen)
+        yield gateway, ifindex, nh_flags
+        pos += align4(nh_len)
+
+
 def parse_link(buf: bytes | bytearray | memoryview, off: int, end: int) -> tuple[int, int, str | None]:
     """(ifindex, flags, name) of an RTM_NEWLINK/DELLINK body."""
     _family, _type, index, flags, _change = IFINFOMSG.unpack_from(buf, off)
@@ -565,10 +610,16 @@ def pack_route(
     protocol: int,
     metric: int,
     gateways: tuple[IPv4Address, ...] = (),
+    oifs: tuple[int, ...] = (),
+    nh_flags: tuple[int, ...] = (),
     rtype: int = RTN_UNICAST,
     scope: int = RT_SCOPE_UNIVERSE,
 ) -> bytes:
-    """One complete RTM_NEWROUTE/RTM_DELROUTE message (header included) for an IPv4 route."""
+    """One complete RTM_NEWROUTE/RTM_DELROUTE message (header included) for an IPv4 route.
+
+    `oifs` and `nh_flags`, if given, are aligned with `gateways`: the output ifindex (0: the kernel
+    chooses) and the RTNH_F_* flags (RTNH_F_ONLINK) of each next hop; RTA_OIF and rtm_flags for a plain
+    next hop, rtnh_ifindex and rtnh_flags in an ECMP route."""
     parts = [
         RTMSG.pack(
             socket.AF_INET,
@@ -579,7 +630,7 @@ def pack_route(
             protocol,
             scope,
             rtype,
-            0,
+            nh_flags[0] if len(gateways) == 1 and nh_flags else 0,
         ),
         RTATTR.pack(8, RTA_TABLE),
         U32.pack(table),
@@ -590,10 +641,14 @@ def pack_route(
         parts += (RTATTR.pack(8, RTA_DST), network_int(prefix).to_bytes(4, "big"))
     if len(gateways) == 1:
         parts += (RTATTR.pack(8, RTA_GATEWAY), gateways[0].packed)
+        if oifs and oifs[0]:
+            parts += (RTATTR.pack(8, RTA_OIF), U32.pack(oifs[0]))
     elif gateways:
         nh_len = RTNEXTHOP.size + 8
         parts.append(RTATTR.pack(4 + nh_len * len(gateways), RTA_MULTIPATH))
-        for gateway in gateways:
-            parts += (RTNEXTHOP.pack(nh_len, 0, 0, 0), RTATTR.pack(8, RTA_GATEWAY), gateway.packed)
+        for i, gateway in enumerate(gateways):
+            oif = oifs[i] if oifs else 0
+            nh_flag = nh_flags[i] if nh_flags else 0
+            parts += (RTNEXTHOP.pack(nh_len, nh_flag, 0, oif), RTATTR.pack(8, RTA_GATEWAY), gateway.packed)
     body = b"".join(parts)
     return NLMSGHDR.pack(NLMSGHDR_LEN + len(body), msg_type, flags, seq, 0) + body

@@ -21,6 +21,13 @@ IPv6 next hops: a link-local gateway names its device as its scope (`IPv6Address
 kernel refuses one without a device), resolved to an ifindex once per `apply`; a scope on another gateway
 pins its device too. IPv4 next hops for IPv6 routes (and the reverse) are refused without asking the
 kernel, which does not take them for IPv6 (RTA_VIA).
+
+IPv4 next hops through a device, onlink (Calico's IP-in-IP: `via G dev tunl0 onlink`): a `Hop(G, "tunl0",
+onlink=True)` in the gateway tuple, beside plain addresses (an ECMP route may mix both: each next hop is
+sent with its own device and RTNH_F_ONLINK, or none). The device is resolved to an ifindex once per pass
+of `apply`; a device that does not exist fails that change (ENODEV, in its OpResult) after the usual
+retries, and the same change succeeds once the device exists. `dump_own(hops=True)` reports them as the
+same `Hop`s (any next hop the kernel flags RTNH_F_ONLINK, its device by name), the others as addresses.
 """
 
 from __future__ import annotations
@@ -32,11 +39,11 @@ import time
 from collections.abc import Callable, Collection, Container, Iterator, Sequence
 from enum import Enum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Any, cast, overload
+from typing import Any, Literal, cast, overload
 
 from bgpd.kernel import _inet6
 from bgpd.kernel import _netlink as nl
-from bgpd.model import OpResult
+from bgpd.model import Hop, OpResult
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +59,8 @@ class InstallError(Exception):
 
 Network = IPv4Network | IPv6Network
 Gateway = IPv4Address | IPv6Address
-Change = tuple[Network, tuple[Gateway, ...] | None]
+NextHop = Gateway | Hop  # a plain address keeps its meaning; a Hop names its device (IPv4 only)
+Change = tuple[Network, tuple[NextHop, ...] | None]
 
 
 class _Op(Enum):
@@ -130,19 +138,32 @@ class RouteInstaller:
     def dump_own(self) -> dict[IPv4Network, tuple[IPv4Address, ...]]: ...
     @overload
     def dump_own(self, *, families: Collection[int]) -> dict[Network, tuple[Gateway, ...]]: ...
-    def dump_own(self, *, families: Collection[int] = (socket.AF_INET,)) -> dict[Any, tuple[Any, ...]]:
+    @overload
+    def dump_own(self, *, hops: Literal[True]) -> dict[IPv4Network, tuple[IPv4Address | Hop, ...]]: ...
+    @overload
+    def dump_own(
+        self, *, families: Collection[int], hops: Literal[True]
+    ) -> dict[Network, tuple[NextHop, ...]]: ...
+    def dump_own(
+        self, *, families: Collection[int] = (socket.AF_INET,), hops: bool = False
+    ) -> dict[Any, tuple[Any, ...]]:
         """Our routes in the kernel: our protocol, table and metric; prefix -> sorted gateways.
 
         `families`: AF_INET (the default), AF_INET6 or both (one dump each). Routes of ours without a
         gateway (blackhole, device routes) map to an empty tuple; link-local IPv6 gateways carry their
         device's name as scope (`fe80::1%eth0`; its ifindex if the device went away meanwhile), and the
-        gateways are sorted by (address, scope). ValueError for another family.
+        gateways are sorted by (address, scope). An IPv4 next hop the kernel flags RTNH_F_ONLINK is a
+        `Hop(gateway, device name, onlink=True)` (as `apply` takes it), sorted by (address, device) among
+        the plain ones, if `hops` (the daemon's form, to compare with what it wants); without `hops`, as
+        before there were `Hop`s, every next hop is its address. ValueError for another family.
         """
         for family in families:
             if family not in (socket.AF_INET, socket.AF_INET6):
                 raise ValueError(f"address family {family} is neither AF_INET nor AF_INET6")
         own: dict[Any, tuple[Any, ...]] = {}
         scoped: list[IPv6Network] = []  # IPv6 prefixes with a link-local gateway (named after the dump)
+        onlink: list[IPv4Network] = []  # IPv4 prefixes with an onlink next hop (named after the dump)
+        flags_of = nl.U32.unpack_from
         try:
             for family in families:
                 parse = nl.parse_route if family == socket.AF_INET else _inet6.parse_route
@@ -157,12 +178,22 @@ class RouteInstaller:
                     route = parsed[0]
                     if route.protocol == self.protocol and route.priority == self._metric(route.prefix):
                         own[route.prefix] = route.gateways
-                        if family == socket.AF_INET6 and any(_scope(g) for g in route.gateways):
-                            scoped.append(cast(IPv6Network, route.prefix))
-            if scoped:
+                        if family == socket.AF_INET6:
+                            if any(_scope(g) for g in route.gateways):
+                                scoped.append(cast(IPv6Network, route.prefix))
+                        elif hops and (
+                            len(route.gateways) > 1 or flags_of(data, off + 8)[0] & nl.RTNH_F_ONLINK
+                        ):
+                            onlink_hops = _onlink_hops(nl.parse_hops(data, off, end))
+                            if onlink_hops is not None:
+                                own[route.prefix] = onlink_hops
+                                onlink.append(cast(IPv4Network, route.prefix))
+            if scoped or onlink:
                 names = nl.link_names(self._sock, self._next_seq())
                 for prefix in scoped:
                     own[prefix] = _named(own[prefix], names)
+                for prefix4 in onlink:
+                    own[prefix4] = _named_hops(own[prefix4], names)
         except (OSError, nl.NetlinkError) as exc:
             raise InstallError(f"cannot dump table {self.table}: {exc}") from exc
         return own
@@ -176,16 +207,19 @@ class RouteInstaller:
         route of ours per call).
 
         One gateway installs a plain next hop, several an ECMP route (RTA_MULTIPATH), for IPv4 and IPv6
-        prefixes alike. The gateway must be reachable through a directly connected network; a link-local
+        prefixes alike. An IPv4 next hop may be a `Hop(gateway, device, onlink=True)` (`via G dev D
+        onlink`), alone or beside plain addresses; a missing device fails the change (ENODEV) after the
+        retries. The gateway must be reachable through a directly connected network; a link-local
         IPv6 gateway must name its device as its scope (`fe80::1%eth0`). Refused without asking the
         kernel: an empty tuple (no next hop), gateways of another family than the prefix, a link-local
-        gateway without device. Give each prefix at most once per call (the operations of one call are not
+        gateway without device, a `Hop` for an IPv6 route or with a device but not onlink (or onlink
+        without a device). Give each prefix at most once per call (the operations of one call are not
         ordered against each other). Blocks until the kernel has answered every operation (retries
         included).
         """
         results: list[OpResult | None] = [None] * len(changes)
         # index -> (operation, gateways); gateways sorted so the kernel sees a canonical order
-        pending: dict[int, tuple[_Op, tuple[Gateway, ...]]] = {}
+        pending: dict[int, tuple[_Op, tuple[NextHop, ...]]] = {}
         for index, (prefix, gateways) in enumerate(changes):
             if gateways is None:
                 pending[index] = (_Op.DELETE, ())
@@ -201,10 +235,10 @@ class RouteInstaller:
         # route (at most one dump per call), then kept up to date for the rest of the call. Nothing is
         # remembered between calls: that would cost a set entry per installed route.
         owned: set[Network] | None = None
-        devices: dict[str, int | None] = {}  # link-local next hops' devices: name -> ifindex, this call
+        devices: dict[str, int | None] = {}  # next hops' named devices: name -> ifindex, this call
         while pending:
             answers = self._send(changes, pending, devices)
-            retry: dict[int, tuple[_Op, tuple[Gateway, ...]]] = {}
+            retry: dict[int, tuple[_Op, tuple[NextHop, ...]]] = {}
             exists: list[int] = []
             backoff = 0
             for index, (op, gateways) in pending.items():
@@ -267,13 +301,13 @@ class RouteInstaller:
     def _send(
         self,
         changes: Sequence[Change],
-        pending: dict[int, tuple[_Op, tuple[Gateway, ...]]],
+        pending: dict[int, tuple[_Op, tuple[NextHop, ...]]],
         devices: dict[str, int | None],
     ) -> dict[int, tuple[int, str | None]]:
         """Send the pending operations in chunks; index -> (errno or 0, extended ACK message).
 
-        `devices` caches the ifindex of the devices named by IPv6 gateways (None: not found, asked again
-        on the next pass)."""
+        `devices` caches the ifindex of the devices named by IPv6 gateways and `Hop`s (None: not found,
+        asked again on the next pass)."""
         answers: dict[int, tuple[int, str | None]] = {}
         chunk: list[bytes] = []
         by_seq: dict[int, int] = {}
@@ -283,12 +317,19 @@ class RouteInstaller:
         for index, (op, gateways) in pending.items():
             prefix = changes[index][0]
             if prefix.version == 6:
-                hops = self._hops6(gateways, devices)
+                hops = self._hops6(cast(tuple[Gateway, ...], gateways), devices)
                 if isinstance(hops, str):
                     answers[index] = (errno.ENODEV, hops)
                     continue
                 seq = self._next_seq()
                 msg = self._pack(_inet6.pack_route, op, seq, prefix, {"hops": hops})
+            elif Hop in map(type, gateways):
+                hops4 = self._hops4(gateways, devices)
+                if isinstance(hops4, str):
+                    answers[index] = (errno.ENODEV, hops4)
+                    continue
+                seq = self._next_seq()
+                msg = self._pack(nl.pack_route, op, seq, prefix, hops4)
             else:
                 seq = self._next_seq()
                 msg = self._pack(nl.pack_route, op, seq, prefix, {"gateways": gateways})
@@ -319,6 +360,28 @@ class RouteInstaller:
                 oif = found
             hops.append((gateway, oif))
         return tuple(hops)
+
+    def _hops4(self, gateways: tuple[NextHop, ...], devices: dict[str, int | None]) -> dict[str, Any] | str:
+        """`nl.pack_route`'s next-hop keywords for IPv4 next hops some of which are `Hop`s (canonical:
+        onlink with a device), or why a device cannot be found."""
+        addresses: list[IPv4Address] = []
+        oifs: list[int] = []
+        flags: list[int] = []
+        for hop in gateways:
+            if isinstance(hop, Hop) and hop.device:
+                if hop.device not in devices:
+                    devices[hop.device] = self._ifindex(hop.device)
+                found = devices[hop.device]
+                if found is None:
+                    return f"no device {hop.device} for next hop {hop.gateway}"
+                addresses.append(cast(IPv4Address, hop.gateway))  # refused for IPv6 routes before
+                oifs.append(found)
+                flags.append(nl.RTNH_F_ONLINK if hop.onlink else 0)
+            else:
+                addresses.append(cast(IPv4Address, hop))
+                oifs.append(0)
+                flags.append(0)
+        return {"gateways": tuple(addresses), "oifs": tuple(oifs), "nh_flags": tuple(flags)}
 
     def _pack(
         self, packer: Callable[..., bytes], op: _Op, seq: int, prefix: Network, next_hops: dict[str, Any]
@@ -414,10 +477,18 @@ def _no_ifname(index: int) -> str | None:
     return None
 
 
-def _canonical(prefix: Network, gateways: tuple[Gateway, ...]) -> tuple[tuple[Gateway, ...], str | None]:
+def _canonical(prefix: Network, gateways: tuple[NextHop, ...]) -> tuple[tuple[NextHop, ...], str | None]:
     """The gateways of an install, deduplicated and sorted, or the reason they are refused."""
     if not gateways:
         return (), "no next hop"
+    if Hop in map(type, gateways):
+        return _canonical_hops(prefix, gateways)
+    return _canonical_plain(prefix, cast(tuple[Gateway, ...], gateways))
+
+
+def _canonical_plain(
+    prefix: Network, gateways: tuple[Gateway, ...]
+) -> tuple[tuple[NextHop, ...], str | None]:
     try:
         hops = tuple(sorted(set(gateways)))
     except TypeError:  # IPv4 and IPv6 addresses do not compare
@@ -430,6 +501,58 @@ def _canonical(prefix: Network, gateways: tuple[Gateway, ...]) -> tuple[tuple[Ga
             if _inet6.is_link_local(cast(IPv6Address, gateway)) and not _scope(gateway):
                 return (), f"link-local next hop {gateway} without its device (as in {gateway}%eth0)"
     return hops, None
+
+
+def _canonical_hops(prefix: Network, gateways: tuple[NextHop, ...]) -> tuple[tuple[NextHop, ...], str | None]:
+    """`_canonical` for IPv4 next hops some of which are `Hop`s: `Hop(G)` becomes plain `G`; sorted by
+    (address, device)."""
+    if prefix.version != 4:
+        return (), f"next hop with a device (Hop) for an IPv{prefix.version} route: IPv4 only"
+    hops: set[NextHop] = set()
+    for hop in gateways:
+        if isinstance(hop, Hop):
+            if not isinstance(hop.gateway, IPv4Address):
+                return (), f"next hop {hop.gateway!r} is not an IPv4 address"
+            if not hop.device and not hop.onlink:
+                hops.add(hop.gateway)
+                continue
+            if not hop.device:
+                return (), f"onlink next hop {hop.gateway} without its device"
+            if not hop.onlink:
+                return (
+                    (),
+                    f"next hop {hop.gateway} dev {hop.device} without onlink (only onlink hops name one)",
+                )
+        elif hop.version != 4:
+            return (), f"IPv{hop.version} next hop for an IPv4 route"
+        hops.add(hop)
+    return tuple(sorted(hops, key=_hop_order)), None
+
+
+def _hop_order(hop: NextHop) -> tuple[int, str]:
+    return (int(hop.gateway), hop.device or "") if isinstance(hop, Hop) else (int(hop), "")
+
+
+def _onlink_hops(hops: tuple[tuple[int, int, int], ...]) -> tuple[NextHop, ...] | None:
+    """The next hops of a route of ours with an onlink one (device named by its ifindex until
+    `_named_hops`), None if none is onlink."""
+    if not any(flags & nl.RTNH_F_ONLINK for _, _, flags in hops):
+        return None
+    return tuple(
+        Hop(IPv4Address(gateway), str(oif), onlink=True) if flags & nl.RTNH_F_ONLINK else IPv4Address(gateway)
+        for gateway, oif, flags in hops
+        if gateway
+    )
+
+
+def _named_hops(hops: tuple[NextHop, ...], names: dict[int, str]) -> tuple[NextHop, ...]:
+    """Onlink next hops' devices named (their ifindex if the device went away), deduplicated, sorted."""
+    named: set[NextHop] = set()
+    for hop in hops:
+        if isinstance(hop, Hop) and hop.device and hop.device.isdigit():
+            hop = Hop(hop.gateway, names.get(int(hop.device), hop.device), onlink=True)
+        named.add(hop)
+    return tuple(sorted(named, key=_hop_order))
 
 
 def _scope(address: Gateway) -> str | None:
