@@ -363,12 +363,15 @@ class Lab:
 
     def check(self) -> list[Ping]:
         """Ping from every workload to every other workload and to every host, in each family (IPv4
-        pings first)."""
+        pings first); workloads removed with `remove_workload` are left out."""
         if not self.is_up():
             raise LabError(f"the lab {self.topo.name!r} is not up (bgpd lab up)")
+        present = set(netns.list_namespaces(self.prefix))  # a removed workload is no longer pinged
         jobs = []
         for family in self.topo.families:
-            workloads = list(self.workload_addresses(family))
+            workloads = [
+                w for w in self.workload_addresses(family) if self.workload_ns(w[0], w[1]) in present
+            ]
             targets = [str(a) for _, _, a in workloads] + [
                 str(a) for h in self.topo.hosts for a in h.addresses(family)
             ]

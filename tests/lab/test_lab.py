@@ -193,6 +193,10 @@ def test_dual_stack_dataplane_with_the_routes_bgpd_must_install_placed_by_hand(
     twice = lab_cli(topology, state, "remove-workload", "10.20.1.3")
     assert twice.returncode == 1 and "Traceback" not in twice.stderr, twice.stderr
     assert twice.stderr.startswith("bgpd lab: workload 10.20.1.3 is already removed"), twice.stderr
+    # the check goes on without it: every remaining pair answers
+    after = lab_cli(topology, state, "check")
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "10.20.1.3" not in after.stdout and "fd00:10:20:1::3" not in after.stdout
 
 
 def test_up_twice_is_safe_and_down_cleans_after_a_crash(default_lab: tuple[Path, Path]) -> None:
