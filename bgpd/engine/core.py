@@ -33,7 +33,6 @@ from bgpd.engine.timers import Timers
 from bgpd.model import (
     Address,
     Attributes,
-    KernelRoute,
     LinkLost,
     LinkUp,
     OpResult,
@@ -667,9 +666,6 @@ class Engine:
         return added, removed, changed
 
     # ------------------------------------------------------------------ views
-
-    def kernel_view_routes(self) -> Iterable[KernelRoute]:
-        return self.fib.kernel_view.values()
 
     def announced_count(self, family: int) -> int:
         """Prefixes of `family` announced from this host (counted once per change of the table, when
