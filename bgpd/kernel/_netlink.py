@@ -443,7 +443,7 @@ def parse_route(
     oif = 0
     gateway = 0
     priority = 0
-    multipath: list[tuple[int, int]] | None = None
+    multipath: list[tuple[int, int, int]] | None = None
     route_table = rtm_table
     pos = off + RTMSG_LEN
     unpack_attr = RTATTR.unpack_from
@@ -469,8 +469,8 @@ def parse_route(
         return None
     oifs: tuple[int, ...]
     if multipath is not None:
-        gateways = tuple(IPv4Address(g) for g in sorted({g for _, g in multipath if g}))
-        oifs = tuple(sorted({i for i, _ in multipath if i}))
+        gateways = tuple(IPv4Address(g) for g in sorted({g for _, g, _ in multipath if g}))
+        oifs = tuple(sorted({i for i, _, _ in multipath if i}))
     else:
         gateways = (IPv4Address(gateway),) if gateway else ()
         oifs = (oif,) if oif else ()
@@ -487,11 +487,12 @@ def parse_route(
     return route, oifs
 
 
-def _parse_multipath(buf: bytes | bytearray | memoryview, pos: int, end: int) -> list[tuple[int, int]]:
-    """(ifindex, gateway) per struct rtnexthop of an RTA_MULTIPATH attribute (gateway 0 if none)."""
-    hops: list[tuple[int, int]] = []
+def _parse_multipath(buf: bytes | bytearray | memoryview, pos: int, end: int) -> list[tuple[int, int, int]]:
+    """(ifindex, gateway, rtnh_flags) per struct rtnexthop of an RTA_MULTIPATH attribute (gateway 0 if
+    none)."""
+    hops: list[tuple[int, int, int]] = []
     while pos + RTNEXTHOP.size <= end:
-        nh_len, _flags, _hops, ifindex = RTNEXTHOP.unpack_from(buf, pos)
+        nh_len, nh_flags, _hops, ifindex = RTNEXTHOP.unpack_from(buf, pos)
         if nh_len < RTNEXTHOP.size:
             break
         gateway = 0
@@ -504,7 +505,7 @@ def _parse_multipath(buf: bytes | bytearray | memoryview, pos: int, end: int) ->
             if atype & NLA_TYPE_MASK == RTA_GATEWAY and alen >= 8:
                 (gateway,) = BE32.unpack_from(buf, apos + 4)
             apos += align4(alen)
-        hops.append((ifindex, gateway))
+        hops.append((ifindex, gateway, nh_flags))
         pos += align4(nh_len)
     return hops
 
@@ -526,31 +527,9 @@ def parse_hops(buf: bytes | bytearray | memoryview, off: int, end: int) -> tuple
         elif atype == RTA_OIF and alen >= 8:
             (oif,) = U32.unpack_from(buf, pos + 4)
         elif atype == RTA_MULTIPATH:
-            return tuple(_parse_multipath_flags(buf, pos + 4, pos + alen))
+            return tuple((g, i, f) for i, g, f in _parse_multipath(buf, pos + 4, pos + alen))
         pos += align4(alen)
     return ((gateway, oif, rtm_flags & 0xFF),) if gateway or oif else ()
-
-
-def _parse_multipath_flags(
-    buf: bytes | bytearray | memoryview, pos: int, end: int
-) -> Iterator[tuple[int, int, int]]:
-    """(gateway, ifindex, rtnh_flags) per struct rtnexthop of an RTA_MULTIPATH attribute."""
-    while pos + RTNEXTHOP.size <= end:
-        nh_len, nh_flags, _hops, ifindex = RTNEXTHOP.unpack_from(buf, pos)
-        if nh_len < RTNEXTHOP.size:
-            break
-        gateway = 0
-        apos = pos + RTNEXTHOP.size
-        nh_end = min(pos + nh_len, end)
-        while apos + 4 <= nh_end:
-            alen, atype = RTATTR.unpack_from(buf, apos)
-            if alen < 4:
-                break
-            if atype & NLA_TYPE_MASK == RTA_GATEWAY and alen >= 8:
-                (gateway,) = BE32.unpack_from(buf, apos + 4)
-            apos += align4(alen)
-        yield gateway, ifindex, nh_flags
-        pos += align4(nh_len)
 
 
 def parse_link(buf: bytes | bytearray | memoryview, off: int, end: int) -> tuple[int, int, str | None]:
