@@ -12,13 +12,14 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from importlib import metadata
-from ipaddress import IPv4Address, IPv6Address, ip_network
+from ipaddress import ip_network
 from typing import Any, Protocol
 
 from bgpd import __version__
 from bgpd.engine import Engine, PeerStatus
 from bgpd.model import REPAIR_CAUSES, Path, Prefix
 from bgpd.prefix import bits as prefix_bits
+from bgpd.prefix import host_key
 from bgpd.rib.decision import local_pref
 
 
@@ -63,10 +64,6 @@ class Daemon(Protocol):
 
 def _family_name(version: int) -> str:
     return f"ipv{version}"
-
-
-def _address_key(address: IPv4Address | IPv6Address) -> tuple[int, int]:
-    return (address.version, int(address))
 
 
 class UnknownPrefix(LookupError):
@@ -215,9 +212,9 @@ def kernel(d: Daemon, family: int | None = None) -> dict[str, Any]:
         "selection_deferral": {
             "done": d.engine.deferral.done,
             "how": d.engine.deferral.how,
-            "waiting_for": [str(a) for a in sorted(d.engine.deferral.waiting, key=_address_key)],
+            "waiting_for": [str(a) for a in sorted(d.engine.deferral.waiting, key=host_key)],
             # the removal of stale kernel routes also waits for restarting peers
-            "stale_routes_wait_for": [str(a) for a in sorted(d.engine.stale_wait.waiting, key=_address_key)],
+            "stale_routes_wait_for": [str(a) for a in sorted(d.engine.stale_wait.waiting, key=host_key)],
         },
     }
 

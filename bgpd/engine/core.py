@@ -46,6 +46,8 @@ from bgpd.model import (
 )
 from bgpd.policy.export import Delta, ExportRules, ExportTable
 from bgpd.policy.importer import ImportPolicy, Reject
+from bgpd.prefix import family as family_of
+from bgpd.prefix import host_key
 from bgpd.rib.deferral import SelectionDeferral
 from bgpd.rib.table import Rib
 from reflector.adjout import AdjRibOut, Advert, Batch
@@ -81,15 +83,11 @@ def export_rules(cfg: Config) -> ExportRules:
     )
 
 
-def _family(prefix: Prefix) -> Family:
-    return 4 if prefix.version == 4 else 6
-
-
 def _by_family(prefixes: Iterable[Prefix]) -> dict[Family, list[Prefix]]:
     """Sorted, split by family (an IPv4 and an IPv6 prefix do not compare)."""
     split: dict[Family, list[Prefix]] = {}
     for prefix in prefixes:
-        split.setdefault(_family(prefix), []).append(prefix)
+        split.setdefault(family_of(prefix), []).append(prefix)
     for items in split.values():
         items.sort()  # one family per list: the types' own fast ordering
     return split
@@ -216,7 +214,7 @@ class Engine:
         out += [c for c in changes if isinstance(c, Withdraw)]
         out += [c for c in changes if not isinstance(c, Withdraw)]
         if self._eor_ready():
-            for peer in sorted(self._eor_pending, key=prefix_bits_of_address):
+            for peer in sorted(self._eor_pending, key=host_key):
                 if peer in self._added_by_reload:  # ExaBGP learnt this neighbor by a reload: our table now
                     self._added_by_reload.discard(peer)
                     out += self._table_for(peer)
@@ -258,7 +256,7 @@ class Engine:
     def _table_for(self, peer: Address) -> list[OutChange]:
         """Everything `peer` should hold: our routes of its family and what we reflect to it."""
         family = self.peers[peer].family
-        mine = [p for p in self.export.announced if _family(p) == family]
+        mine = [p for p in self.export.announced if family_of(p) == family]
         mine.sort()
         return self._announce_local(family, mine, (peer,)) + self._batches(self.adjout.replay(peer))
 
@@ -267,7 +265,7 @@ class Engine:
         for b in batches:
             if not b.prefixes:
                 continue
-            family = _family(b.prefixes[0])
+            family = family_of(b.prefixes[0])
             if b.advert is None:
                 out.append(Withdraw(family, b.prefixes, b.peers))
             else:
@@ -592,7 +590,7 @@ class Engine:
                 self._flush_stale(*expired)
 
     def _deferral_expired(self) -> None:
-        waiting = " ".join(str(a) for a in sorted(self.stale_wait.waiting, key=prefix_bits_of_address))
+        waiting = " ".join(str(a) for a in sorted(self.stale_wait.waiting, key=host_key))
         eor_done, stale_done = self.deferral.expire(), self.stale_wait.expire()
         if eor_done or stale_done:
             log.warning(
@@ -677,8 +675,3 @@ class Engine:
             counts: Counter[int] = Counter(p.version for p in self.export.announced)
             cached = self._announced_counts = (self._export_changes, counts)
         return cached[1][family]
-
-
-def prefix_bits_of_address(address: Address) -> tuple[int, int]:
-    """A sort key for addresses of both families (IPv4 first)."""
-    return (address.version, int(address))
