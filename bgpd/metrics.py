@@ -127,18 +127,12 @@ class SpeakerCollector(Collector):
         announced = GaugeMetricFamily(
             "bgpd_routes_announced", "Prefixes announced from this host", labels=["afi"]
         )
-        if families == (4,):
-            rib_paths.add_metric(["ipv4"], float(len(engine.rib)))
-            installed.add_metric(["ipv4"], float(len(engine.fib.installed)))
-            selected.add_metric(["ipv4"], float(len(engine.export)))
-            announced.add_metric(["ipv4"], float(engine.export.announced_count))
-        else:
-            for family in families:  # counts kept as the tables change: nothing walks a table here
-                afi = [f"ipv{family}"]
-                rib_paths.add_metric(afi, float(engine.rib.path_count(family)))
-                installed.add_metric(afi, float(engine.fib.installed_by_family[family]))
-                selected.add_metric(afi, float(engine.export.selected_by_family[family]))
-                announced.add_metric(afi, float(engine.announced_count(family)))
+        for family in families:  # counts kept as the tables change: nothing walks a table here
+            afi = [f"ipv{family}"]
+            rib_paths.add_metric(afi, float(engine.rib.path_count(family)))
+            installed.add_metric(afi, float(engine.fib.installed_by_family[family]))
+            selected.add_metric(afi, float(engine.export.selected_by_family[family]))
+            announced.add_metric(afi, float(engine.export.announced_by_family[family]))
         yield from (rib_paths, installed, selected, announced)
         yield CounterMetricFamily(
             "bgpd_kernel_route_changes", "Route changes written to the kernel", value=c["kernel_ops"]

@@ -84,7 +84,7 @@ def role(d: Daemon) -> str:
 def advertised(d: Daemon, status: PeerStatus) -> int:
     """Prefixes bgpd has handed to ExaBGP for this peer: its own exports of the session's family plus
     what it reflects to it."""
-    return d.engine.announced_count(status.family) + d.engine.adjout.count(status.address)
+    return d.engine.export.announced_by_family[status.family] + d.engine.adjout.count(status.address)
 
 
 def peer(d: Daemon, status: PeerStatus) -> dict[str, Any]:

@@ -129,8 +129,6 @@ class Engine:
         self.exported_in_last_take = False
         self._warned_no_next_hop: set[Family] = set()
         self.last_reload: dict[str, object] | None = None
-        self._announced_counts: tuple[int, Counter[int]] | None = None
-        self._export_changes = 0  # export deltas applied (for the cached counts above)
 
     def _configure(self, cfg: Config) -> None:
         """Settings derived from the config (at start and on reload)."""
@@ -330,7 +328,6 @@ class Engine:
     def _queue_export(self, delta: Delta) -> set[Prefix]:
         """Queue an export delta for the Adj-RIB-Out; the prefixes whose learned copies it (un)suppresses
         (to be reselected)."""
-        self._export_changes += 1
         for prefix in delta.announce:
             self._out_withdraw.discard(prefix)
             self._out_announce.add(prefix)
@@ -662,16 +659,3 @@ class Engine:
         for prefix in affected:
             self._reselect(prefix)
         return added, removed, changed
-
-    # ------------------------------------------------------------------ views
-
-    def announced_count(self, family: int) -> int:
-        """Prefixes of `family` announced from this host (counted once per change of the table, when
-        asked: a scrape of a dual-stack host does not walk the table per peer)."""
-        if self.cfg.families == (4,):
-            return self.export.announced_count if family == 4 else 0
-        cached = self._announced_counts
-        if cached is None or cached[0] != self._export_changes:
-            counts: Counter[int] = Counter(p.version for p in self.export.announced)
-            cached = self._announced_counts = (self._export_changes, counts)
-        return cached[1][family]

@@ -119,6 +119,7 @@ class ExportTable:
         self._blocks: dict[Prefix, int] = {}  # selected block routes per prefix
         self._block_index: dict[int, set[int]] = {}  # block key length -> key networks
         self._announced: set[Prefix] = set()
+        self.announced_by_family: Counter[int] = Counter()  # len(_announced) per family (4, 6)
 
     @property
     def announced(self) -> frozenset[Prefix]:
@@ -175,12 +176,14 @@ class ExportTable:
             want = self._wanted(prefix)
             if want and prefix not in self._announced:
                 self._announced.add(prefix)
+                self.announced_by_family[prefix.version] += 1
                 if prefix in delta.withdraw:
                     delta.withdraw.discard(prefix)
                 else:
                     delta.announce.add(prefix)
             elif not want and prefix in self._announced:
                 self._announced.discard(prefix)
+                self.announced_by_family[prefix.version] -= 1
                 if prefix in delta.announce:
                     delta.announce.discard(prefix)
                 else:

@@ -758,6 +758,7 @@ class Run:
         # the per-family counts the metrics read are kept as the tables change; they equal a full walk
         assert engine.fib.installed_by_family == Counter(p.version for p in engine.fib.installed)
         assert engine.export.selected_by_family == Counter(r.prefix.version for r in engine.export.selected())
+        assert engine.export.announced_by_family == Counter(p.version for p in engine.export.announced)
         for family in (4, 6):
             paths = sum(len(engine.rib.paths(p)) for p in engine.rib.prefixes() if p.version == family)
             assert engine.rib.path_count(family) == paths
