@@ -6,20 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Any
 
 import pytest
 
 from bgpd.kernel import OpResult, RouteInstaller
 from bgpd.kernel import _netlink as nl
-from bgpd.kernel.installer import Change, Hop
+from bgpd.kernel.installer import Change
+from bgpd.model import Hop
 
 from .conftest import Netns
+from .test_installer import MAIN, PROTO, ours
 
 pytestmark = pytest.mark.kernel
 
-PROTO = 12
-MAIN = 254
 GW1, GW2 = IPv4Address("192.168.77.2"), IPv4Address("192.168.77.3")
 FAR1, FAR2 = IPv4Address("192.168.200.2"), IPv4Address("192.168.201.2")  # behind a router: tunnel
 P1, P2 = IPv4Network("10.20.5.0/26"), IPv4Network("10.20.6.0/26")
@@ -38,10 +37,6 @@ def installer(netns: Netns) -> Iterator[RouteInstaller]:
         yield inst
     finally:
         inst.close()
-
-
-def ours(netns: Netns) -> dict[str, Any]:
-    return {r["dst"]: r for r in netns.routes("table", "main", "proto", str(PROTO))}
 
 
 def sent(installer: RouteInstaller, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
