@@ -33,7 +33,27 @@ def cmd_check(args: argparse.Namespace) -> int:
     if cfg is None:
         return EXIT_CONFIG
     sys.stdout.write(config_mod.dump(cfg))
+    if cfg.node.subnet is None:
+        print(_subnet_note(cfg))
     return 0
+
+
+def _subnet_note(cfg: config_mod.Config) -> str:
+    """What the daemon will take as the node's subnet (it decides ipip cross-subnet) when node.address
+    has no prefix length: the subnet of the interface that holds the address here, if any."""
+    from bgpd.kernel import address_network
+
+    address = cfg.node.address
+    try:
+        found = address_network(address)
+    except OSError as exc:
+        return f"# node.address {address} has no prefix length; the interfaces cannot be read here: {exc}"
+    if found is None:
+        return (
+            f"# node.address {address} has no prefix length and no interface here holds it: "
+            "ipip cross-subnet would tunnel every next hop (write it as ADDRESS/LENGTH)"
+        )
+    return f"# node.address {address} has no prefix length: subnet {found[1]} from interface {found[0]}"
 
 
 async def _run(cfg: config_mod.Config) -> None:

@@ -65,6 +65,15 @@ __all__ = [
 ]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+EncapMode = Literal["never", "always", "cross-subnet"]
+ENCAP_MODES: tuple[EncapMode, ...] = ("never", "always", "cross-subnet")
+# Calico's spellings of the same modes (IPPool ipipMode/vxlanMode), accepted as written in Calico
+_CALICO_ENCAP_MODES: dict[str, EncapMode] = {
+    "never": "never",
+    "always": "always",
+    "crosssubnet": "cross-subnet",
+}
 LOG_FORMATS = ("text", "json")
 
 ASN_MAX = 2**32 - 1
@@ -139,6 +148,17 @@ class NodeConfig:
     asn: int
     router_id: IPv4Address
     address6: IPv6Address | None = None
+    # the prefix length written with ``address`` (``192.168.100.10/24``, as Calico's Node ipv4Address): the
+    # local subnet that decides ``cross-subnet``; None: taken at start from the interface that holds it
+    prefix_length: int | None = None
+    prefix_length6: int | None = None  # the same for ``address6`` (accepted as Calico writes it; unused)
+
+    @property
+    def subnet(self) -> IPv4Network | None:
+        """The node's underlay subnet as written (``address/prefix_length``), None without a length."""
+        if self.prefix_length is None:
+            return None
+        return IPv4Network(f"{self.address}/{self.prefix_length}", strict=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,10 +219,18 @@ class BgpConfig:
 @dataclass(frozen=True, slots=True)
 class PoolConfig:
     """An IP pool of either family. ``export`` False = Calico ``disableBGPExport``: never announced, still
-    installed."""
+    installed.
+
+    ``ipip`` (Calico's ``ipipMode``, IPv4 pools only): how learned routes of the pool are installed:
+    ``never`` plain ``via NEXT_HOP``; ``always`` ``via NEXT_HOP dev tunl0 onlink``; ``cross-subnet`` the
+    tunnel only for next hops outside the node's subnet. ``vxlan`` (Calico's ``vxlanMode``): other than
+    ``never``, Felix programs the pool's routes over VXLAN and bgpd installs none of them (it still exports
+    the pool's local routes). At most one of the two is other than ``never``, as Calico requires."""
 
     cidr: IPv4Network | IPv6Network
     export: bool = True
+    ipip: EncapMode = "never"
+    vxlan: EncapMode = "never"
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +459,7 @@ _TAG_NAMES = {
 }
 
 T = TypeVar("T")
+A = TypeVar("A", IPv4Address, IPv6Address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -661,6 +690,30 @@ class _Walker:
             raise self.error(v, "cluster id must not be 0.0.0.0")
         return ident
 
+    def with_length(self, v: _V, max_length: int, convert: Callable[[_V], A]) -> tuple[A, int | None]:
+        """An address written alone or with its prefix length (``192.168.100.10/24``, as Calico's Node
+        ``ipv4Address``): (the address by `convert`, the length or None)."""
+        text = self.address_text(v, "address")
+        if "/" not in text:
+            return convert(v), None
+        head, _, tail = text.partition("/")
+        tail = tail.strip()
+        scalar = yaml.ScalarNode("tag:yaml.org,2002:str", head.strip(), style="'")
+        address = convert(_V(scalar, v.path, v.line))
+        if not tail.isdigit() or not 1 <= int(tail) <= max_length:
+            raise self.error(v, f"invalid prefix length {tail!r} in {text.strip()!r}: 1..{max_length}")
+        return address, int(tail)
+
+    def encap_mode(self, v: _V) -> EncapMode:
+        """never | always | cross-subnet (Calico's Never | Always | CrossSubnet accepted too)."""
+        text = self.string(v, "mode")
+        mode = _CALICO_ENCAP_MODES.get(text.strip().lower().replace("-", ""))
+        if mode is None:
+            key = v.path.rpartition(".")[2]
+            hint = _did_you_mean(text.strip().lower(), ENCAP_MODES)
+            raise self.error(v, f"bad {key} mode {text!r}: one of {', '.join(ENCAP_MODES)}{hint}")
+        return mode
+
     def cidr(self, v: _V) -> IPv4Network | IPv6Network:
         """A prefix of either family (IPv6 if the text has a colon), host bits zero, no zone id."""
         text = self.string(v, "CIDR", empty_ok=True).strip()
@@ -717,7 +770,7 @@ _NODE_KEYS = ("name", "address", "address6", "asn", "router_id")
 _BGP_KEYS = ("port", "hold_time", "graceful_restart", "select_defer_time", "mesh", "peers")
 _MESH_KEYS = ("enabled", "nodes")
 _PEER_KEYS = ("address", "asn", "port", "passive", "hold_time", "password", "description")
-_POOL_KEYS = ("cidr", "export")
+_POOL_KEYS = ("cidr", "export", "ipip", "vxlan")
 _EXPORT_KEYS = ("protocols", "interfaces")
 _KERNEL_KEYS = ("protocol", "table", "metric", "install", "stale_timeout", "audit_interval")
 _RUNTIME_KEYS = ("dir", "log_level", "log_format")
@@ -821,13 +874,21 @@ def _parse_node(w: _Walker, v: _V) -> NodeConfig:
     name = w.string(m["name"], "node name")
     if any(c.isspace() for c in name):
         raise w.error(m["name"], f"node name {name!r} must not contain whitespace")
-    address = w.ipv4(m["address"])
+    address, prefix_length = w.with_length(m["address"], 32, w.ipv4)
     asn = w.integer(m["asn"], 1, ASN_MAX, "ASN")
     router_id = w.get(m, "router_id", w.ipv4, address)
-    address6 = None
+    address6, prefix_length6 = None, None
     if "address6" in m and not w.is_null(m["address6"]):
-        address6 = w.ipv6_global(m["address6"])
-    return NodeConfig(name=name, address=address, asn=asn, router_id=router_id, address6=address6)
+        address6, prefix_length6 = w.with_length(m["address6"], 128, w.ipv6_global)
+    return NodeConfig(
+        name=name,
+        address=address,
+        asn=asn,
+        router_id=router_id,
+        address6=address6,
+        prefix_length=prefix_length,
+        prefix_length6=prefix_length6,
+    )
 
 
 def _parse_bgp(w: _Walker, v: _V, node: NodeConfig) -> BgpConfig:
@@ -931,7 +992,18 @@ def _parse_pools(w: _Walker, v: _V) -> tuple[PoolConfig, ...]:
             if other.cidr.version == cidr.version and other.cidr.overlaps(cidr):
                 what = "duplicate pool" if other.cidr == cidr else "pool overlaps"
                 raise w.error(pm["cidr"], f"{what} {v.path}[{i}] {other.cidr}")
-        pools.append(PoolConfig(cidr=cidr, export=w.get(pm, "export", w.boolean, True)))
+        never: EncapMode = "never"
+        ipip = w.get(pm, "ipip", w.encap_mode, never)
+        vxlan = w.get(pm, "vxlan", w.encap_mode, never)
+        if ipip != "never" and cidr.version == 6:
+            raise w.error(pm["ipip"], f"ipip {ipip} on IPv6 pool {cidr}: Calico has no IP-in-IP for IPv6")
+        if ipip != "never" and vxlan != "never":
+            raise w.error(
+                pm["vxlan"], f"pool {cidr} has both ipip {ipip} and vxlan {vxlan}: at most one may be enabled"
+            )
+        pools.append(
+            PoolConfig(cidr=cidr, export=w.get(pm, "export", w.boolean, True), ipip=ipip, vxlan=vxlan)
+        )
     return tuple(pools)
 
 
@@ -992,9 +1064,16 @@ def dump(cfg: Config) -> str:
 
     ``parse(dump(cfg)) == cfg`` for every Config that ``parse`` can produce.
     """
-    node: dict[str, object] = {"name": cfg.node.name, "address": str(cfg.node.address)}
+
+    def with_length(address: object, length: int | None) -> str:
+        return f"{address}/{length}" if length is not None else str(address)
+
+    node: dict[str, object] = {
+        "name": cfg.node.name,
+        "address": with_length(cfg.node.address, cfg.node.prefix_length),
+    }
     if cfg.node.address6 is not None:
-        node["address6"] = str(cfg.node.address6)
+        node["address6"] = with_length(cfg.node.address6, cfg.node.prefix_length6)
     node.update(asn=cfg.node.asn, router_id=str(cfg.node.router_id))
     doc: dict[str, object] = {
         "node": node,
@@ -1017,7 +1096,9 @@ def dump(cfg: Config) -> str:
                 for p in cfg.bgp.peers
             ],
         },
-        "pools": [{"cidr": str(p.cidr), "export": p.export} for p in cfg.pools],
+        "pools": [
+            {"cidr": str(p.cidr), "export": p.export, "ipip": p.ipip, "vxlan": p.vxlan} for p in cfg.pools
+        ],
         "export": {"protocols": list(cfg.export.protocols), "interfaces": list(cfg.export.interfaces)},
         "kernel": {
             "protocol": cfg.kernel.protocol,

@@ -95,6 +95,8 @@ def render_routes(routes: list[dict[str, Any]]) -> str:
             notes.append("installed via " + ", ".join(r["installed"]))
         elif r["paths"]:
             notes.append("not installed")
+        if r.get("not_installed_because"):
+            notes.append(r["not_installed_because"])
         if r["collision"]:
             notes.append("held by a foreign kernel route")
         if r["suppressed"]:
@@ -136,7 +138,15 @@ def render_kernel(k: dict[str, Any]) -> str:
         lines.append(f"kept from an earlier run until reconciled: {' '.join(k['stale_from_earlier_run'])}")
     if k["not_installed"]:
         lines.append(f"wanted, not in the kernel yet ({len(k['not_installed'])}):")
-        lines += [f"  {o['prefix']} via {', '.join(o['next_hops'])}" for o in k["not_installed"]]
+        lines += [
+            f"  {o['prefix']} via {', '.join(o['next_hops'])}"
+            + (f"  ({o['reason']})" if o.get("reason") else "")
+            for o in k["not_installed"]
+        ]
+    for device, count in sorted(k.get("waiting_for_device", {}).items()):
+        lines.append(
+            f"waiting for device {device} (missing or down): {count} routes, installed when it comes up"
+        )
     repairs = ", ".join(f"{cause} {n}" for cause, n in k["repairs"].items() if n)
     lines.append(f"repairs: {repairs or 'none'}")
     deferral = k["selection_deferral"]

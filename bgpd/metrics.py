@@ -166,6 +166,14 @@ class SpeakerCollector(Collector):
         yield CounterMetricFamily(
             "bgpd_kernel_audits", "Periodic re-reads of bgpd's own kernel routes", value=c["kernel_audits"]
         )
+        waiting = GaugeMetricFamily(
+            "bgpd_kernel_routes_waiting_device",
+            "Learned routes not installed because the device they go through (tunl0) is missing or down",
+            labels=["device"],
+        )
+        for device, prefixes in sorted(engine.fib.waiting_by_device().items()):
+            waiting.add_metric([device], float(prefixes))
+        yield waiting
         yield CounterMetricFamily(
             "bgpd_kernel_collisions",
             "Learned prefixes not installed because a foreign route holds them",

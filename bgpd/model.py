@@ -83,6 +83,13 @@ class Hop:
     device: str | None = None
     onlink: bool = False
 
+    def __str__(self) -> str:
+        """As `ip route` writes it: `192.168.200.10 dev tunl0 onlink`."""
+        text = str(self.gateway)
+        if self.device:
+            text += f" dev {self.device}"
+        return text + " onlink" if self.onlink else text
+
 
 @dataclass(frozen=True, slots=True)
 class KernelRoute:
@@ -93,7 +100,9 @@ class KernelRoute:
     protocol: int  # rtm_protocol
     table: int
     ifname: str | None = None  # output device of a single-path route
-    gateways: tuple[Address, ...] = ()  # sorted; several for a multipath route
+    # sorted by address; several for a multipath route. An IPv4 next hop the kernel flags onlink (Calico's
+    # IP-in-IP: `via G dev tunl0 onlink`) is a `Hop(G, device, onlink=True)`, the others their address.
+    gateways: tuple[Address | Hop, ...] = ()
     priority: int = 0  # RTA_PRIORITY (the metric)
 
     @property
@@ -110,6 +119,9 @@ class OpResult:
     ok: bool
     collision: bool = False  # a route of another protocol sits at our key; it was left alone
     error: str | None = None
+    # the device the route's onlink next hops name (`tunl0`) is missing or down: the change waits for it to
+    # come up (a link event), it is not retried before
+    device: str | None = None
 
 
 # What the kernel watcher reports (bgpd.kernel.RouteWatcher), in order

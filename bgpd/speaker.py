@@ -28,10 +28,10 @@ from bgpd.config import Config
 from bgpd.engine import Announce, EndOfRib, Engine, KernelOp, OutChange, RouteRefresh, Withdraw
 from bgpd.exabgp import codec, confgen
 from bgpd.exabgp.supervisor import ExaBGP
-from bgpd.kernel import InstallError, OpResult, RouteEvent, RouteInstaller, RouteWatcher
+from bgpd.kernel import InstallError, OpResult, RouteEvent, RouteInstaller, RouteWatcher, address_network
 from bgpd.kernel import local_addresses as kernel_local_addresses
 from bgpd.metrics import Latency
-from bgpd.model import Address, Prefix
+from bgpd.model import Address, Hop, Prefix
 
 log = logging.getLogger("bgpd.speaker")
 
@@ -195,14 +195,30 @@ class Speaker:
         self._loop = loop = asyncio.get_running_loop()
         cfg = self.cfg
         families = _kernel_families(cfg)
-        own: dict[Prefix, tuple[Address, ...]] = {}
+        own: dict[Prefix, tuple[Address | Hop, ...]] = {}
         if cfg.kernel.install:
             self.installer = installer = RouteInstaller(
                 cfg.kernel.protocol, cfg.kernel.table, cfg.kernel.metric
             )
-            own = await loop.run_in_executor(self._kexec, lambda: installer.dump_own(families=families))
+            own = await loop.run_in_executor(
+                self._kexec, lambda: installer.dump_own(families=families, hops=True)
+            )
         addresses = await loop.run_in_executor(self._kexec, lambda: kernel_local_addresses(families=families))
-        self.engine.start(own, addresses)
+        subnet = None
+        if cfg.node.subnet is None:  # node.address without its length: the interface's
+            found = await loop.run_in_executor(self._kexec, lambda: address_network(cfg.node.address))
+            if found is not None:
+                subnet = found[1]
+                log.info(
+                    "node subnet from interface", extra={"kv": {"interface": found[0], "subnet": subnet}}
+                )
+            elif any(p.ipip == "cross-subnet" for p in cfg.pools):
+                log.warning(
+                    "node.address has no prefix length and no interface holds it: cross-subnet tunnels "
+                    "every next hop",
+                    extra={"kv": {"address": cfg.node.address}},
+                )
+        self.engine.start(own, addresses, subnet)
         if self.installer is not None:
             # our writer's own changes never reach us; anybody else's changes to our routes do
             self.watcher = RouteWatcher(
@@ -364,7 +380,7 @@ class Speaker:
         self.engine.fib.begin_background()
         try:
             held = await self._loop.run_in_executor(
-                self._kexec, lambda: installer.dump_own(families=families)
+                self._kexec, lambda: installer.dump_own(families=families, hops=True)
             )
         except InstallError as exc:
             self.engine.fib.end_background()

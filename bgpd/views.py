@@ -146,9 +146,31 @@ def route(d: Daemon, prefix: Prefix) -> dict[str, Any]:
         "local": d.engine.export.is_announced(prefix),
         "paths": paths,
         "installed": [str(h) for h in installed] if installed is not None else None,
+        "not_installed_because": _why_not_installed(d, prefix) if selection is not None else None,
         "collision": prefix in d.engine.fib.collisions,
         "suppressed": d.engine.rib.is_suppressed(prefix),
     }
+
+
+def _why_not_installed(d: Daemon, prefix: Prefix) -> str | None:
+    """Why a selected route is not (or not as wanted) in the kernel, None if it is."""
+    engine = d.engine
+    fib = engine.fib
+    if not engine.cfg.kernel.install:
+        return "kernel.install is off"
+    if prefix in fib.collisions:
+        return "a foreign kernel route holds the prefix"
+    if engine.tunnel.mode(prefix) == "vxlan":
+        return "VXLAN pool: Felix programs its routes"
+    want = fib.wanted.get(prefix)
+    if want is None or fib.installed.get(prefix) == want:
+        return None
+    device = fib.waiting.get(prefix)
+    if device is not None:
+        return f"waiting for device {device} (missing or down)"
+    if prefix in fib.retry_pending:
+        return "the kernel refused it; retried"
+    return "write in flight"
 
 
 def _of(family: int | None, prefix: Prefix) -> bool:
@@ -202,12 +224,13 @@ def kernel(d: Daemon, family: int | None = None) -> dict[str, Any]:
         "reconciled": fib.reconciled,
         # wanted, but the kernel does not hold it (yet): a change in flight or waiting for its retry
         "not_installed": [
-            {"prefix": str(p), "next_hops": [str(h) for h in hops]}
+            {"prefix": str(p), "next_hops": [str(h) for h in hops], "reason": _why_not_installed(d, p)}
             for p, hops in sorted(fib.wanted.items(), key=lambda i: prefix_bits(i[0]))
             if fib.installed.get(p) != hops and p not in fib.collisions and _of(family, p)
         ]
         if cfg.install
         else [],
+        "waiting_for_device": fib.waiting_by_device(),
         "repairs": {cause: d.engine.fib.repairs[cause] for cause in REPAIR_CAUSES},
         "selection_deferral": {
             "done": d.engine.deferral.done,

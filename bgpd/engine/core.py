@@ -21,7 +21,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Protocol
 
 from bgpd.config import Config
@@ -30,6 +30,7 @@ from bgpd.engine.outputs import Announce, EndOfRib, Family, KernelOp, OutChange,
 from bgpd.engine.peers import PeerStatus
 from bgpd.engine.restart import StalePaths
 from bgpd.engine.timers import Timers
+from bgpd.engine.tunnel import TunnelPlan
 from bgpd.model import (
     Address,
     Attributes,
@@ -107,6 +108,8 @@ class Engine:
         self.local_addresses: frozenset[Address] = frozenset(
             a for a in (cfg.local_address(4), cfg.local_address(6)) if a is not None
         )
+        # the node's underlay subnet as the kernel has it (for a node.address written without its length)
+        self.kernel_subnet: IPv4Network | None = None
         self.peers: dict[Address, PeerStatus] = {}
         self._configure(cfg)
         self.policy = self._import_policy()
@@ -144,6 +147,22 @@ class Engine:
             members = tuple(sorted(a for a in self.peers if a.version == family))
             self._family_peers[family] = None if len(members) == len(self.peers) else members
         self._next_hop: dict[Family, Address | None] = {4: cfg.local_address(4), 6: cfg.local_address(6)}
+        self.tunnel = self._tunnel_plan(cfg)
+
+    @property
+    def subnet(self) -> IPv4Network | None:
+        """The local subnet that decides `cross-subnet`: node.address's length if written, else the one of
+        the interface that holds the address (known after `start`); None if neither."""
+        return self.cfg.node.subnet or self.kernel_subnet
+
+    def _tunnel_plan(self, cfg: Config) -> TunnelPlan:
+        subnet = cfg.node.subnet or self.kernel_subnet
+        length = subnet.prefixlen if subnet is not None else 32  # unknown: every other node is remote
+        return TunnelPlan(
+            ((p.cidr, p.ipip) for p in cfg.pools),
+            IPv4Interface(f"{cfg.node.address}/{length}"),
+            vxlan=(p.cidr for p in cfg.pools if p.vxlan != "never"),
+        )
 
     def _import_policy(self) -> ImportPolicy:
         cfg = self.cfg
@@ -154,8 +173,13 @@ class Engine:
 
     # ------------------------------------------------------------------ start
 
-    def start(self, own: dict[Prefix, Hops], local_addresses: Iterable[Address]) -> None:
-        """The kernel's routes of ours from an earlier run (`own`) and this host's addresses are read."""
+    def start(
+        self, own: dict[Prefix, Hops], local_addresses: Iterable[Address], subnet: IPv4Network | None = None
+    ) -> None:
+        """The kernel's routes of ours from an earlier run (`own`) and this host's addresses are read;
+        `subnet`: the network of the interface address that is node.address (None: not on any interface)."""
+        self.kernel_subnet = subnet
+        self.tunnel = self._tunnel_plan(self.cfg)
         self.fib.start(own)
         if own:
             log.info("kernel routes from an earlier run", extra={"kv": {"count": len(own)}})
@@ -313,7 +337,7 @@ class Engine:
             elif isinstance(event, LinkLost):
                 fib.link_lost(event.name, event.flushed, event.networks, event.routes)
             elif isinstance(event, LinkUp):
-                fib.link_up()
+                fib.link_up(event.name)
         if not self.export_ready:
             self.export_ready = True
             log.info("kernel dump read", extra={"kv": {"exported": self.export.announced_count}})
@@ -544,7 +568,12 @@ class Engine:
     def _reselect(self, prefix: Prefix) -> None:
         """The paths of `prefix` changed: run the decision process and feed both outputs."""
         selection = self.rib.selection(prefix)
-        self.fib.want(prefix, selection.next_hops if selection is not None else None)
+        if selection is None:
+            self.fib.want(prefix, None)
+        elif self.tunnel.active:  # IP-in-IP or VXLAN pools: the kernel form per pool mode and next hop
+            self.fib.want(prefix, self.tunnel.hops(prefix, selection.next_hops))
+        else:
+            self.fib.want(prefix, selection.next_hops)
         if self.cluster_id is not None:
             self._reflect(prefix, selection.best if selection is not None else None)
 
@@ -634,6 +663,7 @@ class Engine:
             status.ungraceful = True  # ExaBGP resets the session: not a graceful restart of the peer
             status.asn, status.rr_client = p.asn, p.rr_client
         old_roles = self._ibgp_roles
+        old_tunnel = self.tunnel
         had_reflector = self.cluster_id is not None
         self._configure(new)  # adds the new sessions' PeerStatus
         self._targets.clear()
@@ -654,7 +684,11 @@ class Engine:
                         self.rib.remove(path.peer.address, prefix)
                         affected.add(prefix)
             self._out += [RouteRefresh(a, st.family) for a, st in self.peers.items() if st.state == "up"]
-        if self._ibgp_roles != old_roles or (self.cluster_id is None and had_reflector):
+        if (
+            self._ibgp_roles != old_roles
+            or (self.cluster_id is None and had_reflector)
+            or self.tunnel != old_tunnel  # a pool's mode: routes rewritten in place (replace)
+        ):
             affected |= set(self.rib.prefixes())
         for prefix in affected:
             self._reselect(prefix)

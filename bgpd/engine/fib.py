@@ -13,6 +13,12 @@ deferral, RFC 4724 §4.1). A write or re-read that runs away from the event loop
 result, and such a route is written again.
 
 IPv6 routes with metric 0 are stored by the kernel with metric 1024 (as `ip -6 route` shows them).
+
+Next hops through a device (Calico's IP-in-IP, `via G dev tunl0 onlink`, decided by `tunnel.TunnelPlan`)
+are `Hop`s among the plain addresses. A change whose device is missing or down (`OpResult.device`) is not
+retried on a timer: it waits in `waiting` (counted, shown by `bgpctl show kernel` with its device) and is
+written again when a link event says that device came up (`link_up`). When a device that routes of ours
+use goes down or away, the kernel flushes them without a word: `link_lost` re-reads our routes.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from collections.abc import Iterable
 
 from bgpd.engine.outputs import KernelOp
 from bgpd.engine.timers import Timers
-from bgpd.model import Address, KernelRoute, OpResult, Prefix
+from bgpd.model import Address, Hop, KernelRoute, OpResult, Prefix
 from bgpd.prefix import bits as prefix_bits
 from bgpd.prefix import covers, host_key
 
@@ -37,7 +43,7 @@ LINK_SETTLE = 1.0  # seconds: the second re-read of our routes after a device lo
 RETRY_TIMER = "fib-retry"
 SETTLE_TIMER = "fib-link-settle"
 
-Hops = tuple[Address, ...]
+Hops = tuple[Address | Hop, ...]  # a route's next hops: plain addresses and onlink `Hop`s, sorted
 
 
 def kernel_metric(metric: int, prefix: Prefix) -> int:
@@ -64,7 +70,11 @@ class Fib:
         self.wanted: dict[Prefix, Hops] = {}
         self.installed: dict[Prefix, Hops] = {}
         self.installed_by_family: Counter[int] = Counter()  # len(installed) per family (4, 6)
-        self.gateways: Counter[Address] = Counter()  # next hops of `installed`, with their use count
+        # next hops of `installed` (addresses and Hops), with their use count
+        self.gateways: Counter[Address | Hop] = Counter()
+        # changes waiting for their device (missing or down) to come up: prefix -> device, and by device
+        self.waiting: dict[Prefix, str] = {}
+        self._waiting_on: dict[str, set[Prefix]] = {}
         self.collisions: set[Prefix] = set()
         self.stale_kernel: set[Prefix] = set()
         self.reconciled = False
@@ -94,6 +104,8 @@ class Fib:
         """The decision process wants `hops` (None: nothing) installed at `prefix`."""
         if self.wanted.get(prefix) == hops:
             return
+        if self.waiting:
+            self._stop_waiting(prefix)  # the new change is written (and may wait) on its own
         if hops is None:
             del self.wanted[prefix]
         else:
@@ -270,6 +282,11 @@ class Fib:
         keys += [prefix_bits(r.prefix) for r in routes if not r.gateways and r.kind == "unicast"]
         log.debug("link lost", extra={"kv": {"device": name, "networks": len(keys)}})
         for gateway in self.gateways:
+            if isinstance(gateway, Hop):  # through a named device (onlink): lost with it
+                if gateway.device == name:
+                    self.request_audit("link")
+                    return
+                gateway = gateway.gateway
             host = host_key(gateway)
             if any(covers(net, host) for net in keys):
                 self.request_audit("link")
@@ -362,6 +379,7 @@ class Fib:
         """The results of writing `ops` (in order). Call `end_background` first if it ran in the background:
         its `touched` routes are written again whatever the result says."""
         failed: list[Prefix] = []
+        waiting: list[tuple[Prefix, str]] = []
         touched, touched_all = self.end_background()  # nothing noted for a write on the loop itself
         if touched_all:  # a full re-read arrived meanwhile: one audit settles the whole batch
             self.request_audit("overflow")
@@ -376,6 +394,10 @@ class Fib:
                 self.unknown.discard(prefix)
                 self.retry_pending.discard(prefix)
                 retried_ok += was_retried
+                if self.waiting:
+                    self._stop_waiting(prefix)
+            elif result.device is not None:
+                waiting.append((prefix, result.device))
             elif result.collision:
                 self.collisions.add(prefix)
                 self.counters["kernel_collisions"] += 1
@@ -384,6 +406,17 @@ class Fib:
         self.counters["kernel_ops"] += len(ops)
         if retried_ok:
             log.info("kernel route changes written on retry", extra={"kv": {"count": retried_ok}})
+        if waiting:
+            fresh = [(p, d) for p, d in waiting if p not in self.waiting]
+            for prefix, device in waiting:
+                self._stop_waiting(prefix)
+                self.waiting[prefix] = device
+                self._waiting_on.setdefault(device, set()).add(prefix)
+            if fresh:
+                log.warning(
+                    "kernel routes wait for their device (missing or down); written when it comes up",
+                    extra={"kv": {"count": len(fresh), "first": fresh[0][0], "device": fresh[0][1]}},
+                )
         if failed:
             self.counters["kernel_failures"] += len(failed)
             log.error(
@@ -395,11 +428,28 @@ class Fib:
                 self._retry_armed = True
                 self.timers.arm(RETRY_TIMER, RETRY_FAILED_AFTER)
 
-    def link_up(self) -> None:
-        """A next hop may be reachable again: retry failed changes now, not at their timer (at most once a
-        second: every new workload veth is a LinkUp)."""
+    def link_up(self, name: str | None = None) -> None:
+        """Device `name` came up, or appeared: the changes waiting for it are written now; and a next hop
+        may be reachable again: retry failed changes now, not at their timer (at most once a second: every
+        new workload veth is a LinkUp)."""
+        if self.waiting and name is not None:
+            for prefix in self._waiting_on.pop(name, ()):
+                del self.waiting[prefix]
+                self.write_again(prefix)
         if self.retry_pending and time.monotonic() - self._last_retry >= LINK_UP_RETRY_GAP:
             self.retry_now()
+
+    def waiting_by_device(self) -> dict[str, int]:
+        """How many changes wait for each device (missing or down)."""
+        return {device: len(prefixes) for device, prefixes in self._waiting_on.items()}
+
+    def _stop_waiting(self, prefix: Prefix) -> None:
+        device = self.waiting.pop(prefix, None)
+        if device is not None:
+            on = self._waiting_on[device]
+            on.discard(prefix)
+            if not on:
+                del self._waiting_on[device]
 
     def retry_now(self) -> None:
         """Write the failed changes again: one timer for all of them, re-armed by the next failure. They go

@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from bgpd.model import Address, Attributes, Prefix
+from bgpd.model import Address, Attributes, Hop, Prefix
 
 Family = Literal[4, 6]
 
-# A route to install with these next hops (sorted), or to delete (None); bgpd's own protocol only.
-KernelOp = tuple[Prefix, tuple[Address, ...] | None]
+# A route to install with these next hops (sorted; an onlink one through a device, Calico's IP-in-IP, is a
+# `Hop`), or to delete (None); bgpd's own protocol only.
+KernelOp = tuple[Prefix, tuple[Address | Hop, ...] | None]
 
 
 @dataclass(frozen=True, slots=True)

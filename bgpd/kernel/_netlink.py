@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 
-from bgpd.model import KernelRoute
+from bgpd.model import Hop, KernelRoute
 from bgpd.prefix import from_int as prefix_from_int
 from bgpd.prefix import network_int
 
@@ -468,11 +468,18 @@ def parse_route(
     if route_table != table:
         return None
     oifs: tuple[int, ...]
+    gateways: tuple[IPv4Address | Hop, ...]
     if multipath is not None:
-        gateways = tuple(IPv4Address(g) for g in sorted({g for _, g, _ in multipath if g}))
+        if any(f & RTNH_F_ONLINK for _, _, f in multipath):
+            gateways = _onlink(multipath, ifname_of)
+        else:
+            gateways = tuple(IPv4Address(g) for g in sorted({g for _, g, _ in multipath if g}))
         oifs = tuple(sorted({i for i, _, _ in multipath if i}))
     else:
-        gateways = (IPv4Address(gateway),) if gateway else ()
+        if rtm_flags & RTNH_F_ONLINK and gateway:
+            gateways = _onlink([(oif, gateway, RTNH_F_ONLINK)], ifname_of)
+        else:
+            gateways = (IPv4Address(gateway),) if gateway else ()
         oifs = (oif,) if oif else ()
     ifname = ifname_of(oifs[0]) if len(oifs) == 1 else None
     route = KernelRoute(
@@ -485,6 +492,27 @@ def parse_route(
         priority=priority,
     )
     return route, oifs
+
+
+def _onlink(
+    hops: list[tuple[int, int, int]], ifname_of: Callable[[int], str | None]
+) -> tuple[IPv4Address | Hop, ...]:
+    """The next hops of a route with an RTNH_F_ONLINK one (Calico's IP-in-IP, `via G dev tunl0 onlink`):
+    those as `Hop(G, device name, onlink=True)` (the ifindex as text if the name is unknown), the others as
+    their address; sorted by (address, device), as the installer writes them."""
+    out: set[IPv4Address | Hop] = set()
+    for index, gateway, flags in hops:
+        if not gateway:
+            continue
+        if flags & RTNH_F_ONLINK:
+            out.add(Hop(IPv4Address(gateway), ifname_of(index) or str(index), True))
+        else:
+            out.add(IPv4Address(gateway))
+    return tuple(sorted(out, key=_hop_order))
+
+
+def _hop_order(hop: IPv4Address | Hop) -> tuple[int, str]:
+    return (int(hop.gateway), hop.device or "") if isinstance(hop, Hop) else (int(hop), "")
 
 
 def _parse_multipath(buf: bytes | bytearray | memoryview, pos: int, end: int) -> list[tuple[int, int, int]]:

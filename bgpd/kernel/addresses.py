@@ -1,13 +1,14 @@
 """The addresses configured on this host's interfaces (one RTM_GETADDR dump per address family).
 
-bgpd uses them to recognise its own addresses, e.g. a next hop or a peer that is this host.
+bgpd uses them to recognise its own addresses, e.g. a next hop or a peer that is this host, and
+`address_network` finds the subnet of the node's address when the config gives it without its length.
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Collection
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from typing import Any, overload
 
 from bgpd.kernel import _netlink as nl
@@ -39,6 +40,23 @@ def local_addresses(netns: str | None = None, *, families: Collection[int] = (so
                 if got == family and address is not None:
                     addresses.add(address)
     return frozenset(addresses)
+
+
+def address_network(address: IPv4Address, netns: str | None = None) -> tuple[str, IPv4Network] | None:
+    """(interface name, network) of the interface address equal to `address` (`eth0`,
+    `192.168.100.0/24`), None if no interface holds it. `netns` is for tests only."""
+    with nl.open_socket(netns) as sock:
+        for mtype, data, off, end, _flags in nl.dump(sock, nl.RTM_GETADDR, nl.ADDR_DUMP_REQUEST, 1):
+            if mtype != nl.RTM_NEWADDR:
+                continue
+            family, index, found, plen = nl.parse_addr(data, off, end)
+            if family == socket.AF_INET and found == address:
+                try:
+                    name = socket.if_indextoname(index)
+                except OSError:
+                    name = str(index)
+                return name, IPv4Network(f"{address}/{plen}", strict=False)
+    return None
 
 
 def _request(family: int) -> tuple[int, bytes]:

@@ -25,8 +25,9 @@ kernel, which does not take them for IPv6 (RTA_VIA).
 IPv4 next hops through a device, onlink (Calico's IP-in-IP: `via G dev tunl0 onlink`): a `Hop(G, "tunl0",
 onlink=True)` in the gateway tuple, beside plain addresses (an ECMP route may mix both: each next hop is
 sent with its own device and RTNH_F_ONLINK, or none). The device is resolved to an ifindex once per pass
-of `apply`; a device that does not exist fails that change (ENODEV, in its OpResult) after the usual
-retries, and the same change succeeds once the device exists. `dump_own(hops=True)` reports them as the
+of `apply`; a device that does not exist (ENODEV) or is down (ENETDOWN) fails that change at once, without
+retries, its OpResult naming the device (`OpResult.device`), and the same change succeeds once the device
+exists and is up. `dump_own(hops=True)` reports them as the
 same `Hop`s (any next hop the kernel flags RTNH_F_ONLINK, its device by name), the others as addresses.
 """
 
@@ -163,7 +164,6 @@ class RouteInstaller:
         own: dict[Any, tuple[Any, ...]] = {}
         scoped: list[IPv6Network] = []  # IPv6 prefixes with a link-local gateway (named after the dump)
         onlink: list[IPv4Network] = []  # IPv4 prefixes with an onlink next hop (named after the dump)
-        flags_of = nl.U32.unpack_from
         try:
             for family in families:
                 parse = nl.parse_route if family == socket.AF_INET else _inet6.parse_route
@@ -179,15 +179,13 @@ class RouteInstaller:
                     if route.protocol == self.protocol and route.priority == self._metric(route.prefix):
                         own[route.prefix] = route.gateways
                         if family == socket.AF_INET6:
-                            if any(_scope(g) for g in route.gateways):
+                            if any(_scope(cast(Gateway, g)) for g in route.gateways):
                                 scoped.append(cast(IPv6Network, route.prefix))
-                        elif hops and (
-                            len(route.gateways) > 1 or flags_of(data, off + 8)[0] & nl.RTNH_F_ONLINK
-                        ):
-                            onlink_hops = _onlink_hops(nl.parse_hops(data, off, end))
-                            if onlink_hops is not None:
-                                own[route.prefix] = onlink_hops
+                        elif Hop in map(type, route.gateways):  # an onlink next hop (parse_route's Hop)
+                            if hops:
                                 onlink.append(cast(IPv4Network, route.prefix))
+                            else:
+                                own[route.prefix] = _addresses(route.gateways)
             if scoped or onlink:
                 names = nl.link_names(self._sock, self._next_seq())
                 for prefix in scoped:
@@ -208,14 +206,14 @@ class RouteInstaller:
 
         One gateway installs a plain next hop, several an ECMP route (RTA_MULTIPATH), for IPv4 and IPv6
         prefixes alike. An IPv4 next hop may be a `Hop(gateway, device, onlink=True)` (`via G dev D
-        onlink`), alone or beside plain addresses; a missing device fails the change (ENODEV) after the
-        retries. The gateway must be reachable through a directly connected network; a link-local
-        IPv6 gateway must name its device as its scope (`fe80::1%eth0`). Refused without asking the
-        kernel: an empty tuple (no next hop), gateways of another family than the prefix, a link-local
-        gateway without device, a `Hop` for an IPv6 route or with a device but not onlink (or onlink
-        without a device). Give each prefix at most once per call (the operations of one call are not
-        ordered against each other). Blocks until the kernel has answered every operation (retries
-        included).
+        onlink`), alone or beside plain addresses; a missing or down device fails the change at once
+        (ENODEV, ENETDOWN), `OpResult.device` naming it. The gateway must be reachable through a directly
+        connected network; a link-local IPv6 gateway must name its device as its scope (`fe80::1%eth0`).
+        Refused without asking the kernel: an empty tuple (no next hop), gateways of another family than
+        the prefix, a link-local gateway without device, a `Hop` for an IPv6 route or with a device but
+        not onlink (or onlink without a device). Give each prefix at most once per call (the operations
+        of one call are not ordered against each other). Blocks until the kernel has answered every
+        operation (retries included).
         """
         results: list[OpResult | None] = [None] * len(changes)
         # index -> (operation, gateways); gateways sorted so the kernel sees a canonical order
@@ -262,7 +260,11 @@ class RouteInstaller:
                         op = _Op.CREATE  # our route vanished meanwhile: create it (counts as a retry)
                     error = f"{nl.strerror(code)}: {message}" if message else nl.strerror(code)
                     tries[index] = tries.get(index, 0) + 1
-                    if tries[index] > self.retries:
+                    device = _device_of(gateways) if code in (errno.ENODEV, errno.ENETDOWN) else None
+                    if device is not None:  # its device is missing or down: retrying now cannot help
+                        results[index] = OpResult(prefix, ok=False, error=error, device=device)
+                        self.errors += 1
+                    elif tries[index] > self.retries:
                         results[index] = OpResult(prefix, ok=False, error=error)
                         self.errors += 1
                         log.warning("route %s %s failed: %s", op.value, prefix, error)
@@ -533,16 +535,17 @@ def _hop_order(hop: NextHop) -> tuple[int, str]:
     return (int(hop.gateway), hop.device or "") if isinstance(hop, Hop) else (int(hop), "")
 
 
-def _onlink_hops(hops: tuple[tuple[int, int, int], ...]) -> tuple[NextHop, ...] | None:
-    """The next hops of a route of ours with an onlink one (device named by its ifindex until
-    `_named_hops`), None if none is onlink."""
-    if not any(flags & nl.RTNH_F_ONLINK for _, _, flags in hops):
-        return None
-    return tuple(
-        Hop(IPv4Address(gateway), str(oif), onlink=True) if flags & nl.RTNH_F_ONLINK else IPv4Address(gateway)
-        for gateway, oif, flags in hops
-        if gateway
-    )
+def _device_of(hops: tuple[NextHop, ...]) -> str | None:
+    """The device a route's onlink next hops name (the first one), None if none does."""
+    for hop in hops:
+        if isinstance(hop, Hop) and hop.device:
+            return hop.device
+    return None
+
+
+def _addresses(hops: tuple[NextHop, ...]) -> tuple[IPv4Address, ...]:
+    """The next hops' addresses alone (a `Hop`'s gateway), deduplicated and sorted."""
+    return tuple(sorted({cast(IPv4Address, h.gateway if isinstance(h, Hop) else h) for h in hops}))
 
 
 def _named_hops(hops: tuple[NextHop, ...], names: dict[int, str]) -> tuple[NextHop, ...]:

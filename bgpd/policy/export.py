@@ -3,7 +3,9 @@
 Selection (what Felix programs, see BIRD's `learn` of alien routes in Calico):
 - a unicast route whose protocol is one of `export.protocols` or whose device matches `export.interfaces`;
 - a blackhole/unreachable/prohibit route (an IPAM block) whose protocol is one of `export.protocols`;
-- inside an IP pool that allows export; never a route of bgpd's own protocol (those were learned).
+- inside an IP pool that allows export; never a route of bgpd's own protocol (those were learned);
+- never a route through the IP-in-IP tunnel device (`tunl0`, of any protocol: Calico's BIRD rejects them on
+  export): it is this host's way to another node's workloads, not a workload of this host.
 
 Aggregation (as Calico's BIRD filter): a local block announces itself and hides every selected route inside
 it; a selected route outside every local block (a borrowed address) is announced as is.
@@ -38,7 +40,7 @@ from typing import Protocol
 from sortedcontainers import SortedKeyList  # type: ignore[import-untyped]
 
 from bgpd import prefix as prefixes
-from bgpd.model import KernelRoute, Prefix
+from bgpd.model import Hop, KernelRoute, Prefix
 
 BLOCK_KINDS = frozenset({"blackhole", "unreachable", "prohibit"})
 # By key length (`bgpd.prefix.bits`: IPv4 0..32, IPv6 -129..-1, so a negative index reaches the IPv6 part)
@@ -76,6 +78,7 @@ class ExportRules:
     interfaces: tuple[str, ...]
     pools: tuple[Prefix, ...]  # pools whose prefixes may be announced (either family)
     own_protocol: int
+    tunnel_device: str = "tunl0"
     _pool_bits: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -91,9 +94,16 @@ class ExportRules:
             return route.protocol in self.protocols
         if route.kind != "unicast":
             return False
+        if route.ifname == self.tunnel_device or (route.gateways and self._via_tunnel(route)):
+            return False
         if route.protocol in self.protocols:
             return True
         return route.ifname is not None and any(fnmatchcase(route.ifname, g) for g in self.interfaces)
+
+    def _via_tunnel(self, route: KernelRoute) -> bool:
+        """Does a next hop of a (multipath) route go through the tunnel device?"""
+        device = self.tunnel_device
+        return any(isinstance(h, Hop) and h.device == device for h in route.gateways)
 
 
 @dataclass(slots=True)

@@ -1,6 +1,7 @@
-"""RouteInstaller with next hops through a device, onlink (Calico's IP-in-IP: `via G dev tunl0 onlink`),
-against a real kernel inside a throw-away namespace. This kernel has no ipip module: a TUN device named
-`tunl0` (with the host's /32 tunnel address, as Felix would give it) stands in for it."""
+"""RouteInstaller and RouteWatcher with next hops through a device, onlink (Calico's IP-in-IP:
+`via G dev tunl0 onlink`), against a real kernel inside a throw-away namespace. This kernel has no ipip
+module: a TUN device named `tunl0` (with the host's /32 tunnel address, as Felix would give it) stands in
+for it."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 import pytest
 
-from bgpd.kernel import OpResult, RouteInstaller
+from bgpd.kernel import OpResult, RouteInstaller, RouteWatcher
 from bgpd.kernel import _netlink as nl
 from bgpd.kernel.installer import Change
-from bgpd.model import Hop
+from bgpd.model import Hop, LinkUp
 
-from .conftest import Netns
+from .conftest import Netns, View, poll_until
 from .test_installer import MAIN, PROTO, ours
 
 pytestmark = pytest.mark.kernel
@@ -116,6 +117,8 @@ def test_missing_device_is_an_error_then_installed_when_it_appears(
     missing, plain = installer.apply(change)
     assert not missing.ok and not missing.collision and missing.error is not None
     assert "ENODEV" in missing.error and "no device tunl0 for next hop 192.168.200.2" in missing.error
+    assert missing.device == "tunl0"  # the change waits for that device: no retries
+    assert installer.retried == 0
     assert plain.ok
     assert list(ours(netns)) == ["10.20.6.0/26"]  # nothing installed with a wrong device
     assert installer.errors == 1
@@ -129,6 +132,7 @@ def test_device_down_is_an_error(netns: Netns, installer: RouteInstaller) -> Non
     netns.ip("link", "set", "tunl0", "down")
     (result,) = installer.apply([(P1, (Hop(FAR1, "tunl0", onlink=True),))])
     assert not result.ok and result.error is not None and "ENETDOWN" in result.error
+    assert result.device == "tunl0" and installer.retried == 0
     netns.ip("link", "set", "tunl0", "up")
     assert installer.apply([(P1, (Hop(FAR1, "tunl0", onlink=True),))])[0].ok
 
@@ -154,3 +158,39 @@ def test_refused_forms(netns: Netns, installer: RouteInstaller) -> None:
     # Hop(G) is plain G
     assert installer.apply([(P1, (Hop(GW1), GW1))])[0].ok
     assert installer.dump_own(hops=True) == {P1: (GW1,)}
+
+
+def test_watcher_reports_onlink_routes_as_hops_and_tunl0_coming_up(
+    netns: Netns, installer: RouteInstaller
+) -> None:
+    """What the engine compares with what it wants: our tunnel routes come back in the installer's form
+    (single path and ECMP), whoever wrote them; tunl0 appearing and coming up are LinkUp events by name."""
+    view = View()
+    watcher = RouteWatcher(MAIN, view, netns=netns.name)
+    watcher.start()
+    try:
+        tunl0(netns)
+        poll_until(lambda: any(isinstance(e, LinkUp) and e.name == "tunl0" for e in view.events), "LinkUp")
+        netns.ip("link", "set", "tunl0", "down")
+        view.events.clear()
+        netns.ip("link", "set", "tunl0", "up")
+        poll_until(lambda: any(isinstance(e, LinkUp) and e.name == "tunl0" for e in view.events), "up again")
+        single = (Hop(FAR1, "tunl0", onlink=True),)
+        mixed = (GW1, Hop(FAR1, "tunl0", onlink=True), Hop(FAR2, "tunl0", onlink=True))
+        assert installer.apply([(P1, single), (P2, mixed)]) == [OpResult(P1, ok=True), OpResult(P2, ok=True)]
+        # written by somebody else (the installer's own writes are not filtered in this watcher)
+        netns.ip(
+            "route", "add", "10.20.7.0/26", "via", "192.168.200.9", "dev", "tunl0", "onlink", "proto", "80"
+        )
+        poll_until(
+            lambda: bool(view.get(str(P1)) and view.get(str(P2)) and view.get("10.20.7.0/26")), "routes"
+        )
+        (r1,) = view.get(str(P1))
+        assert r1.gateways == single and r1.ifname == "tunl0"
+        (r2,) = view.get(str(P2))
+        assert r2.gateways == mixed and r2.ifname is None  # two devices
+        (felix,) = view.get("10.20.7.0/26")
+        assert felix.gateways == (Hop(IPv4Address("192.168.200.9"), "tunl0", onlink=True),)
+        assert felix.protocol == 80
+    finally:
+        watcher.stop()

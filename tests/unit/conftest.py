@@ -135,11 +135,16 @@ class Harness:
     def __post_init__(self) -> None:
         self.engine = Engine(self.cfg, self.timers)
 
-    def start(self, own: dict[Prefix, Hops] | None = None, local: Iterable[Address] = ()) -> None:
-        """The shell's start: our routes of an earlier run and the host's addresses are read, then the
-        kernel watcher's start snapshot (with those routes in it) arrives."""
+    def start(
+        self,
+        own: dict[Prefix, Hops] | None = None,
+        local: Iterable[Address] = (),
+        subnet: Prefix | None = None,
+    ) -> None:
+        """The shell's start: our routes of an earlier run, the host's addresses and the subnet of the
+        node's address are read, then the kernel watcher's start snapshot (with those routes) arrives."""
         own = own or {}
-        self.engine.start(own, local)
+        self.engine.start(own, local, subnet)  # type: ignore[arg-type]
         metric, protocol, table = self.cfg.kernel.metric, self.cfg.kernel.protocol, self.cfg.kernel.table
         routes = tuple(KernelRoute(p, "unicast", protocol, table, "eth0", h, metric) for p, h in own.items())
         self.kernel(Snapshot(routes, "start"))

@@ -29,6 +29,23 @@ def test_examples_exist() -> None:
     assert {"host.yaml", "host0.yaml", "host1.yaml"} <= {p.name for p in EXAMPLES}
 
 
+def test_check_says_where_the_subnet_of_an_address_without_length_comes_from(tmp_path: Path) -> None:
+    # 127.0.0.1 is on lo in every namespace; 192.0.2.77 (TEST-NET-1) on no interface of a test machine
+    cfg = tmp_path / "h.yaml"
+    cfg.write_text("node: {name: h, address: 127.0.0.1, asn: 64512}\n")
+    result = bgpd("check", "-c", str(cfg))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == (
+        "# node.address 127.0.0.1 has no prefix length: subnet 127.0.0.0/8 from interface lo"
+    )
+    cfg.write_text("node: {name: h, address: 192.0.2.77, asn: 64512}\n")
+    note = bgpd("check", "-c", str(cfg)).stdout.splitlines()[-1]
+    assert note.startswith("# node.address 192.0.2.77 has no prefix length and no interface here holds it")
+    cfg.write_text("node: {name: h, address: 192.0.2.77/24, asn: 64512}\n")
+    result = bgpd("check", "-c", str(cfg))
+    assert "prefix length" not in result.stdout and "address: 192.0.2.77/24" in result.stdout
+
+
 def test_check_rejects_a_bad_config_with_file_line_and_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("node:\n  name: h\n  address: 192.168.1.1\n  asn: 64512\nbgp:\n  hold_tme: 30\n")

@@ -510,8 +510,8 @@ def test_dual_stack_example_parses_and_round_trips() -> None:
     assert doc["node"]["address6"] == "fd00:100::10"
     assert doc["bgp"]["mesh"]["nodes"] == ["192.168.100.10", "192.168.100.3", "fd00:100::10", "fd00:100::3"]
     assert doc["pools"] == [
-        {"cidr": "10.20.0.0/16", "export": True},
-        {"cidr": "fd00:10:20::/48", "export": True},
+        {"cidr": "10.20.0.0/16", "export": True, "ipip": "never", "vxlan": "never"},
+        {"cidr": "fd00:10:20::/48", "export": True, "ipip": "never", "vxlan": "never"},
     ]
     again = c.parse(text, "dumped.yaml")
     assert again == cfg
@@ -983,3 +983,87 @@ def test_strings_exabgp_cannot_carry_are_config_errors(key: str, value: str) -> 
     with pytest.raises(c.ConfigError) as info:
         c.parse(text, "t.yaml")
     assert str(info.value).startswith(f"t.yaml:9: bgp.peers[0].{key}:")
+
+
+# ------------------------------------------------------------------ IP-in-IP and VXLAN pools (issue 12)
+
+POOLS = MINIMAL.replace("192.168.100.10", "192.168.100.10/24") + "pools:\n"
+
+
+@pytest.mark.parametrize(
+    ("written", "mode"),
+    [
+        ("never", "never"),
+        ("always", "always"),
+        ("cross-subnet", "cross-subnet"),
+        ("Never", "never"),  # Calico's own spellings (IPPool ipipMode) move over one to one
+        ("Always", "always"),
+        ("CrossSubnet", "cross-subnet"),
+    ],
+)
+def test_pool_ipip_and_vxlan_modes(written: str, mode: str) -> None:
+    cfg = c.parse(
+        POOLS + f"  - {{cidr: 10.20.0.0/16, ipip: {written}}}\n  - {{cidr: 10.30.0.0/16, vxlan: {written}}}\n"
+    )
+    assert [(p.ipip, p.vxlan) for p in cfg.pools] == [(mode, "never"), ("never", mode)]
+    assert c.parse(c.dump(cfg)) == cfg
+
+
+def test_pool_modes_default_never_and_node_address_with_its_length() -> None:
+    cfg = c.parse(POOLS + "  - cidr: 10.20.0.0/16\n")
+    assert (cfg.pools[0].ipip, cfg.pools[0].vxlan) == ("never", "never")
+    assert cfg.node.address == A("192.168.100.10")  # the session source and next hop, without the length
+    assert cfg.node.router_id == A("192.168.100.10")
+    assert (cfg.node.prefix_length, cfg.node.subnet) == (24, IPv4Network("192.168.100.0/24"))
+    assert yaml.safe_load(c.dump(cfg))["node"]["address"] == "192.168.100.10/24"
+    bare = c.parse(MINIMAL)
+    assert (bare.node.prefix_length, bare.node.subnet) == (None, None)
+    assert yaml.safe_load(c.dump(bare))["node"]["address"] == "192.168.100.10"
+    six = c.parse(MINIMAL + "  address6: fd00:100::10/64\n")
+    assert (six.node.address6, six.node.prefix_length6) == (A6("fd00:100::10"), 64)
+    assert c.parse(c.dump(six)) == six
+
+
+def test_error_pool_modes() -> None:
+    check_exact(
+        POOLS + "  - {cidr: 10.20.0.0/16, ipip: alway}\n",
+        "ipip: alway",
+        "pools[0].ipip: bad ipip mode 'alway': one of never, always, cross-subnet (did you mean 'always'?)",
+    )
+    check_error(
+        POOLS + "  - {cidr: 10.20.0.0/16, vxlan: sometimes}\n", "vxlan", "pools[0].vxlan", "bad vxlan mode"
+    )
+    check_error(POOLS + "  - {cidr: 10.20.0.0/16, ipip: true}\n", "ipip", "pools[0].ipip")
+    check_exact(
+        POOLS + "  - cidr: 10.20.0.0/16\n  - cidr: fd00:10:20::/48\n    ipip: cross-subnet\n",
+        "ipip: cross",
+        "pools[1].ipip: ipip cross-subnet on IPv6 pool fd00:10:20::/48: Calico has no IP-in-IP for IPv6",
+    )
+    # an IPv6 pool may be Felix's VXLAN pool; never is fine everywhere
+    c.parse(POOLS + "  - {cidr: 'fd00:10:20::/48', vxlan: always, ipip: never}\n")
+    check_exact(
+        POOLS + "  - cidr: 10.20.0.0/16\n    ipip: always\n    vxlan: cross-subnet\n",
+        "vxlan: cross",
+        "pools[0].vxlan: pool 10.20.0.0/16 has both ipip always and vxlan cross-subnet: at most one may be "
+        "enabled",
+    )
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("192.168.100.10/33", "invalid prefix length '33' in '192.168.100.10/33': 1..32"),
+        ("192.168.100.10/0", "invalid prefix length '0'"),
+        ("192.168.100.10/", "invalid prefix length ''"),
+        ("192.168.100.10/255.255.255.0", "invalid prefix length '255.255.255.0'"),
+        ("192.168.100.300/24", "invalid IPv4 address '192.168.100.300'"),
+        ("fd00::1/64", "fd00::1 is an IPv6 address; address takes an IPv4 address"),
+    ],
+)
+def test_error_node_address_with_length(address: str, message: str) -> None:
+    check_error(MINIMAL.replace("192.168.100.10", f"'{address}'"), "address", "node.address", message)
+
+
+def test_error_node_address6_with_length() -> None:
+    check_error(MINIMAL + "  address6: 'fd00::1/129'\n", "address6", "node.address6", "1..128")
+    check_error(MINIMAL + "  address6: 'fe80::1/64'\n", "address6", "node.address6", "link-local")

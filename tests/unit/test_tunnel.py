@@ -37,8 +37,8 @@ def plan(mode: IpipMode) -> TunnelPlan:
     return TunnelPlan([(POOL4, mode), (POOL6, mode)], LOCAL)
 
 
-def plain(gateway: Address) -> Hop:
-    return Hop(gateway)
+def plain(gateway: Address) -> Address:
+    return gateway
 
 
 def tunnelled(gateway: Address) -> Hop:
@@ -102,7 +102,8 @@ def test_route_form_table(
     plain_route = IPv4Network(str(route)) if family == 4 else IPv6Network(str(route))
     plain_gateways = tuple(ip_address(str(g)) for g in gateways)
     assert plan(mode).hops(plain_route, plain_gateways) == tuple(
-        Hop(ip_address(str(h.gateway)), h.device, h.onlink) for h in expected
+        Hop(ip_address(str(h.gateway)), h.device, h.onlink) if isinstance(h, Hop) else ip_address(str(h))
+        for h in expected
     )
     assert tunnels.mode(route) == (mode if family == 4 else "never")
 
@@ -110,8 +111,23 @@ def test_route_form_table(
 def test_tunnelled_hop_shape() -> None:
     (hop,) = plan("always").hops(ROUTE4, (OUTSIDE4,))
     assert (hop.gateway, hop.device, hop.onlink) == (OUTSIDE4, TUNNEL_DEVICE, True)
-    (hop,) = plan("never").hops(ROUTE4, (OUTSIDE4,))
-    assert (hop.gateway, hop.device, hop.onlink) == (OUTSIDE4, None, False)
+    assert plan("never").hops(ROUTE4, (OUTSIDE4,)) == (OUTSIDE4,)  # plain: the gateway itself
+    gateways = (INSIDE4,)
+    assert plan("never").hops(ROUTE4, gateways) is gateways  # nothing built for a plain route
+
+
+def test_vxlan_pool_is_felix_s_nothing_installed() -> None:
+    pool6 = prefix.parse6("fd00:10:30::/48")
+    tunnels = TunnelPlan([(POOL4, "always")], LOCAL, vxlan=[prefix.parse("10.30.0.0/16"), pool6])
+    assert tunnels.active
+    assert tunnels.hops(prefix.parse("10.30.1.0/26"), (INSIDE4,)) is None
+    assert tunnels.mode(prefix.parse("10.30.1.0/26")) == "vxlan"
+    assert tunnels.hops(prefix.parse6("fd00:10:30:1::/122"), (INSIDE6,)) is None
+    assert tunnels.hops(prefix.parse6("fd00:10:31:1::/122"), (INSIDE6,)) == (INSIDE6,)
+    assert tunnels.hops(ROUTE4, (INSIDE4,)) == (T(INSIDE4),)
+    assert not TunnelPlan([(POOL4, "never")], LOCAL).active
+    assert TunnelPlan([(POOL4, "never")], LOCAL) == TunnelPlan([(POOL4, "never")], LOCAL)
+    assert TunnelPlan([(POOL4, "always")], LOCAL) != TunnelPlan([(POOL4, "cross-subnet")], LOCAL)
 
 
 def test_other_device_name() -> None:
@@ -234,7 +250,7 @@ def model(
             tunnel = True
         else:
             tunnel = ip_address(g) not in ip_interface(local).network
-        hops.append(Hop(g, "tunl0", True) if tunnel else Hop(g))
+        hops.append(Hop(g, "tunl0", True) if tunnel else g)
     return tuple(hops)
 
 
