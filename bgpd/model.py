@@ -122,6 +122,8 @@ class OpResult:
     # the device the route's onlink next hops name (`tunl0`) is missing or down: the change waits for it to
     # come up (a link event), it is not retried before
     device: str | None = None
+    # the kernel refused the route for its next hops (ENETUNREACH, EINVAL: a gateway not directly reachable)
+    refused: bool = False
 
 
 # What the kernel watcher reports (bgpd.kernel.RouteWatcher), in order

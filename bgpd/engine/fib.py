@@ -19,6 +19,13 @@ are `Hop`s among the plain addresses. A change whose device is missing or down (
 retried on a timer: it waits in `waiting` (counted, shown by `bgpctl show kernel` with its device) and is
 written again when a link event says that device came up (`link_up`). When a device that routes of ours
 use goes down or away, the kernel flushes them without a word: `link_lost` re-reads our routes.
+
+A change the kernel refuses for its next hops (`OpResult.refused`: a gateway not directly reachable, e.g.
+after an IP-in-IP pool went back to `never` for a node behind a router) removes our older route at that
+prefix, as BIRD withdraws a route whose next hop is unreachable: the kernel never keeps a form of ours that
+the configuration no longer wants. It is retried like every failed change: on a link event (at most once
+a second) and on a timer that starts at 5 s and doubles while only retried changes fail (up to 300 s);
+only new failures are logged at error level.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from bgpd.prefix import covers, host_key
 log = logging.getLogger("bgpd.fib")
 
 RETRY_FAILED_AFTER = 5.0  # seconds before failed kernel changes are written again
+RETRY_MAX = 300.0  # the retry interval doubles while only retried changes fail, up to this
 LINK_UP_RETRY_GAP = 1.0  # seconds: failed changes are retried on a device coming up at most this often
 LINK_SETTLE = 1.0  # seconds: the second re-read of our routes after a device lost a network we route via
 
@@ -90,6 +98,9 @@ class Fib:
         self.retrying: set[Prefix] = set()  # retried changes: written by the writer thread only
         self._retry_armed = False
         self._last_retry = 0.0
+        self._retry_delay = RETRY_FAILED_AFTER
+        # wanted forms the kernel refused (next hop unreachable): our older route there is removed
+        self.refused: set[Prefix] = set()
         self.dirty: set[Prefix] = set()
 
     # ------------------------------------------------------------------ what is wanted
@@ -106,6 +117,8 @@ class Fib:
             return
         if self.waiting:
             self._stop_waiting(prefix)  # the new change is written (and may wait) on its own
+        if self.refused:
+            self.refused.discard(prefix)
         if hops is None:
             del self.wanted[prefix]
         else:
@@ -356,6 +369,8 @@ class Fib:
                 want = None
             elif prefix in collisions and (want is None or prefix not in foreign):
                 collisions.discard(prefix)
+            if want is not None and prefix in self.refused and prefix not in self.retrying:
+                want = None  # the kernel refused it: our older form goes until a retry succeeds
             if want == have and prefix not in unknown:  # unknown: written whatever `have` says
                 continue
             if want is None and prefix in self.stale_kernel:
@@ -379,6 +394,7 @@ class Fib:
         """The results of writing `ops` (in order). Call `end_background` first if it ran in the background:
         its `touched` routes are written again whatever the result says."""
         failed: list[Prefix] = []
+        fresh_failures = 0  # failed changes that were not retries
         waiting: list[tuple[Prefix, str]] = []
         touched, touched_all = self.end_background()  # nothing noted for a write on the loop itself
         if touched_all:  # a full re-read arrived meanwhile: one audit settles the whole batch
@@ -392,6 +408,9 @@ class Fib:
             elif result.ok:
                 self._set_installed(prefix, want)
                 self.unknown.discard(prefix)
+                if want is None and prefix in self.refused:
+                    continue  # the refused route's older form removed: its retry stays due
+                self.refused.discard(prefix)
                 self.retry_pending.discard(prefix)
                 retried_ok += was_retried
                 if self.waiting:
@@ -403,6 +422,10 @@ class Fib:
                 self.counters["kernel_collisions"] += 1
             else:
                 failed.append(prefix)
+                fresh_failures += not was_retried
+                if result.refused and want is not None and self.installed.get(prefix) not in (None, want):
+                    self.refused.add(prefix)
+                    self.mark(prefix)
         self.counters["kernel_ops"] += len(ops)
         if retried_ok:
             log.info("kernel route changes written on retry", extra={"kv": {"count": retried_ok}})
@@ -417,16 +440,21 @@ class Fib:
                     "kernel routes wait for their device (missing or down); written when it comes up",
                     extra={"kv": {"count": len(fresh), "first": fresh[0][0], "device": fresh[0][1]}},
                 )
+        if retried_ok or fresh_failures:
+            self._retry_delay = RETRY_FAILED_AFTER
+        elif failed:  # only retries failed: the condition lasts (a next hop behind a router): back off
+            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
         if failed:
             self.counters["kernel_failures"] += len(failed)
-            log.error(
-                "kernel route changes failed; will retry",
-                extra={"kv": {"count": len(failed), "first": failed[0], "in": RETRY_FAILED_AFTER}},
-            )
+            kv = {"count": len(failed), "first": failed[0], "in": self._retry_delay}
+            if fresh_failures:
+                log.error("kernel route changes failed; will retry", extra={"kv": kv})
+            else:
+                log.debug("kernel route changes failed again; will retry", extra={"kv": kv})
             self.retry_pending.update(failed)
             if not self._retry_armed:
                 self._retry_armed = True
-                self.timers.arm(RETRY_TIMER, RETRY_FAILED_AFTER)
+                self.timers.arm(RETRY_TIMER, self._retry_delay)
 
     def link_up(self, name: str | None = None) -> None:
         """Device `name` came up, or appeared: the changes waiting for it are written now; and a next hop

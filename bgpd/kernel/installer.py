@@ -11,8 +11,9 @@ each change is its prefix's; one call may mix them):
   kept by the kernel's own notifications) is replaced directly; ENOENT (it vanished) makes it a create.
 * delete: RTM_DELROUTE carrying our protocol, table and metric; the kernel (fib_table_delete) matches
   the protocol, so a foreign route is never removed. ESRCH means already gone, which is success.
-* any other error is retried `retries` times with a short backoff, then reported in `OpResult.error`;
-  `apply` never raises for a route that fails.
+* any other error is retried `retries` times with a short backoff, then reported in `OpResult.error`
+  (`OpResult.refused` when the kernel refused the route's next hops: ENETUNREACH, EINVAL); `apply` never
+  raises for a route that fails, and logs it at debug level only (the caller counts and logs failures).
 
 Requests are packed by hand and batched: up to CHUNK messages per sendmsg, each with its own sequence
 number, and the error answers are mapped back to the operations by sequence number.
@@ -265,9 +266,10 @@ class RouteInstaller:
                         results[index] = OpResult(prefix, ok=False, error=error, device=device)
                         self.errors += 1
                     elif tries[index] > self.retries:
-                        results[index] = OpResult(prefix, ok=False, error=error)
+                        refused = op is not _Op.DELETE and code in (errno.ENETUNREACH, errno.EINVAL)
+                        results[index] = OpResult(prefix, ok=False, error=error, refused=refused)
                         self.errors += 1
-                        log.warning("route %s %s failed: %s", op.value, prefix, error)
+                        log.debug("route %s %s failed: %s", op.value, prefix, error)
                     else:
                         retry[index] = (op, gateways)
                         self.retried += 1

@@ -10,7 +10,7 @@ import pytest
 
 from bgpd import config
 from bgpd.config import EncapMode
-from bgpd.engine.fib import RETRY_TIMER
+from bgpd.engine.fib import RETRY_FAILED_AFTER, RETRY_MAX, RETRY_TIMER
 from bgpd.model import Hop, KernelRoute, LinkLost, LinkUp, OpResult, RouteAdded
 from tests.unit.conftest import FAM4, Harness, address, prefix
 
@@ -176,3 +176,52 @@ def test_felix_tunl0_route_for_a_learned_prefix_is_a_collision() -> None:
     h.kernel(RouteAdded(felix))
     h.settle()
     assert BLOCK_OUT in h.engine.fib.collisions
+
+
+def test_back_to_never_removes_the_tunnel_route_the_kernel_cannot_replace() -> None:
+    """A pool back to `never` for a node behind a router: the plain form is refused by the kernel (its
+    gateway is not directly reachable); the tunnel form must not stay (as BIRD removes a route whose next
+    hop is unreachable). Retried with a growing interval; only the first failure is logged as an error."""
+    h = started("always")
+    h.settle()
+    fib = h.engine.fib
+    h.engine.reconfigure(config.parse(config_text("never")))
+    ops = h.engine.take_kernel_ops()
+    results = [
+        OpResult(p, ok=False, error="ENETUNREACH", refused=True)
+        if OUTSIDE in (hops or ())
+        else OpResult(p, ok=True)
+        for p, hops in ops
+    ]
+    h.engine.kernel_written(ops, results)
+    assert fib.installed[BLOCK_IN] == (INSIDE,)
+    assert fib.refused == {BLOCK_OUT, ECMP}
+    assert h.timers.armed[RETRY_TIMER] == RETRY_FAILED_AFTER
+    # the older tunnel forms are removed, not replaced
+    assert dict(h.settle()) == {BLOCK_OUT: None, ECMP: None}
+    assert BLOCK_OUT not in fib.installed and ECMP not in fib.installed
+    assert fib.retry_pending == {BLOCK_OUT, ECMP}  # still retried
+    # the retry writes the wanted form again; refused again: nothing to remove, the interval doubles
+    h.fire(RETRY_TIMER)
+    ops = h.engine.take_kernel_ops()
+    assert dict(ops) == {BLOCK_OUT: (OUTSIDE,), ECMP: (INSIDE, OUTSIDE)}
+    h.engine.kernel_written(ops, [OpResult(p, ok=False, error="ENETUNREACH", refused=True) for p, _ in ops])
+    assert h.engine.take_kernel_ops() == []
+    assert h.timers.armed[RETRY_TIMER] == 2 * RETRY_FAILED_AFTER
+    for _ in range(10):
+        h.fire(RETRY_TIMER)
+        ops = h.engine.take_kernel_ops()
+        h.engine.kernel_written(ops, [OpResult(p, ok=False, refused=True) for p, _ in ops])
+    assert h.timers.armed[RETRY_TIMER] == RETRY_MAX
+    # the pool goes back to always: written at once through the tunnel
+    h.engine.reconfigure(config.parse(config_text("always")))
+    assert dict(h.settle()) == {p: EXPECTED["always"][i(p)] for p in (BLOCK_IN, BLOCK_OUT, ECMP)}
+    assert not fib.refused and not fib.retry_pending
+
+
+def test_a_refused_route_is_only_removed_if_ours_differs() -> None:
+    # nothing of ours there (a first install refused): nothing to remove
+    h = started("never")
+    ops = h.engine.take_kernel_ops()
+    h.engine.kernel_written(ops, [OpResult(p, ok=False, refused=True) for p, _ in ops])
+    assert not h.engine.fib.refused and h.engine.take_kernel_ops() == []
