@@ -1,5 +1,8 @@
 """`bgpd lab ...`: argument handling and the text the lab prints: the summary (one line per host and
-family), one ping matrix per family, a host's routes (both families)."""
+family), one ping matrix per family, a host's routes (both families). In a lab with racks or IP-in-IP, the
+summary also names the racks, the pools' ipip modes and the kind of tunl0; the matrix marks the pairs that
+go through tunl0 and explains failures that cross the router without a tunnel; `check` and `routes` show
+tunl0's packet counters."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ import sys
 from ipaddress import ip_address
 from pathlib import Path
 
-from bgpd.lab.lab import HostSummary, Lab, LabError, Ping
+from bgpd.lab.felix import KERNEL_IPIP, TUNNEL, TunnelCounters
+from bgpd.lab.lab import TUNNEL_GROUP, HostSummary, Lab, LabError, Ping
 from bgpd.lab.topology import TopologyError, load
 
 DEFAULT_TOPOLOGY = "configs/lab.yaml"
@@ -26,6 +30,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     up = actions.add_parser("up", help="build the network, start one bgpd per host, wait for convergence")
     up.add_argument("--timeout", type=float, default=60.0, help="convergence deadline in seconds")
     actions.add_parser("down", help="remove everything the lab created")
+    reload = actions.add_parser(
+        "reload", help="apply changed pool ipip modes to the running lab (configs rewritten, bgpd reloaded)"
+    )
+    reload.add_argument("--timeout", type=float, default=60.0, help="convergence deadline in seconds")
     actions.add_parser("check", help="ping every workload and host from every workload, in each family")
     routes = actions.add_parser("routes", help="a host's kernel routes (both families), grouped")
     routes.add_argument("host")
@@ -42,9 +50,12 @@ def print_summary(lab: Lab, hosts: list[HostSummary], seconds: float) -> None:
     counts = f"{len(v4) - reflectors} hosts, " + (f"{reflectors} reflectors, " if reflectors else "")
     stack = "dual stack" if lab.topo.ipv6 else "IPv4 only"
     print(f"lab {lab.topo.name!r}: {counts}{workloads} workloads, {stack}, converged in {seconds:.1f} s")
+    print_plan(lab)
+    tunnel = lab.tunnel_kind() is not None
     width = max(16, *(len(h.address) + 1 for h in hosts))
-    head = f"{'HOST':<8} {'ADDRESS':<{width}} {'SESSIONS':<9} {'BGP':>4} {'LOCAL':>6} {'BLACKHOLE':>10}"
-    print(f"{head}  WORKLOADS")
+    head = f"{'HOST':<8} {'ADDRESS':<{width}} {'SESSIONS':<9} {'BGP':>4}"
+    head += f" {'TUNL0':>6}" if tunnel else ""
+    print(f"{head} {'LOCAL':>6} {'BLACKHOLE':>10}  WORKLOADS")
     previous = None
     for h in hosts:
         r = h.routes
@@ -52,11 +63,45 @@ def print_summary(lab: Lab, hosts: list[HostSummary], seconds: float) -> None:
         what = "(route reflector)" if h.reflector else " ".join(h.workloads)
         name = "" if h.name == previous else h.name
         previous = h.name
+        learned = r["learned via BGP"] + r.get(TUNNEL_GROUP, 0)
+        through = f" {r.get(TUNNEL_GROUP, 0):>6}" if tunnel else ""
         print(
-            f"{name:<8} {h.address:<{width}} {sessions:<9} {r['learned via BGP']:>4} "
+            f"{name:<8} {h.address:<{width}} {sessions:<9} {learned:>4}{through} "
             f"{r['local workloads']:>6} {r['blackholes']:>10}  {what}".rstrip()
         )
+    if tunnel:
+        print(f"(BGP: routes bgpd installed; TUNL0: those of them via {TUNNEL}, IP-in-IP)")
     print(f"logs and configs: {lab.state_dir}")
+
+
+def print_plan(lab: Lab) -> None:
+    """The racks, the pools' ipip modes and Felix's tunl0, for a lab that has any of them (nothing for the
+    classic one-segment labs)."""
+    topo = lab.topo
+    if topo.routed:
+        racks = ", ".join(
+            f"{net} ({' '.join(n.name for n in topo.nodes if n.rack == k)})"
+            for k, net in enumerate(topo.racks)
+        )
+        legs = ", ".join(str(net.network_address + 1) for net in topo.racks)
+        print(f"racks: {racks}; joined by a router ({legs}) that has no route to workloads")
+    if not topo.writes_subnet:
+        return
+    print("pools: " + ", ".join(f"{p} ipip {m}" for p, m in zip(topo.pools, topo.modes, strict=True)))
+    kind = lab.tunnel_kind()
+    if kind is None:
+        print(f"{TUNNEL}: none (no pool uses IP-in-IP; Felix creates it for ipip: always or cross-subnet)")
+        return
+    host = topo.hosts[0]
+    if kind == KERNEL_IPIP:
+        what = "the kernel's ipip device"
+    else:
+        what = (
+            "a TUN device and a userspace IP-in-IP encapsulator per host (bgpd.lab.ipip; this kernel has "
+            "no ipip device)"
+        )
+    mtu = lab.tunnel_mtu(host)
+    print(f"{TUNNEL}: {what}; a /32 of each host's block ({host.name}: {host.tunnel_address}), MTU {mtu}")
 
 
 def print_matrix(pings: list[Ping]) -> None:
@@ -69,24 +114,41 @@ def print_matrix(pings: list[Ping]) -> None:
 
 
 def _print_family(family: int, pings: list[Ping]) -> None:
+    tunnel = any(p.tunnel for p in pings)
     sources = list(dict.fromkeys(p.source for p in pings))
     targets = list(dict.fromkeys([*sources, *(p.target for p in pings)]))
     cell = {(p.source, p.target): p for p in pings}
     width = max(len(t) for t in targets) + 1
     corner = f"IPv{family} from \\ to"
     label = max(len(corner), *(len(s) for s in sources)) + 1
-    print(f"{corner:<{label}}" + "".join(f"{t:>{width}}" for t in targets))
+    pad = 1 if tunnel else 0
+    print((f"{corner:<{label}}" + "".join(f"{t:>{width}}{' ' * pad}" for t in targets)).rstrip())
     for s in sources:
         row = []
         for t in targets:
             p = cell.get((s, t))
             text = "-" if p is None else (f"✓ {p.rtt_ms:.2f}" if p.ok else "✗")
-            row.append(f"{text:>{width}}")
-        print(f"{s:<{label}}" + "".join(row))
+            if tunnel:  # a column for the mark, so the numbers stay aligned
+                text += "*" if p is not None and p.tunnel else " "
+            row.append(f"{text:>{width + (1 if tunnel else 0)}}")
+        print((f"{s:<{label}}" + "".join(row)).rstrip())
     failed = [p for p in pings if not p.ok]
-    print(f"{len(pings) - len(failed)}/{len(pings)} IPv{family} pings answered (✓ round-trip time in ms)")
+    legend = f"; * through {TUNNEL}, IP-in-IP" if tunnel else ""
+    answered = f"{len(pings) - len(failed)}/{len(pings)} IPv{family} pings answered"
+    print(f"{answered} (✓ round-trip time in ms{legend})")
     for p in failed:
-        print(f"FAILED: {p.source} -> {p.target}")
+        print(f"FAILED: {p.source} -> {p.target}" + (f": {p.why}" if p.why else ""))
+
+
+def print_counters(before: dict[str, TunnelCounters], after: dict[str, TunnelCounters]) -> None:
+    """tunl0's packet counters on each host, and how much they moved (during a check)."""
+    if not after:
+        return
+    print()
+    print(f"{TUNNEL} packets per host, out = encapsulated, in = decapsulated (during this check, total):")
+    for name, now in after.items():
+        moved = now - before.get(name, TunnelCounters(0, 0))
+        print(f"  {name:<8} out {moved.out:>4} in {moved.in_:>4}   (total out {now.out} in {now.in_})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,15 +168,30 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "down":
             removed = lab.down()
             print(f"removed {len(removed)} namespaces" + (f": {' '.join(removed)}" if removed else ""))
+        elif args.action == "reload":
+            import time
+
+            started = time.monotonic()
+            hosts = lab.reload(args.timeout)
+            print_summary(lab, hosts, time.monotonic() - started)
         elif args.action == "check":
+            before = lab.tunnel_counters()
             pings = lab.check()
             print_matrix(pings)
+            print_counters(before, lab.tunnel_counters())
             return 0 if all(p.ok for p in pings) else 1
         elif args.action == "routes":
             for group, lines in lab.routes(args.host).items():
                 print(f"{group}:")
                 for line in lines or ["(none)"]:
                     print(f"  {line}")
+            counters = lab.tunnel_counters().get(args.host)
+            if counters is not None:
+                host = lab.topo.host(args.host)
+                print(
+                    f"{TUNNEL}: {host.tunnel_address}/32, MTU {lab.tunnel_mtu(host)}; packets out "
+                    f"(encapsulated) {counters.out}, in (decapsulated) {counters.in_}"
+                )
         elif args.action == "remove-workload":
             lab.remove_workload(args.address)
             print(f"removed workload {args.address}")

@@ -16,6 +16,20 @@ both families' addresses in the mesh (or the reflectors' IPv6 addresses as peers
 `check` pings every workload and host from every workload in each family; the summary, `routes` and the
 convergence wait cover both families.
 
+Across subnets (issue 12, `configs/lab-cross-subnet.yaml`): a topology whose `underlay` lists several
+subnets gets one switch namespace per rack (`sw0`, `sw1`, ...) and a router namespace (`rt`) with a leg in
+each, holding each subnet's first address and forwarding between them; it knows nothing of the workloads
+(no BGP, no workload route), and every node's default route points at its own rack's leg. When a pool has
+an `ipip` mode other than never, the lab also plays Felix's part of IP-in-IP on every host (`bgpd.lab.felix`:
+`tunl0` with the host's tunnel address, a /32 of its block, MTU = underlay MTU - 20, up). It is the
+kernel's ipip device when the kernel has one, else a TUN device named `tunl0` with one userspace
+encapsulator per host (`bgpd.lab.ipip`, started and stopped with the lab by pid); `up` says which. bgpd installs the routes via
+`tunl0` (its config carries the pools' `ipip` modes and `node.address` with its prefix length); the lab
+waits for exactly the route forms Calico's BIRD would install, `check` marks the pairs whose packets go
+through `tunl0`, shows its packet counters, and explains failing pairs that cross the router without a
+tunnel. `reload` applies a topology whose only change is the pools' modes (the configs rewritten, each
+bgpd reloaded through its control socket, `tunl0` created first if the lab had none).
+
 Everything the lab creates is named with the topology's prefix (`bgpd<name>-`) and recorded in a state
 directory, so `down` removes it, also after a crash. The machine's own namespace is never changed.
 """
@@ -34,15 +48,23 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bgpd.lab import netns
-from bgpd.lab.topology import LabHost, Network, Topology
+from bgpd import ctl
+from bgpd.lab import felix, netns
+from bgpd.lab.felix import (
+    ENCAPSULATOR,
+    ENCAPSULATOR_TIMEOUT,
+    TUN_STAND_IN,
+    TUNNEL,
+    TunnelCounters,
+)
+from bgpd.lab.topology import ROUTER, SWITCH, LabHost, Network, Topology
 
 GATEWAY = "169.254.1.1"
 GATEWAY6 = "fe80::ecee:eeff:feee:eeee"  # the EUI-64 link-local address of HOST_VETH_MAC
@@ -52,6 +74,7 @@ METRICS_LISTEN = "127.0.0.1:9179"
 STATE_ROOT = Path("/run/bgpd-lab")
 REQUIRED = ("ip", "ping", "ss")
 RTT = re.compile(r"time=([0-9.]+) ms")
+TUNNEL_GROUP = "learned via BGP, through tunl0 (IP-in-IP)"  # a group of `routes` in a lab with tunl0
 
 
 class LabError(RuntimeError):
@@ -70,6 +93,8 @@ class Ping:
     ok: bool
     rtt_ms: float | None
     family: int = 4
+    tunnel: bool = False  # the kernel routes the request or the reply through tunl0 (IP-in-IP)
+    why: str = ""  # for a failure the lab can explain: one line
 
 
 @dataclass
@@ -124,7 +149,13 @@ class Lab:
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces)")
         self.down()
-        state: dict[str, object] = {"topology": self.topo.source, "prefix": self.prefix, "pids": {}}
+        state: dict[str, object] = {
+            "topology": self.topo.source,
+            "prefix": self.prefix,
+            "pids": {},
+            "shape": self.topo.shape(),
+            "subnet_in_config": self.topo.writes_subnet,
+        }
         step = f"writing the state directory {self.state_dir}"
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -133,8 +164,7 @@ class Lab:
             self.build()
             step = "starting bgpd"
             pids = {node.name: self._start_bgpd(node) for node in self.topo.nodes}
-            state["pids"] = pids
-            self._save(state)
+            self._update_state(pids=pids)
             step = "waiting for routes to converge"
             self._wait_converged(timeout)
         except (netns.CommandError, TimeoutError, LabError, OSError) as exc:
@@ -147,22 +177,16 @@ class Lab:
         On failure, `down()` removes what was built."""
         fabric = netns.Fabric(self.prefix)
         ipv6 = self.topo.ipv6
-        sw = fabric.namespace("sw")
-        fabric.bridge(sw)
-        plen = self.topo.underlay.prefixlen
-        # The underlay's router: the switch namespace owns the segment's first address and forwards nothing.
-        # Hosts need a route towards it (a default route, as real hosts have) for proxy ARP: the kernel only
-        # answers ARP for 169.254.1.1 on a cali device when its route to that address leaves by another one.
-        # IPv6 needs no such route: the workloads' gateway is an address the host owns on each cali device.
-        gateway = self.topo.gateway
-        netns.ip("addr", "add", f"{gateway}/{plen}", "dev", "br0", ns=sw)
+        switches = self._switches(fabric)
         for host in self.topo.nodes:
             ns = fabric.namespace(host.name)
+            sw = switches[host.rack]
+            plen = self.topo.underlay_of(host).prefixlen
             port = f"p{host.name}"
             fabric.veth(ns, "eth0", sw, port)
             netns.ip("link", "set", port, "master", "br0", ns=sw)
             netns.ip("addr", "add", f"{host.address}/{plen}", "dev", "eth0", ns=ns)
-            netns.ip("route", "add", "default", "via", str(gateway), "dev", "eth0", ns=ns)
+            netns.ip("route", "add", "default", "via", str(self.topo.gateway_of(host)), "dev", "eth0", ns=ns)
             netns.sysctl(ns, "net.ipv4.ip_forward", "1")
             for block in host.blocks:
                 netns.ip("route", "add", "blackhole", str(block), "proto", "80", ns=ns)
@@ -178,12 +202,115 @@ class Lab:
         devices: list[tuple[str, str]] = []
         for host, index, address in self.workloads():
             devices.append((self.host_ns(host), self._add_workload(fabric, host, index, address)))
+        if self.topo.tunnels:
+            self.add_tunnels()
         if ipv6:  # the workloads' IPv6 gateway must be usable (not tentative) before anything pings
             netns.wait_for(
                 lambda: all(_link_local_ready(ns, dev) for ns, dev in devices),
                 LINK_LOCAL_TIMEOUT,
                 f"the link-local address {GATEWAY6} on every cali device",
             )
+
+    def _switches(self, fabric: netns.Fabric) -> list[str]:
+        """The underlay: one switch namespace per rack (a bridge `br0`); returns their names by rack.
+
+        One segment (`sw`): the switch namespace owns the segment's first address, the underlay's router,
+        and forwards nothing. Hosts need a route towards it (a default route, as real hosts have) for proxy
+        ARP: the kernel only answers ARP for 169.254.1.1 on a cali device when its route to that address
+        leaves by another one. IPv6 needs no such route: the workloads' gateway is an address the host owns
+        on each cali device.
+
+        Racks (`sw0`, `sw1`, ...): a router namespace `rt` has a leg `ethK` on each rack's bridge with that
+        subnet's first address and forwards between them. It knows the racks' subnets (its connected
+        routes) and nothing else: no BGP, no route to any workload."""
+        if not self.topo.routed:
+            sw = fabric.namespace(SWITCH)
+            fabric.bridge(sw)
+            netns.ip(
+                "addr", "add", f"{self.topo.gateway}/{self.topo.underlay.prefixlen}", "dev", "br0", ns=sw
+            )
+            return [sw]
+        router = fabric.namespace(ROUTER)
+        netns.sysctl(router, "net.ipv4.ip_forward", "1")
+        # it forwards packets from workload addresses it has no route back to (the replies come back
+        # through tunl0): reverse path filtering would drop them, which a real router does not do here
+        netns.sysctl(router, "net.ipv4.conf.all.rp_filter", "0")
+        netns.sysctl(router, "net.ipv4.conf.default.rp_filter", "0")
+        switches = []
+        for rack, subnet in enumerate(self.topo.racks):
+            sw = fabric.namespace(f"{SWITCH}{rack}")
+            fabric.bridge(sw)
+            leg = f"eth{rack}"
+            fabric.veth(router, leg, sw, f"p{ROUTER}")
+            netns.ip("link", "set", f"p{ROUTER}", "master", "br0", ns=sw)
+            netns.sysctl(router, f"net.ipv4.conf.{leg}.rp_filter", "0")
+            netns.ip("addr", "add", f"{subnet.network_address + 1}/{subnet.prefixlen}", "dev", leg, ns=router)
+            switches.append(sw)
+        return switches
+
+    # ------------------------------------------------------------------ Felix's tunl0
+
+    def add_tunnels(self) -> str:
+        """Felix's part of IP-in-IP on every host: `tunl0` with the host's tunnel address (a /32 of its
+        block), MTU = underlay MTU - 20, up. The kernel's ipip device when the kernel has one, else a TUN
+        device named tunl0 and one encapsulator process per host (started here, by pid, recorded in the
+        state file). Returns the kind used (KERNEL_IPIP or TUN_STAND_IN)."""
+        hosts = self.topo.hosts
+        try:
+            kind = felix.tunnel_kind(self.host_ns(hosts[0]))
+        except felix.TunnelError as exc:
+            raise LabError(str(exc)) from None
+        self._update_state(tunnel=kind)
+        started: dict[str, int] = {}
+        for host in hosts:
+            ns = self.host_ns(host)
+            assert host.tunnel_address is not None
+            felix.add_tunnel(ns, host.tunnel_address, kind)
+            if kind == TUN_STAND_IN:
+                started[host.name] = felix.start_encapsulator(ns, self.encapsulator_log(host))
+                self._update_state(encapsulators=started)
+        if started:
+            self._wait_encapsulators(started)
+        return kind
+
+    def encapsulator_log(self, host: LabHost) -> Path:
+        return self.state_dir / f"{host.name}-ipip.log"
+
+    def _wait_encapsulators(self, pids: dict[str, int]) -> None:
+        """Until every encapsulator has attached to its TUN device (the device gets a carrier)."""
+        deadline = time.monotonic() + ENCAPSULATOR_TIMEOUT
+        waiting = dict(pids)
+        while waiting:
+            for name, pid in list(waiting.items()):
+                host = self.topo.host(name)
+                if felix.attached(self.host_ns(host)):
+                    del waiting[name]
+                elif not _alive(pid, ENCAPSULATOR):
+                    raise LabError(f"the encapsulator on {name} exited; read {self.encapsulator_log(host)}")
+            if waiting and time.monotonic() > deadline:
+                raise LabError(
+                    f"the encapsulators of {', '.join(waiting)} did not attach to {TUNNEL} in "
+                    f"{ENCAPSULATOR_TIMEOUT:.0f}s; read {self.state_dir}/<host>-ipip.log"
+                )
+            if waiting:
+                time.sleep(0.05)
+
+    def tunnel_kind(self) -> str | None:
+        """KERNEL_IPIP or TUN_STAND_IN once the lab has created tunl0, else None."""
+        kind = self._state().get("tunnel")
+        return str(kind) if kind else None
+
+    def tunnel_mtu(self, host: LabHost) -> int | None:
+        return felix.tunnel_mtu(self.host_ns(host))
+
+    def tunnel_counters(self) -> dict[str, TunnelCounters]:
+        """Every host's tunl0 packet counters (hosts without tunl0 left out)."""
+        out = {}
+        for host in self.topo.hosts:
+            counters = felix.counters(self.host_ns(host))
+            if counters is not None:
+                out[host.name] = counters
+        return out
 
     def _add_workload(self, fabric: netns.Fabric, host: LabHost, index: int, address: IPv4Address) -> str:
         """A workload as the Calico CNI plugin and Felix set it up; returns the host-side device."""
@@ -227,8 +354,39 @@ class Lab:
 
     def _bgpd_config(self, host: LabHost) -> Path:
         path = self.state_dir / f"{host.name}.yaml"
-        path.write_text(config_text(self.topo, host, self.state_dir / host.name))
+        subnet = self._state().get("subnet_in_config")
+        with_subnet = bool(subnet) if subnet is not None else None
+        path.write_text(config_text(self.topo, host, self.state_dir / host.name, with_subnet))
         return path
+
+    # ------------------------------------------------------------------ reload
+
+    def reload(self, timeout: float = 60.0) -> list[HostSummary]:
+        """Apply a topology whose only change is the pools' ipip modes, as an operator changes a Calico
+        pool: Felix's tunl0 first (when the lab has none yet and a pool now tunnels), then every node's
+        config rewritten and reloaded through its control socket (bgpd rewrites the affected routes in
+        place), then the wait for the routes the new modes give. Nothing is torn down on failure."""
+        if not self.is_up() or not self._pids():
+            raise LabError(f"the lab {self.topo.name!r} is not up (bgpd lab up)")
+        if self._state().get("shape") != self.topo.shape():
+            raise LabError(
+                f"{self.topo.source} changed beyond the pools' ipip modes: `bgpd lab up` rebuilds the lab"
+            )
+        step = "creating tunl0"
+        try:
+            if self.topo.tunnels and self.tunnel_kind() is None:
+                self.add_tunnels()
+            for node in self.topo.nodes:
+                step = f"reloading bgpd on {node.name}"
+                self._bgpd_config(node)
+                result = ctl.request(str(self.state_dir / node.name / "bgpd.ctl"), "reload")
+                if not result.get("ok"):
+                    raise LabError(f"{result.get('message')}; read {self.log_path(node)}")
+            step = "waiting for routes to converge"
+            self._wait_converged(timeout)
+        except (netns.CommandError, TimeoutError, OSError, ctl.CtlError, LabError) as exc:
+            raise LabError(f"lab reload failed while {step}: {exc}") from exc
+        return self.summary()
 
     def log_path(self, host: LabHost) -> Path:
         return self.state_dir / f"{host.name}.log"
@@ -258,21 +416,34 @@ class Lab:
 
     def expected(self, host: LabHost) -> dict[str, str]:
         """Routes `host` must have learned, both families: other hosts' announced prefixes -> their
-        address in the prefix's family."""
+        address in the prefix's family, followed by ` dev tunl0` where the pool's ipip mode tunnels it
+        (always; cross-subnet with the next hop in another rack). A route whose next hop is in another
+        rack and that no tunnel carries is left out: the kernel refuses a gateway that is not on one of the
+        host's subnets, so it cannot be installed (and the router would not know where to forward)."""
         out: dict[str, str] = {}
         for other in self.topo.hosts:
             if other is host:
                 continue
             for net in other.exported():
-                out[exported_prefix(net)] = str(other.address if net.version == 4 else other.address6)
+                if net.version == 6:
+                    out[exported_prefix(net)] = str(other.address6)
+                elif self.topo.tunnelled(host, other, net):
+                    out[exported_prefix(net)] = f"{other.address} dev {TUNNEL}"
+                elif other.rack == host.rack:
+                    out[exported_prefix(net)] = str(other.address)
         return out
 
     def learned(self, host: LabHost) -> dict[str, str]:
-        """Routes bgpd installed on `host`, both families: prefix -> its next hops, comma-separated."""
+        """Routes bgpd installed on `host`, both families: prefix -> its next hops, comma-separated, each
+        followed by ` dev tunl0` when it goes through the tunnel."""
         out: dict[str, str] = {}
         for family in self.topo.families:
-            hops = netns.next_hops_by_prefix(self.host_ns(host), "proto", "bird", family=family)
-            out.update({prefix: ",".join(via) for prefix, via in hops.items()})
+            for route in netns.routes(self.host_ns(host), "proto", "bird", family=family):
+                hops = route.get("nexthops") or [route]
+                via = sorted(
+                    h.get("gateway", "") + (f" dev {TUNNEL}" if h.get("dev") == TUNNEL else "") for h in hops
+                )
+                out[route["dst"]] = ",".join(via)
         return out
 
     def sessions_up(self, node: LabHost, family: int | None = None) -> int:
@@ -307,7 +478,7 @@ class Lab:
                     raise LabError(f"bgpd on {host} exited; read {self.state_dir / host}.log")
             if time.monotonic() > deadline:
                 lagging = [
-                    f"{h.name} lacks {sorted(set(self.expected(h).items()) - set(self.learned(h).items()))}"
+                    _difference(h.name, self.expected(h), self.learned(h))
                     for h in self.topo.hosts
                     if self.learned(h) != self.expected(h)
                 ] + [
@@ -327,13 +498,22 @@ class Lab:
     def _save(self, state: dict[str, object]) -> None:
         (self.state_dir / "state.json").write_text(json.dumps(state, indent=1))
 
-    def _pids(self) -> dict[str, int]:
+    def _state(self) -> dict[str, Any]:
         try:
             state = json.loads((self.state_dir / "state.json").read_text())
         except (OSError, ValueError):
             return {}
-        pids = state.get("pids", {})
-        return {str(k): int(v) for k, v in pids.items()}
+        return state if isinstance(state, dict) else {}
+
+    def _update_state(self, **changes: object) -> None:
+        """Merge `changes` into the state file (created with its directory if missing: `build` alone)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._save({**self._state(), **changes})
+
+    def _pids(self, key: str = "pids") -> dict[str, int]:
+        """bgpd's pids by node (or, with key="encapsulators", the encapsulators' by host)."""
+        pids = self._state().get(key, {})
+        return {str(k): int(v) for k, v in pids.items()} if isinstance(pids, dict) else {}
 
     def is_up(self) -> bool:
         return bool(netns.list_namespaces(self.prefix))
@@ -341,9 +521,12 @@ class Lab:
     # ------------------------------------------------------------------ down
 
     def down(self) -> list[str]:
-        """Stop the lab's bgpd processes (by recorded pid) and remove every namespace with the prefix."""
+        """Stop the lab's bgpd processes and encapsulators (by recorded pid) and remove every namespace with
+        the prefix (which also ends any process of ours still inside one)."""
         for pid in self._pids().values():
             _stop_pid(pid)
+        for pid in self._pids("encapsulators").values():
+            _stop_pid(pid, marker=ENCAPSULATOR)
         removed = netns.remove_leftovers(self.prefix)
         with contextlib.suppress(OSError):
             (self.state_dir / "state.json").unlink()
@@ -363,7 +546,9 @@ class Lab:
 
     def check(self) -> list[Ping]:
         """Ping from every workload to every other workload and to every host, in each family (IPv4
-        pings first); workloads removed with `remove_workload` are left out."""
+        pings first); workloads removed with `remove_workload` are left out. In a lab with tunl0, each
+        IPv4 ping says whether the kernel routes its request or its reply through tunl0; a failure that
+        crosses the router without a tunnel says why."""
         if not self.is_up():
             raise LabError(f"the lab {self.topo.name!r} is not up (bgpd lab up)")
         present = set(netns.list_namespaces(self.prefix))  # a removed workload is no longer pinged
@@ -379,8 +564,72 @@ class Lab:
                 for target in targets:
                     if target != str(address):
                         jobs.append((self.workload_ns(host, index), str(address), target, family))
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            pings = list(pool.map(lambda job: self.ping(*job), jobs))
+        if self.topo.routed or self.tunnel_kind() is not None:
+            pings = self.annotate(pings)
+        return pings
+
+    def owner(self, address: str) -> LabHost | None:
+        """The host of a workload address or the host with that underlay address, in either family."""
+        for host in self.topo.hosts:
+            if address in {str(a) for a in (*host.workloads, *host.workloads6, *host.addresses(4))}:
+                return host
+            if address in {str(a) for a in host.addresses(6)}:
+                return host
+        return None
+
+    def annotate(self, pings: list[Ping]) -> list[Ping]:
+        """Each IPv4 ping's `tunnel` (the kernel's route for the request on the source's host, or for the
+        reply on the target's host, leaves by tunl0) and, for a failure, `why` when the lab knows."""
+        devices: dict[tuple[str, str], str] = {}  # (host, destination) -> device of the kernel's route
+
+        def device(host: LabHost, destination: str) -> str:
+            key = (host.name, destination)
+            if key not in devices:
+                out = netns.ip("-j", "route", "get", destination, ns=self.host_ns(host), check=False)
+                route = json.loads(out)[0] if out.strip() else {}
+                devices[key] = str(route.get("dev", ""))
+            return devices[key]
+
+        def annotate(p: Ping) -> Ping:
+            src, dst = self.owner(p.source), self.owner(p.target)
+            if p.family != 4 or src is None or dst is None:
+                return p
+            tunnel = src is not dst and TUNNEL in (device(src, p.target), device(dst, p.source))
+            why = "" if p.ok else self.explain(src, dst, p) or (self._stopped(src, dst) if tunnel else "")
+            return replace(p, tunnel=tunnel, why=why)
+
         with ThreadPoolExecutor(max_workers=16) as pool:
-            return list(pool.map(lambda job: self.ping(*job), jobs))
+            return list(pool.map(annotate, pings))
+
+    def _stopped(self, *hosts: LabHost) -> str:
+        """Which of these hosts' encapsulators no longer runs (their tunl0 then drops every packet)."""
+        pids = self._pids("encapsulators")
+        dead = [h for h in hosts if h.name in pids and not _alive(pids[h.name], ENCAPSULATOR)]
+        if not dead:
+            return ""
+        logs = ", ".join(str(self.encapsulator_log(h)) for h in dead)
+        names = " and ".join(h.name for h in dead)
+        return f"the encapsulator of {names} is not running, so its {TUNNEL} drops every packet; read {logs}"
+
+    def explain(self, src: LabHost, dst: LabHost, ping: Ping) -> str:
+        """Why a failed IPv4 ping between two hosts' addresses or workloads failed, if it is the problem the
+        cross-subnet lab shows: the hosts are in different racks, so the packets cross the router, which has
+        no route to workloads, and the workloads' pool does not tunnel."""
+        if src.rack == dst.rack:
+            return ""
+        workloads = [a for a in (ping.source, ping.target) if a not in (str(src.address), str(dst.address))]
+        modes = {self.topo.ipip_mode(IPv4Network(f"{a}/32")) for a in workloads}
+        if modes != {"never"}:
+            return ""
+        pools = ", ".join(
+            str(pool) for pool in self.topo.pools if any(IPv4Address(a) in pool for a in workloads)
+        )
+        return (
+            f"{src.name} and {dst.name} are in different subnets; the router has no route to workloads and "
+            f"pool {pools} is ipip: never (cross-subnet would tunnel this)"
+        )
 
     def routes(self, name: str, family: int | None = None) -> dict[str, list[str]]:
         """A host's kernel routes (one family, or every family of the lab, IPv4 first), grouped as an
@@ -395,12 +644,23 @@ class Lab:
             "blackholes": [],
             "other": [],
         }
+        tunnel = self.tunnel_kind() is not None
+        if tunnel:  # a group of its own, right after the plain ones: which routes use tunl0
+            groups = {
+                "local workloads": [],
+                "learned via BGP": [],
+                TUNNEL_GROUP: [],
+                "blackholes": [],
+                "other": [],
+            }
         for f in self.topo.families if family is None else (family,):
             for line in netns.ip(f"-{f}", "route", "show", ns=self.host_ns(host)).splitlines():
                 if line.startswith("fe80::/64 "):
                     continue
                 if line.startswith(("blackhole", "unreachable", "prohibit")):
                     groups["blackholes"].append(line.strip())
+                elif " proto bird " in f"{line} " and tunnel and f" dev {TUNNEL} " in f"{line} ":
+                    groups[TUNNEL_GROUP].append(line.strip())
                 elif " proto bird " in f"{line} ":
                     groups["learned via BGP"].append(line.strip())
                 elif " dev cali" in line and " proto kernel " not in f"{line} ":
@@ -459,28 +719,41 @@ class Lab:
         raise LabError(f"no workload {address} in {self.topo.source}")
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, marker: bytes = b"bgpd") -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return b"bgpd" in fh.read()
+            return marker in fh.read()
     except OSError:
         return False
 
 
-def _stop_pid(pid: int, timeout: float = 5.0) -> None:
-    """End a bgpd the lab started: only if that pid still runs bgpd (pids can be reused)."""
-    if not _alive(pid):
+def _stop_pid(pid: int, timeout: float = 5.0, marker: bytes = b"bgpd") -> None:
+    """End a process the lab started (a bgpd, or with `marker=ENCAPSULATOR` an encapsulator): only if that
+    pid still runs it (pids can be reused)."""
+    if not _alive(pid, marker):
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while _alive(pid, marker) and time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         time.sleep(0.05)
-    if _alive(pid):
+    if _alive(pid, marker):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):  # a child of ours (`build` alone): no zombie left
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _difference(name: str, expected: dict[str, str], learned: dict[str, str]) -> str:
+    """What a host's learned routes lack, and what they hold that they should not (both as prefix -> next
+    hops)."""
+    lacks = sorted(set(expected.items()) - set(learned.items()))
+    extra = sorted(set(learned.items()) - set(expected.items()))
+    parts = [f"lacks {lacks}"] if lacks else []
+    parts += [f"has unexpected {extra}"] if extra else []
+    return f"{name} {' and '.join(parts)}"
 
 
 def exported_prefix(net: Network) -> str:
@@ -488,10 +761,14 @@ def exported_prefix(net: Network) -> str:
     return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
 
 
-def bgpd_config(topo: Topology, node: LabHost, runtime_dir: Path) -> dict[str, Any]:
+def bgpd_config(
+    topo: Topology, node: LabHost, runtime_dir: Path, with_subnet: bool | None = None
+) -> dict[str, Any]:
     """The bgpd config the lab writes for a node. Dual stack: `node.address6`, both families' addresses in
     the mesh (IPv4 first), both pools; with reflectors, the hosts peer with every reflector in both families
-    and the reflectors list both addresses of every host as clients."""
+    and the reflectors list both addresses of every host as clients. A pool whose topology entry has an
+    `ipip` mode carries it; `node.address` is written with its prefix length (`192.168.100.10/24`, the
+    subnet that decides cross-subnet) when `with_subnet` (default: `topo.writes_subnet`)."""
 
     def both(nodes: Iterable[LabHost]) -> list[str]:
         chosen = list(nodes)
@@ -506,14 +783,17 @@ def bgpd_config(topo: Topology, node: LabHost, runtime_dir: Path) -> dict[str, A
         bgp["peers"] = [{"address": a, "asn": topo.asn} for a in both(topo.reflectors)]
     else:
         bgp["mesh"] = {"enabled": True, "nodes": both(topo.hosts)}
-    node_cfg: dict[str, Any] = {"name": node.name, "address": str(node.address)}
+    if with_subnet is None:
+        with_subnet = topo.writes_subnet
+    address = f"{node.address}/{topo.underlay_of(node).prefixlen}" if with_subnet else str(node.address)
+    node_cfg: dict[str, Any] = {"name": node.name, "address": address}
     if node.address6 is not None:
         node_cfg["address6"] = str(node.address6)
     node_cfg["asn"] = topo.asn
     cfg: dict[str, Any] = {
         "node": node_cfg,
         "bgp": bgp,
-        "pools": [{"cidr": str(p)} for p in (*topo.pools, *topo.pools6)],
+        "pools": _pools_config(topo),
         "export": {"protocols": ["boot", 80], "interfaces": ["cali*"]},
         "kernel": {"protocol": "bird", "table": "main"},
         "runtime": {"dir": str(runtime_dir), "log_level": "info"},
@@ -524,10 +804,20 @@ def bgpd_config(topo: Topology, node: LabHost, runtime_dir: Path) -> dict[str, A
     return cfg
 
 
-def config_text(topo: Topology, node: LabHost, runtime_dir: Path) -> str:
+def _pools_config(topo: Topology) -> list[dict[str, Any]]:
+    """The pools of both families; an IPv4 pool with an ipip mode in the topology carries it (IPv6 pools
+    never do: Calico has no IP-in-IP for IPv6)."""
+    out: list[dict[str, Any]] = []
+    for i, pool in enumerate(topo.pools):
+        mode = topo.ipip[i] if topo.ipip else None
+        out.append({"cidr": str(pool)} if mode is None else {"cidr": str(pool), "ipip": mode})
+    return out + [{"cidr": str(p)} for p in topo.pools6]
+
+
+def config_text(topo: Topology, node: LabHost, runtime_dir: Path, with_subnet: bool | None = None) -> str:
     """`bgpd_config()` as the YAML file the lab writes."""
-    head = f"# bgpd config generated by `bgpd lab up` for {node.name}\n"
-    return head + yaml.safe_dump(bgpd_config(topo, node, runtime_dir), sort_keys=False)
+    head = f"# bgpd config generated by `bgpd lab` for {node.name}\n"
+    return head + yaml.safe_dump(bgpd_config(topo, node, runtime_dir, with_subnet), sort_keys=False)
 
 
 def _peer_family(ss_line: str) -> int:

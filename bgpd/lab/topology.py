@@ -14,6 +14,17 @@ cluster_id: 1.0.0.1             # optional, default 1.0.0.1
 ipv6: true                      # optional, default true: dual stack; false: an IPv4-only lab
 ```
 
+Two more forms, for the cross-subnet lab (`configs/lab-cross-subnet.yaml`, issue 12):
+- `underlay` may list several subnets, one per rack (an L2 segment each): `[192.168.100.0/24,
+  192.168.200.0/24]`. A host belongs to the rack whose subnet holds its address; a router joins the racks
+  (the first address of each subnet is its leg there, the hosts' default route) and knows nothing of the
+  workloads. Such a lab is IPv4 only (`ipv6: false`): Calico has no IP-in-IP for IPv6.
+- a pool may be a mapping with Calico's `ipipMode`: `pools: [{cidr: 10.20.0.0/16, ipip: cross-subnet}]`
+  (never | always | cross-subnet; Calico's Never | Always | CrossSubnet too). The plain string form is a
+  pool without the key (the daemon's default, never). With a mode other than never the lab plays Felix's
+  part: each host gets `tunl0` with its tunnel address, the first address of its first block that no
+  workload uses (as Calico's IPAM hands out the block's first free address), so every host needs a block.
+
 The file is written in IPv4; the lab is dual stack, and its IPv6 plan is derived from the IPv4 one so
 that every IPv6 address reads like its IPv4 twin:
 - the underlay 192.168.100.0/24 gets fd00:100::/64 beside it (`fd00:<third octet>::/64`), and a node
@@ -34,7 +45,9 @@ Errors name the file, the line and the key, like the daemon's config errors.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
@@ -43,6 +56,9 @@ from typing import Any
 import yaml
 
 DEFAULT_CLUSTER_ID = IPv4Address("1.0.0.1")
+IPIP_MODES = ("never", "always", "cross-subnet")  # Calico's ipipMode, as bgpd's config spells it
+_CALICO_MODES = {"never": "never", "always": "always", "crosssubnet": "cross-subnet"}
+SWITCH, ROUTER = "sw", "rt"  # the lab's own namespaces: sw (one segment) or sw0, sw1... and rt (racks)
 NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 BLOCK6_PREFIXLEN = 122  # Calico's IPv6 block size
 UNDERLAY6_PREFIXLEN = 64
@@ -94,6 +110,8 @@ class LabHost:
     address6: IPv6Address | None = None  # None in an IPv4-only lab
     blocks6: tuple[IPv6Network, ...] = ()
     workloads6: tuple[IPv6Address, ...] = ()  # workloads6[i] is the IPv6 address of workloads[i]
+    rack: int = 0  # index of its underlay in `Topology.underlays`
+    tunnel_address: IPv4Address | None = None  # tunl0's /32 when the lab tunnels: see the module's docstring
 
     def exported(self) -> set[Network]:
         """What this host announces, both families: its blocks, and its workloads outside them (borrowed
@@ -127,6 +145,67 @@ class Topology:
     ipv6: bool = True
     underlay6: IPv6Network | None = None
     pools6: tuple[IPv6Network, ...] = ()
+    underlays: tuple[IPv4Network, ...] = ()  # every rack's subnet, `underlay` first; () = (underlay,)
+    ipip: tuple[str | None, ...] = ()  # ipip[i]: pools[i]'s mode as written, None if not written
+
+    @property
+    def racks(self) -> tuple[IPv4Network, ...]:
+        """The underlay subnets, one per rack (one for a single-segment lab)."""
+        return self.underlays or (self.underlay,)
+
+    @property
+    def routed(self) -> bool:
+        """Several racks joined by a router (a namespace of its own) instead of one segment."""
+        return len(self.racks) > 1
+
+    def underlay_of(self, node: LabHost) -> IPv4Network:
+        return self.racks[node.rack]
+
+    def gateway_of(self, node: LabHost) -> IPv4Address:
+        """The router's address on the node's segment (its first address): the node's default route."""
+        return self.underlay_of(node).network_address + 1
+
+    def ipip_mode(self, prefix: Network) -> str:
+        """The ipip mode of the pool that holds `prefix` (the longest, as bgpd decides), "never" for an IPv6
+        prefix or one outside every pool."""
+        if prefix.version != 4:
+            return "never"
+        best: tuple[int, str] | None = None
+        for pool, mode in zip(self.pools, self.modes, strict=True):
+            if prefix.subnet_of(pool) and (best is None or pool.prefixlen > best[0]):
+                best = (pool.prefixlen, mode)
+        return best[1] if best else "never"
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """Each pool's ipip mode ("never" where none is written)."""
+        return tuple(m or "never" for m in self.ipip) if self.ipip else ("never",) * len(self.pools)
+
+    @property
+    def tunnels(self) -> bool:
+        """Does some pool use IP-in-IP (so the lab gives every host Felix's tunl0)?"""
+        return any(m != "never" for m in self.modes)
+
+    @property
+    def writes_subnet(self) -> bool:
+        """Do the bgpd configs carry `node.address` with its prefix length (the subnet that decides
+        cross-subnet)? When the topology says anything about ipip, or has racks; else the configs are the
+        same as before issue 12."""
+        return self.routed or any(m is not None for m in self.ipip)
+
+    def tunnelled(self, node: LabHost, next_hop: LabHost, prefix: Network) -> bool:
+        """Does `node` reach `prefix` (announced by `next_hop`) through tunl0? As Calico: always, or
+        cross-subnet with the next hop outside the node's subnet."""
+        mode = self.ipip_mode(prefix)
+        if mode == "always":
+            return True
+        return mode == "cross-subnet" and next_hop.address not in self.underlay_of(node)
+
+    def shape(self) -> str:
+        """Everything but the pools' ipip modes and the file's name: what a `bgpd lab reload` may not
+        change (a digest, kept in the lab's state file)."""
+        plain = replace(self, ipip=(), source="")
+        return hashlib.sha256(repr(plain).encode()).hexdigest()[:16]
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -140,7 +219,8 @@ class Topology:
 
     @property
     def gateway(self) -> IPv4Address:
-        """The underlay's router address (the first address of the segment), owned by the switch."""
+        """The underlay's router address (the first address of the segment), owned by the switch (in a lab
+        with racks, the first rack's; `gateway_of` gives a node's)."""
         return self.underlay.network_address + 1
 
     @property
@@ -210,11 +290,30 @@ def parse(text: str, source: str = "<string>") -> Topology:
     name = get(raw, "name", "name", str, "lab")
     if not NAME.match(name):
         raise fail(raw, "name", "1-10 lower-case letters or digits, starting with a letter")
-    underlay = convert(
-        raw, "underlay", IPv4Network, get(raw, "underlay", "underlay", str, "192.168.100.0/24")
-    )
+    underlays = _underlays(raw, fail, convert)
+    underlay = underlays[0]
     asn = get(raw, "asn", "asn", int, 64512)
-    pools = tuple(convert(raw, "pools", IPv4Network, p) for p in get(raw, "pools", "pools", list, []))
+    pools, ipip = _pools(raw, fail, get, convert)
+    reserved = _reserved_names(len(underlays))
+
+    def rack_of(where: dict[str, Any], path: str, address: IPv4Address) -> int:
+        """The rack whose subnet holds `address` as a host address other than the router's."""
+        for rack, net in enumerate(underlays):
+            if address in net and address not in (net.network_address, net.broadcast_address):
+                if address == net.network_address + 1:
+                    raise fail(where, path, f"{address} is the underlay's router (its first address)")
+                return rack
+        what = f"the underlay {underlay}" if len(underlays) == 1 else "any underlay"
+        raise fail(where, path, f"{address} is not a host address of {what}")
+
+    def node_name(where: dict[str, Any], path: str) -> str:
+        value: str = get(where, "name", path, str)
+        if not NAME.match(value):
+            raise fail(where, path, "1-10 lower-case letters or digits, starting with a letter")
+        if value in reserved:
+            raise fail(where, path, f"{value!r} is the name of one of the lab's own namespaces")
+        return value
+
     hosts: list[LabHost] = []
     for i, h in enumerate(get(raw, "hosts", "hosts", list)):
         path = f"hosts[{i}]"
@@ -223,14 +322,9 @@ def parse(text: str, source: str = "<string>") -> Topology:
         for key in h:
             if key not in {"name", "address", "blocks", "workloads", "__line__"}:
                 raise fail(h, f"{path}.{key}", "unknown key")
-        hname = get(h, "name", f"{path}.name", str)
-        if not NAME.match(hname):
-            raise fail(h, f"{path}.name", "1-10 lower-case letters or digits, starting with a letter")
+        hname = node_name(h, f"{path}.name")
         address = convert(h, f"{path}.address", IPv4Address, get(h, "address", f"{path}.address", str))
-        if address not in underlay or address in (underlay.network_address, underlay.broadcast_address):
-            raise fail(h, f"{path}.address", f"{address} is not a host address of the underlay {underlay}")
-        if address == underlay.network_address + 1:
-            raise fail(h, f"{path}.address", f"{address} is the underlay's router (its first address)")
+        rack = rack_of(h, f"{path}.address", address)
         blocks = tuple(
             convert(h, f"{path}.blocks", IPv4Network, b) for b in get(h, "blocks", f"{path}.blocks", list, [])
         )
@@ -241,7 +335,7 @@ def parse(text: str, source: str = "<string>") -> Topology:
         for net in (*blocks, *(IPv4Network(f"{w}/32") for w in workloads)):
             if not any(net.subnet_of(p) for p in pools):
                 raise fail(h, path, f"{net} is outside every pool")
-        hosts.append(LabHost(hname, address, blocks, workloads))
+        hosts.append(LabHost(hname, address, blocks, workloads, rack=rack))
     reflectors: list[LabHost] = []
     for i, r in enumerate(get(raw, "reflectors", "reflectors", list, [])):
         path = f"reflectors[{i}]"
@@ -250,13 +344,15 @@ def parse(text: str, source: str = "<string>") -> Topology:
         for key in r:
             if key not in {"name", "address", "__line__"}:
                 raise fail(r, f"{path}.{key}", "unknown key")
-        rname = get(r, "name", f"{path}.name", str)
-        if not NAME.match(rname):
-            raise fail(r, f"{path}.name", "1-10 lower-case letters or digits, starting with a letter")
+        rname = node_name(r, f"{path}.name")
         address = convert(r, f"{path}.address", IPv4Address, get(r, "address", f"{path}.address", str))
-        if address not in underlay or address == underlay.network_address + 1:
-            raise fail(r, f"{path}.address", f"{address} is not a host address of the underlay {underlay}")
-        reflectors.append(LabHost(rname, address, reflector=True))
+        if not any(address in net for net in underlays) or address in (
+            n.network_address + 1 for n in underlays
+        ):
+            what = f"the underlay {underlay}" if len(underlays) == 1 else "any underlay"
+            raise fail(r, f"{path}.address", f"{address} is not a host address of {what}")
+        rack = next(k for k, net in enumerate(underlays) if address in net)
+        reflectors.append(LabHost(rname, address, reflector=True, rack=rack))
     cluster_id = convert(raw, "cluster_id", IPv4Address, get(raw, "cluster_id", "cluster_id", str, "1.0.0.1"))
     names = [h.name for h in (*hosts, *reflectors)]
     if len(set(names)) != len(names):
@@ -266,10 +362,22 @@ def parse(text: str, source: str = "<string>") -> Topology:
         raise fail(raw, "hosts", "duplicate address")
     if len(hosts) < 2:
         raise fail(raw, "hosts", "at least two hosts")
+    hosts = _tunnel_addresses(raw, fail, hosts, tunnels=any(m not in (None, "never") for m in ipip))
     ipv6 = get(raw, "ipv6", "ipv6", bool, True)
+    if ipv6 and len(underlays) > 1:
+        raise fail(
+            raw,
+            "underlay",
+            "several underlays (racks) need `ipv6: false`: the lab routes only IPv4 between racks "
+            "(Calico has no IP-in-IP for IPv6)",
+        )
+    extra: dict[str, Any] = {
+        "underlays": underlays if len(underlays) > 1 else (),
+        "ipip": ipip if any(m is not None for m in ipip) else (),
+    }
     if not ipv6:
         return Topology(
-            name, underlay, asn, pools, tuple(hosts), tuple(reflectors), cluster_id, source, False
+            name, underlay, asn, pools, tuple(hosts), tuple(reflectors), cluster_id, source, False, **extra
         )
     try:
         hosts6, reflectors6, pools6 = _dual_stack(underlay, pools, hosts, reflectors)
@@ -290,7 +398,93 @@ def parse(text: str, source: str = "<string>") -> Topology:
         True,
         underlay6_of(underlay),
         pools6,
+        **extra,
     )
+
+
+_Fail = Callable[[dict[str, Any], str, str], TopologyError]
+
+
+def _reserved_names(racks: int) -> set[str]:
+    """Names no node may take: the lab's own namespaces are named like nodes' (`bgpd<name>-sw`)."""
+    if racks == 1:
+        return {SWITCH}
+    return {ROUTER, *(f"{SWITCH}{k}" for k in range(racks))}
+
+
+def _underlays(raw: dict[str, Any], fail: _Fail, convert: Any) -> tuple[IPv4Network, ...]:
+    """`underlay`: one subnet, or a list of them (one per rack), none overlapping another."""
+    value = raw.get("underlay", "192.168.100.0/24")
+    if isinstance(value, str):
+        return (convert(raw, "underlay", IPv4Network, value),)
+    if not isinstance(value, list) or not value:
+        raise fail(raw, "underlay", "expected a subnet (str) or a non-empty list of subnets, one per rack")
+    nets: list[IPv4Network] = []
+    for k, item in enumerate(value):
+        if not isinstance(item, str):
+            raise fail(raw, f"underlay[{k}]", "expected a subnet (str)")
+        net = convert(raw, f"underlay[{k}]", IPv4Network, item)
+        if net.prefixlen > 29:
+            raise fail(raw, f"underlay[{k}]", f"{net} is too small for a router and hosts")
+        for j, other in enumerate(nets):
+            if net.overlaps(other):
+                raise fail(raw, f"underlay[{k}]", f"{net} overlaps underlay[{j}] {other}")
+        nets.append(net)
+    return tuple(nets)
+
+
+def _pools(
+    raw: dict[str, Any], fail: _Fail, get: Any, convert: Any
+) -> tuple[tuple[IPv4Network, ...], tuple[str | None, ...]]:
+    """`pools`: each a CIDR string, or a mapping `{cidr: ..., ipip: never|always|cross-subnet}`; returns
+    the pools and each one's ipip mode as written (None where the key is absent)."""
+    pools: list[IPv4Network] = []
+    modes: list[str | None] = []
+    for i, item in enumerate(get(raw, "pools", "pools", list, [])):
+        path = f"pools[{i}]"
+        if isinstance(item, dict):
+            for key in item:
+                if key not in {"cidr", "ipip", "__line__"}:
+                    hint = " (the lab plays Felix for IP-in-IP only)" if key == "vxlan" else ""
+                    raise fail(item, f"{path}.{key}", f"unknown key{hint}")
+            pool = convert(item, f"{path}.cidr", IPv4Network, get(item, "cidr", f"{path}.cidr", str))
+            mode: str | None = None
+            if "ipip" in item:
+                written = item["ipip"]
+                mode = _CALICO_MODES.get(str(written).strip().lower().replace("-", ""))
+                if not isinstance(written, str) or mode is None:
+                    raise fail(item, f"{path}.ipip", f"bad mode {written!r}: one of {', '.join(IPIP_MODES)}")
+        elif isinstance(item, str):
+            pool, mode = convert(raw, path, IPv4Network, item), None
+        else:
+            raise fail(raw, path, "expected a CIDR or a mapping {cidr: ..., ipip: ...}")
+        for j, other in enumerate(pools):
+            if pool.overlaps(other):
+                raise fail(
+                    item if isinstance(item, dict) else raw, path, f"{pool} overlaps pools[{j}] {other}"
+                )
+        pools.append(pool)
+        modes.append(mode)
+    return tuple(pools), tuple(modes)
+
+
+def _tunnel_addresses(raw: dict[str, Any], fail: _Fail, hosts: list[LabHost], tunnels: bool) -> list[LabHost]:
+    """Each host's tunl0 address: the first address of its first block that no workload uses. When a pool
+    tunnels, every host needs one."""
+    taken = {w for h in hosts for w in h.workloads}
+    out: list[LabHost] = []
+    items = raw.get("hosts")
+    for i, h in enumerate(hosts):
+        found = next((a for b in h.blocks for a in b if a not in taken), None)
+        if found is None and tunnels:
+            where = items[i] if isinstance(items, list) else raw
+            raise fail(
+                where,
+                f"hosts[{i}].blocks",
+                "a pool uses ipip, so every host needs a block with a free address for tunl0's /32",
+            )
+        out.append(replace(h, tunnel_address=found))
+    return out
 
 
 class _PlanError(Exception):
