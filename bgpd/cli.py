@@ -49,6 +49,8 @@ def _subnet_note(cfg: config_mod.Config) -> str:
     except OSError as exc:
         return f"# node.address {address} has no prefix length; the interfaces cannot be read here: {exc}"
     if found is None:
+        if not any(p.ipip == "cross-subnet" for p in cfg.pools):
+            return f"# node.address {address} has no prefix length and no interface here holds it"
         return (
             f"# node.address {address} has no prefix length and no interface here holds it: "
             "ipip cross-subnet would tunnel every next hop (write it as ADDRESS/LENGTH)"

@@ -702,7 +702,13 @@ class _Walker:
         address = convert(_V(scalar, v.path, v.line))
         if not tail.isdigit() or not 1 <= int(tail) <= max_length:
             raise self.error(v, f"invalid prefix length {tail!r} in {text.strip()!r}: 1..{max_length}")
-        return address, int(tail)
+        length = int(tail)
+        if address.version == 4 and length <= 30:  # a /31 or /32 has neither (RFC 3021)
+            net = IPv4Network(f"{address}/{length}", strict=False)
+            for what, edge in (("network", net.network_address), ("broadcast", net.broadcast_address)):
+                if address == edge:
+                    raise self.error(v, f"{address} is the {what} address of {net}, not a host address")
+        return address, length
 
     def encap_mode(self, v: _V) -> EncapMode:
         """never | always | cross-subnet (Calico's Never | Always | CrossSubnet accepted too)."""

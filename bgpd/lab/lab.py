@@ -16,19 +16,19 @@ both families' addresses in the mesh (or the reflectors' IPv6 addresses as peers
 `check` pings every workload and host from every workload in each family; the summary, `routes` and the
 convergence wait cover both families.
 
-Across subnets (issue 12, `configs/lab-cross-subnet.yaml`): a topology whose `underlay` lists several
-subnets gets one switch namespace per rack (`sw0`, `sw1`, ...) and a router namespace (`rt`) with a leg in
-each, holding each subnet's first address and forwarding between them; it knows nothing of the workloads
-(no BGP, no workload route), and every node's default route points at its own rack's leg. When a pool has
-an `ipip` mode other than never, the lab also plays Felix's part of IP-in-IP on every host (`bgpd.lab.felix`:
-`tunl0` with the host's tunnel address, a /32 of its block, MTU = underlay MTU - 20, up). It is the
-kernel's ipip device when the kernel has one, else a TUN device named `tunl0` with one userspace
-encapsulator per host (`bgpd.lab.ipip`, started and stopped with the lab by pid); `up` says which. bgpd installs the routes via
-`tunl0` (its config carries the pools' `ipip` modes and `node.address` with its prefix length); the lab
-waits for exactly the route forms Calico's BIRD would install, `check` marks the pairs whose packets go
-through `tunl0`, shows its packet counters, and explains failing pairs that cross the router without a
-tunnel. `reload` applies a topology whose only change is the pools' modes (the configs rewritten, each
-bgpd reloaded through its control socket, `tunl0` created first if the lab had none).
+Across subnets (issue 12, `configs/lab-cross-subnet.yaml`): a topology whose `underlay` lists several subnets
+gets one switch namespace per rack (`sw0`, `sw1`, ...) and a router namespace (`rt`) with a leg in each,
+holding each subnet's first address and forwarding between them; it knows nothing of the workloads (no BGP, no
+workload route), and every node's default route points at its own rack's leg. When a pool has an `ipip` mode
+other than never, the lab also plays Felix's part of IP-in-IP on every host (`bgpd.lab.felix`: `tunl0` with
+the host's tunnel address, a /32 of its block, MTU = underlay MTU - 20, up). It is the kernel's ipip device
+when the kernel has one, else a TUN device named `tunl0` with one userspace encapsulator per host
+(`bgpd.lab.ipip`, started and stopped with the lab by pid); `up` says which. bgpd installs the routes via
+`tunl0` (its config carries the pools' `ipip` modes and `node.address` with its prefix length); the lab waits
+for exactly the route forms Calico's BIRD would install, `check` marks the pairs whose packets go through
+`tunl0`, shows its packet counters, and explains failing pairs that cross the router without a tunnel.
+`reload` applies a topology whose only change is the pools' modes (the configs rewritten, each bgpd reloaded
+through its control socket, `tunl0` created first if the lab had none).
 
 Everything the lab creates is named with the topology's prefix (`bgpd<name>-`) and recorded in a state
 directory, so `down` removes it, also after a crash. The machine's own namespace is never changed.
@@ -361,13 +361,16 @@ class Lab:
 
     # ------------------------------------------------------------------ reload
 
+    def _not_up(self) -> str:
+        return f"the lab {self.topo.name!r} is not up (bgpd lab -t {self.topo.source} up)"
+
     def reload(self, timeout: float = 60.0) -> list[HostSummary]:
         """Apply a topology whose only change is the pools' ipip modes, as an operator changes a Calico
         pool: Felix's tunl0 first (when the lab has none yet and a pool now tunnels), then every node's
         config rewritten and reloaded through its control socket (bgpd rewrites the affected routes in
         place), then the wait for the routes the new modes give. Nothing is torn down on failure."""
         if not self.is_up() or not self._pids():
-            raise LabError(f"the lab {self.topo.name!r} is not up (bgpd lab up)")
+            raise LabError(self._not_up())
         if self._state().get("shape") != self.topo.shape():
             raise LabError(
                 f"{self.topo.source} changed beyond the pools' ipip modes: `bgpd lab up` rebuilds the lab"
@@ -550,7 +553,7 @@ class Lab:
         IPv4 ping says whether the kernel routes its request or its reply through tunl0; a failure that
         crosses the router without a tunnel says why."""
         if not self.is_up():
-            raise LabError(f"the lab {self.topo.name!r} is not up (bgpd lab up)")
+            raise LabError(self._not_up())
         present = set(netns.list_namespaces(self.prefix))  # a removed workload is no longer pinged
         jobs = []
         for family in self.topo.families:
@@ -637,7 +640,10 @@ class Lab:
         try:
             host = self.topo.host(name)
         except KeyError as exc:
-            raise LabError(f"no host {name!r} in {self.topo.source}") from exc
+            names = " ".join(h.name for h in self.topo.nodes)
+            raise LabError(f"no host {name!r} in {self.topo.source} (hosts: {names})") from exc
+        if self.host_ns(host) not in netns.list_namespaces(self.host_ns(host)):
+            raise LabError(self._not_up())
         groups: dict[str, list[str]] = {
             "local workloads": [],
             "learned via BGP": [],

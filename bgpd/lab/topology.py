@@ -45,6 +45,7 @@ Errors name the file, the line and the key, like the daemon's config errors.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from collections.abc import Callable
@@ -241,6 +242,7 @@ class _Loader(yaml.SafeLoader):
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[str, Any]:
     mapping = {str(k): v for k, v in loader.construct_mapping(node, deep=True).items()}
     mapping["__line__"] = node.start_mark.line + 1
+    mapping["__lines__"] = {str(key.value): key.start_mark.line + 1 for key, _ in node.value}  # per key
     return mapping
 
 
@@ -265,7 +267,9 @@ def parse(text: str, source: str = "<string>") -> Topology:
         raise TopologyError(f"{source}:1: a topology is a mapping")
 
     def fail(where: dict[str, Any], key: str, message: str) -> TopologyError:
-        return TopologyError(f"{source}:{where.get('__line__', 1)}: {key}: {message}")
+        last = key.rpartition(".")[2]  # the key's own line when it is a key of `where`
+        line = where.get("__lines__", {}).get(last, where.get("__line__", 1))
+        return TopologyError(f"{source}:{line}: {key}: {message}")
 
     def get(where: dict[str, Any], key: str, path: str, kind: type, default: Any = None) -> Any:
         if key not in where:
@@ -283,7 +287,18 @@ def parse(text: str, source: str = "<string>") -> Topology:
         except ValueError as exc:
             raise fail(where, path, str(exc)) from exc
 
-    known = {"name", "underlay", "asn", "pools", "hosts", "reflectors", "cluster_id", "ipv6", "__line__"}
+    known = {
+        "name",
+        "underlay",
+        "asn",
+        "pools",
+        "hosts",
+        "reflectors",
+        "cluster_id",
+        "ipv6",
+        "__line__",
+        "__lines__",
+    }
     for key in raw:
         if key not in known:
             raise fail(raw, str(key), "unknown key")
@@ -320,7 +335,7 @@ def parse(text: str, source: str = "<string>") -> Topology:
         if not isinstance(h, dict):
             raise fail(raw, path, "expected a mapping")
         for key in h:
-            if key not in {"name", "address", "blocks", "workloads", "__line__"}:
+            if key not in {"name", "address", "blocks", "workloads", "__line__", "__lines__"}:
                 raise fail(h, f"{path}.{key}", "unknown key")
         hname = node_name(h, f"{path}.name")
         address = convert(h, f"{path}.address", IPv4Address, get(h, "address", f"{path}.address", str))
@@ -342,7 +357,7 @@ def parse(text: str, source: str = "<string>") -> Topology:
         if not isinstance(r, dict):
             raise fail(raw, path, "expected a mapping")
         for key in r:
-            if key not in {"name", "address", "__line__"}:
+            if key not in {"name", "address", "__line__", "__lines__"}:
                 raise fail(r, f"{path}.{key}", "unknown key")
         rname = node_name(r, f"{path}.name")
         address = convert(r, f"{path}.address", IPv4Address, get(r, "address", f"{path}.address", str))
@@ -444,7 +459,7 @@ def _pools(
         path = f"pools[{i}]"
         if isinstance(item, dict):
             for key in item:
-                if key not in {"cidr", "ipip", "__line__"}:
+                if key not in {"cidr", "ipip", "__line__", "__lines__"}:
                     hint = " (the lab plays Felix for IP-in-IP only)" if key == "vxlan" else ""
                     raise fail(item, f"{path}.{key}", f"unknown key{hint}")
             pool = convert(item, f"{path}.cidr", IPv4Network, get(item, "cidr", f"{path}.cidr", str))
@@ -453,7 +468,12 @@ def _pools(
                 written = item["ipip"]
                 mode = _CALICO_MODES.get(str(written).strip().lower().replace("-", ""))
                 if not isinstance(written, str) or mode is None:
-                    raise fail(item, f"{path}.ipip", f"bad mode {written!r}: one of {', '.join(IPIP_MODES)}")
+                    text = str(written).lower() if isinstance(written, bool) else str(written)
+                    close = difflib.get_close_matches(text.lower(), IPIP_MODES, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise fail(
+                        item, f"{path}.ipip", f"bad mode {text!r}: one of {', '.join(IPIP_MODES)}{hint}"
+                    )
         elif isinstance(item, str):
             pool, mode = convert(raw, path, IPv4Network, item), None
         else:

@@ -339,3 +339,16 @@ def test_cross_subnet_up_directly_and_a_failed_up_leaves_nothing(tmp_path: Path)
     finally:
         lab_cli(topology, state, "down")
     assert netns.list_namespaces(load(topology).prefix) == []
+
+
+def test_commands_on_a_lab_that_is_not_up_say_so_in_one_line(tmp_path: Path) -> None:
+    topology = _topology(tmp_path, "cross-subnet")
+    state = tmp_path / "state"
+    for action in (["routes", "host0"], ["check"], ["reload"]):
+        result = lab_cli(topology, state, *action)
+        assert result.returncode == 1, (action, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.endswith(f"is not up (bgpd lab -t {topology} up)"), line
+    result = lab_cli(topology, state, "routes", "host9")
+    assert result.stderr.strip().endswith("(hosts: host0 host1 host2 host3)"), result.stderr

@@ -160,7 +160,14 @@ B = "  - {name: b, address: 192.168.200.10, blocks: [10.20.2.0/24]}\n"
     ("text", "error"),
     [
         (RACKS.replace("MODE", "sometimes"), "t.yaml:5: pools[0].ipip: bad mode 'sometimes': one of never,"),
-        (RACKS.replace("MODE", "true"), "t.yaml:5: pools[0].ipip: bad mode True"),
+        (RACKS.replace("MODE", "true"), "t.yaml:5: pools[0].ipip: bad mode 'true'"),
+        (  # a block mapping: the line of the key itself, and a suggestion
+            RACKS.replace(
+                "  - {cidr: 10.20.0.0/16, ipip: MODE}", "  - cidr: 10.20.0.0/16\n    ipip: cross-subnt"
+            ),
+            "t.yaml:6: pools[0].ipip: bad mode 'cross-subnt': one of never, always, cross-subnet "
+            "(did you mean 'cross-subnet'?)",
+        ),
         (
             RACKS.replace("ipip: MODE", "vxlan: always"),
             "t.yaml:5: pools[0].vxlan: unknown key (the lab plays Felix for IP-in-IP only)",
@@ -182,7 +189,7 @@ B = "  - {name: b, address: 192.168.200.10, blocks: [10.20.2.0/24]}\n"
             "t.yaml:1: underlay[1]: 192.168.100.128/25 overlaps underlay[0] 192.168.100.0/24",
         ),
         (TWO.replace("[192.168.100.0/24,", "[7,") + A + B, "t.yaml:1: underlay[0]: expected a subnet"),
-        (TWO.replace("[192.168.100.0/24, 192.168.200.0/24]", "[]") + A + B, "t.yaml:1: underlay: expected"),
+        (TWO.replace("[192.168.100.0/24, 192.168.200.0/24]", "[]") + A + B, "t.yaml:2: underlay: expected"),
         (
             TWO + A + B.replace("192.168.200.10", "192.168.50.10"),
             "t.yaml:7: hosts[1].address: 192.168.50.10 is not a host address of any underlay",
@@ -191,7 +198,7 @@ B = "  - {name: b, address: 192.168.200.10, blocks: [10.20.2.0/24]}\n"
             TWO + A + B.replace("192.168.200.10", "192.168.200.1"),
             "t.yaml:7: hosts[1].address: 192.168.200.1 is the underlay's router (its first address)",
         ),
-        (TWO.replace("ipv6: false\n", "") + A + B, "t.yaml:1: underlay: several underlays (racks) need"),
+        (TWO.replace("ipv6: false\n", "") + A + B, "t.yaml:2: underlay: several underlays (racks) need"),
         (TWO + A + B.replace("name: b", "name: rt"), "t.yaml:7: hosts[1].name: 'rt' is the name of one of"),
         (TWO + A + B.replace("name: b", "name: sw1"), "t.yaml:7: hosts[1].name: 'sw1' is the name of one"),
         (

@@ -1058,6 +1058,8 @@ def test_error_pool_modes() -> None:
         ("192.168.100.10/255.255.255.0", "invalid prefix length '255.255.255.0'"),
         ("192.168.100.300/24", "invalid IPv4 address '192.168.100.300'"),
         ("fd00::1/64", "fd00::1 is an IPv6 address; address takes an IPv4 address"),
+        ("192.168.100.0/24", "192.168.100.0 is the network address of 192.168.100.0/24, not a host address"),
+        ("192.168.100.255/24", "192.168.100.255 is the broadcast address of 192.168.100.0/24"),
     ],
 )
 def test_error_node_address_with_length(address: str, message: str) -> None:

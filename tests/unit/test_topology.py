@@ -218,7 +218,7 @@ def test_host_routes_are_printed_as_ip_prints_them() -> None:
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        (BASE + H0, "t.yaml:1: hosts: at least two hosts"),
+        (BASE + H0, "t.yaml:3: hosts: at least two hosts"),
         (BASE + H0 + H1.replace("192.168.100.3", "10.0.0.1"), "t.yaml:5: hosts[1].address: 10.0.0.1 is not"),
         (
             BASE + H0 + H1.replace("192.168.100.3", "192.168.100.1"),
@@ -228,15 +228,15 @@ def test_host_routes_are_printed_as_ip_prints_them() -> None:
             BASE + H0 + H1.replace("10.20.1.3", "10.99.0.1"),
             "t.yaml:5: hosts[1]: 10.99.0.1/32 is outside every pool",
         ),
-        (BASE + H0 + H1.replace("name: b", "name: a"), "t.yaml:1: hosts: duplicate host name"),
-        (BASE + H0 + H1.replace("10.20.1.3", "10.20.1.2"), "t.yaml:1: hosts: duplicate address"),
+        (BASE + H0 + H1.replace("name: b", "name: a"), "t.yaml:3: hosts: duplicate host name"),
+        (BASE + H0 + H1.replace("10.20.1.3", "10.20.1.2"), "t.yaml:3: hosts: duplicate address"),
         (BASE + H0 + H1.replace("blocks", "blokcs"), "t.yaml:5: hosts[1].blokcs: unknown key"),
         (BASE.replace("name: t", "name: Bad_Name") + H0 + H1, "t.yaml:1: name: 1-10 lower-case"),
         (
             BASE + H0 + H1.replace("address: 192.168.100.3", "address: 1.2.3.400"),
             "t.yaml:5: hosts[1].address:",
         ),
-        (BASE + H0 + H1 + "ipv6: yes please\n", "t.yaml:1: ipv6: expected bool"),
+        (BASE + H0 + H1 + "ipv6: yes please\n", "t.yaml:6: ipv6: expected bool"),
         # /28 blocks of two hosts share a /122: the IPv6 blocks cannot mirror them
         (
             BASE + H0.replace("10.20.1.0/24", "10.20.1.0/28") + H1.replace("10.20.2.0/24", "10.20.1.16/28"),
