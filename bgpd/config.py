@@ -43,6 +43,15 @@ from typing import Any, Literal, TypeVar
 import yaml
 from yaml.constructor import SafeConstructor
 
+from bgpd.config_policy import (
+    NextHopMode,
+    PrefixAdvertisement,
+    parse_communities,
+    parse_filters,
+    parse_peer_policy,
+    parse_prefix_advertisements,
+)
+from bgpd.policy.filters import BGPFilter, FilterRule
 from bgpd.prefix import Address, Address6
 
 __all__ = [
@@ -176,6 +185,13 @@ class PeerConfig:
     password: str | None = None
     description: str = ""
     rr_client: bool = False  # set by Config.sessions() for reflector.clients, never read from bgp.peers
+    # eBGP and policy (issue 13; Calico's BGPPeer localASNumber, nextHopMode, numAllowedLocalASNumbers,
+    # keepaliveTime, filters): None = node.asn / hold time / 3
+    local_asn: int | None = None
+    next_hop_mode: NextHopMode = "auto"
+    allow_local_as: int = 0
+    keepalive_time: int | None = None
+    filters: tuple[str, ...] = ()
 
     @property
     def family(self) -> Literal[4, 6]:
@@ -214,6 +230,9 @@ class BgpConfig:
     select_defer_time: float = 120.0
     mesh: MeshConfig = field(default_factory=MeshConfig)
     peers: tuple[PeerConfig, ...] = ()
+    # Calico's BGPConfiguration communities (name, value) and prefixAdvertisements (issue 13)
+    communities: tuple[tuple[str, str], ...] = ()
+    prefix_advertisements: tuple[PrefixAdvertisement, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +323,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    filters: tuple[BGPFilter, ...] = ()  # Calico's BGPFilter resources, named by bgp.peers[].filters
     source: str = field(default="<string>", compare=False)
 
     @property
@@ -770,12 +790,35 @@ _TOP_KEYS = (
     "metrics",
     "control",
     "health",
+    "filters",
 )
 _REFLECTOR_KEYS = ("cluster_id", "clients")
 _NODE_KEYS = ("name", "address", "address6", "asn", "router_id")
-_BGP_KEYS = ("port", "hold_time", "graceful_restart", "select_defer_time", "mesh", "peers")
+_BGP_KEYS = (
+    "port",
+    "hold_time",
+    "graceful_restart",
+    "select_defer_time",
+    "mesh",
+    "peers",
+    "communities",
+    "prefix_advertisements",
+)
 _MESH_KEYS = ("enabled", "nodes")
-_PEER_KEYS = ("address", "asn", "port", "passive", "hold_time", "password", "description")
+_PEER_KEYS = (
+    "address",
+    "asn",
+    "port",
+    "passive",
+    "hold_time",
+    "password",
+    "description",
+    "local_asn",
+    "next_hop_mode",
+    "allow_local_as",
+    "keepalive_time",
+    "filters",
+)
 _POOL_KEYS = ("cidr", "export", "ipip", "vxlan")
 _EXPORT_KEYS = ("protocols", "interfaces")
 _KERNEL_KEYS = ("protocol", "table", "metric", "install", "stale_timeout", "audit_interval")
@@ -816,7 +859,8 @@ def parse(text: str, filename: str = "<string>") -> Config:
     top = w.mapping(_V(root, "", 1), _TOP_KEYS, required=("node",))
 
     node = _parse_node(w, top["node"])
-    bgp = _parse_bgp(w, top["bgp"], node) if "bgp" in top else BgpConfig()
+    filters = parse_filters(w, top["filters"]) if "filters" in top else ()
+    bgp = _parse_bgp(w, top["bgp"], node, {f.name: f for f in filters}) if "bgp" in top else BgpConfig()
     pools = _parse_pools(w, top["pools"]) if "pools" in top else ()
     export = _parse_export(w, top["export"]) if "export" in top else ExportConfig()
     reflector = _parse_reflector(w, top["reflector"], node, bgp) if "reflector" in top else None
@@ -851,6 +895,7 @@ def parse(text: str, filename: str = "<string>") -> Config:
         metrics=metrics,
         control=control,
         health=health,
+        filters=filters,
         source=filename,
     )
 
@@ -897,7 +942,7 @@ def _parse_node(w: _Walker, v: _V) -> NodeConfig:
     )
 
 
-def _parse_bgp(w: _Walker, v: _V, node: NodeConfig) -> BgpConfig:
+def _parse_bgp(w: _Walker, v: _V, node: NodeConfig, filters: dict[str, BGPFilter]) -> BgpConfig:
     m = w.mapping(v, _BGP_KEYS)
     port = w.get(m, "port", lambda x: w.integer(x, 1, 65535, "port"), 179)
     hold_time = w.get(m, "hold_time", w.hold_time, 90)
@@ -957,6 +1002,9 @@ def _parse_bgp(w: _Walker, v: _V, node: NodeConfig) -> BgpConfig:
         peer_hold: int | None = None
         if "hold_time" in pm and not w.is_null(pm["hold_time"]):
             peer_hold = w.hold_time(pm["hold_time"])
+        local_asn, next_hop_mode, allow_local_as, keepalive, peer_filters = parse_peer_policy(
+            w, pm, hold_time if peer_hold is None else peer_hold, filters
+        )
         peers.append(
             PeerConfig(
                 address=address,
@@ -966,8 +1014,17 @@ def _parse_bgp(w: _Walker, v: _V, node: NodeConfig) -> BgpConfig:
                 hold_time=peer_hold,
                 password=password,
                 description=w.get(pm, "description", _description(w), ""),
+                local_asn=local_asn,
+                next_hop_mode=next_hop_mode,
+                allow_local_as=allow_local_as,
+                keepalive_time=keepalive,
+                filters=peer_filters,
             )
         )
+    named = parse_communities(w, m["communities"]) if "communities" in m else {}
+    advertisements: tuple[PrefixAdvertisement, ...] = ()
+    if "prefix_advertisements" in m:
+        advertisements = parse_prefix_advertisements(w, m["prefix_advertisements"], named)
     return BgpConfig(
         port=port,
         hold_time=hold_time,
@@ -975,6 +1032,8 @@ def _parse_bgp(w: _Walker, v: _V, node: NodeConfig) -> BgpConfig:
         select_defer_time=select_defer_time,
         mesh=mesh,
         peers=tuple(peers),
+        communities=tuple(named.items()),
+        prefix_advertisements=advertisements,
     )
 
 
@@ -1098,8 +1157,18 @@ def dump(cfg: Config) -> str:
                     "hold_time": p.hold_time,
                     "password": p.password,
                     "description": p.description,
+                    "local_asn": p.local_asn,
+                    "next_hop_mode": p.next_hop_mode,
+                    "allow_local_as": p.allow_local_as,
+                    "keepalive_time": p.keepalive_time,
+                    "filters": list(p.filters),
                 }
                 for p in cfg.bgp.peers
+            ],
+            "communities": [{"name": n, "value": value} for n, value in cfg.bgp.communities],
+            "prefix_advertisements": [
+                {"cidr": str(a.cidr), "communities": list(a.communities)}
+                for a in cfg.bgp.prefix_advertisements
             ],
         },
         "pools": [
@@ -1127,6 +1196,16 @@ def dump(cfg: Config) -> str:
         "control": {"socket": cfg.control.socket},
         "health": {"startup_window": float(cfg.health.startup_window)},
     }
+    doc["filters"] = [
+        {
+            "name": f.name,
+            "export_v4": [_dump_rule(r) for r in f.export_v4],
+            "import_v4": [_dump_rule(r) for r in f.import_v4],
+            "export_v6": [_dump_rule(r) for r in f.export_v6],
+            "import_v6": [_dump_rule(r) for r in f.import_v6],
+        }
+        for f in cfg.filters
+    ]
     if cfg.reflector is not None:
         doc["reflector"] = {
             "cluster_id": str(cfg.reflector.cluster_id),
@@ -1135,3 +1214,24 @@ def dump(cfg: Config) -> str:
     header = "# bgpd configuration, normalized: every default filled in\n"
     body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
     return header + body
+
+
+def _dump_rule(rule: FilterRule) -> dict[str, object]:
+    """A filter rule as written in the config (only the conditions it has)."""
+    out: dict[str, object] = {"action": rule.action}
+    if rule.match_operator is not None:
+        out["match_operator"] = rule.match_operator
+    if rule.cidr is not None:
+        out["cidr"] = str(rule.cidr)
+    if rule.prefix_length_min is not None or rule.prefix_length_max is not None:
+        length: dict[str, int] = {}
+        if rule.prefix_length_min is not None:
+            length["min"] = rule.prefix_length_min
+        if rule.prefix_length_max is not None:
+            length["max"] = rule.prefix_length_max
+        out["prefix_length"] = length
+    if rule.source is not None:
+        out["source"] = rule.source
+    if rule.interface is not None:
+        out["interface"] = rule.interface
+    return out

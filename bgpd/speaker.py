@@ -67,6 +67,7 @@ def sessions_of(cfg: Config) -> list[confgen.Session]:
             password=p.password,
             description=p.description,
             families=(p.family,),
+            local_asn=p.local_asn,
         )
         for p in cfg.sessions()
     ]

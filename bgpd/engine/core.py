@@ -17,6 +17,7 @@ same way until the sessions are back and have re-sent their tables, or `kernel.s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -24,7 +25,8 @@ from collections.abc import Hashable, Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Protocol
 
-from bgpd.config import Config
+from bgpd.config import Config, PeerConfig
+from bgpd.config_policy import is_large
 from bgpd.engine.fib import Fib, Hops
 from bgpd.engine.outputs import Announce, EndOfRib, Family, KernelOp, OutChange, RouteRefresh, Withdraw
 from bgpd.engine.peers import PeerStatus
@@ -46,9 +48,11 @@ from bgpd.model import (
     Snapshot,
 )
 from bgpd.policy.export import Delta, ExportRules, ExportTable
+from bgpd.policy.filters import BGPFilter, RouteFacts, evaluate
 from bgpd.policy.importer import ImportPolicy, Reject
+from bgpd.prefix import bits as prefix_bits
+from bgpd.prefix import covers, host_key
 from bgpd.prefix import family as family_of
-from bgpd.prefix import host_key
 from bgpd.rib.deferral import SelectionDeferral
 from bgpd.rib.table import Rib
 from reflector.adjout import AdjRibOut, Advert, Batch
@@ -60,6 +64,7 @@ INLINE_CHANGES = 16  # Adj-RIB-Out changes up to this many are handed over at on
 ADVERT_CACHE_SIZE = 4096  # reflected (source, next hop, attributes) kept; cleared when full
 EXPORT_ATTRIBUTES = Attributes()
 DEFER_TIMER = "select-defer"
+NO_ADVERTISE = "65535:65282"  # RFC 1997 well-known community
 FAMILIES: tuple[Family, ...] = (4, 6)
 
 
@@ -118,6 +123,10 @@ class Engine:
         self._targets: dict[Address, frozenset[Address]] = {}  # per source, for _ibgp_roles
         self._adverts: dict[tuple[IPv4Address | Address, Address, Attributes], Advert] = {}
         self._reflect_pending = False
+        self._stripped: dict[Attributes, Attributes] = {}  # eBGP paths' attributes without LOCAL_PREF
+        self._self_adverts: dict[tuple[Advert, Address], Advert] = {}  # reflected with next hop self
+        # per distinct export filter list: our prefixes its sessions were sent
+        self._filtered_sent: dict[tuple[BGPFilter, ...], set[Prefix]] = {}
         # RFC 4724 §4.1: our End-of-RIB waits for the peers' tables (restarting peers excepted), and the
         # removal of stale kernel routes for every peer's table (restarting peers included)
         self.deferral = SelectionDeferral(self.peers)
@@ -140,7 +149,23 @@ class Engine:
         for p in cfg.sessions():
             if p.address not in self.peers:
                 self.peers[p.address] = PeerStatus(p.address, p.asn, p.rr_client)
-        self._ibgp_roles = {a: p.rr_client for a, p in self.peers.items() if p.asn == cfg.node.asn}
+        # per session: our AS towards it (Calico's localASNumber), how often it may appear in a received
+        # AS_PATH, and its filters (Calico's BGPFilter, in the order listed)
+        by_name = {f.name: f for f in cfg.filters}
+        self._local_as: dict[Address, int] = {}
+        self._allow_local_as: dict[Address, int] = {}
+        self._filters: dict[Address, tuple[BGPFilter, ...]] = {}
+        self._next_hop_self: frozenset[Address] = frozenset(
+            p.address for p in cfg.sessions() if p.next_hop_mode == "self"
+        )
+        for p in cfg.sessions():
+            self._local_as[p.address] = p.local_asn or cfg.node.asn
+            self._allow_local_as[p.address] = p.allow_local_as
+            if p.filters:
+                self._filters[p.address] = tuple(by_name[n] for n in p.filters)
+        self._ibgp_roles = {
+            a: p.rr_client for a, p in self.peers.items() if p.asn == self._local_as.get(a, cfg.node.asn)
+        }
         # the sessions of each family; None where that is every session (commands then name no neighbor)
         self._family_peers: dict[Family, tuple[Address, ...] | None] = {}
         for family in FAMILIES:
@@ -148,6 +173,27 @@ class Engine:
             self._family_peers[family] = None if len(members) == len(self.peers) else members
         self._next_hop: dict[Family, Address | None] = {4: cfg.local_address(4), 6: cfg.local_address(6)}
         self.tunnel = self._tunnel_plan(cfg)
+        # export groups (as FRR's update groups): the sessions of a family with the same filters get the
+        # same routes; without filters, every session of the family (`_family_peers`)
+        self._groups: dict[Family, list[tuple[tuple[Address, ...] | None, tuple[BGPFilter, ...]]]] = {}
+        for family in FAMILIES:
+            by_filters: dict[tuple[BGPFilter, ...], list[Address]] = {}
+            for address in sorted((a for a in self.peers if a.version == family), key=host_key):
+                by_filters.setdefault(self._filters.get(address, ()), []).append(address)
+            if set(by_filters) <= {()}:
+                self._groups[family] = [(self._family_peers[family], ())]
+            else:
+                self._groups[family] = [(tuple(members), f) for f, members in by_filters.items()]
+        # Calico's prefixAdvertisements: (cidr key, standard, large) communities for exported routes
+        self._advertisements = [
+            (
+                prefix_bits(a.cidr),
+                tuple(c for c in a.communities if not is_large(c)),
+                tuple(c for c in a.communities if is_large(c)),
+            )
+            for a in cfg.bgp.prefix_advertisements
+        ]
+        self._export_attrs: dict[tuple[tuple[str, ...], tuple[str, ...]], Attributes] = {}
 
     @property
     def subnet(self) -> IPv4Network | None:
@@ -250,14 +296,36 @@ class Engine:
         if not withdraw and not announce:
             return out
         log.debug("export", extra={"kv": {"announce": len(announce), "withdraw": len(withdraw)}})
-        for family, prefixes in _by_family(withdraw).items():
-            peers = self._family_peers[family]
-            if peers != ():
-                out.append(Withdraw(family, prefixes, peers))
-        for family, prefixes in _by_family(announce).items():
-            out += self._announce_local(family, prefixes, self._family_peers[family])
+        withdrawn, announced = _by_family(withdraw), _by_family(announce)
+        for family in FAMILIES:
+            gone, new = withdrawn.get(family, []), announced.get(family, [])
+            for peers, filters in self._groups[family]:
+                if peers == ():
+                    continue
+                if not filters:
+                    if gone:
+                        out.append(Withdraw(family, gone, peers))
+                    out += self._announce_local(family, new, peers)
+                    continue
+                # a filtered group: what its filters let through, and what they no longer do
+                sent = self._filtered_sent.setdefault(filters, set())
+                passing = [p for p in new if self._exports(filters, p)]
+                dropped = [p for p in gone if p in sent] + [
+                    p for p in new if p in sent and not self._exports(filters, p)
+                ]
+                sent.difference_update(dropped)
+                sent.update(passing)
+                if dropped:
+                    dropped.sort()
+                    out.append(Withdraw(family, dropped, peers))
+                out += self._announce_local(family, passing, peers)
         self._out_withdraw, self._out_announce = set(), set()
         return out
+
+    def _exports(self, filters: tuple[BGPFilter, ...], prefix: Prefix) -> bool:
+        """Do a session's export filters let our own route to `prefix` out? (No rule matched: yes.)"""
+        facts = RouteFacts(prefix, False, self.export.device(prefix))
+        return evaluate(filters, "export", facts) != "Reject"
 
     def _announce_local(
         self, family: Family, prefixes: Sequence[Prefix], peers: tuple[Address, ...] | None
@@ -273,12 +341,35 @@ class Engine:
                     extra={"kv": {"routes": len(prefixes)}},
                 )
             return []
-        return [Announce(family, prefixes, next_hop, EXPORT_ATTRIBUTES, peers)]
+        if not self._advertisements:
+            return [Announce(family, prefixes, next_hop, EXPORT_ATTRIBUTES, peers)]
+        # Calico's prefixAdvertisements: the communities of every advertisement that covers the prefix
+        buckets: dict[Attributes, list[Prefix]] = {}
+        for prefix in prefixes:
+            buckets.setdefault(self._attributes_for(prefix), []).append(prefix)
+        return [Announce(family, items, next_hop, attrs, peers) for attrs, items in buckets.items()]
+
+    def _attributes_for(self, prefix: Prefix) -> Attributes:
+        key = prefix_bits(prefix)
+        standard: list[str] = []
+        large: list[str] = []
+        for cidr, std, lg in self._advertisements:
+            if covers(cidr, key):
+                standard += [c for c in std if c not in standard]
+                large += [c for c in lg if c not in large]
+        pair = (tuple(standard), tuple(large))
+        attrs = self._export_attrs.get(pair)
+        if attrs is None:
+            attrs = self._export_attrs[pair] = Attributes(communities=pair[0], large_communities=pair[1])
+        return attrs
 
     def _table_for(self, peer: Address) -> list[OutChange]:
         """Everything `peer` should hold: our routes of its family and what we reflect to it."""
         family = self.peers[peer].family
         mine = [p for p in self.export.announced if family_of(p) == family]
+        filters = self._filters.get(peer)
+        if filters:
+            mine = [p for p in mine if self._exports(filters, p)]
         mine.sort()
         return self._announce_local(family, mine, (peer,)) + self._batches(self.adjout.replay(peer))
 
@@ -526,15 +617,28 @@ class Engine:
         source = status.source
         if source is None or source.router_id != status.router_id or source.asn != status.asn:
             # one Peer per session, not per UPDATE: a path holds it
-            ebgp = status.asn != self.cfg.node.asn
+            ebgp = status.asn != self._local_as.get(peer, self.cfg.node.asn)
             source = status.source = Peer(peer, status.asn, status.router_id, ebgp=ebgp)
         check, is_announced = self.policy.check, self.export.is_announced
+        local_as = self._local_as.get(peer, self.cfg.node.asn)
+        allowed = self._allow_local_as.get(peer, 0)
+        filters = self._filters.get(peer)
+        ebgp = source.ebgp
         for route in announced:
             prefix = route.prefix
             status.received += 1
             if stale is not None:
                 stale.discard(prefix)
-            reject = check(prefix, route.next_hop, route.attrs)
+            attrs = route.attrs
+            reject = check(prefix, route.next_hop, attrs)
+            if reject is None and local_as in attrs.as_path and attrs.as_path.count(local_as) > allowed:
+                reject = Reject.AS_LOOP  # RFC 4271 §9.1.2; BIRD's `allow local as N`
+            if (
+                reject is None
+                and filters
+                and evaluate(filters, "import", RouteFacts(prefix, True)) == "Reject"
+            ):
+                reject = Reject.FILTER
             if reject is not None:
                 self._reject(status, reject, str(prefix))
                 if rib.remove(peer, prefix):  # an invalid replacement withdraws the old path
@@ -544,8 +648,19 @@ class Engine:
                 self._reject(status, Reject.OWN_PREFIX, str(prefix))  # kept, but never selected
             else:
                 status.accepted += 1
-            if rib.add(Path(prefix, route.next_hop, source, route.attrs)):
+            if ebgp and attrs.local_pref is not None:
+                attrs = self._without_local_pref(attrs)  # RFC 4271 §5.1.5: not from an external peer
+            if rib.add(Path(prefix, route.next_hop, source, attrs)):
                 self._reselect(prefix)
+
+    def _without_local_pref(self, attrs: Attributes) -> Attributes:
+        """`attrs` without LOCAL_PREF, one object per distinct input (the codec interns attributes)."""
+        stripped = self._stripped.get(attrs)
+        if stripped is None:
+            if len(self._stripped) >= ADVERT_CACHE_SIZE:
+                self._stripped.clear()
+            stripped = self._stripped[attrs] = dataclasses.replace(attrs, local_pref=None)
+        return stripped
 
     def _reject(self, status: PeerStatus, reason: Reject, what: str) -> None:
         status.rejected[reason.value] += 1
@@ -598,9 +713,34 @@ class Engine:
                 # only sessions of the source's family carry its routes
                 same = {a: c for a, c in roles.items() if a.version == source.version}
                 receivers = self._targets[source] = targets(source, roles.get(source, False), same)
+            if NO_ADVERTISE in best.attrs.communities:
+                receivers = frozenset()  # RFC 1997: to no peer (reflection is iBGP only: NO_EXPORT holds)
+            elif self._filters:
+                receivers = frozenset(r for r in receivers if self._reflects_to(r, prefix))
             wanted = dict.fromkeys(receivers, advert)
+            for receiver in self._next_hop_self & receivers:  # Calico's nextHopMode Self
+                wanted[receiver] = self._advert_self(advert, prefix.version)
         self.adjout.set(prefix, wanted)
         self._reflect_pending = True
+
+    def _reflects_to(self, receiver: Address, prefix: Prefix) -> bool:
+        """Do `receiver`'s export filters let a learned route to `prefix` out? (No filters or no rule
+        matched: yes.)"""
+        filters = self._filters.get(receiver)
+        return not filters or evaluate(filters, "export", RouteFacts(prefix, True)) != "Reject"
+
+    def _advert_self(self, advert: Advert, version: int) -> Advert:
+        """`advert` with this node's address of the family as next hop (one object per advert)."""
+        own = self._next_hop[4 if version == 4 else 6]
+        if own is None:
+            return advert
+        key = (advert, own)
+        found = self._self_adverts.get(key)
+        if found is None:
+            if len(self._self_adverts) >= ADVERT_CACHE_SIZE:
+                self._self_adverts.clear()
+            found = self._self_adverts[key] = Advert(own, advert.attrs)
+        return found
 
     # ------------------------------------------------------------------ timers and the start's deferral
 
@@ -645,7 +785,12 @@ class Engine:
         new_sessions = {p.address: p for p in new.sessions()}
         removed = [a for a in old_sessions if a not in new_sessions]
         added = [a for a in new_sessions if a not in old_sessions]
-        changed = [a for a in new_sessions if a in old_sessions and new_sessions[a] != old_sessions[a]]
+        kept = [a for a in new_sessions if a in old_sessions]
+        # a policy change (filters, next hop mode, allowed local AS) needs no session reset
+        changed = [a for a in kept if _session_of(new_sessions[a]) != _session_of(old_sessions[a])]
+        repolicied = [a for a in kept if _policy_of(new_sessions[a]) != _policy_of(old_sessions[a])]
+        old_filters, old_allowed = dict(self._filters), dict(self._allow_local_as)
+        old_self = self._next_hop_self
         self.cfg = new
         affected: set[Prefix] = set()
         for address in removed:
@@ -662,6 +807,11 @@ class Engine:
             status = self.peers[address]
             status.ungraceful = True  # ExaBGP resets the session: not a graceful restart of the peer
             status.asn, status.rr_client = p.asn, p.rr_client
+            status.source = None
+            old_p = old_sessions[address]
+            if (p.asn, p.local_asn) != (old_p.asn, old_p.local_asn):
+                # ExaBGP keys its neighbors by AS too: a new neighbor, with an empty Adj-RIB-Out
+                self._added_by_reload.add(address)
         old_roles = self._ibgp_roles
         old_tunnel = self.tunnel
         had_reflector = self.cluster_id is not None
@@ -684,12 +834,69 @@ class Engine:
                         self.rib.remove(path.peer.address, prefix)
                         affected.add(prefix)
             self._out += [RouteRefresh(a, st.family) for a, st in self.peers.items() if st.state == "up"]
+        if repolicied:
+            affected |= self._repolicy(repolicied, old_filters, old_allowed)
         if (
             self._ibgp_roles != old_roles
             or (self.cluster_id is None and had_reflector)
             or self.tunnel != old_tunnel  # a pool's mode: routes rewritten in place (replace)
+            or (self.cluster_id is not None and (repolicied or self._next_hop_self != old_self))
         ):
             affected |= set(self.rib.prefixes())
         for prefix in affected:
             self._reselect(prefix)
         return added, removed, changed
+
+    def _repolicy(
+        self,
+        peers: list[Address],
+        old_filters: dict[Address, tuple[BGPFilter, ...]],
+        old_allowed: dict[Address, int],
+    ) -> set[Prefix]:
+        """Sessions whose filters or allowed local AS changed by reload: our routes they now get or lose
+        are sent at once; their paths the new import rules reject go, and each is asked for its table again
+        (ROUTE-REFRESH, RFC 2918) for what they may now accept. The prefixes whose paths changed."""
+        affected: set[Prefix] = set()
+        for peer in peers:
+            family = self.peers[peer].family
+            before, after = old_filters.get(peer, ()), self._filters.get(peer, ())
+            if before != after:
+                mine = sorted(p for p in self.export.announced if family_of(p) == family)
+                gone = [p for p in mine if self._exports(before, p) and not self._exports(after, p)]
+                new = [p for p in mine if not self._exports(before, p) and self._exports(after, p)]
+                if gone:
+                    self._out.append(Withdraw(family, gone, (peer,)))
+                self._out += self._announce_local(family, new, (peer,))
+            if before != after or old_allowed.get(peer, 0) != self._allow_local_as.get(peer, 0):
+                local_as, allowed = self._local_as[peer], self._allow_local_as[peer]
+                for prefix in self.rib.peer_prefixes(peer):
+                    path = next((x for x in self.rib.paths(prefix) if x.peer.address == peer), None)
+                    if path is None:
+                        continue
+                    loop = path.attrs.as_path.count(local_as) > allowed
+                    if loop or (after and evaluate(after, "import", RouteFacts(prefix, True)) == "Reject"):
+                        self.rib.remove(peer, prefix)
+                        affected.add(prefix)
+                if self.peers[peer].state == "up":
+                    self._out.append(RouteRefresh(peer, family))
+        # the filtered export groups start again from what their filters let through now
+        self._filtered_sent = {}
+        for family in FAMILIES:
+            for _members, filters in self._groups[family]:
+                if filters:
+                    self._filtered_sent[filters] = {
+                        p
+                        for p in self.export.announced
+                        if family_of(p) == family and self._exports(filters, p)
+                    }
+        return affected
+
+
+def _session_of(peer: PeerConfig) -> PeerConfig:
+    """What of a session's config ExaBGP's neighbor holds (a change resets the session)."""
+    return dataclasses.replace(peer, filters=(), next_hop_mode="auto", allow_local_as=0)
+
+
+def _policy_of(peer: PeerConfig) -> tuple[object, ...]:
+    """What of a session's config only bgpd applies (a change needs no reset)."""
+    return (peer.filters, peer.next_hop_mode, peer.allow_local_as)

@@ -41,6 +41,7 @@ class Session:
     description: str = ""
     # the unicast families negotiated on the session (`family { ... }`), written in this order
     families: tuple[Literal[4, 6], ...] = (4,)
+    local_asn: int | None = None  # our AS towards this peer (Calico's localASNumber); None: the speaker's
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,7 @@ def render(speaker: Speaker, sessions: Sequence[Session], socket_path: str, run:
             f"    description {_quote(session.description or f'bgpd session {session.address}')};",
             f"    router-id {speaker.router_id};",
             f"    local-address {_local_address(speaker, session)};",
-            f"    local-as {speaker.asn};",
+            f"    local-as {session.local_asn or speaker.asn};",
             f"    peer-as {session.asn};",
             f"    hold-time {session.hold_time};",
             f"    passive {'true' if session.passive else 'false'};",

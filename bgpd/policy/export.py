@@ -121,6 +121,9 @@ class ExportTable:
     def __init__(self, rules: ExportRules) -> None:
         self.rules = rules
         self._routes: dict[tuple[Prefix, int, int], KernelRoute] = {}  # selected, by kernel key
+        # the (table, metric) pairs the selected routes sit at, with their counts: a handful, so the routes
+        # at one prefix are found by trying each (`device`) without an index per prefix
+        self._slots: Counter[tuple[int, int]] = Counter()
         self.selected_by_family: Counter[int] = Counter()  # len(_routes) per family (4, 6)
         self._count: dict[Prefix, int] = {}  # selected routes per prefix
         # the keys of _count, sorted by key (`_sort_key`): finds the prefixes inside a block by range
@@ -240,6 +243,7 @@ class ExportTable:
         if not self.rules.selects(route):
             return delta
         self._routes[key] = route
+        self._slots[key[1:]] += 1
         prefix = route.prefix
         self.selected_by_family[prefix.version] += 1
         self._count_add(prefix)
@@ -258,6 +262,10 @@ class ExportTable:
         old = self._routes.pop(route.key, None)
         if old is None:
             return delta
+        slot = route.key[1:]
+        self._slots[slot] -= 1
+        if not self._slots[slot]:
+            del self._slots[slot]
         prefix = old.prefix
         self.selected_by_family[prefix.version] -= 1
         self._count_remove(prefix)
@@ -271,6 +279,16 @@ class ExportTable:
                 affected += self._index_block(prefixes.bits(prefix), False)
         self._refresh(affected, delta)
         return delta
+
+    def device(self, prefix: Prefix) -> str | None:
+        """The device of a selected route at `prefix` (a workload's veth), None if there is none or it
+        has none (an IPAM block's blackhole). For export filters' `interface` condition."""
+        routes = self._routes
+        for table, metric in self._slots:
+            route = routes.get((prefix, table, metric))
+            if route is not None and route.ifname is not None:
+                return route.ifname
+        return None
 
     def replace_all(self, routes: Iterable[KernelRoute], delta: Delta | None = None) -> Delta:
         """Make the table equal to a fresh dump; returns (or adds to `delta`) only the real differences."""

@@ -52,6 +52,8 @@ class Reject(StrEnum):
     INVALID_NEXT_HOP = "invalid_next_hop"  # also a next hop of the other family than the prefix's
     OWN_ORIGINATOR = "own_originator"  # RFC 4456 §8: ORIGINATOR_ID is our router id
     CLUSTER_LOOP = "cluster_loop"  # RFC 4456 §8: CLUSTER_LIST holds our cluster id
+    AS_LOOP = "as_loop"  # RFC 4271 §9.1.2: AS_PATH holds our AS (more often than allow_local_as)
+    FILTER = "filter"  # a peer's import filter (Calico BGPFilter) rejected it
 
 
 def _invalid_next_hop4(hop: int) -> bool:

@@ -954,6 +954,7 @@ def test_dump_is_complete_and_ordered() -> None:
         "metrics",
         "control",
         "health",
+        "filters",
     ]
     assert doc["metrics"] == {"listen": None}
     assert doc["control"] == {"socket": None}

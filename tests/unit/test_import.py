@@ -292,6 +292,8 @@ def test_reject_values_are_metric_labels() -> None:
         "invalid_next_hop",
         "own_originator",
         "cluster_loop",
+        "as_loop",
+        "filter",
     }
     assert str(Reject.NOT_IN_POOL) == "not_in_pool"
 
