@@ -113,6 +113,10 @@ def render_routes(routes: list[dict[str, Any]]) -> str:
                 attrs.append(f"med {p['med']}")
             if p["communities"]:
                 attrs.append("communities " + " ".join(p["communities"]))
+            if p.get("large_communities"):
+                attrs.append("large-communities " + " ".join(p["large_communities"]))
+            if p.get("ebgp"):
+                attrs.append("ebgp")
             if p["originator_id"]:
                 attrs.append(f"originator {p['originator_id']}")
             if p["cluster_list"]:

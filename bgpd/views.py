@@ -127,6 +127,8 @@ def _path(p: Path, best: bool, ecmp: bool) -> dict[str, Any]:
         "origin": a.origin.name.lower(),
         "med": a.med,
         "communities": list(a.communities),
+        "large_communities": list(a.large_communities),
+        "ebgp": p.peer.ebgp,
         "originator_id": str(a.originator_id) if a.originator_id else None,
         "cluster_list": [str(c) for c in a.cluster_list],
     }

@@ -73,6 +73,14 @@ def test_active_session_settings() -> None:
     assert "md5-password" not in s
 
 
+def test_local_asn_per_session() -> None:
+    """Calico's localASNumber: ExaBGP's local-as for that neighbor only (the OPEN carries it)."""
+    tor = Session(address=IPv4Address("192.168.200.1"), asn=65001, local_asn=64600)
+    text = render(SPEAKER, [tor, PASSIVE], SOCKET)
+    assert settings_of(blocks(text)["192.168.200.1"])["local-as"] == "64600"
+    assert settings_of(blocks(text)["192.168.200.3"])["local-as"] == "64512"
+
+
 def test_passive_session_settings() -> None:
     s = settings_of(blocks(render(SPEAKER, [ACTIVE, PASSIVE], SOCKET))["192.168.200.3"])
     assert s["passive"] == "true"

@@ -1070,3 +1070,95 @@ def test_error_node_address_with_length(address: str, message: str) -> None:
 def test_error_node_address6_with_length() -> None:
     check_error(MINIMAL + "  address6: 'fd00::1/129'\n", "address6", "node.address6", "1..128")
     check_error(MINIMAL + "  address6: 'fe80::1/64'\n", "address6", "node.address6", "link-local")
+
+
+# ------------------------------------------------------------------ eBGP, communities, filters (issue 13)
+
+PEER = MINIMAL + "bgp:\n  peers:\n    - address: 192.168.100.1\n      asn: 65001\n"
+
+
+def test_ebgp_policy_keys_round_trip_with_calico_spellings() -> None:
+    text = (
+        PEER
+        + "      local_asn: 64600\n      next_hop_mode: Self\n      allow_local_as: 1\n      filters: [tor]\n"
+        + "  communities: [{name: rack-a, value: 64512:100}, {name: big, value: '64512:1:2'}]\n"
+        + "  prefix_advertisements:\n    - {cidr: 10.20.0.0/16, communities: [rack-a, big, '65000:7']}\n"
+        + "filters:\n  - name: tor\n"
+        + "    export_v4:\n"
+        + "      - {action: accept, match_operator: in, cidr: 10.20.0.0/16, prefix_length: {max: 26}}\n"
+        + "    import_v4: [{action: Reject, match_operator: NotIn, cidr: 10.0.0.0/8}]\n"
+        + "    import_v6: [{action: Accept, source: remotepeers, cidr: 'fd00::/8', match_operator: In}]\n"
+    )
+    cfg = c.parse(text)
+    (peer,) = cfg.bgp.peers
+    assert (peer.local_asn, peer.next_hop_mode, peer.allow_local_as, peer.filters) == (
+        64600,
+        "self",
+        1,
+        ("tor",),
+    )
+    assert cfg.bgp.communities == (("rack-a", "64512:100"), ("big", "64512:1:2"))
+    (adv,) = cfg.bgp.prefix_advertisements
+    assert adv.communities == ("64512:100", "64512:1:2", "65000:7")  # names resolved, literals kept
+    (f,) = cfg.filters
+    assert f.export_v4[0].action == "Accept" and f.export_v4[0].match_operator == "In"  # Calico's casing
+    assert f.export_v4[0].prefix_length_max == 26
+    assert f.import_v6[0].source == "RemotePeers"
+    assert c.parse(c.dump(cfg)) == cfg
+
+
+def test_error_policy_keys() -> None:
+    check_error(
+        PEER + "      filters: [tr]\n", "filters: [tr]", "bgp.peers[0].filters[0]", "unknown filter 'tr'"
+    )
+    check_error(
+        PEER + "      next_hop_mode: sometimes\n", "next_hop_mode", "bgp.peers[0].next_hop_mode", "auto"
+    )
+    check_error(PEER + "      allow_local_as: 256\n", "allow_local_as", "bgp.peers[0].allow_local_as")
+    check_error(
+        PEER + "      keepalive_time: 10\n",
+        "keepalive_time",
+        "bgp.peers[0].keepalive_time",
+        "not supported yet",
+    )
+    check_error(
+        PEER + "      keepalive_time: 100\n", "keepalive_time", "bgp.peers[0].keepalive_time", "below"
+    )
+    check_error(
+        PEER + "  communities: [{name: a, value: '1:65536'}]\n",
+        "communities",
+        "bgp.communities[0].value",
+        "invalid community '1:65536'",
+    )
+    check_error(
+        PEER + "  communities: [{name: a, value: '1:2'}, {name: a, value: '1:3'}]\n",
+        "communities",
+        "bgp.communities[1].name",
+        "duplicate community name",
+    )
+    check_error(
+        PEER + "  prefix_advertisements: [{cidr: 10.20.0.0/16, communities: [rack-b]}]\n",
+        "prefix_advertisements",
+        "bgp.prefix_advertisements[0].communities[0]",
+        "unknown community 'rack-b'",
+    )
+    check_error(
+        MINIMAL + "filters:\n  - {name: f}\n  - {name: f}\n", "- {name: f}", "filters[1].name", "duplicate", 2
+    )
+    check_error(
+        MINIMAL
+        + "filters:\n  - name: f\n    import_v4: [{action: Accept, match_operator: In, cidr: 'fd00::/8'}]\n",
+        "import_v4",
+        "filters[0].import_v4[0]",
+    )
+    check_error(
+        MINIMAL + "filters:\n  - name: f\n    export_v4: [{action: Accept, cidr: 10.0.0.0/8}]\n",
+        "export_v4",
+        "filters[0].export_v4[0]",
+    )
+    check_error(
+        MINIMAL + "filters:\n  - name: f\n    export_v4: [{action: Allow}]\n",
+        "export_v4",
+        "filters[0].export_v4[0].action",
+        "bad action 'Allow': one of Accept, Reject",
+    )

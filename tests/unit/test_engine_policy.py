@@ -1,0 +1,219 @@
+"""eBGP and policy through the engine (issue 13): AS loops with `allow_local_as`, import and export filters
+(Calico's BGPFilter) per session, LOCAL_PREF from eBGP ignored, prefix advertisement communities, a policy
+change by reload without a session reset, and reflection honouring NO_ADVERTISE, filters and next hop self.
+Plain objects only (the engine's `Harness`); BIRD on the other side is in tests/e2e/test_ebgp.py.
+"""
+
+from __future__ import annotations
+
+from bgpd import config
+from bgpd.engine.outputs import Announce, RouteRefresh, Withdraw
+from bgpd.exabgp import codec
+from bgpd.model import Attributes, KernelRoute, RouteAdded
+from tests.unit.conftest import FAM4, Harness, address, prefix
+
+TOR = address("192.168.100.1")  # eBGP, AS 65001
+MESH = address("192.168.100.10")  # iBGP, AS 64512
+BLOCK = prefix("10.20.1.0/26")  # ours
+BORROWED = prefix("10.20.9.3/32")  # ours, outside our block
+THEIRS = prefix("10.20.5.0/26")
+OTHER = prefix("10.20.6.0/26")
+MAIN = 254
+
+FILTERS = """filters:
+  - name: tor
+    export_v4: [{action: Reject, match_operator: Equal, cidr: 10.20.1.0/26}]
+    import_v4: [{action: Reject, match_operator: In, cidr: 10.20.6.0/24}]
+"""
+
+
+def host(peer_extra: str = "", extra: str = "") -> Harness:
+    h = Harness(config.parse(_text(peer_extra, extra)), FAM4)
+    h.start()
+    h.kernel(
+        RouteAdded(KernelRoute(BLOCK, "blackhole", 80, MAIN, None, (), 0)),
+        RouteAdded(KernelRoute(BORROWED, "unicast", 3, MAIN, "cali1234", (), 0)),
+    )
+    for peer in (TOR, MESH):
+        h.up(peer)
+        h.eor(peer)
+    h.settle()
+    return h
+
+
+def announce(
+    h: Harness, peer: object, *prefixes: object, as_path: tuple[int, ...] = (65001,), **kw: object
+) -> None:
+    attrs = Attributes(as_path=as_path, **kw)  # type: ignore[arg-type]
+    h.feed(codec.Update(peer, 65001, tuple(codec.Announced(p, peer, attrs) for p in prefixes)))  # type: ignore[arg-type]
+
+
+def rejected(h: Harness, peer: object) -> dict[str, int]:
+    return dict(h.engine.peers[peer].rejected)  # type: ignore[index]
+
+
+def sent_to(h: Harness, peer: object) -> set[object]:
+    """Our prefixes announced to `peer` (by any Announce naming it, or every session) and not withdrawn."""
+    held: set[object] = set()
+    for change in h.changes:
+        if isinstance(change, Announce) and (change.peers is None or peer in change.peers):
+            held |= set(change.prefixes)
+        elif isinstance(change, Withdraw) and (change.peers is None or peer in change.peers):
+            held -= set(change.prefixes)
+    return held
+
+
+def test_as_loop_rejected_unless_allowed_often_enough() -> None:
+    h = host()
+    announce(h, TOR, THEIRS, as_path=(65001, 64512))
+    assert rejected(h, TOR) == {"as_loop": 1}
+    assert THEIRS not in h.engine.fib.wanted
+    h = host(", allow_local_as: 1")
+    announce(h, TOR, THEIRS, as_path=(65001, 64512))
+    announce(h, TOR, OTHER, as_path=(65001, 64512, 64512))
+    assert rejected(h, TOR) == {"as_loop": 1}
+    assert h.engine.fib.wanted[THEIRS] == (TOR,) and OTHER not in h.engine.fib.wanted
+
+
+def test_local_asn_is_the_as_checked_and_decides_ebgp() -> None:
+    h = host(", local_asn: 65001")  # the same AS as the peer: iBGP
+    announce(h, TOR, THEIRS, as_path=(64512,))  # our node.asn is not the session's AS: no loop
+    assert rejected(h, TOR) == {}
+    (path,) = h.engine.rib.paths(THEIRS)
+    assert not path.peer.ebgp
+
+
+def test_import_filter_rejects_and_counts() -> None:
+    h = host(", filters: [tor]", FILTERS)
+    announce(h, TOR, THEIRS, OTHER)
+    assert rejected(h, TOR) == {"filter": 1}
+    assert THEIRS in h.engine.fib.wanted and OTHER not in h.engine.fib.wanted
+    announce(h, MESH, OTHER, as_path=())  # the mesh session has no filters
+    assert OTHER in h.engine.fib.wanted
+
+
+def test_local_pref_from_ebgp_is_ignored() -> None:
+    h = host()
+    announce(h, TOR, THEIRS, local_pref=500)
+    announce(h, MESH, THEIRS, as_path=(65001,), local_pref=150)
+    (tor_path,) = [p for p in h.engine.rib.paths(THEIRS) if p.peer.address == TOR]
+    assert tor_path.attrs.local_pref is None and tor_path.peer.ebgp
+    assert h.engine.rib.selection(THEIRS).best.peer.address == MESH  # type: ignore[union-attr]
+
+
+def test_export_filters_per_session_group() -> None:
+    h = host(", filters: [tor]", FILTERS)
+    assert sent_to(h, TOR) == {BORROWED}  # the block is rejected by the ToR's export filter
+    assert sent_to(h, MESH) == {BLOCK, BORROWED}
+    # a new local route: each group gets what its filters let through
+    h.changes.clear()
+    h.kernel(RouteAdded(KernelRoute(prefix("10.20.2.0/26"), "blackhole", 80, MAIN, None, (), 0)))
+    assert sent_to(h, TOR) == {prefix("10.20.2.0/26")} == sent_to(h, MESH)
+
+
+def test_prefix_advertisements_attach_communities() -> None:
+    extra = (
+        "  communities: [{name: rack-a, value: '64512:100'}, {name: big, value: '64512:1:2'}]\n"
+        "  prefix_advertisements:\n"
+        "    - {cidr: 10.20.1.0/24, communities: [rack-a, big]}\n"
+        "    - {cidr: 10.20.0.0/16, communities: ['64512:300']}\n"
+    )
+    text = (
+        "node: {name: h, address: 192.168.100.3/24, asn: 64512}\n"
+        f"bgp:\n  peers: [{{address: 192.168.100.1, asn: 65001}}]\n{extra}"
+        "pools: [{cidr: 10.20.0.0/16}]\n"
+    )
+    h = Harness(config.parse(text), FAM4)
+    h.start()
+    h.up(TOR)
+    h.eor(TOR)
+    h.kernel(
+        RouteAdded(KernelRoute(BLOCK, "blackhole", 80, MAIN, None, (), 0)),
+        RouteAdded(KernelRoute(BORROWED, "unicast", 3, MAIN, "cali1234", (), 0)),
+    )
+    attrs = {p: c.attrs for c in h.changes if isinstance(c, Announce) for p in c.prefixes}
+    assert attrs[BLOCK].communities == ("64512:100", "64512:300")
+    assert attrs[BLOCK].large_communities == ("64512:1:2",)
+    assert attrs[BORROWED].communities == ("64512:300",) and not attrs[BORROWED].large_communities
+    line = next(x for x in h.sent if "10.20.1.0/26" in x)
+    assert "community [ 64512:100 64512:300 ]" in line and "large-community [ 64512:1:2 ]" in line
+
+
+def test_filter_change_by_reload_resets_no_session() -> None:
+    h = host(", filters: [tor]", FILTERS)
+    announce(h, TOR, THEIRS, OTHER)
+    h.changes.clear()
+    added, removed, changed = h.engine.reconfigure(config.parse(_text("")))
+    assert (added, removed, changed) == ([], [], [])
+    h.flush()
+    assert sent_to(h, TOR) == {BLOCK}  # the block, rejected before, is announced to the ToR now
+    assert RouteRefresh(TOR, 4) in h.changes  # for OTHER, rejected on import before
+    assert not any(isinstance(c, RouteRefresh) and c.peer == MESH for c in h.changes)
+    # and back: the block is withdrawn from the ToR only, OTHER's path goes
+    h.changes.clear()
+    announce(h, TOR, OTHER)
+    assert OTHER in h.engine.fib.wanted
+    h.engine.reconfigure(config.parse(_text(", filters: [tor]", FILTERS)))
+    h.flush()
+    assert Withdraw(4, [BLOCK], (TOR,)) in h.changes
+    assert OTHER not in h.engine.fib.wanted
+
+
+def _text(peer_extra: str, extra: str = "") -> str:
+    return (
+        "node: {name: h, address: 192.168.100.3/24, asn: 64512}\n"
+        "bgp:\n"
+        "  mesh: {enabled: true, nodes: [192.168.100.10, 192.168.100.3]}\n"
+        f"  peers: [{{address: 192.168.100.1, asn: 65001{peer_extra}}}]\n"
+        f"{extra}"
+        "pools: [{cidr: 10.20.0.0/16}]\n"
+    )
+
+
+# ---------------------------------------------------------------------- reflection
+
+C1, C2, NONCLIENT = address("192.168.100.11"), address("192.168.100.12"), address("192.168.100.20")
+
+
+def reflector(peer_extra: str = "", extra: str = "") -> Harness:
+    text = (
+        "node: {name: rr, address: 192.168.100.2/24, asn: 64512}\n"
+        f"bgp:\n  peers: [{{address: 192.168.100.20, asn: 64512{peer_extra}}}]\n{extra}"
+        "pools: [{cidr: 10.20.0.0/16}]\n"
+        "reflector: {cluster_id: 1.0.0.1, clients: [192.168.100.11, 192.168.100.12]}\n"
+    )
+    h = Harness(config.parse(text), FAM4)
+    h.start()
+    for peer in (C1, C2, NONCLIENT):
+        h.up(peer)
+        h.eor(peer)
+    return h
+
+
+def reflected_to(h: Harness, peer: object, p: object) -> Announce | None:
+    found = None
+    for change in h.changes:
+        if isinstance(change, Announce) and p in change.prefixes and change.peers and peer in change.peers:
+            found = change
+    return found
+
+
+def test_no_advertise_is_reflected_to_nobody() -> None:
+    h = reflector()
+    announce(h, C1, THEIRS, as_path=(), communities=("65535:65282",))
+    announce(h, C1, OTHER, as_path=(), communities=("64512:7",))
+    h.flush()
+    assert reflected_to(h, C2, THEIRS) is None and reflected_to(h, NONCLIENT, THEIRS) is None
+    assert reflected_to(h, C2, OTHER) is not None  # other communities are reflected unchanged
+    assert reflected_to(h, C2, OTHER).attrs.communities == ("64512:7",)  # type: ignore[union-attr]
+
+
+def test_reflection_honours_export_filters_and_next_hop_self() -> None:
+    h = reflector(", filters: [tor], next_hop_mode: self", FILTERS)
+    announce(h, C1, THEIRS, prefix("10.20.1.0/26"), as_path=())
+    h.flush()
+    to_nonclient = reflected_to(h, NONCLIENT, THEIRS)
+    assert to_nonclient is not None and to_nonclient.next_hop == address("192.168.100.2")  # self
+    assert reflected_to(h, C2, THEIRS).next_hop == C1  # type: ignore[union-attr]  # kept for the client
+    assert reflected_to(h, NONCLIENT, prefix("10.20.1.0/26")) is None  # its export filter rejects it
+    assert reflected_to(h, C2, prefix("10.20.1.0/26")) is not None
