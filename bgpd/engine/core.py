@@ -64,7 +64,9 @@ INLINE_CHANGES = 16  # Adj-RIB-Out changes up to this many are handed over at on
 ADVERT_CACHE_SIZE = 4096  # reflected (source, next hop, attributes) kept; cleared when full
 EXPORT_ATTRIBUTES = Attributes()
 DEFER_TIMER = "select-defer"
-NO_ADVERTISE = "65535:65282"  # RFC 1997 well-known community
+NO_EXPORT = "65535:65281"  # RFC 1997 well-known communities
+NO_ADVERTISE = "65535:65282"
+NO_EXPORT_SUBCONFED = "65535:65283"
 FAMILIES: tuple[Family, ...] = (4, 6)
 
 
@@ -125,6 +127,7 @@ class Engine:
         self._reflect_pending = False
         self._stripped: dict[Attributes, Attributes] = {}  # eBGP paths' attributes without LOCAL_PREF
         self._self_adverts: dict[tuple[Advert, Address], Advert] = {}  # reflected with next hop self
+        self._ebgp_adverts: dict[tuple[int, Address, Attributes], Advert] = {}  # sent on over eBGP
         # per distinct export filter list: our prefixes its sessions were sent
         self._filtered_sent: dict[tuple[BGPFilter, ...], set[Prefix]] = {}
         # RFC 4724 §4.1: our End-of-RIB waits for the peers' tables (restarting peers excepted), and the
@@ -158,6 +161,7 @@ class Engine:
         self._next_hop_self: frozenset[Address] = frozenset(
             p.address for p in cfg.sessions() if p.next_hop_mode == "self"
         )
+        self._next_hop_mode: dict[Address, str] = {p.address: p.next_hop_mode for p in cfg.sessions()}
         for p in cfg.sessions():
             self._local_as[p.address] = p.local_asn or cfg.node.asn
             self._allow_local_as[p.address] = p.allow_local_as
@@ -166,6 +170,9 @@ class Engine:
         self._ibgp_roles = {
             a: p.rr_client for a, p in self.peers.items() if p.asn == self._local_as.get(a, cfg.node.asn)
         }
+        self._ebgp_peers = frozenset(a for a in self.peers if a not in self._ibgp_roles)
+        # learned routes are sent on by a reflector, and by any node with an eBGP session (RFC 4271 §9.2)
+        self._readvertise = self.cluster_id is not None or bool(self._ebgp_peers)
         # the sessions of each family; None where that is every session (commands then name no neighbor)
         self._family_peers: dict[Family, tuple[Address, ...] | None] = {}
         for family in FAMILIES:
@@ -468,7 +475,13 @@ class Engine:
     def exabgp_attached(self) -> None:
         """A (new) ExaBGP attached: it knows nothing; replay our whole table and what we reflected."""
         for family, prefixes in _by_family(self.export.announced).items():
-            self._out += self._announce_local(family, prefixes, self._family_peers[family])
+            for peers, filters in self._groups[family]:  # each export group what its filters let through
+                if filters:
+                    passing = [p for p in prefixes if self._exports(filters, p)]
+                    self._filtered_sent[filters] = set(passing)
+                    self._out += self._announce_local(family, passing, peers)
+                else:
+                    self._out += self._announce_local(family, prefixes, peers)
         self._out += self._batches(self.adjout.replay())
 
     def exabgp_lost(self) -> None:
@@ -689,39 +702,98 @@ class Engine:
             self.fib.want(prefix, self.tunnel.hops(prefix, selection.next_hops))
         else:
             self.fib.want(prefix, selection.next_hops)
-        if self.cluster_id is not None:
+        if self._readvertise:
             self._reflect(prefix, selection.best if selection is not None else None)
 
     def _reflect(self, prefix: Prefix, best: Path | None) -> None:
-        """RFC 4456: send the best path to the peers the reflection rules name, withdraw it elsewhere."""
-        assert self.cluster_id is not None
+        """Re-advertise the best path of a learned prefix, and withdraw it where it no longer goes
+        (RFC 4271 §9.2, RFC 4456 §6): a route learned over eBGP goes to every iBGP session; one learned over
+        iBGP goes to iBGP sessions only by reflection (a reflector's rules); every route goes to the eBGP
+        sessions other than its source, with the session's local AS prepended. NO_ADVERTISE: to nobody;
+        NO_EXPORT / NO_EXPORT_SUBCONFED: not over eBGP (RFC 1997). Each receiver's export filters apply."""
         wanted: dict[Address, Advert] = {}
-        if best is not None:
+        communities = best.attrs.communities if best is not None else ()
+        if best is not None and NO_ADVERTISE not in communities:
             source = best.peer.address
-            source_id = best.peer.router_id or source
-            # one Advert object and one receiver set per source and attributes, not per prefix
-            key = (source_id, best.next_hop, best.attrs)
-            advert = self._adverts.get(key)
-            if advert is None:
-                if len(self._adverts) >= ADVERT_CACHE_SIZE:
-                    self._adverts.clear()
-                attrs = reflected_attributes(best.attrs, source_id, self.cluster_id)
-                advert = self._adverts[key] = Advert(best.next_hop, attrs)
             receivers = self._targets.get(source)
             if receivers is None:
-                roles = self._ibgp_roles
-                # only sessions of the source's family carry its routes
-                same = {a: c for a, c in roles.items() if a.version == source.version}
-                receivers = self._targets[source] = targets(source, roles.get(source, False), same)
-            if NO_ADVERTISE in best.attrs.communities:
-                receivers = frozenset()  # RFC 1997: to no peer (reflection is iBGP only: NO_EXPORT holds)
-            elif self._filters:
-                receivers = frozenset(r for r in receivers if self._reflects_to(r, prefix))
-            wanted = dict.fromkeys(receivers, advert)
-            for receiver in self._next_hop_self & receivers:  # Calico's nextHopMode Self
-                wanted[receiver] = self._advert_self(advert, prefix.version)
+                receivers = self._targets[source] = self._ibgp_targets(source, best.peer.ebgp)
+            if receivers:
+                if self._filters:
+                    receivers = frozenset(r for r in receivers if self._reflects_to(r, prefix))
+                advert = self._ibgp_advert(best)
+                wanted = dict.fromkeys(receivers, advert)
+                for receiver in self._next_hop_self & receivers:  # Calico's nextHopMode Self
+                    wanted[receiver] = self._advert_self(advert, prefix.version)
+            if self._ebgp_peers and NO_EXPORT not in communities and NO_EXPORT_SUBCONFED not in communities:
+                for receiver in self._ebgp_peers:
+                    if (
+                        receiver != source
+                        and receiver.version == source.version
+                        and (not self._filters or self._reflects_to(receiver, prefix))
+                    ):
+                        wanted[receiver] = self._ebgp_advert(best, receiver)
         self.adjout.set(prefix, wanted)
         self._reflect_pending = True
+
+    def _ibgp_targets(self, source: Address, from_ebgp: bool) -> frozenset[Address]:
+        """The iBGP sessions (of the source's family) a route learned from `source` goes to."""
+        roles = self._ibgp_roles
+        same = {a: c for a, c in roles.items() if a.version == source.version}
+        if from_ebgp:
+            return frozenset(same)
+        if self.cluster_id is not None:
+            return targets(source, roles.get(source, False), same)
+        return frozenset()  # iBGP split horizon: no reflection without a cluster id
+
+    def _ibgp_advert(self, best: Path) -> Advert:
+        """What iBGP sessions are sent: reflected attributes (RFC 4456 §8) for a route learned over iBGP,
+        the path's own for one learned over eBGP (ExaBGP adds LOCAL_PREF 100); the next hop kept. One object
+        per source and attributes, not per prefix."""
+        source_id = best.peer.router_id or best.peer.address
+        key = (source_id, best.next_hop, best.attrs)
+        advert = self._adverts.get(key)
+        if advert is None:
+            if len(self._adverts) >= ADVERT_CACHE_SIZE:
+                self._adverts.clear()
+            attrs = best.attrs
+            if not best.peer.ebgp and self.cluster_id is not None:
+                attrs = reflected_attributes(attrs, source_id, self.cluster_id)
+            advert = self._adverts[key] = Advert(best.next_hop, attrs)
+        return advert
+
+    def _ebgp_advert(self, best: Path, receiver: Address) -> Advert:
+        """What an eBGP session is sent (RFC 4271 §5.1): the session's local AS prepended to AS_PATH; no
+        LOCAL_PREF, MED, ORIGINATOR_ID or CLUSTER_LIST; the next hop per the session's next hop mode
+        (BIRD's `auto`: kept when it is on the subnet shared with the peer, else this node's address)."""
+        local_as = self._local_as[receiver]
+        next_hop = best.next_hop
+        mode = self._next_hop_mode.get(receiver, "auto")
+        if mode == "self" or (mode == "auto" and not self._on_shared_subnet(next_hop, receiver)):
+            own = self._next_hop[4 if next_hop.version == 4 else 6]
+            next_hop = own if own is not None else next_hop
+        key = (local_as, next_hop, best.attrs)
+        advert = self._ebgp_adverts.get(key)
+        if advert is None:
+            if len(self._ebgp_adverts) >= ADVERT_CACHE_SIZE:
+                self._ebgp_adverts.clear()
+            attrs = dataclasses.replace(
+                best.attrs,
+                as_path=(local_as, *best.attrs.as_path),
+                local_pref=None,
+                med=None,
+                originator_id=None,
+                cluster_list=(),
+            )
+            advert = self._ebgp_adverts[key] = Advert(next_hop, attrs)
+        return advert
+
+    def _on_shared_subnet(self, next_hop: Address, peer: Address) -> bool:
+        """Are `next_hop` and `peer` both in this node's (IPv4) subnet?"""
+        subnet = self.subnet
+        if subnet is None or next_hop.version != 4 or peer.version != 4:
+            return False
+        return next_hop in subnet and peer in subnet
 
     def _reflects_to(self, receiver: Address, prefix: Prefix) -> bool:
         """Do `receiver`'s export filters let a learned route to `prefix` out? (No filters or no rule
@@ -791,6 +863,8 @@ class Engine:
         repolicied = [a for a in kept if _policy_of(new_sessions[a]) != _policy_of(old_sessions[a])]
         old_filters, old_allowed = dict(self._filters), dict(self._allow_local_as)
         old_self = self._next_hop_self
+        old_modes = dict(self._next_hop_mode)
+        was_readvertising = self._readvertise
         self.cfg = new
         affected: set[Prefix] = set()
         for address in removed:
@@ -818,6 +892,7 @@ class Engine:
         self._configure(new)  # adds the new sessions' PeerStatus
         self._targets.clear()
         self._adverts.clear()  # the cluster id may have changed
+        self._ebgp_adverts.clear()
         # export rules: re-evaluate every kernel route
         rules = export_rules(new)
         if rules != self.export.rules:
@@ -836,11 +911,19 @@ class Engine:
             self._out += [RouteRefresh(a, st.family) for a, st in self.peers.items() if st.state == "up"]
         if repolicied:
             affected |= self._repolicy(repolicied, old_filters, old_allowed)
+        if was_readvertising and not self._readvertise:  # nothing is sent on any more: withdraw it all
+            for prefix in list(self.rib.prefixes()):
+                self.adjout.set(prefix, {})
+            self._reflect_pending = True
         if (
             self._ibgp_roles != old_roles
             or (self.cluster_id is None and had_reflector)
             or self.tunnel != old_tunnel  # a pool's mode: routes rewritten in place (replace)
-            or (self.cluster_id is not None and (repolicied or self._next_hop_self != old_self))
+            or (
+                self._readvertise
+                and (repolicied or self._next_hop_self != old_self or self._next_hop_mode != old_modes)
+            )
+            or self._readvertise != was_readvertising
         ):
             affected |= set(self.rib.prefixes())
         for prefix in affected:

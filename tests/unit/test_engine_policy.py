@@ -217,3 +217,88 @@ def test_reflection_honours_export_filters_and_next_hop_self() -> None:
     assert reflected_to(h, C2, THEIRS).next_hop == C1  # type: ignore[union-attr]  # kept for the client
     assert reflected_to(h, NONCLIENT, prefix("10.20.1.0/26")) is None  # its export filter rejects it
     assert reflected_to(h, C2, prefix("10.20.1.0/26")) is not None
+
+
+def test_exabgp_attaching_replays_each_group_through_its_filters() -> None:
+    h = host(", filters: [tor]", FILTERS)
+    h.changes.clear()
+    h.engine.exabgp_attached()
+    h.flush()
+    assert sent_to(h, TOR) == {BORROWED} and sent_to(h, MESH) == {BLOCK, BORROWED}
+
+
+# ---------------------------------------------------------------------- routes sent on (RFC 4271 §9.2)
+
+TOR2 = address("192.168.100.5")  # a second eBGP peer, AS 65002
+
+
+def two_tors(peer_extra: str = "") -> Harness:
+    text = (
+        "node: {name: h, address: 192.168.100.3/24, asn: 64512}\n"
+        "bgp:\n"
+        "  mesh: {enabled: true, nodes: [192.168.100.10, 192.168.100.3]}\n"
+        "  peers:\n"
+        "    - {address: 192.168.100.1, asn: 65001}\n"
+        f"    - {{address: 192.168.100.5, asn: 65002{peer_extra}}}\n"
+        "pools: [{cidr: 10.20.0.0/16}]\n"
+    )
+    h = Harness(config.parse(text), FAM4)
+    h.start()
+    for peer in (TOR, TOR2, MESH):
+        h.up(peer)
+        h.eor(peer)
+    return h
+
+
+def test_ebgp_learned_routes_go_to_ibgp_and_other_ebgp_sessions() -> None:
+    h = two_tors()
+    announce(h, TOR, THEIRS, as_path=(65001,), med=7, communities=("65001:7",))
+    h.flush()
+    to_mesh, to_tor2 = reflected_to(h, MESH, THEIRS), reflected_to(h, TOR2, THEIRS)
+    assert reflected_to(h, TOR, THEIRS) is None  # never back to its source
+    assert to_mesh is not None and to_mesh.next_hop == TOR  # iBGP: next hop and attributes kept
+    assert to_mesh.attrs.as_path == (65001,) and to_mesh.attrs.med == 7
+    assert to_tor2 is not None
+    assert to_tor2.attrs.as_path == (64512, 65001)  # our AS prepended
+    assert to_tor2.attrs.med is None and to_tor2.attrs.local_pref is None
+    assert to_tor2.attrs.communities == ("65001:7",)
+    assert to_tor2.next_hop == TOR  # auto: the next hop is on the subnet shared with TOR2: kept
+
+
+def test_ibgp_learned_routes_go_to_ebgp_sessions_only() -> None:
+    h = two_tors(", next_hop_mode: self")
+    announce(h, MESH, THEIRS, as_path=(), local_pref=200)
+    announce(h, MESH, OTHER, as_path=(), communities=("65535:65281",))  # NO_EXPORT
+    h.flush()
+    assert reflected_to(h, TOR, THEIRS).next_hop == MESH  # type: ignore[union-attr]
+    assert reflected_to(h, TOR2, THEIRS).next_hop == address("192.168.100.3")  # type: ignore[union-attr]
+    assert reflected_to(h, TOR, THEIRS).attrs.as_path == (64512,)  # type: ignore[union-attr]
+    assert reflected_to(h, TOR, OTHER) is None and reflected_to(h, TOR2, OTHER) is None
+    h.changes.clear()
+    h.withdraw(MESH, THEIRS)
+    h.flush()
+    assert any(isinstance(c, Withdraw) and THEIRS in c.prefixes and TOR in (c.peers or ()) for c in h.changes)
+
+
+def test_a_next_hop_off_the_shared_subnet_is_replaced_by_ours_on_ebgp() -> None:
+    h = two_tors()
+    announce(h, MESH, THEIRS, as_path=())
+    h.feed(codec.Update(MESH, 64512, (codec.Announced(OTHER, address("10.99.0.1"), Attributes()),)))
+    h.flush()
+    assert reflected_to(h, TOR, THEIRS).next_hop == MESH  # type: ignore[union-attr]
+    assert reflected_to(h, TOR, OTHER).next_hop == address("192.168.100.3")  # type: ignore[union-attr]
+
+
+def test_a_mesh_host_without_ebgp_sessions_sends_nothing_on() -> None:
+    h = host()
+    h.engine.reconfigure(
+        config.parse(
+            "node: {name: h, address: 192.168.100.3/24, asn: 64512}\n"
+            "bgp: {mesh: {enabled: true, nodes: [192.168.100.10, 192.168.100.3]}}\n"
+            "pools: [{cidr: 10.20.0.0/16}]\n"
+        )
+    )
+    h.changes.clear()
+    announce(h, MESH, THEIRS, as_path=())
+    h.flush()
+    assert not any(THEIRS in getattr(c, "prefixes", ()) for c in h.changes)
