@@ -2,7 +2,8 @@
 family), one ping matrix per family, a host's routes (both families). In a lab with racks or IP-in-IP, the
 summary also names the racks, the pools' ipip modes and the kind of tunl0; the matrix marks the pairs that
 go through tunl0 and explains failures that cross the router without a tunnel; `check` and `routes` show
-tunl0's packet counters."""
+tunl0's packet counters. In a ToR lab (`tor` key) the summary also shows the racks' BGP routers, and
+`routes` the AS path of every learned route (a router's name shows that router's table)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import sys
 from ipaddress import ip_address
 from pathlib import Path
 
+from bgpd.lab import tor
 from bgpd.lab.felix import KERNEL_IPIP, TUNNEL, TunnelCounters
-from bgpd.lab.lab import TUNNEL_GROUP, HostSummary, Lab, LabError, Ping
+from bgpd.lab.lab import TUNNEL_GROUP, HostSummary, Lab, LabError, Ping, session_families
 from bgpd.lab.topology import TopologyError, load
 
 DEFAULT_TOPOLOGY = "configs/lab.yaml"
@@ -69,6 +71,14 @@ def print_summary(lab: Lab, hosts: list[HostSummary], seconds: float) -> None:
             f"{name:<8} {h.address:<{width}} {sessions:<9} {learned:>4}{through} "
             f"{r['local workloads']:>6} {r['blackholes']:>10}  {what}".rstrip()
         )
+    if lab.topo.tor is not None:
+        for rack, name in tor.routers(lab.topo):
+            address = str(lab.topo.racks[rack].network_address + 1)
+            sessions = f"{len(session_families(lab.prefix + name))}/{tor.router_sessions(lab.topo, rack)}"
+            learned = len(tor.router_learned(lab, rack))
+            what = f"(rack {rack}'s router: BIRD, AS {lab.topo.tor.asns[rack]})"
+            print(f"{name:<8} {address:<{width}} {sessions:<9} {learned:>4} {'':>6} {'':>10}  {what}")
+        print("(BGP: routes bgpd installed on a host, BIRD in a router's table)")
     if tunnel:
         print(f"(BGP: routes bgpd installed; TUNL0: those of them via {TUNNEL}, IP-in-IP)")
     print(f"logs and configs: {lab.state_dir}")
@@ -78,6 +88,9 @@ def print_plan(lab: Lab) -> None:
     """The racks, the pools' ipip modes and Felix's tunl0, for a lab that has any of them (nothing for the
     classic one-segment labs)."""
     topo = lab.topo
+    if topo.tor is not None:
+        print_tor_plan(lab)
+        return
     if topo.routed:
         racks = ", ".join(
             f"{net} ({' '.join(n.name for n in topo.nodes if n.rack == k)})"
@@ -102,6 +115,57 @@ def print_plan(lab: Lab) -> None:
         )
     mtu = lab.tunnel_mtu(host)
     print(f"{TUNNEL}: {what}; a /32 of each host's block ({host.name}: {host.tunnel_address}), MTU {mtu}")
+
+
+def print_tor_plan(lab: Lab) -> None:
+    """The racks, their BGP routers and the hosts' peering, for a ToR lab."""
+    topo = lab.topo
+    plan = tor.plan(topo)
+    racks = ", ".join(
+        f"{net} ({' '.join(h.name for h in topo.hosts if h.rack == k)})" for k, net in enumerate(topo.racks)
+    )
+    routers = ", ".join(
+        f"{plan.name(k)} {net.network_address + 1} AS {plan.asns[k]}" for k, net in enumerate(topo.racks)
+    )
+    print(f"racks: {racks}")
+    transit = f"; they peer with each other on {plan.transit}" if len(topo.racks) > 1 else ""
+    print(f"routers: {routers} (BIRD 2, eBGP{transit})")
+    print(
+        f"hosts: AS {topo.asn}, eBGP with their rack's router only (no mesh), allow_local_as "
+        f"{plan.allow_local_as}"
+    )
+    print("pools: " + ", ".join(f"{p} ipip {m}" for p, m in zip(topo.pools, topo.modes, strict=True)))
+    print(f"{TUNNEL}: none (the routers carry the workload routes: nothing is encapsulated)")
+
+
+def print_routes(lab: Lab, name: str) -> None:
+    """`routes NAME`: a host's kernel routes, grouped (in a ToR lab with the AS path bgpd received for each
+    learned one), or a ToR router's table with BIRD's AS paths."""
+    topo = lab.topo
+    if topo.tor is not None and name in topo.tor.names:
+        try:
+            groups = tor.router_routes(lab, name)
+        except LookupError:
+            raise LabError(lab._not_up()) from None
+        source = "BIRD's best route (birdc show route all)"
+    else:
+        groups = lab.routes(name)
+        source = ""
+        if topo.tor is not None:
+            host = topo.host(name)
+            learned = groups["learned via BGP"]
+            groups["learned via BGP"] = tor.with_as_paths(learned, tor.bgpd_as_paths(lab, host))
+            rack = host.rack
+            source = (
+                f"bgpd's best path (bgpctl show routes); peer {topo.gateway_of(host)}: "
+                f"{topo.tor.name(rack)}, AS {topo.tor.asns[rack]}"
+            )
+    for group, lines in groups.items():
+        print(f"{group}:")
+        for line in lines or ["(none)"]:
+            print(f"  {line}")
+    if source:
+        print(f"(as-path: {source})")
 
 
 def print_matrix(pings: list[Ping]) -> None:
@@ -181,10 +245,7 @@ def run(args: argparse.Namespace) -> int:
             print_counters(before, lab.tunnel_counters())
             return 0 if all(p.ok for p in pings) else 1
         elif args.action == "routes":
-            for group, lines in lab.routes(args.host).items():
-                print(f"{group}:")
-                for line in lines or ["(none)"]:
-                    print(f"  {line}")
+            print_routes(lab, args.host)
             counters = lab.tunnel_counters().get(args.host)
             if counters is not None:
                 host = lab.topo.host(args.host)

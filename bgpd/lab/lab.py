@@ -30,6 +30,10 @@ for exactly the route forms Calico's BIRD would install, `check` marks the pairs
 `reload` applies a topology whose only change is the pools' modes (the configs rewritten, each bgpd reloaded
 through its control socket, `tunl0` created first if the lab had none).
 
+Top of rack (issue 13, `configs/lab-tor.yaml`): with a `tor` key each rack's router is a BGP router, BIRD 2 in
+its own AS, started by the lab (`bgpd.lab.tor`, pids in the state file); every host's bgpd peers over eBGP
+with its rack's router only (no mesh, no tunnel), and `up` also waits for the routers' tables.
+
 Everything the lab creates is named with the topology's prefix (`bgpd<name>-`) and recorded in a state
 directory, so `down` removes it, also after a crash. The machine's own namespace is never changed.
 """
@@ -56,7 +60,7 @@ from typing import Any
 import yaml
 
 from bgpd import ctl
-from bgpd.lab import felix, netns
+from bgpd.lab import felix, netns, tor
 from bgpd.lab.felix import (
     ENCAPSULATOR,
     ENCAPSULATOR_TIMEOUT,
@@ -144,6 +148,7 @@ class Lab:
 
     def up(self, timeout: float = 60.0) -> list[HostSummary]:
         missing = [b for b in REQUIRED if shutil.which(b) is None]
+        missing += tor.missing_commands() if self.topo.tor is not None else []
         if missing:
             raise LabError(f"missing commands: {', '.join(missing)} (bash scripts/setup.sh installs them)")
         if os.geteuid() != 0:
@@ -162,6 +167,12 @@ class Lab:
             self._save(state)
             step = "building namespaces"
             self.build()
+            if self.topo.tor is not None:
+                step = "starting BIRD on the racks' routers"
+                routers: dict[str, int] = {}
+                for rack, name in tor.routers(self.topo):
+                    routers[name] = tor.start(self, rack)
+                    self._update_state(routers=routers)
             step = "starting bgpd"
             pids = {node.name: self._start_bgpd(node) for node in self.topo.nodes}
             self._update_state(pids=pids)
@@ -177,7 +188,7 @@ class Lab:
         On failure, `down()` removes what was built."""
         fabric = netns.Fabric(self.prefix)
         ipv6 = self.topo.ipv6
-        switches = self._switches(fabric)
+        switches = tor.build(fabric, self.topo) if self.topo.tor is not None else self._switches(fabric)
         for host in self.topo.nodes:
             ns = fabric.namespace(host.name)
             sw = switches[host.rack]
@@ -423,6 +434,8 @@ class Lab:
         (always; cross-subnet with the next hop in another rack). A route whose next hop is in another
         rack and that no tunnel carries is left out: the kernel refuses a gateway that is not on one of the
         host's subnets, so it cannot be installed (and the router would not know where to forward)."""
+        if self.topo.tor is not None:
+            return tor.host_expected(self.topo, host)
         out: dict[str, str] = {}
         for other in self.topo.hosts:
             if other is host:
@@ -453,24 +466,20 @@ class Lab:
         """Established BGP sessions of a node (in one family, or all), as the kernel's TCP table shows
         them. A session's family is its peer address's (an IPv4 peer on a dual-stack socket shows as
         ::ffff:a.b.c.d)."""
-        out = netns.ns_exec(
-            self.host_ns(node),
-            "ss",
-            "-Htn",
-            "state",
-            "established",
-            "( sport = :179 or dport = :179 )",
-            check=False,
-        ).stdout
-        families = [_peer_family(line) for line in out.splitlines() if line.strip()]
+        families = session_families(self.host_ns(node))
         return len(families) if family is None else families.count(family)
 
     def converged(self) -> bool:
-        """Every host has every other host's routes, and every session is established, in every family."""
-        return all(self.learned(h) == self.expected(h) for h in self.topo.hosts) and all(
-            self.sessions_up(n, f) == self._session_count(n, f)
-            for n in self.topo.nodes
-            for f in self.topo.families
+        """Every host has every other host's routes, and every session is established, in every family (in
+        a ToR lab, the routers' tables and sessions too)."""
+        return (
+            all(self.learned(h) == self.expected(h) for h in self.topo.hosts)
+            and all(
+                self.sessions_up(n, f) == self._session_count(n, f)
+                for n in self.topo.nodes
+                for f in self.topo.families
+            )
+            and (self.topo.tor is None or tor.converged(self))
         )
 
     def _wait_converged(self, timeout: float) -> None:
@@ -479,17 +488,24 @@ class Lab:
             for host, pid in self._pids().items():
                 if not _alive(pid):
                     raise LabError(f"bgpd on {host} exited; read {self.state_dir / host}.log")
+            for name, pid in self._pids("routers").items():
+                if not _alive(pid, tor.BIRD_MARKER):
+                    raise LabError(f"BIRD on {name} exited; read {tor.paths(self, name)[2]}")
             if time.monotonic() > deadline:
-                lagging = [
-                    _difference(h.name, self.expected(h), self.learned(h))
-                    for h in self.topo.hosts
-                    if self.learned(h) != self.expected(h)
-                ] + [
-                    f"{n.name} has {self.sessions_up(n, f)}/{self._session_count(n, f)} IPv{f} sessions"
-                    for n in self.topo.nodes
-                    for f in self.topo.families
-                    if self.sessions_up(n, f) != self._session_count(n, f)
-                ]
+                lagging = (
+                    [
+                        _difference(h.name, self.expected(h), self.learned(h))
+                        for h in self.topo.hosts
+                        if self.learned(h) != self.expected(h)
+                    ]
+                    + [
+                        f"{n.name} has {self.sessions_up(n, f)}/{self._session_count(n, f)} IPv{f} sessions"
+                        for n in self.topo.nodes
+                        for f in self.topo.families
+                        if self.sessions_up(n, f) != self._session_count(n, f)
+                    ]
+                    + (tor.lagging(self) if self.topo.tor is not None else [])
+                )
                 logs = ", ".join(str(self.log_path(h)) for h in self.topo.nodes)
                 raise LabError(
                     f"routes did not converge in {timeout:.0f}s: {'; '.join(lagging)}; read {logs}"
@@ -514,7 +530,8 @@ class Lab:
         self._save({**self._state(), **changes})
 
     def _pids(self, key: str = "pids") -> dict[str, int]:
-        """bgpd's pids by node (or, with key="encapsulators", the encapsulators' by host)."""
+        """bgpd's pids by node (or, with key="encapsulators", the encapsulators' by host; with key="routers",
+        BIRD's by router)."""
         pids = self._state().get(key, {})
         return {str(k): int(v) for k, v in pids.items()} if isinstance(pids, dict) else {}
 
@@ -524,12 +541,14 @@ class Lab:
     # ------------------------------------------------------------------ down
 
     def down(self) -> list[str]:
-        """Stop the lab's bgpd processes and encapsulators (by recorded pid) and remove every namespace with
-        the prefix (which also ends any process of ours still inside one)."""
+        """Stop the lab's bgpd processes, encapsulators and BIRD routers (by recorded pid) and remove every
+        namespace with the prefix (which also ends any process of ours still inside one)."""
         for pid in self._pids().values():
             _stop_pid(pid)
         for pid in self._pids("encapsulators").values():
             _stop_pid(pid, marker=ENCAPSULATOR)
+        for pid in self._pids("routers").values():
+            _stop_pid(pid, marker=tor.BIRD_MARKER)
         removed = netns.remove_leftovers(self.prefix)
         with contextlib.suppress(OSError):
             (self.state_dir / "state.json").unlink()
@@ -569,7 +588,7 @@ class Lab:
                         jobs.append((self.workload_ns(host, index), str(address), target, family))
         with ThreadPoolExecutor(max_workers=32) as pool:
             pings = list(pool.map(lambda job: self.ping(*job), jobs))
-        if self.topo.routed or self.tunnel_kind() is not None:
+        if self.topo.routed or self.topo.tor is not None or self.tunnel_kind() is not None:
             pings = self.annotate(pings)
         return pings
 
@@ -620,6 +639,8 @@ class Lab:
         """Why a failed IPv4 ping between two hosts' addresses or workloads failed, if it is the problem the
         cross-subnet lab shows: the hosts are in different racks, so the packets cross the router, which has
         no route to workloads, and the workloads' pool does not tunnel."""
+        if self.topo.tor is not None:
+            return tor.explain(self.topo, src, dst, (ping.source, ping.target))
         if src.rack == dst.rack:
             return ""
         workloads = [a for a in (ping.source, ping.target) if a not in (str(src.address), str(dst.address))]
@@ -702,6 +723,8 @@ class Lab:
         if not node.addresses(family):
             return 0
         topo = self.topo
+        if topo.tor is not None:  # its rack's router
+            return 1
         if node.reflector:
             peers = [n for n in topo.nodes if n is not node]
         else:
@@ -781,7 +804,16 @@ def bgpd_config(
         return [str(a) for family in topo.families for n in chosen for a in n.addresses(family)]
 
     bgp: dict[str, Any] = {"hold_time": 9}
-    if node.reflector:  # clients: every host; non-client peers: the other reflectors
+    if topo.tor is not None:  # eBGP with its rack's router only
+        bgp["peers"] = [
+            {
+                "address": str(topo.gateway_of(node)),
+                "asn": topo.tor.asns[node.rack],
+                "allow_local_as": topo.tor.allow_local_as,
+                "description": f"{topo.tor.name(node.rack)}, the router of rack {node.rack}",
+            }
+        ]
+    elif node.reflector:  # clients: every host; non-client peers: the other reflectors
         bgp["peers"] = [
             {"address": a, "asn": topo.asn} for a in both(r for r in topo.reflectors if r != node)
         ]
@@ -824,6 +856,14 @@ def config_text(topo: Topology, node: LabHost, runtime_dir: Path, with_subnet: b
     """`bgpd_config()` as the YAML file the lab writes."""
     head = f"# bgpd config generated by `bgpd lab` for {node.name}\n"
     return head + yaml.safe_dump(bgpd_config(topo, node, runtime_dir, with_subnet), sort_keys=False)
+
+
+def session_families(ns: str) -> list[int]:
+    """The family of each established BGP session in a namespace, as the kernel's TCP table shows them."""
+    out = netns.ns_exec(
+        ns, "ss", "-Htn", "state", "established", "( sport = :179 or dport = :179 )", check=False
+    ).stdout
+    return [_peer_family(line) for line in out.splitlines() if line.strip()]
 
 
 def _peer_family(ss_line: str) -> int:

@@ -40,6 +40,20 @@ that every IPv6 address reads like its IPv4 twin:
 A topology whose IPv6 blocks would not mirror its IPv4 ones (blocks longer than /26 sharing a /122) is an
 error that says so; `ipv6: false` runs it IPv4-only.
 
+Top of rack (`configs/lab-tor.yaml`, issue 13): a `tor` mapping makes each rack's router a BGP router in
+its own AS (BIRD 2, configured and started by the lab, `bgpd.lab.tor`); the hosts peer over eBGP with their
+rack's router only (no mesh, no reflector, no tunnel) and the routers peer over eBGP with each other on a
+transit segment:
+
+```yaml
+tor:
+  asns: [65001, 65002]          # rack k's router, in `underlay` order; each differs from `asn` (the hosts')
+  allow_local_as: 1             # each host's peer: Calico's numAllowedLocalASNumbers (default 0)
+  transit: 192.168.255.0/24     # optional, the default: the routers' segment, router k at .k+1
+```
+Such a lab is IPv4 only (`ipv6: false`), its pools do not tunnel (`ipip` never), and its nodes may not be
+named `torN` or `swt` (the routers' and the transit switch's namespaces).
+
 Errors name the file, the line and the key, like the daemon's config errors.
 """
 
@@ -49,7 +63,7 @@ import difflib
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
@@ -60,6 +74,10 @@ DEFAULT_CLUSTER_ID = IPv4Address("1.0.0.1")
 IPIP_MODES = ("never", "always", "cross-subnet")  # Calico's ipipMode, as bgpd's config spells it
 _CALICO_MODES = {"never": "never", "always": "always", "crosssubnet": "cross-subnet"}
 SWITCH, ROUTER = "sw", "rt"  # the lab's own namespaces: sw (one segment) or sw0, sw1... and rt (racks)
+TOR, TRANSIT_SWITCH = "tor", "swt"  # a ToR lab's routers (tor0, tor1...) and the switch of their segment
+DEFAULT_TRANSIT = IPv4Network("192.168.255.0/24")
+ASN_MAX = 4294967295
+ALLOW_LOCAL_AS_MAX = 255  # as bgpd's peers[].allow_local_as
 NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 BLOCK6_PREFIXLEN = 122  # Calico's IPv6 block size
 UNDERLAY6_PREFIXLEN = 64
@@ -134,6 +152,26 @@ class LabHost:
 
 
 @dataclass(frozen=True, slots=True)
+class TorPlan:
+    """The racks' BGP routers of a ToR lab (the `tor` key): router k serves rack k (its leg there is the
+    rack's first address, the hosts' peer and default route) and has address k+1 on the transit segment."""
+
+    asns: tuple[int, ...]  # asns[k]: rack k's router
+    allow_local_as: int = 0  # written into each host's peer (Calico's numAllowedLocalASNumbers)
+    transit: IPv4Network = DEFAULT_TRANSIT
+
+    def name(self, rack: int) -> str:
+        return f"{TOR}{rack}"
+
+    def transit_address(self, rack: int) -> IPv4Address:
+        return self.transit.network_address + 1 + rack
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.name(k) for k in range(len(self.asns)))
+
+
+@dataclass(frozen=True, slots=True)
 class Topology:
     name: str
     underlay: IPv4Network
@@ -148,6 +186,9 @@ class Topology:
     pools6: tuple[IPv6Network, ...] = ()
     underlays: tuple[IPv4Network, ...] = ()  # every rack's subnet, `underlay` first; () = (underlay,)
     ipip: tuple[str | None, ...] = ()  # ipip[i]: pools[i]'s mode as written, None if not written
+    # a ToR lab's routers (None: the racks are joined by a plain router, or there is one segment); not in
+    # repr, so the other topologies' shape digests stay as they were
+    tor: TorPlan | None = field(default=None, repr=False)
 
     @property
     def racks(self) -> tuple[IPv4Network, ...]:
@@ -206,7 +247,8 @@ class Topology:
         """Everything but the pools' ipip modes and the file's name: what a `bgpd lab reload` may not
         change (a digest, kept in the lab's state file)."""
         plain = replace(self, ipip=(), source="")
-        return hashlib.sha256(repr(plain).encode()).hexdigest()[:16]
+        text = repr(plain) + (repr(self.tor) if self.tor is not None else "")
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -296,6 +338,7 @@ def parse(text: str, source: str = "<string>") -> Topology:
         "reflectors",
         "cluster_id",
         "ipv6",
+        "tor",
         "__line__",
         "__lines__",
     }
@@ -309,7 +352,7 @@ def parse(text: str, source: str = "<string>") -> Topology:
     underlay = underlays[0]
     asn = get(raw, "asn", "asn", int, 64512)
     pools, ipip = _pools(raw, fail, get, convert)
-    reserved = _reserved_names(len(underlays))
+    reserved = _reserved_names(len(underlays), tor="tor" in raw)
 
     def rack_of(where: dict[str, Any], path: str, address: IPv4Address) -> int:
         """The rack whose subnet holds `address` as a host address other than the router's."""
@@ -379,6 +422,7 @@ def parse(text: str, source: str = "<string>") -> Topology:
         raise fail(raw, "hosts", "at least two hosts")
     hosts = _tunnel_addresses(raw, fail, hosts, tunnels=any(m not in (None, "never") for m in ipip))
     ipv6 = get(raw, "ipv6", "ipv6", bool, True)
+    tor = _tor(raw, fail, get, source, asn, underlays, pools, ipip, ipv6, bool(reflectors))
     if ipv6 and len(underlays) > 1:
         raise fail(
             raw,
@@ -390,6 +434,8 @@ def parse(text: str, source: str = "<string>") -> Topology:
         "underlays": underlays if len(underlays) > 1 else (),
         "ipip": ipip if any(m is not None for m in ipip) else (),
     }
+    if tor is not None:
+        extra["tor"] = tor
     if not ipv6:
         return Topology(
             name, underlay, asn, pools, tuple(hosts), tuple(reflectors), cluster_id, source, False, **extra
@@ -420,8 +466,10 @@ def parse(text: str, source: str = "<string>") -> Topology:
 _Fail = Callable[[dict[str, Any], str, str], TopologyError]
 
 
-def _reserved_names(racks: int) -> set[str]:
+def _reserved_names(racks: int, tor: bool = False) -> set[str]:
     """Names no node may take: the lab's own namespaces are named like nodes' (`bgpd<name>-sw`)."""
+    if tor:
+        return {TRANSIT_SWITCH, *(f"{SWITCH}{k}" for k in range(racks)), *(f"{TOR}{k}" for k in range(racks))}
     if racks == 1:
         return {SWITCH}
     return {ROUTER, *(f"{SWITCH}{k}" for k in range(racks))}
@@ -446,6 +494,69 @@ def _underlays(raw: dict[str, Any], fail: _Fail, convert: Any) -> tuple[IPv4Netw
                 raise fail(raw, f"underlay[{k}]", f"{net} overlaps underlay[{j}] {other}")
         nets.append(net)
     return tuple(nets)
+
+
+def _tor(
+    raw: dict[str, Any],
+    fail: _Fail,
+    get: Any,
+    source: str,
+    asn: int,
+    underlays: tuple[IPv4Network, ...],
+    pools: tuple[IPv4Network, ...],
+    ipip: tuple[str | None, ...],
+    ipv6: bool,
+    reflectors: bool,
+) -> TorPlan | None:
+    """`tor`: each rack's router is a BGP router (see the module's docstring); None without the key."""
+    if "tor" not in raw:
+        return None
+    t = raw["tor"]
+    if not isinstance(t, dict):
+        raise fail(raw, "tor", "expected a mapping {asns: [one AS per rack], allow_local_as: N}")
+    for key in t:
+        if key not in {"asns", "allow_local_as", "transit", "__line__", "__lines__"}:
+            raise fail(t, f"tor.{key}", "unknown key (asns, allow_local_as, transit)")
+    asns_line = t.get("__lines__", {}).get("asns", t.get("__line__", 1))
+
+    def item_error(k: int, message: str) -> TopologyError:  # a list item: the line of `asns`
+        return TopologyError(f"{source}:{asns_line}: tor.asns[{k}]: {message}")
+
+    written = get(t, "asns", "tor.asns", list)
+    if len(written) != len(underlays):
+        raise fail(t, "tor.asns", f"one AS per rack: {len(underlays)} underlays, {len(written)} ASNs")
+    asns: list[int] = []
+    for k, value in enumerate(written):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= ASN_MAX:
+            raise item_error(k, f"expected an AS number 1..{ASN_MAX}")
+        if value == asn:
+            raise item_error(k, f"{value} is the hosts' AS (`asn`): hosts peer with their router over eBGP")
+        if value in asns:
+            j = asns.index(value)
+            raise item_error(k, f"{value} is rack {j}'s router's AS too: the routers peer over eBGP")
+        asns.append(value)
+    allow = get(t, "allow_local_as", "tor.allow_local_as", int, 0)
+    if not 0 <= allow <= ALLOW_LOCAL_AS_MAX:
+        raise fail(t, "tor.allow_local_as", f"expected 0..{ALLOW_LOCAL_AS_MAX}")
+    text = get(t, "transit", "tor.transit", str, str(DEFAULT_TRANSIT))
+    try:
+        transit = IPv4Network(text)
+    except ValueError as exc:
+        raise fail(t, "tor.transit", str(exc)) from exc
+    if transit.num_addresses - 2 < len(underlays):
+        raise fail(t, "tor.transit", f"{transit} is too small for {len(underlays)} routers")
+    for net, what in [*((u, "an underlay") for u in underlays), *((p, "a pool") for p in pools)]:
+        if transit.overlaps(net):
+            raise fail(t, "tor.transit", f"{transit} overlaps {what}, {net}")
+    if ipv6:
+        raise fail(raw, "tor", "the racks' routers route IPv4 only: a ToR lab needs `ipv6: false`")
+    if reflectors:
+        raise fail(raw, "tor", "a ToR lab has no reflectors: each host peers with its rack's router")
+    for i, mode in enumerate(ipip):
+        if mode not in (None, "never"):
+            why = "the racks' routers carry the workload routes, no pool tunnels"
+            raise fail(raw, "tor", f"pools[{i}] is ipip {mode}: {why}")
+    return TorPlan(tuple(asns), allow, transit)
 
 
 def _pools(

@@ -3,6 +3,7 @@ host announces, the bgpd configs the lab writes (valid for `bgpd check`), errors
 
 from __future__ import annotations
 
+import subprocess
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bgpd import config
-from bgpd.lab.lab import bgpd_config, config_text, exported_prefix, veth_name
+from bgpd.lab import tor
+from bgpd.lab.lab import Lab, bgpd_config, config_text, exported_prefix, veth_name
 from bgpd.lab.topology import (
     TopologyError,
     block6_of,
@@ -258,3 +260,175 @@ def test_errors_name_file_line_and_key(text: str, error: str) -> None:
 def test_veth_names_look_like_calicos_and_fit_the_kernel_limit() -> None:
     name = veth_name(load(ROOT / "configs" / "lab.yaml").hosts[0].workloads[0])
     assert name.startswith("cali") and len(name) == 15
+
+
+# ---------------------------------------------------------------------- top of rack (issue 13)
+
+TOR = ROOT / "configs" / "lab-tor.yaml"
+TOR_BASE = """name: t
+underlay: [192.168.100.0/24, 192.168.200.0/24]
+ipv6: false
+pools: [10.20.0.0/16]
+tor:
+  asns: [65001, 65002]
+  allow_local_as: 1
+hosts:
+  - {name: a, address: 192.168.100.10, blocks: [10.20.1.0/24], workloads: [10.20.1.2]}
+  - {name: b, address: 192.168.200.10, blocks: [10.20.2.0/24], workloads: [10.20.2.2]}
+"""
+
+
+def test_the_shipped_tor_lab_has_a_bgp_router_per_rack_and_hosts_in_one_as() -> None:
+    topo = load(TOR)
+    assert topo.tor is not None
+    assert topo.tor.asns == (65001, 65002) and topo.tor.allow_local_as == 1
+    assert topo.tor.names == ("tor0", "tor1")
+    assert str(topo.tor.transit) == "192.168.255.0/24"
+    assert [str(topo.tor.transit_address(k)) for k in (0, 1)] == ["192.168.255.1", "192.168.255.2"]
+    assert topo.asn == 64512 and topo.families == (4,) and topo.modes == ("never",) and not topo.tunnels
+    assert [(h.name, h.rack) for h in topo.hosts] == [("host0", 0), ("host1", 0), ("host2", 1), ("host3", 1)]
+    # the other topologies have no `tor`, and their repr (hence their shape digest) does not mention it
+    for name in ("lab.yaml", "lab4.yaml", "lab-rr.yaml", "lab-cross-subnet.yaml"):
+        other = load(ROOT / "configs" / name)
+        assert other.tor is None and " tor=" not in repr(other)
+    changed = parse(TOR.read_text().replace("65002", "65003"))
+    assert " tor=" not in repr(topo) and topo.shape() != changed.shape()
+
+
+def test_the_tor_configs_peer_over_ebgp_with_the_racks_router_only_and_pass_bgpd_check(
+    tmp_path: Path,
+) -> None:
+    topo = load(TOR)
+    for host in topo.hosts:
+        cfg = bgpd_config(topo, host, tmp_path / host.name)
+        router = "192.168.100.1" if host.rack == 0 else "192.168.200.1"
+        assert cfg["bgp"] == {
+            "hold_time": 9,
+            "peers": [
+                {
+                    "address": router,
+                    "asn": 65001 + host.rack,
+                    "allow_local_as": 1,
+                    "description": f"tor{host.rack}, the router of rack {host.rack}",
+                }
+            ],
+        }
+        assert cfg["node"]["asn"] == 64512 and cfg["node"]["address"] == f"{host.address}/24"
+        assert cfg["pools"] == [{"cidr": "10.20.0.0/16"}]
+        path = tmp_path / f"{host.name}.yaml"
+        path.write_text(config_text(topo, host, tmp_path / host.name))
+        loaded = config.load(str(path))
+        (peer,) = loaded.bgp.peers
+        assert str(peer.address) == router and peer.asn == 65001 + host.rack and peer.allow_local_as == 1
+        assert not loaded.bgp.mesh.enabled
+
+
+def test_the_routes_the_tor_lab_waits_for_and_the_as_paths() -> None:
+    topo = load(TOR)
+    lab = Lab(topo, Path("/nonexistent"))
+    host0, host1, host2, host3 = topo.hosts
+    # a same-rack host's prefixes via that host (BIRD keeps a next hop on the segment), the rest via tor0
+    assert lab.expected(host0) == {
+        "10.20.2.0/24": "192.168.100.11",
+        "10.20.3.0/24": "192.168.100.1",
+        "10.20.4.0/24": "192.168.100.1",
+        "10.20.1.3": "192.168.100.1",
+    }
+    assert lab.expected(host3) == {
+        "10.20.1.0/24": "192.168.200.1",
+        "10.20.2.0/24": "192.168.200.1",
+        "10.20.3.0/24": "192.168.200.10",
+    }
+    assert [lab._session_count(h) for h in topo.hosts] == [1, 1, 1, 1]
+    assert tor.as_path(topo, host0, host1) == [65001, 64512]
+    assert tor.as_path(topo, host0, host2) == [65001, 65002, 64512]
+    # the routers' tables: their hosts' prefixes direct, the other rack's (and its subnet) via transit
+    assert tor.router_expected(topo, 0) == {
+        "10.20.1.0/24": "192.168.100.10",
+        "10.20.2.0/24": "192.168.100.11",
+        "10.20.3.0/24": "192.168.255.2",
+        "10.20.4.0/24": "192.168.255.2",
+        "10.20.1.3": "192.168.255.2",
+        "192.168.200.0/24": "192.168.255.2",
+    }
+    assert [tor.router_sessions(topo, k) for k in (0, 1)] == [3, 3]
+    # allow_local_as 0: every path holds the hosts' AS, so every host rejects every route
+    zero = parse(TOR.read_text().replace("allow_local_as: 1", "allow_local_as: 0"), "t.yaml")
+    assert all(Lab(zero, Path("/nonexistent")).expected(h) == {} for h in zero.hosts)
+    h0, _, _, h3 = zero.hosts
+    why = tor.explain(zero, h3, h0, ("10.20.1.3", "192.168.100.10"))
+    assert why.startswith("host0 rejected the route to 10.20.1.3/32 (as_loop:")
+    assert why.endswith("so its blackhole for 10.20.1.0/24 takes the packets")
+    assert tor.explain(zero, h0, h3, ("10.20.1.2", "10.20.4.2")) == ""  # not the failure it causes
+    assert tor.explain(topo, host0, host3, ("10.20.1.2", "10.20.1.3")) == ""  # allow_local_as 1
+
+
+def test_the_routers_bird_configs(tmp_path: Path) -> None:
+    topo = load(TOR)
+    text = tor.bird_config(topo, 1)
+    assert "router id 192.168.200.1;" in text
+    assert "local 192.168.200.1 as 65002;" in text and "local 192.168.255.2 as 65002;" in text
+    assert "define POOLS = [ 10.20.0.0/16+ ];" in text
+    assert "neighbor 192.168.200.10 as 64512;" in text and "neighbor 192.168.200.11 as 64512;" in text
+    assert "neighbor 192.168.100.10" not in text  # only its own rack's hosts
+    assert "protocol bgp router_tor0 from torpeer { neighbor 192.168.255.1 as 65001; }" in text
+    assert "export where source = RTS_BGP; }" in text  # the kernel protocol: BGP routes into the table
+    if not tor.missing_commands():  # BIRD parses it (`bird -p`: parse only, nothing started)
+        for k in (0, 1):
+            path = tmp_path / f"tor{k}.conf"
+            path.write_text(tor.bird_config(topo, k))
+            parsed = subprocess.run([tor.BIRD, "-p", "-c", str(path)], capture_output=True, text=True)
+            assert parsed.returncode == 0, parsed.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "error"),
+    [
+        (
+            "tor:\n  asns: [65001, 65002]\n  allow_local_as: 1\n",
+            "tor: 7\n",
+            "t.yaml:5: tor: expected a mapping",
+        ),
+        ("[65001, 65002]", "[65001]", "t.yaml:6: tor.asns: one AS per rack: 2 underlays, 1 ASNs"),
+        ("[65001, 65002]", "[65001, 64512]", "t.yaml:6: tor.asns[1]: 64512 is the hosts' AS (`asn`)"),
+        ("[65001, 65002]", "[65001, 65001]", "t.yaml:6: tor.asns[1]: 65001 is rack 0's router's AS too"),
+        ("[65001, 65002]", "[65001, x]", "t.yaml:6: tor.asns[1]: expected an AS number 1..4294967295"),
+        ("[65001, 65002]", "[0, 65002]", "t.yaml:6: tor.asns[0]: expected an AS number"),
+        ("allow_local_as: 1", "allow_local_as: 256", "t.yaml:7: tor.allow_local_as: expected 0..255"),
+        ("allow_local_as: 1", "allow_local_as: yes", "t.yaml:7: tor.allow_local_as: expected int"),
+        ("allow_local_as: 1", "allow_local_as: 1\n  asn: 65000", "t.yaml:8: tor.asn: unknown key"),
+        ("allow_local_as: 1", "transit: 10.20.9.0/24", "t.yaml:7: tor.transit: 10.20.9.0/24 overlaps a pool"),
+        ("allow_local_as: 1", "transit: 192.168.255.0/31", "t.yaml:7: tor.transit: 192.168.255.0/31 is too"),
+        ("allow_local_as: 1", "transit: nonsense", "t.yaml:7: tor.transit:"),
+        (
+            "ipv6: false\n",
+            "",
+            "t.yaml:4: tor: the racks' routers route IPv4 only: a ToR lab needs `ipv6: false`",
+        ),
+        (
+            "hosts:\n",
+            "reflectors: [{name: rr, address: 192.168.100.2}]\nhosts:\n",
+            "t.yaml:5: tor: a ToR lab has no reflectors",
+        ),
+        (
+            "pools: [10.20.0.0/16]",
+            "pools: [{cidr: 10.20.0.0/16, ipip: always}]",
+            "t.yaml:5: tor: pools[0] is ipip always: the racks' routers carry the workload routes",
+        ),
+        ("name: b,", "name: tor0,", "t.yaml:10: hosts[1].name: 'tor0' is the name of one of the lab's own"),
+        ("name: b,", "name: swt,", "t.yaml:10: hosts[1].name: 'swt' is the name of one of the lab's own"),
+    ],
+)
+def test_tor_errors_name_file_line_and_key(old: str, new: str, error: str) -> None:
+    assert TOR_BASE.count(old) == 1
+    with pytest.raises(TopologyError) as info:
+        parse(TOR_BASE.replace(old, new), "t.yaml")
+    assert str(info.value).startswith(error), str(info.value)
+
+
+def test_without_tor_the_routers_names_are_free() -> None:
+    """`tor0` and `swt` are reserved in a ToR lab only: the other topologies accept them as before."""
+    text = TOR_BASE.replace("tor:\n  asns: [65001, 65002]\n  allow_local_as: 1\n", "")
+    topo = parse(text.replace("name: a,", "name: tor0,").replace("name: b,", "name: swt,"), "t.yaml")
+    assert [h.name for h in topo.hosts] == ["tor0", "swt"] and topo.tor is None
+    assert parse(TOR_BASE, "t.yaml").tor is not None
