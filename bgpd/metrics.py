@@ -82,6 +82,11 @@ class SpeakerCollector(Collector):
         advertised = GaugeMetricFamily(
             "bgp_routes_advertised", "Prefixes bgpd currently advertises to the peer", labels=labels
         )
+        export_filtered = GaugeMetricFamily(
+            "bgp_routes_export_filtered",
+            "This node's own prefixes the peer's export filters hold back",
+            labels=labels,
+        )
         updates_in = CounterMetricFamily(
             "bgp_peer_updates_received", "UPDATE messages received", labels=labels
         )
@@ -105,11 +110,13 @@ class SpeakerCollector(Collector):
             for reason, count in dict(p["rejected"]).items():
                 rejected.add_metric([*lv, reason], float(count))
             advertised.add_metric(lv, float(p["advertised"]))
+            export_filtered.add_metric(lv, float(p["export_filtered"]))
             updates_in.add_metric(lv, float(p["updates_received"]))
             commands_out.add_metric(lv, float(sp.commands_sent.get(str(p["address"]), 0)))
             flaps.add_metric(lv, float(p["flaps"]))
             stale.add_metric(lv, float(p["stale_routes"]))
-        yield from (state, uptime, received, accepted, rejected, advertised, updates_in, commands_out)
+        yield from (state, uptime, received, accepted, rejected, advertised, export_filtered)
+        yield from (updates_in, commands_out)
         yield from (flaps, stale)
 
         c = sp.engine.counters

@@ -82,9 +82,9 @@ def role(d: Daemon) -> str:
 
 
 def advertised(d: Daemon, status: PeerStatus) -> int:
-    """Prefixes bgpd has handed to ExaBGP for this peer: its own exports of the session's family plus
-    what it reflects to it."""
-    return d.engine.export.announced_by_family[status.family] + d.engine.adjout.count(status.address)
+    """Prefixes bgpd has handed to ExaBGP for this peer: its own exports of the session's family that its
+    export filters let through, plus what it sends on to it (reflected or re-advertised)."""
+    return d.engine.exported_to(status.address)[0] + d.engine.adjout.count(status.address)
 
 
 def peer(d: Daemon, status: PeerStatus) -> dict[str, Any]:
@@ -103,6 +103,7 @@ def peer(d: Daemon, status: PeerStatus) -> dict[str, Any]:
         "accepted": status.accepted,
         "rejected": dict(status.rejected),
         "advertised": advertised(d, status),
+        "export_filtered": d.engine.exported_to(status.address)[1],
         "updates_received": status.updates_in,
         "flaps": status.flaps,
         "end_of_rib": status.eor,

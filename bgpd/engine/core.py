@@ -129,7 +129,7 @@ class Engine:
         self._self_adverts: dict[tuple[Advert, Address], Advert] = {}  # reflected with next hop self
         self._ebgp_adverts: dict[tuple[int, Address, Attributes], Advert] = {}  # sent on over eBGP
         # per distinct export filter list: our prefixes its sessions were sent
-        self._filtered_sent: dict[tuple[BGPFilter, ...], set[Prefix]] = {}
+        self._filtered_sent: dict[tuple[Family, tuple[BGPFilter, ...]], set[Prefix]] = {}
         # RFC 4724 §4.1: our End-of-RIB waits for the peers' tables (restarting peers excepted), and the
         # removal of stale kernel routes for every peer's table (restarting peers included)
         self.deferral = SelectionDeferral(self.peers)
@@ -315,7 +315,7 @@ class Engine:
                     out += self._announce_local(family, new, peers)
                     continue
                 # a filtered group: what its filters let through, and what they no longer do
-                sent = self._filtered_sent.setdefault(filters, set())
+                sent = self._filtered_sent.setdefault((family, filters), set())
                 passing = [p for p in new if self._exports(filters, p)]
                 dropped = [p for p in gone if p in sent] + [
                     p for p in new if p in sent and not self._exports(filters, p)
@@ -328,6 +328,16 @@ class Engine:
                 out += self._announce_local(family, passing, peers)
         self._out_withdraw, self._out_announce = set(), set()
         return out
+
+    def exported_to(self, peer: Address) -> tuple[int, int]:
+        """(our own prefixes sent to `peer`, those its export filters hold back), of its family."""
+        family = self.peers[peer].family
+        total = self.export.announced_by_family[family]
+        filters = self._filters.get(peer)
+        if not filters:
+            return total, 0
+        sent = len(self._filtered_sent.get((family, filters), ()))
+        return sent, total - sent
 
     def _exports(self, filters: tuple[BGPFilter, ...], prefix: Prefix) -> bool:
         """Do a session's export filters let our own route to `prefix` out? (No rule matched: yes.)"""
@@ -478,7 +488,7 @@ class Engine:
             for peers, filters in self._groups[family]:  # each export group what its filters let through
                 if filters:
                     passing = [p for p in prefixes if self._exports(filters, p)]
-                    self._filtered_sent[filters] = set(passing)
+                    self._filtered_sent[family, filters] = set(passing)
                     self._out += self._announce_local(family, passing, peers)
                 else:
                     self._out += self._announce_local(family, prefixes, peers)
@@ -911,6 +921,11 @@ class Engine:
             self._out += [RouteRefresh(a, st.family) for a, st in self.peers.items() if st.state == "up"]
         if repolicied:
             affected |= self._repolicy(repolicied, old_filters, old_allowed)
+        self._regroup()
+        if new.bgp.prefix_advertisements != old.bgp.prefix_advertisements:
+            # the communities our routes carry changed: announce them all again (an implicit replace)
+            self._out_announce |= set(self.export.announced)
+            self._out_withdraw -= self._out_announce
         if was_readvertising and not self._readvertise:  # nothing is sent on any more: withdraw it all
             for prefix in list(self.rib.prefixes()):
                 self.adjout.set(prefix, {})
@@ -962,17 +977,20 @@ class Engine:
                         affected.add(prefix)
                 if self.peers[peer].state == "up":
                     self._out.append(RouteRefresh(peer, family))
-        # the filtered export groups start again from what their filters let through now
+        return affected
+
+    def _regroup(self) -> None:
+        """After a reload, the filtered export groups (perhaps new ones) start again from what their
+        filters let through now: that is what their sessions hold or are about to be sent."""
         self._filtered_sent = {}
         for family in FAMILIES:
             for _members, filters in self._groups[family]:
                 if filters:
-                    self._filtered_sent[filters] = {
+                    self._filtered_sent[family, filters] = {
                         p
                         for p in self.export.announced
                         if family_of(p) == family and self._exports(filters, p)
                     }
-        return affected
 
 
 def _session_of(peer: PeerConfig) -> PeerConfig:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from bgpd import config
 from bgpd.engine.outputs import Announce, RouteRefresh, Withdraw
 from bgpd.exabgp import codec
-from bgpd.model import Attributes, KernelRoute, RouteAdded
+from bgpd.model import Attributes, KernelRoute, RouteAdded, RouteRemoved
 from tests.unit.conftest import FAM4, Harness, address, prefix
 
 TOR = address("192.168.100.1")  # eBGP, AS 65001
@@ -302,3 +302,29 @@ def test_a_mesh_host_without_ebgp_sessions_sends_nothing_on() -> None:
     announce(h, MESH, THEIRS, as_path=())
     h.flush()
     assert not any(THEIRS in getattr(c, "prefixes", ()) for c in h.changes)
+
+
+def test_export_filtered_counts_and_a_peer_added_by_reload_gets_withdrawals() -> None:
+    h = host(", filters: [tor]", FILTERS)
+    assert h.engine.exported_to(TOR) == (1, 1) and h.engine.exported_to(MESH) == (2, 0)
+    text = _text(", filters: [tor]}, {address: 192.168.100.5, asn: 65002, filters: [tor]", FILTERS)
+    h.engine.reconfigure(config.parse(text))
+    h.flush()
+    h.up(TOR2)
+    h.eor(TOR2)  # its table is replayed at its End-of-RIB (a neighbor new to ExaBGP)
+    assert sent_to(h, TOR2) == {BORROWED}
+    h.changes.clear()
+    h.kernel(RouteRemoved(KernelRoute(BORROWED, "unicast", 3, MAIN, "cali1234", (), 0)))
+    assert sent_to(h, TOR2) == set() and any(
+        isinstance(c, Withdraw) and BORROWED in c.prefixes and TOR2 in (c.peers or ()) for c in h.changes
+    )
+
+
+def test_new_prefix_advertisements_by_reload_reannounce_with_the_new_communities() -> None:
+    h = host()
+    h.changes.clear()
+    extra = "  prefix_advertisements: [{cidr: 10.20.0.0/16, communities: ['64512:42']}]\n"
+    h.engine.reconfigure(config.parse(_text("", "").replace("pools:", extra + "pools:")))
+    h.flush()
+    announced = {p: c.attrs.communities for c in h.changes if isinstance(c, Announce) for p in c.prefixes}
+    assert announced == {BLOCK: ("64512:42",), BORROWED: ("64512:42",)}
