@@ -461,6 +461,32 @@ def table_number(name_or_number: str | int) -> int:
     return _lookup("routing table", name_or_number, _tables(), 1, TABLE_MAX)
 
 
+# Calico's resource field names, and where this config keeps the same setting
+_CALICO_NAMES: dict[str, str] = {
+    "peerIP": "address",
+    "asNumber": "asn",
+    "localASNumber": "local_asn",
+    "nextHopMode": "next_hop_mode",
+    "numAllowedLocalASNumbers": "allow_local_as",
+    "keepaliveTime": "keepalive_time",
+    "nodeToNodeMeshEnabled": "bgp.mesh.enabled",
+    "listenPort": "bgp.port",
+    "prefixAdvertisements": "prefix_advertisements",
+    "matchOperator": "match_operator",
+    "prefixLength": "prefix_length",
+    "exportV4": "export_v4",
+    "importV4": "import_v4",
+    "exportV6": "export_v6",
+    "importV6": "import_v6",
+    "ipipMode": "ipip",
+    "vxlanMode": "vxlan",
+    "disableBGPExport": "export",
+    "routeReflectorClusterID": "reflector.cluster_id",
+    "ipv4Address": "node.address",
+    "ipv6Address": "node.address6",
+}
+
+
 def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(candidates), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -545,7 +571,13 @@ class _Walker:
             key = str(knode.value)
             path = f"{v.path}.{key}" if v.path else key
             if key not in allowed:
-                hint = _did_you_mean(key, allowed)
+                calico = _CALICO_NAMES.get(key)
+                if calico is not None and calico.rpartition(".")[2] in allowed:
+                    hint = f" (Calico's {key} is {calico!r} here)"
+                elif calico is not None:
+                    hint = f" (Calico's {key} is {calico} in this config)"
+                else:
+                    hint = _did_you_mean(key, allowed)
                 raise ConfigError(self.filename, kline, v.path, f"unknown key {key!r}{hint}")
             if key in out:
                 raise ConfigError(self.filename, kline, path, "duplicate key")
