@@ -192,7 +192,11 @@ def _rule(w: _Walker, v: _V, family: Literal[4, 6]) -> FilterRule:
     rule = FilterRule(action, cidr, operator, low, high, source, interface)
     problem = validate_rule(rule, family)
     if problem is not None:
-        raise w.error(v, problem)
+        key = problem.split(" ", 1)[0]  # the problem names the key it is about first
+        if key == "cidr" and "is IPv" in problem:
+            other = "v6" if family == 4 else "v4"
+            problem += f" (an IPv{10 - family} cidr goes in the {other} list of the same direction)"
+        raise w.error(m.get(key, v), problem)
     return rule
 
 
@@ -220,12 +224,7 @@ def parse_peer_policy(
             raise w.error(
                 m["keepalive_time"], f"keepalive time {keepalive} must be below the hold time {hold_time}"
             )
-        # ExaBGP 5.0.15 has no keepalive setting: it sends one every negotiated hold time / 3
-        raise w.error(
-            m["keepalive_time"],
-            f"keepalive_time is not supported yet: keepalives go every hold time / 3 (hold_time "
-            f"{3 * keepalive} gives {keepalive} s)",
-        )
+        # ExaBGP has no keepalive setting: bgpd.exabgp.launch (change 10) sets it, scaled as BIRD does
     names: list[str] = []
     for item in w.sequence(m["filters"]) if "filters" in m else []:
         name = w.string(item, "filter name").strip()

@@ -56,7 +56,8 @@ def _apply_safely(
 
 
 def sessions_of(cfg: Config) -> list[confgen.Session]:
-    """ExaBGP's neighbors: one per configured session, carrying the family of its address."""
+    """ExaBGP's neighbors: one per configured session, carrying the family of its address and its keepalive
+    time (for the keepalive file next to ExaBGP's config)."""
     return [
         confgen.Session(
             address=p.address,
@@ -68,6 +69,7 @@ def sessions_of(cfg: Config) -> list[confgen.Session]:
             description=p.description,
             families=(p.family,),
             local_asn=p.local_asn,
+            keepalive_time=p.keepalive_time,
         )
         for p in cfg.sessions()
     ]
@@ -526,11 +528,14 @@ class Speaker:
                 False, f"{', '.join(blocked)} changed: restart bgpd to apply; nothing changed"
             )
         old_count = len(self.cfg.sessions())
+        old_sessions = sessions_of(self.cfg)
         self.cfg = new
         logging.getLogger().setLevel(logging.getLevelName(new.runtime.log_level.upper()))
         added, removed, changed = self.engine.reconfigure(new)
-        if removed or added or changed:
-            self.exabgp.reload(sessions_of(new))
+        sessions = sessions_of(new)
+        if removed or added or changed or sessions != old_sessions:
+            # a changed keepalive time alone rewrites the keepalive file and applies at once, no reset
+            self.exabgp.reload(sessions, reconfigure=bool(removed or added or changed))
         self._after()
         summary = (
             f"reloaded: {len(added)} peers added, {len(removed)} removed, {len(changed)} changed, "

@@ -994,8 +994,9 @@ class Engine:
 
 
 def _session_of(peer: PeerConfig) -> PeerConfig:
-    """What of a session's config ExaBGP's neighbor holds (a change resets the session)."""
-    return dataclasses.replace(peer, filters=(), next_hop_mode="auto", allow_local_as=0)
+    """What of a session's config ExaBGP's neighbor holds (a change resets the session). The keepalive
+    time is not in it: ExaBGP reads it from the keepalive file and applies a change at once."""
+    return dataclasses.replace(peer, filters=(), next_hop_mode="auto", allow_local_as=0, keepalive_time=None)
 
 
 def _policy_of(peer: PeerConfig) -> tuple[object, ...]:

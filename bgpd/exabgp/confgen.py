@@ -11,10 +11,15 @@ Dual stack (issue 11): a session lists its families (`Session.families`, IPv4 un
 output then being what it was before dual stack); a session with an IPv6 peer address is bound to the
 speaker's `local_address6`, and ExaBGP listens on it too. Every neighbor block names the (IPv4) router id,
 which ExaBGP cannot derive from an IPv6 local address: without it, it refuses a neighbor with an IPv6 one.
+
+Keepalive times (Calico's keepaliveTime, issue 13) have no place in ExaBGP's config: `render_keepalives`
+gives the small JSON file that `bgpd.exabgp.launch` (change 10) reads when a session's keepalive timer is
+built, and again on `launch.KEEPALIVE_SIGNAL`; the config's text does not depend on them.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from collections.abc import Sequence
@@ -42,6 +47,9 @@ class Session:
     # the unicast families negotiated on the session (`family { ... }`), written in this order
     families: tuple[Literal[4, 6], ...] = (4,)
     local_asn: int | None = None  # our AS towards this peer (Calico's localASNumber); None: the speaker's
+    # seconds between KEEPALIVEs (Calico's keepaliveTime, scaled as BIRD does with a lower negotiated hold
+    # time); None: ExaBGP's hold time / 3. Not in ExaBGP's config: see render_keepalives
+    keepalive_time: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +132,24 @@ def render(speaker: Speaker, sessions: Sequence[Session], socket_path: str, run:
             "",
         ]
     return "\n".join(lines)
+
+
+def render_keepalives(sessions: Sequence[Session]) -> str:
+    """The keepalive file: `{"peer address": seconds}` for the sessions with a keepalive time (`{}` if
+    none), one line, in session order. ValueError for a keepalive time that is not below the session's
+    hold time (RFC 4271 §4.4; with hold time 0 no keepalives are sent)."""
+    table: dict[str, int] = {}
+    for session in sessions:
+        keepalive = session.keepalive_time
+        if keepalive is None:
+            continue
+        if not 1 <= keepalive < session.hold_time:
+            raise ValueError(
+                f"session {session.address}: keepalive time {keepalive}: at least 1 and below the hold "
+                f"time {session.hold_time}"
+            )
+        table[str(session.address)] = keepalive
+    return json.dumps(table) + "\n"
 
 
 def _local_address(speaker: Speaker, session: Session) -> IPv4Address | IPv6Address:

@@ -1,6 +1,7 @@
-"""Starts ExaBGP (`python -m bgpd.exabgp.launch server CONF`) with nine narrowly scoped changes to how it
-parses API commands and builds UPDATEs. Profiles of ExaBGP 5.0.15 announcing 10k routes (1-3), 100k
-routes and reflecting 50 x 200 routes (4-8), and 100k IPv6 routes (9) showed:
+"""Starts ExaBGP (`python -m bgpd.exabgp.launch server CONF`) with ten narrowly scoped changes: nine to how
+it parses API commands and builds UPDATEs, and one (10) that gives a session the keepalive interval bgpd's
+config asks for. Profiles of ExaBGP 5.0.15 announcing 10k routes (1-3), 100k routes and reflecting 50 x 200
+routes (4-8), and 100k IPv6 routes (9) showed:
 
 1. `Neighbor.remove_self` deep-copies every route for every neighbor (about half of all CPU time), only to
    be able to replace a `next-hop self`. bgpd always sends an explicit next hop for announcements, so the
@@ -43,24 +44,50 @@ routes and reflecting 50 x 200 routes (4-8), and 100k IPv6 routes (9) showed:
    markers go out exactly as before). The NLRIs of such an UPDATE are ordered as in 5, with one sort key
    each (the original's pairwise comparison took 0.25 s per 10k NLRIs per neighbor).
 
-Nothing else changes: the same code paths run in the same order, and a peer receives the same UPDATEs but
-for 9's, which carry the same IPv6 routes, attributes and next hops in fewer messages; the tests in
-tests/kernel and tests/e2e run through this launcher, and tests/unit/test_exabgp_launch.py checks each
-change against the unpatched behaviour. `BGPD_EXABGP_UNPATCHED=1` starts ExaBGP unchanged (for comparison).
+10. ExaBGP has no keepalive setting: a session sends a KEEPALIVE every `int(negotiated hold time / 3)`
+   seconds (`HoldTime.keepalive`, read once by the `SendTimer` of the session's `KA`). Calico's BGPPeer
+   keepaliveTime is BIRD's `keepalive time`, which BIRD (2.0.11 on, `bgp_rx_open`) scales with the
+   negotiated hold time: `keepalive * negotiated / offered` (integer seconds, at least 1), so a peer that
+   lowers the hold time gets keepalives in the same proportion. After `KA.__init__`, the `SendTimer` of a
+   session whose peer address has a keepalive time in bgpd's keepalive file gets that interval
+   (`keepalive_interval`); every other session keeps ExaBGP's own value (the very same `keepalive()` is
+   assigned again). The values cannot travel in ExaBGP's config (a keyword ExaBGP does not know is an
+   error, and a changed neighbor block resets the session) nor in the environment (fixed when ExaBGP
+   starts, while bgpd reloads ExaBGP's config in place): bgpd writes them to a small JSON file next to
+   its config at start and at every reload (`{"peer address": seconds}`, path in `BGPD_EXABGP_KEEPALIVE`),
+   read whenever a session's timer is built, so each establishment and each restarted ExaBGP sees the
+   current file. When a reload changes the file, bgpd sends `KEEPALIVE_SIGNAL` (SIGWINCH: ExaBGP does not
+   use it and its default is to ignore it; not ExaBGP's SIGUSR1, which re-reads every neighbor and which
+   ExaBGP drops while a session still has routes queued): the file is read again and every live timer
+   gets its interval at once, without touching the session (`need_ka` reads the interval on every call).
+
+Nothing else changes: the same code paths run in the same order, and a peer receives the same messages
+but for 9's UPDATEs, which carry the same IPv6 routes, attributes and next hops in fewer messages, and 10's
+KEEPALIVEs, at the configured interval where a keepalive time is set; the tests in tests/kernel and
+tests/e2e run through this launcher, and tests/unit/test_exabgp_launch.py checks each change against the
+unpatched behaviour. `BGPD_EXABGP_UNPATCHED=1` starts ExaBGP unchanged (for comparison; it ignores
+keepalive times).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import ipaddress
 import itertools
+import json
 import os
 import re
+import signal
 import sys
 import types
+import weakref
 from typing import Any
 
 STEPS_PER_PASS = 1000
+# change 10: the keepalive file's path (set by bgpd's supervisor), and the signal to read it again
+KEEPALIVE_ENV = "BGPD_EXABGP_KEEPALIVE"
+KEEPALIVE_SIGNAL = signal.SIGWINCH
 
 
 def _remove_self(self: Any, changes: Any) -> Any:
@@ -234,6 +261,83 @@ def _cached_create(original: Any) -> Any:
     return classmethod(create)
 
 
+def keepalive_interval(wanted: int | None, negotiated: int, offered: int) -> int | None:
+    """Change 10, BIRD's rule: the interval of a session whose configured keepalive time is `wanted`, which
+    offered hold time `offered` and negotiated `negotiated`: `wanted` scaled by negotiated / offered, in
+    whole seconds, at least 1. None: nothing configured, or no keepalives at all (hold time 0): ExaBGP's
+    own interval stays."""
+    if wanted is None or negotiated <= 0 or offered <= 0:
+        return None
+    return max(1, wanted * negotiated // offered)
+
+
+def _peer_key(address: Any) -> str:
+    """A peer address as bgpd writes it (`ipaddress`'s text; ExaBGP keeps the config's spelling)."""
+    try:
+        return str(ipaddress.ip_address(str(address)))
+    except ValueError:  # not an address (a neighbor without one): matches no entry of the file
+        return str(address)
+
+
+def read_keepalives(path: str | None = None) -> dict[str, int]:
+    """The keepalive file (default: the one named by `KEEPALIVE_ENV`): peer address -> seconds. No path, no
+    file or an unreadable one: nothing configured (ExaBGP's own intervals)."""
+    path = os.environ.get(KEEPALIVE_ENV) if path is None else path
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return {
+            _peer_key(peer): seconds
+            for peer, seconds in data.items()
+            if type(seconds) is int and 1 <= seconds <= 0xFFFF
+        }
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        from exabgp.logger import log
+
+        log.error(lambda e=exc: f"keepalive file {path}: {e}; ExaBGP's intervals apply", "configuration")
+        return {}
+
+
+def _ka_init(self: Any, session: Any, proto: Any) -> None:
+    """`KA.__init__`, then the session's configured keepalive interval, if any (change 10)."""
+    _original_ka_init(self, session, proto)
+    timer, negotiated = self.send_timer, proto.negotiated
+    offered = negotiated.sent_open.hold_time if negotiated.sent_open is not None else 0
+    _timers[timer] = (_peer_key(proto.neighbor["peer-address"]), negotiated.holdtime, int(offered))
+    while True:  # a refresh between the registration and the read: read again
+        seen = _refreshes
+        _set_keepalive(timer, read_keepalives(), session)
+        if seen == _refreshes:
+            return
+
+
+def _set_keepalive(timer: Any, keepalives: dict[str, int], session: Any = None) -> None:
+    peer, holdtime, offered = _timers[timer]
+    interval = keepalive_interval(keepalives.get(peer), int(holdtime), offered)
+    timer.keepalive = holdtime.keepalive() if interval is None else interval
+    if interval is not None and session is not None:
+        from exabgp.logger import log
+
+        log.info(
+            lambda: (
+                f"keepalive every {interval}s (keepalive time {keepalives[peer]}s, hold time "
+                f"{int(holdtime)}s of {offered}s)"
+            ),
+            "ka-" + session(),
+        )
+
+
+def _refresh_keepalives(signum: int = 0, frame: Any = None) -> None:
+    """KEEPALIVE_SIGNAL: read the keepalive file again and give every live session its interval now."""
+    global _refreshes
+    _refreshes += 1
+    keepalives = read_keepalives()
+    for timer in list(_timers.keys()):
+        _set_keepalive(timer, keepalives)
+
+
 _original_remove_self: Any = None
 _original_async_run: Any = None
 _original_wait_for_io: Any = None
@@ -245,13 +349,18 @@ _exa = types.SimpleNamespace()
 _original_creates: dict[str, Any] = {}
 _original_match_neighbor: Any = None
 _original_inject_change: Any = None
+_original_ka_init: Any = None
+# change 10: each session's SendTimer -> (peer address, negotiated HoldTime, hold time we offered); entries
+# go with their timers
+_timers: weakref.WeakKeyDictionary[Any, tuple[str, Any, int]] = weakref.WeakKeyDictionary()
+_refreshes = 0  # KEEPALIVE_SIGNALs handled
 
 
 def apply() -> None:
-    """Install the nine changes (idempotent)."""
+    """Install the ten changes (idempotent). The signal handler of change 10 is `main`'s to install."""
     global _original_remove_self, _original_async_run, _original_wait_for_io
     global _original_tokens, _original_split_nlris, _original_match_neighbor
-    global _original_inject_change, _original_updates
+    global _original_inject_change, _original_updates, _original_ka_init
     from exabgp.bgp.message import Action
     from exabgp.bgp.message.update import Update
     from exabgp.bgp.message.update.attribute import MPRNLRI, Attributes
@@ -263,6 +372,7 @@ def apply() -> None:
     from exabgp.protocol.family import AFI, SAFI
     from exabgp.reactor.api.command import limit
     from exabgp.reactor.asynchronous import ASYNC
+    from exabgp.reactor.keepalive import KA
     from exabgp.reactor.loop import Reactor
     from exabgp.rib.outgoing import OutgoingRIB
 
@@ -299,6 +409,9 @@ def apply() -> None:
     OutgoingRIB.updates = _updates
     AFI.create = _cached_create(AFI.create)
     SAFI.create = _cached_create(SAFI.create)
+    _check_keepalive(KA)
+    _original_ka_init = KA.__init__
+    KA.__init__ = _ka_init
 
 
 def _check_ipv6_grouping(rib: Any, update: Any, mprnlri: Any, attributes: Any) -> None:
@@ -328,9 +441,30 @@ def _check_ipv6_grouping(rib: Any, update: Any, mprnlri: Any, attributes: Any) -
     assert "mpnlri.setdefault(nexthop, [])" in packed and "if self._len(payload + nlri) > maximum:" in packed
 
 
+def _check_keepalive(ka: Any) -> None:
+    """What change 10 relies on in ExaBGP 5.0.15's source (AssertionError for another version)."""
+    from exabgp.bgp.message.open.capability.negotiated import Negotiated
+    from exabgp.bgp.timer import SendTimer
+    from exabgp.reactor import interrupt
+    from exabgp.reactor.peer import Peer
+
+    # one KA per established session, whose SendTimer takes its interval from the negotiated hold time ...
+    assert inspect.getsource(Peer._main).count("KA(self.proto.connection.session, self.proto)") == 1
+    assert "self.send_timer = SendTimer(session, proto.negotiated.holdtime)" in inspect.getsource(ka.__init__)
+    assert "self.keepalive = holdtime.keepalive()" in inspect.getsource(SendTimer.__init__)
+    # ... and reads it on every call: a changed interval applies from the next call on
+    need_ka = inspect.getsource(SendTimer.need_ka)
+    assert "if not self.keepalive:" in need_ka and "left = self.last_sent + self.keepalive - now" in need_ka
+    negotiate = inspect.getsource(Negotiated._negotiate)
+    assert "HoldTime(min(self.sent_open.hold_time, self.received_open.hold_time))" in negotiate
+    # the signal that makes it read the keepalive file again is none of ExaBGP's
+    assert KEEPALIVE_SIGNAL.name not in inspect.getsource(interrupt), "unexpected ExaBGP version"
+
+
 def main() -> None:
     if os.environ.get("BGPD_EXABGP_UNPATCHED") != "1":
         apply()
+        signal.signal(KEEPALIVE_SIGNAL, _refresh_keepalives)
     from exabgp.application.main import main as exabgp_main
 
     sys.argv[0] = "exabgp"

@@ -8,6 +8,12 @@ that ExaBGP is down. The kernel keeps installed routes meanwhile; bgpd's owner d
 
 ExaBGP gets PR_SET_PDEATHSIG=SIGTERM so it never outlives bgpd, and runs in its own process group so a
 terminal's ^C reaches bgpd only (bgpd stops it in order).
+
+Next to ExaBGP's config, the keepalive file (`confgen.render_keepalives`, named to ExaBGP once, in
+`launch.KEEPALIVE_ENV`) carries the sessions' keepalive times, which ExaBGP's config cannot: both are
+written at start and at every reload, the keepalive file first, so whatever ExaBGP builds afterwards (a
+session's keepalive timer, a restarted ExaBGP) reads the current one. A reload that changes it sends
+`launch.KEEPALIVE_SIGNAL`: running sessions get their new interval at once, without a reset.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bgpd.exabgp import bridge, confgen
+from bgpd.exabgp.launch import KEEPALIVE_ENV, KEEPALIVE_SIGNAL
 
 log = logging.getLogger("bgpd.exabgp")
 
@@ -45,6 +52,13 @@ def _child_setup() -> None:  # runs in the forked child before exec
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     os.setpgid(0, 0)
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file: a reader sees the old content or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 class ExaBGP:
@@ -70,6 +84,8 @@ class ExaBGP:
         self.log_level = log_level
         self.name = name
         self.config_path = self.dir / f"{name}.conf"
+        self.keepalive_path = self.dir / f"{name}.keepalive.json"
+        self._keepalives = ""  # the keepalive file's text as last written
         self.socket_path = self.dir / f"{name}.sock"
         self.log_path = self.dir / f"{name}.log"
         self.pid_path = self.dir / f"{name}.pid"
@@ -91,12 +107,16 @@ class ExaBGP:
     def alive(self) -> bool:
         return self._process is not None and self._process.returncode is None
 
-    def write_config(self) -> None:
+    def write_config(self) -> bool:
+        """Write the keepalive file, then ExaBGP's config (each replaced whole); True if the keepalive
+        file's content changed."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        keepalives = confgen.render_keepalives(self.sessions)
         text = confgen.render(self.speaker, self.sessions, str(self.socket_path))
-        tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(self.config_path)
+        _replace(self.keepalive_path, keepalives)
+        _replace(self.config_path, text)
+        changed, self._keepalives = keepalives != self._keepalives, keepalives
+        return changed
 
     async def start(self) -> None:
         self.write_config()
@@ -174,6 +194,7 @@ class ExaBGP:
         while not self._stopping:
             env = dict(os.environ)
             env.update(confgen.environment(self.speaker, self.log_level))
+            env[KEEPALIVE_ENV] = str(self.keepalive_path)
             logfile = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
             try:
                 self._process = await asyncio.create_subprocess_exec(
@@ -218,13 +239,17 @@ class ExaBGP:
             with contextlib.suppress(ConnectionError):
                 await self._writer.drain()
 
-    def reload(self, sessions: Sequence[confgen.Session]) -> None:
-        """New neighbor set: rewrite the config and ask ExaBGP to reload it (SIGUSR1); unchanged sessions
-        stay up."""
+    def reload(self, sessions: Sequence[confgen.Session], reconfigure: bool = True) -> None:
+        """New sessions: rewrite both files. `reconfigure` (the neighbor set changed): ask ExaBGP to reload
+        its config (SIGUSR1; unchanged sessions stay up). A changed keepalive file: ask ExaBGP to read it
+        again (KEEPALIVE_SIGNAL; no session is touched)."""
         self.sessions = tuple(sessions)
-        self.write_config()
+        keepalives_changed = self.write_config()
         if self.alive and self._process is not None:
-            self._process.send_signal(signal.SIGUSR1)
+            if reconfigure:
+                self._process.send_signal(signal.SIGUSR1)
+            if keepalives_changed:
+                self._process.send_signal(KEEPALIVE_SIGNAL)
 
     def kill(self) -> None:
         """Kill the current ExaBGP (tests and `bgpctl` use this to exercise the restart path)."""

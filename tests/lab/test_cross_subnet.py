@@ -25,6 +25,7 @@ from bgpd.lab import netns
 from bgpd.lab.felix import ENCAPSULATOR, TUN_STAND_IN, TunnelCounters
 from bgpd.lab.lab import Lab, _alive
 from bgpd.lab.topology import load
+from tests.lab.capture import capture
 
 pytestmark = [
     pytest.mark.e2e,
@@ -197,50 +198,9 @@ def test_cross_subnet_lab_in_the_three_modes(cross_lab: tuple[Path, Path]) -> No
     assert "changed beyond the pools' ipip modes: `bgpd lab up` rebuilds the lab" in refused.stderr
 
 
-SNIFFER = r"""
-import json, signal, socket, sys
-seen = {}
-sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
-def stop(*_):
-    print(json.dumps(seen), flush=True)
-    sys.exit(0)
-signal.signal(signal.SIGTERM, stop)
-print("ready", flush=True)
-while True:
-    frame, where = sock.recvfrom(65535)
-    if where[2] == socket.PACKET_OUTGOING:  # each packet once, as it arrives at the router
-        continue
-    ip = frame[14:]
-    key = f"{ip[9]} {socket.inet_ntoa(ip[12:16])} {socket.inet_ntoa(ip[16:20])}"
-    if ip[9] == 4:  # IP-in-IP: the inner addresses too
-        inner = ip[(ip[0] & 15) * 4:]
-        key += f" {inner[9]} {socket.inet_ntoa(inner[12:16])} {socket.inet_ntoa(inner[16:20])}"
-    seen[key] = seen.get(key, 0) + 1
-"""
-
-
 def _capture_on_router(lab: Lab, source: str, target: str) -> dict[str, int]:
-    """What crosses the router while `source` pings `target`: 'PROTO SRC DST[ PROTO SRC DST]' -> count
-    (the inner header after the outer one for IP-in-IP)."""
-    router = f"{lab.prefix}rt"
-    sniffer = subprocess.Popen(
-        ["ip", "netns", "exec", router, sys.executable, "-c", SNIFFER],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert sniffer.stdout is not None and sniffer.stdout.readline().strip() == "ready"
-        host = lab.owner(source)
-        assert host is not None
-        ns = lab.workload_ns(host, [str(w) for w in host.workloads].index(source))
-        assert lab.ping(ns, source, target).ok
-        sniffer.send_signal(signal.SIGTERM)
-        out, _ = sniffer.communicate(timeout=10)
-    finally:
-        if sniffer.poll() is None:
-            sniffer.kill()
-            sniffer.wait()
-    return dict(json.loads(out))
+    """What crosses the router while `source` pings `target` (see `tests.lab.capture`)."""
+    return capture(lab, "rt", source, target)
 
 
 @pytest.fixture

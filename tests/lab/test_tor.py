@@ -11,7 +11,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from bgpd import ctl
 from bgpd.lab import netns, tor
 from bgpd.lab.lab import Lab, _alive
 from bgpd.lab.topology import load
-from tests.lab.test_cross_subnet import SNIFFER
+from tests.lab.capture import capture
 
 pytestmark = [
     pytest.mark.e2e,
@@ -91,25 +90,8 @@ def tor_lab(tmp_path: Path) -> Iterator[tuple[Path, Path, list[dict[str, dict[st
 
 
 def _capture(lab: Lab, router: str, source: str, target: str) -> dict[str, int]:
-    """What enters `router` while `source` pings `target`: 'PROTO SRC DST[ PROTO SRC DST]' -> count."""
-    sniffer = subprocess.Popen(
-        ["ip", "netns", "exec", lab.prefix + router, sys.executable, "-c", SNIFFER],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert sniffer.stdout is not None and sniffer.stdout.readline().strip() == "ready"
-        host = lab.owner(source)
-        assert host is not None
-        ns = lab.workload_ns(host, [str(w) for w in host.workloads].index(source))
-        assert lab.ping(ns, source, target).ok
-        sniffer.send_signal(signal.SIGTERM)
-        out, _ = sniffer.communicate(timeout=10)
-    finally:
-        if sniffer.poll() is None:
-            sniffer.kill()
-            sniffer.wait()
-    return dict(json.loads(out))
+    """What enters `router` while `source` pings `target` (see `tests.lab.capture`)."""
+    return capture(lab, router, source, target)
 
 
 def test_tor_lab_up_check_routes_with_as_paths_and_down(

@@ -413,3 +413,74 @@ def test_exabgp_needs_the_router_id_of_an_ipv6_neighbor(tmp_path: Path, exabgp_p
     assert "missing router-id" in str(conf.error)
     path.write_text(render(DUAL, [ACTIVE], SOCKET).replace("    router-id 192.168.200.2;\n", ""))
     exabgp_parse(path)  # an IPv4 neighbor alone does without
+
+
+# ---------------------------------------------------------------- keepalive times (Calico keepaliveTime)
+
+
+def test_keepalive_times_go_to_their_own_file_not_to_exabgps_config() -> None:
+    """ExaBGP's config has no keepalive keyword: its text is the same with and without keepalive times, and
+    the keepalive file (read by bgpd.exabgp.launch, change 10) holds them by peer address."""
+    import json
+
+    from bgpd.exabgp.confgen import render_keepalives
+
+    timed = [replace(ACTIVE, keepalive_time=1, hold_time=9), replace(PASSIVE, keepalive_time=10), V6_BOTH]
+    untimed = [replace(s, keepalive_time=None) for s in timed]
+    assert render(DUAL, timed, SOCKET) == render(DUAL, untimed, SOCKET)
+    assert json.loads(render_keepalives(timed)) == {"192.168.200.1": 1, "192.168.200.3": 10}
+    assert render_keepalives(untimed) == render_keepalives([]) == "{}\n"
+    six = replace(V6_BOTH, address=IPv6Address("fd00:200:0::0a"), keepalive_time=29)
+    assert render_keepalives([six]) == '{"fd00:200::a": 29}\n'  # as launch normalizes ExaBGP's spelling
+
+
+@pytest.mark.parametrize(("hold", "keepalive"), [(9, 9), (9, 10), (0, 1), (90, 0)])
+def test_keepalive_time_not_below_the_hold_time_is_refused(hold: int, keepalive: int) -> None:
+    from bgpd.exabgp.confgen import render_keepalives
+
+    with pytest.raises(ValueError, match="below the hold time"):
+        render_keepalives([replace(ACTIVE, hold_time=hold, keepalive_time=keepalive)])
+
+
+class _Process:
+    """What the supervisor needs of ExaBGP's process: the signals it was sent."""
+
+    def __init__(self) -> None:
+        self.returncode: int | None = None
+        self.pid = 4242
+        self.signals: list[int] = []
+
+    def send_signal(self, number: int) -> None:
+        self.signals.append(number)
+
+
+def test_a_reload_rewrites_the_keepalive_file_and_signals_only_what_changed(tmp_path: Path) -> None:
+    """The supervisor writes the keepalive file next to exabgp.conf at start and at every reload. A reload
+    of a changed neighbor set is ExaBGP's SIGUSR1, as before; a changed keepalive file is KEEPALIVE_SIGNAL
+    (ExaBGP reads it again, no session reset); both, when both changed; neither, when nothing did."""
+    import json
+    import signal
+
+    from bgpd.exabgp.launch import KEEPALIVE_ENV, KEEPALIVE_SIGNAL
+    from bgpd.exabgp.supervisor import ExaBGP
+
+    exa = ExaBGP(str(tmp_path), SPEAKER, [ACTIVE, PASSIVE], print, lambda: None, lambda: None)
+    assert exa.write_config() is True  # the first write (at start) is a change
+    assert json.loads(exa.keepalive_path.read_text()) == {}
+    assert exa.keepalive_path == tmp_path / "exabgp.keepalive.json"
+    conf = exa.config_path.read_text()
+    process = _Process()
+    exa._process = process  # type: ignore[assignment]
+    timed = [replace(ACTIVE, keepalive_time=1, hold_time=9), PASSIVE]
+    exa.reload(timed, reconfigure=False)
+    assert process.signals == [KEEPALIVE_SIGNAL]
+    assert json.loads(exa.keepalive_path.read_text()) == {"192.168.200.1": 1}
+    assert exa.config_path.read_text() == conf.replace("hold-time 90;", "hold-time 9;", 1)
+    exa.reload(timed, reconfigure=False)  # the same again: nothing to tell ExaBGP
+    assert process.signals == [KEEPALIVE_SIGNAL]
+    exa.reload([ACTIVE], reconfigure=True)  # a neighbor gone and the keepalive time with it
+    assert process.signals == [KEEPALIVE_SIGNAL, signal.SIGUSR1, KEEPALIVE_SIGNAL]
+    exa.reload([ACTIVE, PASSIVE], reconfigure=True)
+    assert process.signals[3:] == [signal.SIGUSR1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exabgp.conf", "exabgp.keepalive.json"]
+    assert KEEPALIVE_ENV == "BGPD_EXABGP_KEEPALIVE"

@@ -1107,6 +1107,51 @@ def test_ebgp_policy_keys_round_trip_with_calico_spellings() -> None:
     assert c.parse(c.dump(cfg)) == cfg
 
 
+def test_keepalive_time_is_accepted_below_the_hold_time() -> None:
+    """Calico's keepaliveTime: seconds, 1..21845, below the session's hold time (its own or bgp.hold_time);
+    null is the default (hold time / 3)."""
+    cfg = c.parse(PEER + "      keepalive_time: 30\n")
+    (peer,) = cfg.bgp.peers
+    assert (peer.keepalive_time, peer.hold_time, cfg.bgp.hold_time) == (30, None, 90)
+    assert c.parse(c.dump(cfg)) == cfg
+    assert c.parse(PEER + "      keepalive_time: null\n").bgp.peers[0].keepalive_time is None
+    assert c.parse(PEER).bgp.peers[0].keepalive_time is None
+    assert c.parse(PEER + "      keepalive_time: 89\n").bgp.peers[0].keepalive_time == 89
+    (short,) = c.parse(PEER + "      hold_time: 9\n      keepalive_time: 1\n").bgp.peers
+    assert (short.hold_time, short.keepalive_time) == (9, 1)
+    big = PEER.replace("bgp:\n", "bgp:\n  hold_time: 65535\n") + "      keepalive_time: 21845\n"
+    assert c.parse(big).bgp.peers[0].keepalive_time == 21845
+    (mesh_and_peer,) = c.parse(PEER + "      keepalive_time: 3\n").sessions()
+    assert mesh_and_peer.keepalive_time == 3  # what speaker.sessions_of hands to ExaBGP
+
+
+@pytest.mark.parametrize(
+    ("peer", "message"),
+    [
+        ("      keepalive_time: 0\n", "1..21845"),
+        ("      keepalive_time: 21846\n", "1..21845"),
+        ("      keepalive_time: ten\n", "expected an integer"),
+        ("      keepalive_time: 90\n", "keepalive time 90 must be below the hold time 90"),
+        ("      hold_time: 9\n      keepalive_time: 9\n", "must be below the hold time 9"),
+        ("      hold_time: 0\n      keepalive_time: 1\n", "hold time 0"),
+    ],
+)
+def test_error_keepalive_time(peer: str, message: str) -> None:
+    check_error(PEER + peer, "keepalive_time", "bgp.peers[0].keepalive_time", message)
+
+
+def test_error_keepalive_time_against_the_global_hold_time() -> None:
+    text = PEER.replace("bgp:\n", "bgp:\n  hold_time: 0\n") + "      keepalive_time: 5\n"
+    check_error(text, "keepalive_time", "bgp.peers[0].keepalive_time", "hold time 0")
+    text = PEER.replace("bgp:\n", "bgp:\n  hold_time: 6\n") + "      keepalive_time: 6\n"
+    check_error(text, "keepalive_time", "bgp.peers[0].keepalive_time", "below the hold time 6")
+    # a peer's own hold time is the one that counts
+    text = (
+        PEER.replace("bgp:\n", "bgp:\n  hold_time: 6\n") + "      hold_time: 30\n      keepalive_time: 10\n"
+    )
+    assert c.parse(text).bgp.peers[0].keepalive_time == 10
+
+
 def test_error_policy_keys() -> None:
     check_error(
         PEER + "      filters: [tr]\n", "filters: [tr]", "bgp.peers[0].filters[0]", "unknown filter 'tr'"
@@ -1115,12 +1160,6 @@ def test_error_policy_keys() -> None:
         PEER + "      next_hop_mode: sometimes\n", "next_hop_mode", "bgp.peers[0].next_hop_mode", "auto"
     )
     check_error(PEER + "      allow_local_as: 256\n", "allow_local_as", "bgp.peers[0].allow_local_as")
-    check_error(
-        PEER + "      keepalive_time: 10\n",
-        "keepalive_time",
-        "bgp.peers[0].keepalive_time",
-        "not supported yet",
-    )
     check_error(
         PEER + "      keepalive_time: 100\n", "keepalive_time", "bgp.peers[0].keepalive_time", "below"
     )
@@ -1149,12 +1188,14 @@ def test_error_policy_keys() -> None:
         MINIMAL
         + "filters:\n  - name: f\n    import_v4: [{action: Accept, match_operator: In, cidr: 'fd00::/8'}]\n",
         "import_v4",
-        "filters[0].import_v4[0]",
+        "filters[0].import_v4[0].cidr",
+        "goes in the v6 list of the same direction",
     )
     check_error(
         MINIMAL + "filters:\n  - name: f\n    export_v4: [{action: Accept, cidr: 10.0.0.0/8}]\n",
         "export_v4",
-        "filters[0].export_v4[0]",
+        "filters[0].export_v4[0].cidr",
+        "cidr needs a match_operator",
     )
     check_error(
         MINIMAL + "filters:\n  - name: f\n    export_v4: [{action: Allow}]\n",

@@ -1,11 +1,16 @@
-"""The nine changes `bgpd.exabgp.launch` makes to ExaBGP keep its behaviour: checked against the unpatched
+"""The ten changes `bgpd.exabgp.launch` makes to ExaBGP keep its behaviour: checked against the unpatched
 functions on the same inputs (9, which sends IPv6 routes in fewer UPDATEs: the same routes, attributes and
-next hops, decoded back from the messages of patched and unpatched ExaBGP)."""
+next hops, decoded back from the messages of patched and unpatched ExaBGP; 10, which sets the keepalive
+interval of a session with a keepalive time: the very same timer and KEEPALIVE times as ExaBGP's own for
+every other session, BIRD's interval for that one, on ExaBGP's real timer classes and a hand-moved clock)."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import pathlib
 import random
+import tempfile
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -685,7 +690,8 @@ def test_ipv6_split_outside_plain_unicast_goes_through_the_original() -> None:
 
 @pytest.mark.parametrize("unpatched", ["1", "0"])
 def test_unpatched_environment_starts_exabgp_unchanged(unpatched: str) -> None:
-    """`BGPD_EXABGP_UNPATCHED=1`: launch.main() hands over to ExaBGP with none of the nine changes."""
+    """`BGPD_EXABGP_UNPATCHED=1`: launch.main() hands over to ExaBGP with none of the ten changes (and no
+    handler for KEEPALIVE_SIGNAL, whose default is to ignore it)."""
     import os
     import subprocess
     import sys
@@ -698,13 +704,307 @@ def test_unpatched_environment_starts_exabgp_unchanged(unpatched: str) -> None:
         "from exabgp.rib.outgoing import OutgoingRIB\n"
         "from exabgp.bgp.message.update import Update\n"
         "from exabgp.bgp.neighbor import Neighbor\n"
+        "from exabgp.reactor.keepalive import KA\n"
+        "import signal\n"
+        "handler = signal.getsignal(launch.KEEPALIVE_SIGNAL)\n"
         "print(OutgoingRIB.updates.__module__, Update._split_nlris.__module__,"
-        " Neighbor.remove_self.__module__)\n"
+        " Neighbor.remove_self.__module__, KA.__init__.__module__,"
+        " 'default' if handler is signal.SIG_DFL else handler.__module__)\n"
     )
     env = {**os.environ, "BGPD_EXABGP_UNPATCHED": unpatched}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     modules = out.stdout.split()
     if unpatched == "1":
-        assert modules == ["exabgp.rib.outgoing", "exabgp.bgp.message.update", "exabgp.bgp.neighbor"]
+        assert modules == [
+            "exabgp.rib.outgoing",
+            "exabgp.bgp.message.update",
+            "exabgp.bgp.neighbor",
+            "exabgp.reactor.keepalive",
+            "default",
+        ]
     else:
-        assert modules == ["bgpd.exabgp.launch"] * 3
+        assert modules == ["bgpd.exabgp.launch"] * 5
+
+
+# ---------------------------------------------------------------- 10. the keepalive interval per session
+
+ORIGINAL_KA_INIT = launch._original_ka_init
+_PEER = "192.0.2.7"
+
+
+class _Clock:
+    """`time` for ExaBGP's timers (`exabgp.bgp.timer` calls `time.time()`), moved by hand (in steps that
+    binary floating point holds exactly)."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+@contextlib.contextmanager
+def _session_env(keepalives: str | None = "{}") -> Iterator[tuple[_Clock, pathlib.Path]]:
+    """A hand-moved clock for ExaBGP's timers and the keepalive file, named where bgpd's supervisor names
+    it and holding `keepalives` (None: no file). Hypothesis runs a test body many times: no fixtures."""
+    import exabgp.bgp.timer
+
+    clock = _Clock()
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        path = pathlib.Path(tmp) / "exabgp.keepalive.json"
+        if keepalives is not None:
+            path.write_text(keepalives)
+        mp.setattr(exabgp.bgp.timer, "time", clock)
+        mp.setenv(launch.KEEPALIVE_ENV, str(path))
+        yield clock, path
+
+
+def _proto(offered: int, received: int, peer: str = _PEER) -> Any:
+    """What `KA` reads of a session: its neighbor and what was negotiated, from two real OPENs."""
+    import types
+
+    from exabgp.bgp.message.open import Open, RouterID, Version
+    from exabgp.bgp.message.open.asn import ASN
+    from exabgp.bgp.message.open.capability import Capabilities
+    from exabgp.bgp.message.open.capability.negotiated import Negotiated
+    from exabgp.bgp.message.open.holdtime import HoldTime
+
+    neighbor = Neighbor()
+    neighbor["peer-address"] = IP.create(peer)
+    negotiated = Negotiated(neighbor)
+    negotiated.sent(Open(Version(4), ASN(64512), HoldTime(offered), RouterID("192.0.2.1"), Capabilities()))
+    negotiated.received(
+        Open(Version(4), ASN(65001), HoldTime(received), RouterID("192.0.2.2"), Capabilities())
+    )
+    sent: list[float] = []
+
+    def new_keepalive(comment: str = "") -> Iterator[None]:
+        import exabgp.bgp.timer
+
+        sent.append(exabgp.bgp.timer.time.time())  # the KEEPALIVE goes out: one step of the generator
+        yield from ()
+
+    return types.SimpleNamespace(
+        neighbor=neighbor, negotiated=negotiated, new_keepalive=new_keepalive, sent=sent
+    )
+
+
+def _ka(init: Any, proto: Any) -> Any:
+    """A real `KA`, built by `init` (the launcher's or ExaBGP's own `__init__`)."""
+    from exabgp.reactor.keepalive import KA
+
+    ka = object.__new__(KA)
+    init(ka, lambda: "session", proto)
+    return ka
+
+
+def _keepalives(ka: Any, proto: Any, clock: _Clock, seconds: float, step: float = 0.125) -> list[float]:
+    """Run the session's keepalive check every `step` seconds for `seconds`, as the peer's loop calls it;
+    the times (from the start) at which KEEPALIVEs went out."""
+    start, before = clock.now, len(proto.sent)
+    for _ in range(round(seconds / step)):
+        clock.now += step
+        ka()
+    return [t - start for t in proto.sent[before:]]
+
+
+def test_keepalive_patch_is_installed() -> None:
+    from exabgp.reactor.keepalive import KA
+
+    assert KA.__init__ is launch._ka_init
+    assert ORIGINAL_KA_INIT.__module__ == "exabgp.reactor.keepalive"
+
+
+@pytest.mark.parametrize(
+    ("wanted", "negotiated", "offered", "interval"),
+    [
+        (None, 9, 9, None),  # nothing configured: ExaBGP's hold time / 3
+        (1, 9, 9, 1),
+        (7, 90, 90, 7),
+        (20, 90, 240, 7),  # BIRD 2.0.12 measured: `hold time 240; keepalive time 20`, peer's 90 -> 7
+        (4, 15, 30, 2),  # the peer halves the hold time: so is the keepalive time
+        (5, 9, 9, 5),  # as configured, even above hold / 3 (BIRD does not cap it)
+        (1, 3, 9, 1),  # 1 * 3 / 9 rounds down to 0: at least 1 s (BIRD's "rounded down to zero")
+        (5, 0, 9, None),  # the peer asked for no keepalives (hold time 0): none
+        (21845, 65535, 65535, 21845),
+    ],
+)
+def test_keepalive_interval_is_birds(
+    wanted: int | None, negotiated: int, offered: int, interval: int | None
+) -> None:
+    assert launch.keepalive_interval(wanted, negotiated, offered) == interval
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 21844).flatmap(lambda k: st.tuples(st.just(k), st.integers(max(k + 1, 3), 65535))),
+    st.data(),
+)
+def test_keepalive_interval_stays_below_the_negotiated_hold_time(
+    wanted_offered: tuple[int, int], data: Any
+) -> None:
+    """BIRD's `keepalive * negotiated / offered`, in C's unsigned integer arithmetic: 1 <= it < negotiated
+    (RFC 4271 §4.4), for every keepalive time bgpd's config accepts (below the offered hold time)."""
+    wanted, offered = wanted_offered
+    negotiated = data.draw(st.integers(3, offered))
+    interval = launch.keepalive_interval(wanted, negotiated, offered)
+    assert interval == max(1, (wanted * negotiated) // offered) and (wanted * negotiated) < 2**32
+    assert 1 <= interval < negotiated and interval <= wanted
+
+
+_HOLDS = st.one_of(st.just(0), st.integers(3, 300), st.just(65535))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    offered=_HOLDS,
+    received=_HOLDS,
+    others=st.dictionaries(st.sampled_from(["192.0.2.8", "2001:db8::7", "10.0.0.1"]), st.integers(1, 100)),
+    written=st.sampled_from(["no file named", "a file", "no file"]),
+)
+def test_without_a_keepalive_time_the_timer_is_exabgps(
+    offered: int, received: int, others: dict[str, int], written: str
+) -> None:
+    """A session without a keepalive time (no file named, a file without its peer, no file where one is
+    named): the very same SendTimer state, and KEEPALIVEs at the very same times, as unpatched ExaBGP."""
+    import json
+    import os
+
+    with _session_env(json.dumps(others) if written == "a file" else None) as (clock, _):
+        if written == "no file named":
+            del os.environ[launch.KEEPALIVE_ENV]
+        patched_proto, original_proto = _proto(offered, received), _proto(offered, received)
+        patched, original = _ka(launch._ka_init, patched_proto), _ka(ORIGINAL_KA_INIT, original_proto)
+        state = {k: v for k, v in vars(patched.send_timer).items() if k != "session"}
+        assert state == {k: v for k, v in vars(original.send_timer).items() if k != "session"}
+        assert type(patched.send_timer.keepalive) is type(original.send_timer.keepalive)
+        seconds = 3 * max(1, min(offered, received, 40))
+        start = clock.now  # both timers started at this instant; run one, then the other from there
+        times = _keepalives(patched, patched_proto, clock, seconds)
+        clock.now = start
+        assert times == _keepalives(original, original_proto, clock, seconds)
+        assert len(times) == (seconds // (min(offered, received) // 3) if min(offered, received) else 0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(1, 60).flatmap(lambda k: st.tuples(st.just(k), st.integers(max(k + 1, 3), 180))),
+    st.data(),
+    st.sampled_from([_PEER, "2001:db8::7"]),
+)
+def test_with_a_keepalive_time_keepalives_go_at_birds_interval(
+    wanted_offered: tuple[int, int], data: Any, peer: str
+) -> None:
+    import json
+
+    wanted, offered = wanted_offered
+    received = data.draw(st.integers(3, 200))
+    with _session_env(json.dumps({peer: wanted, "192.0.2.99": 1})) as (clock, _):
+        proto = _proto(offered, received, peer)
+        ka = _ka(launch._ka_init, proto)
+        interval = max(1, wanted * min(offered, received) // offered)
+        assert ka.send_timer.keepalive == interval
+        assert _keepalives(ka, proto, clock, 4 * interval) == [n * interval for n in range(1, 5)]
+
+
+def test_the_peer_address_matches_however_exabgp_spells_it() -> None:
+    """ExaBGP keeps the config's spelling of an address; bgpd writes `ipaddress`'s."""
+    with _session_env('{"fd00:100::a": 2}'):
+        assert _ka(launch._ka_init, _proto(9, 9, "fd00:100::0a")).send_timer.keepalive == 2
+        assert _ka(launch._ka_init, _proto(9, 9, "FD00:100:0::A")).send_timer.keepalive == 2
+
+
+@pytest.mark.parametrize(
+    "text", ["{not json", "[1, 2]", '{"192.0.2.7": "1"}', '{"192.0.2.7": 0}', '{"x": 1}']
+)
+def test_an_unusable_keepalive_file_leaves_exabgps_interval(text: str) -> None:
+    with _session_env(text):
+        assert _ka(launch._ka_init, _proto(9, 9)).send_timer.keepalive == 3
+
+
+def test_a_refresh_applies_a_changed_file_to_live_sessions_at_once() -> None:
+    """KEEPALIVE_SIGNAL after a reload: every live session takes its interval from the file as it is now
+    (set, changed or gone back to ExaBGP's), from its next check on; nothing else of the timer changes."""
+    with _session_env("{}") as (clock, path):
+        proto, other = _proto(9, 9), _proto(30, 30, "192.0.2.8")
+        ka, ka_other = _ka(launch._ka_init, proto), _ka(launch._ka_init, other)
+        assert (ka.send_timer.keepalive, ka_other.send_timer.keepalive) == (3, 10)
+        assert _keepalives(ka, proto, clock, 6) == [3, 6]
+        path.write_text('{"192.0.2.7": 1}')
+        last_sent = ka.send_timer.last_sent
+        launch._refresh_keepalives()
+        assert (ka.send_timer.keepalive, ka_other.send_timer.keepalive) == (1, 10)
+        assert ka.send_timer.last_sent == last_sent
+        assert _keepalives(ka, proto, clock, 3) == [1, 2, 3]
+        path.write_text('{"192.0.2.8": 4}')
+        launch._refresh_keepalives()
+        assert (ka.send_timer.keepalive, ka_other.send_timer.keepalive) == (3, 4)
+        assert ka.send_timer.keepalive == proto.negotiated.holdtime.keepalive()  # ExaBGP's own again
+        assert _keepalives(ka, proto, clock, 6) == [3, 6]
+
+
+def test_a_refresh_during_a_sessions_start_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signal may arrive while a session's timer is being built, between its read of the (old) file
+    and setting the interval: the new file wins."""
+    import os
+
+    real = launch.read_keepalives
+    reads: list[dict[str, int]] = []
+
+    def read_then_signal(path: str | None = None) -> dict[str, int]:
+        old = real(path)
+        reads.append(old)
+        if len(reads) == 1:  # bgpd rewrites the file and signals, right after the first read
+            pathlib.Path(os.environ[launch.KEEPALIVE_ENV]).write_text('{"192.0.2.7": 1}')
+            launch._refresh_keepalives()
+        return old
+
+    with _session_env('{"192.0.2.7": 2}'):
+        monkeypatch.setattr(launch, "read_keepalives", read_then_signal)
+        assert _ka(launch._ka_init, _proto(9, 9)).send_timer.keepalive == 1
+    assert [r.get(_PEER) for r in reads] == [2, 1, 1]  # the session's read, the refresh's, its second
+
+
+def test_timers_of_ended_sessions_are_forgotten() -> None:
+    import gc
+
+    with _session_env():
+        gc.collect()
+        before = len(launch._timers)
+        ka = _ka(launch._ka_init, _proto(9, 9))
+        assert len(launch._timers) == before + 1
+        del ka
+        gc.collect()  # KA and its generator hold each other
+        assert len(launch._timers) == before
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("", ""),  # ExaBGP 5.0.15 as it is: accepted
+        # a timer built elsewhere, or more than once a session
+        (
+            "self.send_timer = SendTimer(session, proto.negotiated.holdtime)",
+            "self.timer = SendTimer(session, 3)",
+        ),
+        ("send_ka = KA(self.proto.connection.session, self.proto)", "send_ka = None"),
+        # an interval computed otherwise, or read once
+        ("self.keepalive = holdtime.keepalive()", "self.keepalive = int(holdtime / 4)"),
+        ("left = self.last_sent + self.keepalive - now", "left = self.last_sent + self._interval - now"),
+        ("HoldTime(min(self.sent_open.hold_time, self.received_open.hold_time))", "HoldTime(90)"),
+        # a version that uses the launcher's signal itself
+        ("signal.signal(signal.SIGUSR2, self.sigusr2)", "signal.signal(signal.SIGWINCH, self.sigusr2)"),
+    ],
+)
+def test_change_10_refuses_another_exabgp(monkeypatch: pytest.MonkeyPatch, old: str, new: str) -> None:
+    import inspect
+    import types
+
+    real = inspect.getsource
+    monkeypatch.setattr(launch.inspect, "getsource", lambda obj: real(obj).replace(old, new))
+    ka = types.SimpleNamespace(__init__=ORIGINAL_KA_INIT)  # KA.__init__ is change 10's by now
+    if not old:
+        launch._check_keepalive(ka)
+        return
+    with pytest.raises(AssertionError):
+        launch._check_keepalive(ka)
