@@ -18,24 +18,56 @@ from bgpd.lab.lab import TUNNEL_GROUP, HostSummary, Lab, LabError, Ping, session
 from bgpd.lab.topology import TopologyError, load
 
 DEFAULT_TOPOLOGY = "configs/lab.yaml"
+TOPOLOGIES = Path(__file__).resolve().parent / "topologies"  # package data (configs/ links to them)
+
+
+def shipped() -> list[str]:
+    """The names of the topologies shipped with the package (bgpd/lab/topologies/NAME.yaml)."""
+    return sorted(p.stem for p in TOPOLOGIES.glob("*.yaml"))
+
+
+def resolve(given: str) -> Path:
+    """The topology file for `-t`: the path as given if it exists; else a shipped topology of that name
+    (`lab-tor`, `lab-tor.yaml` or `configs/lab-tor.yaml` alike), so the shipped ones work from any directory
+    after `pip install`; else the path as given (loading it then says it does not exist)."""
+    path = Path(given)
+    if path.exists():
+        return path
+    name = path.name if path.suffix == ".yaml" else f"{path.name}.yaml"
+    candidate = TOPOLOGIES / name
+    return candidate if candidate.exists() else path
+
+
+def _seconds(text: str) -> float:
+    """A deadline in seconds for argparse: a number, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds, 0 or more")
+    return value
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lab = sub.add_parser("lab", help="simulated hosts and workloads in network namespaces, with real bgpd")
     lab.add_argument(
-        "-t", "--topology", default=DEFAULT_TOPOLOGY, help=f"topology YAML (default {DEFAULT_TOPOLOGY})"
+        "-t",
+        "--topology",
+        default=DEFAULT_TOPOLOGY,
+        help=f"topology YAML, or a shipped one's name: {', '.join(shipped())} (default {DEFAULT_TOPOLOGY})",
     )
     lab.add_argument(
         "--state-dir", type=Path, help="where configs, logs and pids go (default /run/bgpd-lab/NAME)"
     )
     actions = lab.add_subparsers(dest="action", required=True)
     up = actions.add_parser("up", help="build the network, start one bgpd per host, wait for convergence")
-    up.add_argument("--timeout", type=float, default=60.0, help="convergence deadline in seconds")
+    up.add_argument("--timeout", type=_seconds, default=60.0, help="convergence deadline in seconds")
     actions.add_parser("down", help="remove everything the lab created")
     reload = actions.add_parser(
         "reload", help="apply changed pool ipip modes to the running lab (configs rewritten, bgpd reloaded)"
     )
-    reload.add_argument("--timeout", type=float, default=60.0, help="convergence deadline in seconds")
+    reload.add_argument("--timeout", type=_seconds, default=60.0, help="convergence deadline in seconds")
     actions.add_parser("check", help="ping every workload and host from every workload, in each family")
     routes = actions.add_parser("routes", help="a host's kernel routes (both families), grouped")
     routes.add_argument("host")
@@ -217,7 +249,7 @@ def print_counters(before: dict[str, TunnelCounters], after: dict[str, TunnelCou
 
 def run(args: argparse.Namespace) -> int:
     try:
-        topo = load(args.topology)
+        topo = load(resolve(args.topology))
     except TopologyError as exc:
         print(f"bgpd lab: {exc}", file=sys.stderr)
         return 2

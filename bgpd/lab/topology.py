@@ -62,7 +62,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
@@ -293,10 +293,17 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 def load(path: str | Path) -> Topology:
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise TopologyError(f"{path}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise TopologyError(f"{path}: not a topology file (not UTF-8 text)") from None
     return parse(text, str(path))
+
+
+def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, [c for c in candidates if not c.startswith("__")], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def parse(text: str, source: str = "<string>") -> Topology:
@@ -344,7 +351,7 @@ def parse(text: str, source: str = "<string>") -> Topology:
     }
     for key in raw:
         if key not in known:
-            raise fail(raw, str(key), "unknown key")
+            raise fail(raw, str(key), f"unknown key{_did_you_mean(str(key), known)}")
     name = get(raw, "name", "name", str, "lab")
     if not NAME.match(name):
         raise fail(raw, "name", "1-10 lower-case letters or digits, starting with a letter")
@@ -378,8 +385,9 @@ def parse(text: str, source: str = "<string>") -> Topology:
         if not isinstance(h, dict):
             raise fail(raw, path, "expected a mapping")
         for key in h:
-            if key not in {"name", "address", "blocks", "workloads", "__line__", "__lines__"}:
-                raise fail(h, f"{path}.{key}", "unknown key")
+            host_keys = ("name", "address", "blocks", "workloads")
+            if key not in {*host_keys, "__line__", "__lines__"}:
+                raise fail(h, f"{path}.{key}", f"unknown key{_did_you_mean(str(key), host_keys)}")
         hname = node_name(h, f"{path}.name")
         address = convert(h, f"{path}.address", IPv4Address, get(h, "address", f"{path}.address", str))
         rack = rack_of(h, f"{path}.address", address)
@@ -401,7 +409,7 @@ def parse(text: str, source: str = "<string>") -> Topology:
             raise fail(raw, path, "expected a mapping")
         for key in r:
             if key not in {"name", "address", "__line__", "__lines__"}:
-                raise fail(r, f"{path}.{key}", "unknown key")
+                raise fail(r, f"{path}.{key}", f"unknown key{_did_you_mean(str(key), ('name', 'address'))}")
         rname = node_name(r, f"{path}.name")
         address = convert(r, f"{path}.address", IPv4Address, get(r, "address", f"{path}.address", str))
         if not any(address in net for net in underlays) or address in (
