@@ -87,6 +87,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("bgpd: run needs root (netlink route changes, BGP port)", file=sys.stderr)
         return 1
+    from bgpd.kernel import address_network
+    from bgpd.runlock import AlreadyRunning, lock_runtime_dir
+
+    try:
+        lock = lock_runtime_dir(cfg.runtime.dir)
+    except (AlreadyRunning, OSError) as exc:
+        print(f"bgpd: {exc}", file=sys.stderr)
+        return 1
+    if address_network(cfg.node.address) is None:
+        print(
+            f"bgpd: {cfg.source}: node.address {cfg.node.address} is on no interface of this host "
+            "(the sessions' source address; see `ip -4 addr`)",
+            file=sys.stderr,
+        )
+        os.close(lock)
+        return 1
     try:
         asyncio.run(_run(cfg))
     except OSError as exc:

@@ -62,6 +62,10 @@ class AdjRibOut:
     def count(self, peer: Address) -> int:
         return self._counts.get(peer, 0)
 
+    def prefixes(self) -> set[Prefix]:
+        """Every prefix some peer was sent or is about to be sent."""
+        return set(self._sent) | set(self._pending)
+
     def set(self, prefix: Prefix, wanted: Mapping[Address, Advert]) -> None:
         """Record what every peer should now have for `prefix` (a peer absent from `wanted`: nothing).
 

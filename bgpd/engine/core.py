@@ -162,6 +162,12 @@ class Engine:
             p.address for p in cfg.sessions() if p.next_hop_mode == "self"
         )
         self._next_hop_mode: dict[Address, str] = {p.address: p.next_hop_mode for p in cfg.sessions()}
+        self._interface_filters = any(
+            r.interface is not None
+            for f in cfg.filters
+            for rules in (f.export_v4, f.export_v6)
+            for r in rules
+        )
         for p in cfg.sessions():
             self._local_as[p.address] = p.local_asn or cfg.node.asn
             self._allow_local_as[p.address] = p.allow_local_as
@@ -413,6 +419,7 @@ class Engine:
         delta = Delta()
         own = self.cfg.kernel.protocol
         fib, export = self.fib, self.export
+        requeue: set[Prefix] = set()
         for event in events:
             if isinstance(event, Snapshot):
                 self.counters[f"kernel_resyncs_{event.reason}"] += 1
@@ -434,6 +441,10 @@ class Engine:
                         export.remove(displaced, delta)
                     fib.own_changed(route, present=True)
                     continue
+                if self._interface_filters:  # a device change in place: export filters judge it again
+                    old = fib.view_get(route.key)
+                    if old is not None and old.ifname != route.ifname:
+                        requeue.add(route.prefix)
                 fib.foreign_added(route)
                 export.add(route, delta)
             elif isinstance(event, RouteRemoved):
@@ -449,6 +460,9 @@ class Engine:
         if not self.export_ready:
             self.export_ready = True
             log.info("kernel dump read", extra={"kv": {"exported": self.export.announced_count}})
+        for prefix in requeue:
+            if export.is_announced(prefix) and prefix not in delta.announce:
+                delta.announce.add(prefix)
         if delta:
             self._exported(delta)
         return bool(delta)
@@ -870,8 +884,8 @@ class Engine:
         kept = [a for a in new_sessions if a in old_sessions]
         # a policy change (filters, next hop mode, allowed local AS) needs no session reset
         changed = [a for a in kept if _session_of(new_sessions[a]) != _session_of(old_sessions[a])]
-        repolicied = [a for a in kept if _policy_of(new_sessions[a]) != _policy_of(old_sessions[a])]
         old_filters, old_allowed = dict(self._filters), dict(self._allow_local_as)
+        old_local_as = dict(self._local_as)
         old_self = self._next_hop_self
         old_modes = dict(self._next_hop_mode)
         was_readvertising = self._readvertise
@@ -919,6 +933,13 @@ class Engine:
                         self.rib.remove(path.peer.address, prefix)
                         affected.add(prefix)
             self._out += [RouteRefresh(a, st.family) for a, st in self.peers.items() if st.state == "up"]
+        # a policy change: another filter list, or other rules under the same filter names
+        repolicied = [
+            a
+            for a in kept
+            if _policy_of(new_sessions[a]) != _policy_of(old_sessions[a])
+            or old_filters.get(a, ()) != self._filters.get(a, ())
+        ]
         if repolicied:
             affected |= self._repolicy(repolicied, old_filters, old_allowed)
         self._regroup()
@@ -927,7 +948,7 @@ class Engine:
             self._out_announce |= set(self.export.announced)
             self._out_withdraw -= self._out_announce
         if was_readvertising and not self._readvertise:  # nothing is sent on any more: withdraw it all
-            for prefix in list(self.rib.prefixes()):
+            for prefix in self.adjout.prefixes():
                 self.adjout.set(prefix, {})
             self._reflect_pending = True
         if (
@@ -939,6 +960,7 @@ class Engine:
                 and (repolicied or self._next_hop_self != old_self or self._next_hop_mode != old_modes)
             )
             or self._readvertise != was_readvertising
+            or (self._readvertise and self._local_as != old_local_as)  # the AS prepended on eBGP
         ):
             affected |= set(self.rib.prefixes())
         for prefix in affected:
@@ -984,9 +1006,11 @@ class Engine:
         filters let through now: that is what their sessions hold or are about to be sent."""
         self._filtered_sent = {}
         for family in FAMILIES:
+            pending = {p for p in self._out_withdraw if family_of(p) == family}
             for _members, filters in self._groups[family]:
                 if filters:
-                    self._filtered_sent[family, filters] = {
+                    # what passes now, and what is about to be withdrawn (it may have been sent before)
+                    self._filtered_sent[family, filters] = pending | {
                         p
                         for p in self.export.announced
                         if family_of(p) == family and self._exports(filters, p)

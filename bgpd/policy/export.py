@@ -284,7 +284,7 @@ class ExportTable:
         """The device of a selected route at `prefix` (a workload's veth), None if there is none or it
         has none (an IPAM block's blackhole). For export filters' `interface` condition."""
         routes = self._routes
-        for table, metric in self._slots:
+        for table, metric in sorted(self._slots, key=lambda slot: slot[1]):  # the kernel's own choice first
             route = routes.get((prefix, table, metric))
             if route is not None and route.ifname is not None:
                 return route.ifname

@@ -1,0 +1,48 @@
+"""What `bgpd run` refuses at start, in one line (issue 14): a second daemon on the same runtime directory
+(it names the first's pid), and a node.address that no interface of the host holds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bgpd.lab import netns
+from tests.e2e.conftest import Underlay
+
+pytestmark = pytest.mark.e2e
+
+
+def run_once(ns: str, config: str) -> subprocess.CompletedProcess[str]:
+    """`bgpd run` as a user starts it, expected to refuse at once (a deadline, not a wait)."""
+    argv = ["ip", "netns", "exec", ns, sys.executable, "-m", "bgpd", "run", "-c", config]
+    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+
+
+def test_a_second_daemon_on_the_same_runtime_dir_refuses_naming_the_first(underlay: Underlay) -> None:
+    h = underlay.host("h0", 10)
+    config = h.write_config()
+    first = h.start_bgpd()
+    netns.wait_for(lambda: h.ctl("show", "status").returncode == 0, 30, "the first bgpd answers")
+    second = run_once(h.ns, str(config))
+    assert second.returncode == 1 and "Traceback" not in second.stderr
+    (line,) = second.stderr.strip().splitlines()
+    runtime = h.config["runtime"]["dir"]
+    assert line == (
+        f"bgpd: another bgpd (pid {first.pid}) runs with runtime.dir {runtime}; stop it or give this one "
+        "another runtime.dir"
+    )
+    assert first.alive and h.ctl("show", "status").returncode == 0  # the first one is untouched
+
+
+def test_a_node_address_on_no_interface_is_one_line(underlay: Underlay) -> None:
+    h = underlay.host("h0", 10)
+    config = h.write_config(node={"name": "h0", "address": "192.168.100.99", "asn": 64512})
+    result = run_once(h.ns, str(config))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        f"bgpd: {config}: node.address 192.168.100.99 is on no interface of this host (the sessions' "
+        "source address; see `ip -4 addr`)"
+    )
