@@ -328,3 +328,47 @@ def test_new_prefix_advertisements_by_reload_reannounce_with_the_new_communities
     h.flush()
     announced = {p: c.attrs.communities for c in h.changes if isinstance(c, Announce) for p in c.prefixes}
     assert announced == {BLOCK: ("64512:42",), BORROWED: ("64512:42",)}
+
+
+def test_ipv6_ebgp_works_the_same() -> None:
+    """The same rules over an IPv6 eBGP session: AS loop, v6 filters both ways, communities, routes sent on
+    (the IPv6 next hop kept or replaced by node.address6), nothing crossing families."""
+    text = (
+        "node: {name: h, address: 192.168.100.3/24, address6: 'fd00:100::3', asn: 64512}\n"
+        "bgp:\n"
+        "  mesh: {enabled: true, nodes: [192.168.100.10, 192.168.100.3, 'fd00:100::3', 'fd00:100::10']}\n"
+        "  peers:\n"
+        "    - {address: 'fd00:100::1', asn: 65001, filters: [v6]}\n"
+        "    - {address: 'fd00:100::5', asn: 65002}\n"
+        "  prefix_advertisements: [{cidr: 'fd00:10:20::/48', communities: ['64512:6']}]\n"
+        "filters:\n  - name: v6\n"
+        "    import_v6: [{action: Reject, match_operator: In, cidr: 'fd00:10:20:6::/64'}]\n"
+        "    export_v6: [{action: Reject, match_operator: Equal, cidr: 'fd00:10:20:1::/122'}]\n"
+        "pools: [{cidr: 10.20.0.0/16}, {cidr: 'fd00:10:20::/48'}]\n"
+    )
+    tor6, tor6b, mesh6 = address("fd00:100::1"), address("fd00:100::5"), address("fd00:100::10")
+    h = Harness(config.parse(text), FAM4)
+    h.start()
+    for peer in (tor6, tor6b, mesh6, MESH):
+        h.up(peer)
+        h.eor(peer)
+    block6, borrowed6 = prefix("fd00:10:20:1::/122"), prefix("fd00:10:20:9::3/128")
+    h.kernel(
+        RouteAdded(KernelRoute(block6, "blackhole", 80, MAIN, None, (), 1024)),
+        RouteAdded(KernelRoute(borrowed6, "unicast", 3, MAIN, "cali1234", (), 1024)),
+    )
+    assert sent_to(h, tor6) == {borrowed6} and sent_to(h, tor6b) == {block6, borrowed6}
+    assert not any(isinstance(c, Announce) and c.family == 6 and MESH in (c.peers or ()) for c in h.changes)
+    attrs = {p: c.attrs for c in h.changes if isinstance(c, Announce) for p in c.prefixes}
+    assert attrs[block6].communities == ("64512:6",)
+    theirs6, other6 = prefix("fd00:10:20:5::/122"), prefix("fd00:10:20:6::/122")
+    announce(h, tor6, theirs6, other6)
+    announce(h, tor6, prefix("fd00:10:20:7::/122"), as_path=(65001, 64512))
+    assert rejected(h, tor6) == {"filter": 1, "as_loop": 1}
+    assert h.engine.fib.wanted[theirs6] == (tor6,) and other6 not in h.engine.fib.wanted
+    h.flush()
+    to_mesh6, to_tor6b = reflected_to(h, mesh6, theirs6), reflected_to(h, tor6b, theirs6)
+    assert to_mesh6 is not None and to_mesh6.next_hop == tor6  # iBGP: kept
+    assert to_tor6b is not None and to_tor6b.attrs.as_path == (64512, 65001)
+    assert to_tor6b.next_hop == address("fd00:100::3")  # auto: no IPv6 subnet is known: ours
+    assert reflected_to(h, MESH, theirs6) is None  # never over the IPv4 session
