@@ -778,10 +778,14 @@ def _stop_pid(pid: int, timeout: float = 5.0, marker: bytes = b"bgpd") -> None:
 def _difference(name: str, expected: dict[str, str], learned: dict[str, str]) -> str:
     """What a host's learned routes lack, and what they hold that they should not (both as prefix -> next
     hops)."""
-    lacks = sorted(set(expected.items()) - set(learned.items()))
-    extra = sorted(set(learned.items()) - set(expected.items()))
-    parts = [f"lacks {lacks}"] if lacks else []
-    parts += [f"has unexpected {extra}"] if extra else []
+
+    def routes(items: set[tuple[str, str]]) -> str:
+        return ", ".join(f"{prefix} via {hops}" if hops else prefix for prefix, hops in sorted(items))
+
+    lacks = set(expected.items()) - set(learned.items())
+    extra = set(learned.items()) - set(expected.items())
+    parts = [f"lacks {routes(lacks)}"] if lacks else []
+    parts += [f"has unexpected {routes(extra)}"] if extra else []
     return f"{name} {' and '.join(parts)}"
 
 

@@ -54,3 +54,15 @@ def test_shipped_topologies_are_package_data_found_from_any_directory(tmp_path: 
     result = lab("-t", "lab-tor", *state, "check", cwd=tmp_path)
     assert one_line(result).startswith("bgpd lab: the lab 'tor' is not up")
     assert "No such file" in one_line(lab("-t", "nope", *state, "check", cwd=tmp_path))
+
+
+def test_a_convergence_failure_names_routes_as_ip_writes_them() -> None:
+    from bgpd.lab.lab import _difference
+
+    text = _difference(
+        "host0",
+        {"10.20.2.0/24": "192.168.100.3", "10.20.1.3": "192.168.100.3"},
+        {"10.20.2.0/24": "192.168.100.3", "10.9.9.9": ""},
+    )
+    assert text == "host0 lacks 10.20.1.3 via 192.168.100.3 and has unexpected 10.9.9.9"
+    assert "(" not in text and "[" not in text  # no Python tuples or lists
