@@ -35,7 +35,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     sys.stdout.write(config_mod.dump(cfg))
     if cfg.node.subnet is None:
         print(_subnet_note(cfg))
+    if not cfg.pools:
+        print(NO_POOLS)
     return 0
+
+
+NO_POOLS = (
+    "# no pools: nothing will be announced or installed (only prefixes inside a pool are: Calico's IPPools)"
+)
 
 
 def _subnet_note(cfg: config_mod.Config) -> str:

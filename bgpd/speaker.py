@@ -222,6 +222,10 @@ class Speaker:
                     extra={"kv": {"address": cfg.node.address}},
                 )
         self.engine.start(own, addresses, subnet)
+        if not cfg.pools:
+            log.warning(
+                "no pools configured: nothing is announced or installed (only prefixes in a pool are)"
+            )
         if self.installer is not None:
             # our writer's own changes never reach us; anybody else's changes to our routes do
             self.watcher = RouteWatcher(
