@@ -508,10 +508,12 @@ def _onlink(
             out.add(Hop(IPv4Address(gateway), ifname_of(index) or str(index), True))
         else:
             out.add(IPv4Address(gateway))
-    return tuple(sorted(out, key=_hop_order))
+    return tuple(sorted(out, key=hop_order))
 
 
-def _hop_order(hop: IPv4Address | Hop) -> tuple[int, str]:
+def hop_order(hop: IPv4Address | IPv6Address | Hop) -> tuple[int, str]:
+    """The order of a route's next hops, as the installer writes them and the watcher reports them: by
+    address, then device."""
     return (int(hop.gateway), hop.device or "") if isinstance(hop, Hop) else (int(hop), "")
 
 

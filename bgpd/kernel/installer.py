@@ -530,11 +530,7 @@ def _canonical_hops(prefix: Network, gateways: tuple[NextHop, ...]) -> tuple[tup
         elif hop.version != 4:
             return (), f"IPv{hop.version} next hop for an IPv4 route"
         hops.add(hop)
-    return tuple(sorted(hops, key=_hop_order)), None
-
-
-def _hop_order(hop: NextHop) -> tuple[int, str]:
-    return (int(hop.gateway), hop.device or "") if isinstance(hop, Hop) else (int(hop), "")
+    return tuple(sorted(hops, key=nl.hop_order)), None
 
 
 def _device_of(hops: tuple[NextHop, ...]) -> str | None:
@@ -557,7 +553,7 @@ def _named_hops(hops: tuple[NextHop, ...], names: dict[int, str]) -> tuple[NextH
         if isinstance(hop, Hop) and hop.device and hop.device.isdigit():
             hop = Hop(hop.gateway, names.get(int(hop.device), hop.device), onlink=True)
         named.add(hop)
-    return tuple(sorted(named, key=_hop_order))
+    return tuple(sorted(named, key=nl.hop_order))
 
 
 def _scope(address: Gateway) -> str | None:
