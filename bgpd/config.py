@@ -23,11 +23,10 @@ iproute2 name tables.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import (
     AddressValueError,
@@ -53,6 +52,7 @@ from bgpd.config_policy import (
 )
 from bgpd.policy.filters import BGPFilter, FilterRule
 from bgpd.prefix import Address, Address6
+from bgpd.spelling import did_you_mean, spelled
 
 __all__ = [
     "LOG_LEVELS",
@@ -77,12 +77,6 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 EncapMode = Literal["never", "always", "cross-subnet"]
 ENCAP_MODES: tuple[EncapMode, ...] = ("never", "always", "cross-subnet")
-# Calico's spellings of the same modes (IPPool ipipMode/vxlanMode), accepted as written in Calico
-_CALICO_ENCAP_MODES: dict[str, EncapMode] = {
-    "never": "never",
-    "always": "always",
-    "crosssubnet": "cross-subnet",
-}
 LOG_FORMATS = ("text", "json")
 
 ASN_MAX = 2**32 - 1
@@ -436,7 +430,7 @@ def _lookup(kind: str, name_or_number: str | int, names: dict[str, int], lo: int
         if text.isdecimal():
             number = int(text)
         else:
-            hint = _did_you_mean(text, names)
+            hint = did_you_mean(text, names)
             raise ValueError(f"unknown {kind} name {name_or_number!r}{hint}")
     else:
         number = name_or_number
@@ -485,11 +479,6 @@ _CALICO_NAMES: dict[str, str] = {
     "ipv4Address": "node.address",
     "ipv6Address": "node.address6",
 }
-
-
-def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # ------------------------------------------------------------------------------------- node walking
@@ -577,7 +566,7 @@ class _Walker:
                 elif calico is not None:
                     hint = f" (Calico's {key} is {calico} in this config)"
                 else:
-                    hint = _did_you_mean(key, allowed)
+                    hint = did_you_mean(key, allowed)
                 raise ConfigError(self.filename, kline, v.path, f"unknown key {key!r}{hint}")
             if key in out:
                 raise ConfigError(self.filename, kline, path, "duplicate key")
@@ -762,14 +751,19 @@ class _Walker:
                     raise self.error(v, f"{address} is the {what} address of {net}, not a host address")
         return address, length
 
+    def choice(self, v: _V, choices: Sequence[str], what: str) -> str:
+        """One of `choices`, written in any case and with or without dashes (Calico's spellings:
+        `CrossSubnet`, `NotIn`), as the choice itself."""
+        text = self.string(v, what)
+        found = spelled(text, choices)
+        if found is None:
+            hint = did_you_mean(text.strip().lower(), choices)
+            raise self.error(v, f"bad {what} {text!r}: one of {', '.join(choices)}{hint}")
+        return found
+
     def encap_mode(self, v: _V) -> EncapMode:
         """never | always | cross-subnet (Calico's Never | Always | CrossSubnet accepted too)."""
-        text = self.string(v, "mode")
-        mode = _CALICO_ENCAP_MODES.get(text.strip().lower().replace("-", ""))
-        if mode is None:
-            key = v.path.rpartition(".")[2]
-            hint = _did_you_mean(text.strip().lower(), ENCAP_MODES)
-            raise self.error(v, f"bad {key} mode {text!r}: one of {', '.join(ENCAP_MODES)}{hint}")
+        mode: EncapMode = self.choice(v, ENCAP_MODES, f"{v.path.rpartition('.')[2]} mode")  # type: ignore[assignment]
         return mode
 
     def cidr(self, v: _V) -> IPv4Network | IPv6Network:
@@ -1136,7 +1130,7 @@ def _parse_runtime(w: _Walker, v: _V) -> RuntimeConfig:
     if "log_level" in m:
         log_level = w.string(m["log_level"], "log level").strip().lower()
         if log_level not in LOG_LEVELS:
-            hint = _did_you_mean(log_level, LOG_LEVELS)
+            hint = did_you_mean(log_level, LOG_LEVELS)
             raise w.error(
                 m["log_level"], f"bad log level {log_level!r}: one of {', '.join(LOG_LEVELS)}{hint}"
             )

@@ -32,6 +32,7 @@ from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING, Literal, get_args
 
 from bgpd.policy.filters import Action, BGPFilter, FilterRule, MatchOperator, RuleSource, validate_rule
+from bgpd.spelling import did_you_mean
 
 if TYPE_CHECKING:
     from bgpd.config import _V, _Walker
@@ -79,19 +80,6 @@ def is_large(value: str) -> bool:
     return value.count(":") == 2
 
 
-def _choice(w: _Walker, v: _V, choices: tuple[str, ...], what: str) -> str:
-    """One of `choices`, written in any case and with or without dashes (Calico's spellings)."""
-    text = w.string(v, what).strip()
-    folded = {c.lower().replace("-", ""): c for c in choices}
-    found = folded.get(text.lower().replace("-", ""))
-    if found is None:
-        from bgpd.config import _did_you_mean
-
-        hint = _did_you_mean(text, choices)
-        raise w.error(v, f"bad {what} {text!r}: one of {', '.join(choices)}{hint}")
-    return found
-
-
 def parse_communities(w: _Walker, v: _V) -> dict[str, str]:
     """``bgp.communities``: name -> value."""
     named: dict[str, str] = {}
@@ -135,9 +123,7 @@ def parse_prefix_advertisements(w: _Walker, v: _V, named: dict[str, str]) -> tup
             if value is None:
                 name = text.strip()
                 if name not in named:
-                    from bgpd.config import _did_you_mean
-
-                    hint = _did_you_mean(name, named)
+                    hint = did_you_mean(name, named)
                     raise w.error(
                         entry,
                         f"unknown community {name!r}: a name from bgp.communities or a value a:b / a:b:c"
@@ -174,10 +160,10 @@ def parse_filters(w: _Walker, v: _V) -> tuple[BGPFilter, ...]:
 
 def _rule(w: _Walker, v: _V, family: Literal[4, 6]) -> FilterRule:
     m = w.mapping(v, _RULE_KEYS, required=("action",), null_ok=False)
-    action: Action = _choice(w, m["action"], get_args(Action), "action")  # type: ignore[assignment]
+    action: Action = w.choice(m["action"], get_args(Action), "action")  # type: ignore[assignment]
     operator: MatchOperator | None = None
     if "match_operator" in m:
-        operator = _choice(w, m["match_operator"], get_args(MatchOperator), "match_operator")  # type: ignore[assignment]
+        operator = w.choice(m["match_operator"], get_args(MatchOperator), "match_operator")  # type: ignore[assignment]
     cidr = w.cidr(m["cidr"]) if "cidr" in m else None
     low = high = None
     if "prefix_length" in m:
@@ -187,7 +173,7 @@ def _rule(w: _Walker, v: _V, family: Literal[4, 6]) -> FilterRule:
         high = w.get(lm, "max", lambda x: w.integer(x, 0, top, "prefix length"), None)
     source: RuleSource | None = None
     if "source" in m:
-        source = _choice(w, m["source"], get_args(RuleSource), "source")  # type: ignore[assignment]
+        source = w.choice(m["source"], get_args(RuleSource), "source")  # type: ignore[assignment]
     interface = w.string(m["interface"], "interface pattern").strip() if "interface" in m else None
     rule = FilterRule(action, cidr, operator, low, high, source, interface)
     problem = validate_rule(rule, family)
@@ -206,14 +192,14 @@ def parse_peer_policy(
     """A peer's ``local_asn``, ``next_hop_mode``, ``allow_local_as``, ``keepalive_time`` and ``filters``
     (names checked against the top-level ``filters``). ``hold_time``: the peer's effective hold time, which
     a keepalive time must stay below (RFC 4271 §4.4; 0 = no keepalives)."""
-    from bgpd.config import ASN_MAX, _did_you_mean
+    from bgpd.config import ASN_MAX
 
     local_asn = None
     if "local_asn" in m and not w.is_null(m["local_asn"]):
         local_asn = w.integer(m["local_asn"], 1, ASN_MAX, "ASN")
     mode: NextHopMode = "auto"
     if "next_hop_mode" in m:
-        mode = _choice(w, m["next_hop_mode"], NEXT_HOP_MODES, "next hop mode")  # type: ignore[assignment]
+        mode = w.choice(m["next_hop_mode"], NEXT_HOP_MODES, "next hop mode")  # type: ignore[assignment]
     allow = w.get(m, "allow_local_as", lambda x: w.integer(x, 0, ALLOW_LOCAL_AS_MAX, "count"), 0)
     keepalive = None
     if "keepalive_time" in m and not w.is_null(m["keepalive_time"]):
@@ -229,7 +215,7 @@ def parse_peer_policy(
     for item in w.sequence(m["filters"]) if "filters" in m else []:
         name = w.string(item, "filter name").strip()
         if name not in filters:
-            raise w.error(item, f"unknown filter {name!r} (top-level filters){_did_you_mean(name, filters)}")
+            raise w.error(item, f"unknown filter {name!r} (top-level filters){did_you_mean(name, filters)}")
         if name in names:
             raise w.error(item, f"filter {name!r} listed twice")
         names.append(name)

@@ -59,10 +59,9 @@ Errors name the file, the line and the key, like the daemon's config errors.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
@@ -70,9 +69,11 @@ from typing import Any
 
 import yaml
 
+from bgpd.config import ENCAP_MODES
+from bgpd.spelling import did_you_mean, spelled
+
 DEFAULT_CLUSTER_ID = IPv4Address("1.0.0.1")
-IPIP_MODES = ("never", "always", "cross-subnet")  # Calico's ipipMode, as bgpd's config spells it
-_CALICO_MODES = {"never": "never", "always": "always", "crosssubnet": "cross-subnet"}
+IPIP_MODES = ENCAP_MODES  # Calico's ipipMode, as bgpd's config spells it
 SWITCH, ROUTER = "sw", "rt"  # the lab's own namespaces: sw (one segment) or sw0, sw1... and rt (racks)
 TOR, TRANSIT_SWITCH = "tor", "swt"  # a ToR lab's routers (tor0, tor1...) and the switch of their segment
 DEFAULT_TRANSIT = IPv4Network("192.168.255.0/24")
@@ -301,11 +302,6 @@ def load(path: str | Path) -> Topology:
     return parse(text, str(path))
 
 
-def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, [c for c in candidates if not c.startswith("__")], n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def parse(text: str, source: str = "<string>") -> Topology:
     try:
         raw = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
@@ -351,7 +347,8 @@ def parse(text: str, source: str = "<string>") -> Topology:
     }
     for key in raw:
         if key not in known:
-            raise fail(raw, str(key), f"unknown key{_did_you_mean(str(key), known)}")
+            hint = did_you_mean(str(key), sorted(known - {"__line__", "__lines__"}))
+            raise fail(raw, str(key), f"unknown key{hint}")
     name = get(raw, "name", "name", str, "lab")
     if not NAME.match(name):
         raise fail(raw, "name", "1-10 lower-case letters or digits, starting with a letter")
@@ -387,7 +384,7 @@ def parse(text: str, source: str = "<string>") -> Topology:
         for key in h:
             host_keys = ("name", "address", "blocks", "workloads")
             if key not in {*host_keys, "__line__", "__lines__"}:
-                raise fail(h, f"{path}.{key}", f"unknown key{_did_you_mean(str(key), host_keys)}")
+                raise fail(h, f"{path}.{key}", f"unknown key{did_you_mean(str(key), host_keys)}")
         hname = node_name(h, f"{path}.name")
         address = convert(h, f"{path}.address", IPv4Address, get(h, "address", f"{path}.address", str))
         rack = rack_of(h, f"{path}.address", address)
@@ -409,7 +406,7 @@ def parse(text: str, source: str = "<string>") -> Topology:
             raise fail(raw, path, "expected a mapping")
         for key in r:
             if key not in {"name", "address", "__line__", "__lines__"}:
-                raise fail(r, f"{path}.{key}", f"unknown key{_did_you_mean(str(key), ('name', 'address'))}")
+                raise fail(r, f"{path}.{key}", f"unknown key{did_you_mean(str(key), ('name', 'address'))}")
         rname = node_name(r, f"{path}.name")
         address = convert(r, f"{path}.address", IPv4Address, get(r, "address", f"{path}.address", str))
         if not any(address in net for net in underlays) or address in (
@@ -585,11 +582,10 @@ def _pools(
             mode: str | None = None
             if "ipip" in item:
                 written = item["ipip"]
-                mode = _CALICO_MODES.get(str(written).strip().lower().replace("-", ""))
-                if not isinstance(written, str) or mode is None:
+                mode = spelled(written, IPIP_MODES) if isinstance(written, str) else None
+                if mode is None:
                     text = str(written).lower() if isinstance(written, bool) else str(written)
-                    close = difflib.get_close_matches(text.lower(), IPIP_MODES, n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    hint = did_you_mean(text.lower(), IPIP_MODES)
                     raise fail(
                         item, f"{path}.ipip", f"bad mode {text!r}: one of {', '.join(IPIP_MODES)}{hint}"
                     )
