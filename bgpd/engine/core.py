@@ -322,10 +322,9 @@ class Engine:
                     continue
                 # a filtered group: what its filters let through, and what they no longer do
                 sent = self._filtered_sent.setdefault((family, filters), set())
-                passing = [p for p in new if self._exports(filters, p)]
-                dropped = [p for p in gone if p in sent] + [
-                    p for p in new if p in sent and not self._exports(filters, p)
-                ]
+                passing = self._passing(filters, new)
+                let_out = set(passing)
+                dropped = [p for p in gone if p in sent] + [p for p in new if p in sent and p not in let_out]
                 sent.difference_update(dropped)
                 sent.update(passing)
                 if dropped:
@@ -345,10 +344,12 @@ class Engine:
         sent = len(self._filtered_sent.get((family, filters), ()))
         return sent, total - sent
 
-    def _exports(self, filters: tuple[BGPFilter, ...], prefix: Prefix) -> bool:
-        """Do a session's export filters let our own route to `prefix` out? (No rule matched: yes.)"""
-        facts = RouteFacts(prefix, False, self.export.device(prefix))
-        return evaluate(filters, "export", facts) != "Reject"
+    def _passing(self, filters: tuple[BGPFilter, ...], prefixes: Iterable[Prefix]) -> list[Prefix]:
+        """Our own `prefixes` (in order) that a session's export filters let out (no rule matched: out)."""
+        device = self.export.device
+        return [
+            p for p in prefixes if evaluate(filters, "export", RouteFacts(p, False, device(p))) != "Reject"
+        ]
 
     def _announce_local(
         self, family: Family, prefixes: Sequence[Prefix], peers: tuple[Address, ...] | None
@@ -392,7 +393,7 @@ class Engine:
         mine = [p for p in self.export.announced if family_of(p) == family]
         filters = self._filters.get(peer)
         if filters:
-            mine = [p for p in mine if self._exports(filters, p)]
+            mine = self._passing(filters, mine)
         mine.sort()
         return self._announce_local(family, mine, (peer,)) + self._batches(self.adjout.replay(peer))
 
@@ -501,7 +502,7 @@ class Engine:
         for family, prefixes in _by_family(self.export.announced).items():
             for peers, filters in self._groups[family]:  # each export group what its filters let through
                 if filters:
-                    passing = [p for p in prefixes if self._exports(filters, p)]
+                    passing = self._passing(filters, prefixes)
                     self._filtered_sent[family, filters] = set(passing)
                     self._out += self._announce_local(family, passing, peers)
                 else:
@@ -982,8 +983,9 @@ class Engine:
             before, after = old_filters.get(peer, ()), self._filters.get(peer, ())
             if before != after:
                 mine = sorted(p for p in self.export.announced if family_of(p) == family)
-                gone = [p for p in mine if self._exports(before, p) and not self._exports(after, p)]
-                new = [p for p in mine if not self._exports(before, p) and self._exports(after, p)]
+                was, now = set(self._passing(before, mine)), set(self._passing(after, mine))
+                gone = [p for p in mine if p in was and p not in now]
+                new = [p for p in mine if p in now and p not in was]
                 if gone:
                     self._out.append(Withdraw(family, gone, (peer,)))
                 self._out += self._announce_local(family, new, (peer,))
@@ -1007,14 +1009,11 @@ class Engine:
         self._filtered_sent = {}
         for family in FAMILIES:
             pending = {p for p in self._out_withdraw if family_of(p) == family}
+            mine = [p for p in self.export.announced if family_of(p) == family]
             for _members, filters in self._groups[family]:
                 if filters:
                     # what passes now, and what is about to be withdrawn (it may have been sent before)
-                    self._filtered_sent[family, filters] = pending | {
-                        p
-                        for p in self.export.announced
-                        if family_of(p) == family and self._exports(filters, p)
-                    }
+                    self._filtered_sent[family, filters] = pending | set(self._passing(filters, mine))
 
 
 def _session_of(peer: PeerConfig) -> PeerConfig:
