@@ -7,7 +7,7 @@ bgpd uses them to recognise its own addresses, e.g. a next hop or a peer that is
 from __future__ import annotations
 
 import socket
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from typing import Any, overload
 
@@ -30,33 +30,37 @@ def local_addresses(netns: str | None = None, *, families: Collection[int] = (so
     only by default). IPv6 addresses come without scope, link-local and tentative ones included.
     `netns` is for tests only. ValueError for another family."""
     requests = [_request(family) for family in families]
-    addresses: set[IPv4Address | IPv6Address] = set()
     with nl.open_socket(netns) as sock:
-        for seq, (family, body) in enumerate(requests, 1):
-            for mtype, data, off, end, _flags in nl.dump(sock, nl.RTM_GETADDR, body, seq):
-                if mtype != nl.RTM_NEWADDR:
-                    continue
-                got, _index, address, _plen = nl.parse_addr(data, off, end)
-                if got == family and address is not None:
-                    addresses.add(address)
-    return frozenset(addresses)
+        return frozenset(
+            address
+            for seq, (family, body) in enumerate(requests, 1)
+            for _index, address, _plen in _addresses(sock, family, body, seq)
+        )
 
 
 def address_network(address: IPv4Address, netns: str | None = None) -> tuple[str, IPv4Network] | None:
     """(interface name, network) of the interface address equal to `address` (`eth0`,
     `192.168.100.0/24`), None if no interface holds it. `netns` is for tests only."""
     with nl.open_socket(netns) as sock:
-        for mtype, data, off, end, _flags in nl.dump(sock, nl.RTM_GETADDR, nl.ADDR_DUMP_REQUEST, 1):
-            if mtype != nl.RTM_NEWADDR:
-                continue
-            family, index, found, plen = nl.parse_addr(data, off, end)
-            if family == socket.AF_INET and found == address:
+        for index, found, plen in _addresses(sock, socket.AF_INET, nl.ADDR_DUMP_REQUEST, 1):
+            if found == address:
                 try:
                     name = socket.if_indextoname(index)
                 except OSError:
                     name = str(index)
                 return name, IPv4Network(f"{address}/{plen}", strict=False)
     return None
+
+
+def _addresses(
+    sock: socket.socket, family: int, request: bytes, seq: int
+) -> Iterator[tuple[int, IPv4Address | IPv6Address, int]]:
+    """(ifindex, address, prefix length) of every interface address of `family`, from one dump."""
+    for mtype, data, off, end, _flags in nl.dump(sock, nl.RTM_GETADDR, request, seq):
+        if mtype == nl.RTM_NEWADDR:
+            got, index, address, plen = nl.parse_addr(data, off, end)
+            if got == family and address is not None:
+                yield index, address, plen
 
 
 def _request(family: int) -> tuple[int, bytes]:
