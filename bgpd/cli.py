@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from ipaddress import IPv4Network
 
 from bgpd import __version__
 from bgpd import config as config_mod
@@ -65,14 +66,14 @@ def _subnet_note(cfg: config_mod.Config) -> str:
     return f"# node.address {address} has no prefix length: subnet {found[1]} from interface {found[0]}"
 
 
-async def _run(cfg: config_mod.Config) -> None:
+async def _run(cfg: config_mod.Config, node_interface: tuple[str, IPv4Network]) -> None:
     from bgpd.daemon import Daemon  # imports the kernel side only when really running
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    daemon = Daemon(cfg)
+    daemon = Daemon(cfg, node_interface)
     tasks: set[asyncio.Task[object]] = set()
 
     def on_hup() -> None:  # SIGHUP = `bgpctl reload`
@@ -102,7 +103,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (AlreadyRunning, OSError) as exc:
         print(f"bgpd: {exc}", file=sys.stderr)
         return 1
-    if address_network(cfg.node.address) is None:
+    node_interface = address_network(cfg.node.address)  # looked up once: the daemon uses it too
+    if node_interface is None:
         print(
             f"bgpd: {cfg.source}: node.address {cfg.node.address} is on no interface of this host "
             "(the sessions' source address; see `ip -4 addr`)",
@@ -111,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.close(lock)
         return 1
     try:
-        asyncio.run(_run(cfg))
+        asyncio.run(_run(cfg, node_interface))
     except OSError as exc:
         logging.getLogger("bgpd").error("cannot run", extra={"kv": {"error": str(exc)}})
         return 1

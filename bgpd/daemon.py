@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from ipaddress import IPv4Network
 
 from bgpd.config import Config
 from bgpd.control import ControlServer
@@ -23,10 +24,12 @@ from bgpd.views import ExaBGPState, WriterState
 class Daemon:
     """One bgpd: host speaker or reflector (`views.Daemon` for what the views read)."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, node_interface: tuple[str, IPv4Network] | None = None) -> None:
+        """`node_interface`: (name, network) of the interface that holds node.address, if the caller
+        looked it up already (`bgpd run` does, to refuse a start without one)."""
         self.cfg = cfg
         self.registry, latency = registry_for(self)
-        self.speaker = Speaker(cfg, latency)
+        self.speaker = Speaker(cfg, latency, node_interface)
         self.control = ControlServer(self, cfg.control_socket, self.speaker.reload)
         self.http = (
             HttpEndpoint(self, self.registry, *cfg.metrics.listen) if cfg.metrics.listen is not None else None

@@ -20,6 +20,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Network
 from pathlib import Path as FsPath
 from socket import AF_INET, AF_INET6
 
@@ -147,8 +148,11 @@ class LoopTimers:
 class Speaker:
     """One host's routing daemon: the engine and its I/O."""
 
-    def __init__(self, cfg: Config, latency: Latency) -> None:
+    def __init__(
+        self, cfg: Config, latency: Latency, node_interface: tuple[str, IPv4Network] | None = None
+    ) -> None:
         self.cfg = cfg
+        self.node_interface = node_interface  # (name, network) of node.address, if already looked up
         self.started = time.time()
         self.latency = latency
         self.timers = LoopTimers(self._on_timer)
@@ -209,7 +213,9 @@ class Speaker:
         addresses = await loop.run_in_executor(self._kexec, lambda: kernel_local_addresses(families=families))
         subnet = None
         if cfg.node.subnet is None:  # node.address without its length: the interface's
-            found = await loop.run_in_executor(self._kexec, lambda: address_network(cfg.node.address))
+            found = self.node_interface or await loop.run_in_executor(
+                self._kexec, lambda: address_network(cfg.node.address)
+            )
             if found is not None:
                 subnet = found[1]
                 log.info(
