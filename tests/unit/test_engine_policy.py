@@ -9,7 +9,7 @@ from __future__ import annotations
 from bgpd import config
 from bgpd.engine.outputs import Announce, RouteRefresh, Withdraw
 from bgpd.exabgp import codec
-from bgpd.model import Attributes, KernelRoute, RouteAdded, RouteRemoved
+from bgpd.model import Address, Attributes, KernelRoute, RouteAdded, RouteRemoved
 from tests.unit.conftest import FAM4, Harness, address, prefix
 
 TOR = address("192.168.100.1")  # eBGP, AS 65001
@@ -25,6 +25,16 @@ FILTERS = """filters:
     export_v4: [{action: Reject, match_operator: Equal, cidr: 10.20.1.0/26}]
     import_v4: [{action: Reject, match_operator: In, cidr: 10.20.6.0/24}]
 """
+
+
+def started(text: str, *peers: Address) -> Harness:
+    """An engine for config `text`, started, with `peers` up and their End-of-RIB received."""
+    h = Harness(config.parse(text), FAM4)
+    h.start()
+    for peer in peers:
+        h.up(peer)
+        h.eor(peer)
+    return h
 
 
 def host(peer_extra: str = "", extra: str = "") -> Harness:
@@ -123,10 +133,7 @@ def test_prefix_advertisements_attach_communities() -> None:
         f"bgp:\n  peers: [{{address: 192.168.100.1, asn: 65001}}]\n{extra}"
         "pools: [{cidr: 10.20.0.0/16}]\n"
     )
-    h = Harness(config.parse(text), FAM4)
-    h.start()
-    h.up(TOR)
-    h.eor(TOR)
+    h = started(text, TOR)
     h.kernel(
         RouteAdded(KernelRoute(BLOCK, "blackhole", 80, MAIN, None, (), 0)),
         RouteAdded(KernelRoute(BORROWED, "unicast", 3, MAIN, "cali1234", (), 0)),
@@ -182,12 +189,7 @@ def reflector(peer_extra: str = "", extra: str = "") -> Harness:
         "pools: [{cidr: 10.20.0.0/16}]\n"
         "reflector: {cluster_id: 1.0.0.1, clients: [192.168.100.11, 192.168.100.12]}\n"
     )
-    h = Harness(config.parse(text), FAM4)
-    h.start()
-    for peer in (C1, C2, NONCLIENT):
-        h.up(peer)
-        h.eor(peer)
-    return h
+    return started(text, C1, C2, NONCLIENT)
 
 
 def reflected_to(h: Harness, peer: object, p: object) -> Announce | None:
@@ -232,22 +234,22 @@ def test_exabgp_attaching_replays_each_group_through_its_filters() -> None:
 TOR2 = address("192.168.100.5")  # a second eBGP peer, AS 65002
 
 
-def two_tors(peer_extra: str = "") -> Harness:
-    text = (
+def two_tors_text(peer_extra: str = "", extra: str = "") -> str:
+    """A mesh host with two eBGP peers (the second with `peer_extra`), top-level `extra` before its pools."""
+    return (
         "node: {name: h, address: 192.168.100.3/24, asn: 64512}\n"
         "bgp:\n"
         "  mesh: {enabled: true, nodes: [192.168.100.10, 192.168.100.3]}\n"
         "  peers:\n"
         "    - {address: 192.168.100.1, asn: 65001}\n"
         f"    - {{address: 192.168.100.5, asn: 65002{peer_extra}}}\n"
+        f"{extra}"
         "pools: [{cidr: 10.20.0.0/16}]\n"
     )
-    h = Harness(config.parse(text), FAM4)
-    h.start()
-    for peer in (TOR, TOR2, MESH):
-        h.up(peer)
-        h.eor(peer)
-    return h
+
+
+def two_tors(peer_extra: str = "") -> Harness:
+    return started(two_tors_text(peer_extra), TOR, TOR2, MESH)
 
 
 def test_ebgp_learned_routes_go_to_ibgp_and_other_ebgp_sessions() -> None:
@@ -347,11 +349,7 @@ def test_ipv6_ebgp_works_the_same() -> None:
         "pools: [{cidr: 10.20.0.0/16}, {cidr: 'fd00:10:20::/48'}]\n"
     )
     tor6, tor6b, mesh6 = address("fd00:100::1"), address("fd00:100::5"), address("fd00:100::10")
-    h = Harness(config.parse(text), FAM4)
-    h.start()
-    for peer in (tor6, tor6b, mesh6, MESH):
-        h.up(peer)
-        h.eor(peer)
+    h = started(text, tor6, tor6b, mesh6, MESH)
     block6, borrowed6 = prefix("fd00:10:20:1::/122"), prefix("fd00:10:20:9::3/128")
     h.kernel(
         RouteAdded(KernelRoute(block6, "blackhole", 80, MAIN, None, (), 1024)),

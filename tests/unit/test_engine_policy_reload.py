@@ -24,6 +24,7 @@ from tests.unit.test_engine_policy import (
     reflected_to,
     sent_to,
     two_tors,
+    two_tors_text,
 )
 
 
@@ -88,16 +89,7 @@ FILTERS_THEIRS = """filters:
 
 
 def _two(filters: str) -> str:
-    return (
-        "node: {name: h, address: 192.168.100.3/24, asn: 64512}\n"
-        "bgp:\n"
-        "  mesh: {enabled: true, nodes: [192.168.100.10, 192.168.100.3]}\n"
-        "  peers:\n"
-        "    - {address: 192.168.100.1, asn: 65001}\n"
-        "    - {address: 192.168.100.5, asn: 65002, filters: [tor]}\n"
-        f"{filters}"
-        "pools: [{cidr: 10.20.0.0/16}]\n"
-    )
+    return two_tors_text(", filters: [tor]", filters)
 
 
 # 2 ------------------------------------------------------------------------------------------------
@@ -160,16 +152,7 @@ def test_local_asn_change_prepends_the_new_as_on_routes_sent_on() -> None:
     announce(h, MESH, THEIRS, as_path=())
     h.flush()
     assert reflected_to(h, TOR2, THEIRS).attrs.as_path == (64512,)  # type: ignore[union-attr]
-    text = (
-        "node: {name: h, address: 192.168.100.3/24, asn: 64512}\n"
-        "bgp:\n"
-        "  mesh: {enabled: true, nodes: [192.168.100.10, 192.168.100.3]}\n"
-        "  peers:\n"
-        "    - {address: 192.168.100.1, asn: 65001}\n"
-        "    - {address: 192.168.100.5, asn: 65002, local_asn: 64999}\n"
-        "pools: [{cidr: 10.20.0.0/16}]\n"
-    )
-    h.engine.reconfigure(config.parse(text))
+    h.engine.reconfigure(config.parse(two_tors_text(", local_asn: 64999")))
     h.flush()
     h.feed(codec.PeerState(TOR2, 65002, "down", "reconfigured"))
     h.up(TOR2)
