@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from bgpd.config import Config, PeerConfig
 from bgpd.config_policy import is_large
@@ -695,9 +695,7 @@ class Engine:
         """`attrs` without LOCAL_PREF, one object per distinct input (the codec interns attributes)."""
         stripped = self._stripped.get(attrs)
         if stripped is None:
-            if len(self._stripped) >= ADVERT_CACHE_SIZE:
-                self._stripped.clear()
-            stripped = self._stripped[attrs] = dataclasses.replace(attrs, local_pref=None)
+            stripped = _remember(self._stripped, attrs, dataclasses.replace(attrs, local_pref=None))
         return stripped
 
     def _reject(self, status: PeerStatus, reason: Reject, what: str) -> None:
@@ -779,12 +777,10 @@ class Engine:
         key = (source_id, best.next_hop, best.attrs)
         advert = self._adverts.get(key)
         if advert is None:
-            if len(self._adverts) >= ADVERT_CACHE_SIZE:
-                self._adverts.clear()
             attrs = best.attrs
             if not best.peer.ebgp and self.cluster_id is not None:
                 attrs = reflected_attributes(attrs, source_id, self.cluster_id)
-            advert = self._adverts[key] = Advert(best.next_hop, attrs)
+            advert = _remember(self._adverts, key, Advert(best.next_hop, attrs))
         return advert
 
     def _ebgp_advert(self, best: Path, receiver: Address) -> Advert:
@@ -800,8 +796,6 @@ class Engine:
         key = (local_as, next_hop, best.attrs)
         advert = self._ebgp_adverts.get(key)
         if advert is None:
-            if len(self._ebgp_adverts) >= ADVERT_CACHE_SIZE:
-                self._ebgp_adverts.clear()
             attrs = dataclasses.replace(
                 best.attrs,
                 as_path=(local_as, *best.attrs.as_path),
@@ -810,7 +804,7 @@ class Engine:
                 originator_id=None,
                 cluster_list=(),
             )
-            advert = self._ebgp_adverts[key] = Advert(next_hop, attrs)
+            advert = _remember(self._ebgp_adverts, key, Advert(next_hop, attrs))
         return advert
 
     def _on_shared_subnet(self, next_hop: Address, peer: Address) -> bool:
@@ -834,9 +828,7 @@ class Engine:
         key = (advert, own)
         found = self._self_adverts.get(key)
         if found is None:
-            if len(self._self_adverts) >= ADVERT_CACHE_SIZE:
-                self._self_adverts.clear()
-            found = self._self_adverts[key] = Advert(own, advert.attrs)
+            found = _remember(self._self_adverts, key, Advert(own, advert.attrs))
         return found
 
     # ------------------------------------------------------------------ timers and the start's deferral
@@ -1014,6 +1006,19 @@ class Engine:
                 if filters:
                     # what passes now, and what is about to be withdrawn (it may have been sent before)
                     self._filtered_sent[family, filters] = pending | set(self._passing(filters, mine))
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _remember(cache: dict[K, V], key: K, value: V) -> V:
+    """Store `value` in one of the engine's bounded caches (cleared when it holds ADVERT_CACHE_SIZE
+    entries: only a pathological churn of distinct keys gets there) and return it."""
+    if len(cache) >= ADVERT_CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _session_of(peer: PeerConfig) -> PeerConfig:
