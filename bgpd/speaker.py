@@ -29,7 +29,7 @@ from bgpd.config import Config
 from bgpd.engine import Announce, EndOfRib, Engine, KernelOp, OutChange, RouteRefresh, Withdraw
 from bgpd.exabgp import codec, confgen
 from bgpd.exabgp.supervisor import ExaBGP
-from bgpd.kernel import InstallError, OpResult, RouteEvent, RouteInstaller, RouteWatcher, address_network
+from bgpd.kernel import InstallError, OpResult, RouteEvent, RouteInstaller, RouteWatcher
 from bgpd.kernel import local_addresses as kernel_local_addresses
 from bgpd.metrics import Latency
 from bgpd.model import Address, Hop, Prefix
@@ -212,21 +212,10 @@ class Speaker:
             )
         addresses = await loop.run_in_executor(self._kexec, lambda: kernel_local_addresses(families=families))
         subnet = None
-        if cfg.node.subnet is None:  # node.address without its length: the interface's
-            found = self.node_interface or await loop.run_in_executor(
-                self._kexec, lambda: address_network(cfg.node.address)
-            )
-            if found is not None:
-                subnet = found[1]
-                log.info(
-                    "node subnet from interface", extra={"kv": {"interface": found[0], "subnet": subnet}}
-                )
-            elif any(p.ipip == "cross-subnet" for p in cfg.pools):
-                log.warning(
-                    "node.address has no prefix length and no interface holds it: cross-subnet tunnels "
-                    "every next hop",
-                    extra={"kv": {"address": cfg.node.address}},
-                )
+        found = self.node_interface  # `bgpd run` refuses to start without it
+        if cfg.node.subnet is None and found is not None:  # node.address without its length
+            subnet = found[1]
+            log.info("node subnet from interface", extra={"kv": {"interface": found[0], "subnet": subnet}})
         self.engine.start(own, addresses, subnet)
         if not cfg.pools:
             log.warning(
