@@ -50,6 +50,13 @@ from bgpd.config_policy import (
     parse_peer_policy,
     parse_prefix_advertisements,
 )
+from bgpd.config_session import (
+    UNQUOTABLE,
+    PrefixLimit,
+    parse_password,
+    parse_prefix_limit,
+    parse_ttl_security,
+)
 from bgpd.policy.filters import BGPFilter, FilterRule
 from bgpd.prefix import Address, Address6
 from bgpd.spelling import did_you_mean, spelled
@@ -83,9 +90,6 @@ ASN_MAX = 2**32 - 1
 TABLE_MAX = 2**32 - 1
 METRIC_MAX = 2**32 - 1
 GRACEFUL_RESTART_MAX = 4095  # 12-bit Restart Time field, RFC 4724 §3
-TCP_MD5_MAX_KEY = 80  # TCP_MD5SIG_MAXKEYLEN
-# Characters ExaBGP's configuration tokenizer cannot carry inside a quoted string
-UNQUOTABLE = frozenset("\"'\\\n\r")
 
 _IPROUTE2_DIRS = ("/etc/iproute2", "/usr/share/iproute2")
 
@@ -186,6 +190,9 @@ class PeerConfig:
     allow_local_as: int = 0
     keepalive_time: int | None = None
     filters: tuple[str, ...] = ()
+    # session protection (issue 14): RFC 5082 hops, RFC 4486 prefix limit (`bgpd.config_session`)
+    ttl_security: int | None = None
+    prefix_limit: PrefixLimit | None = None
 
     @property
     def family(self) -> Literal[4, 6]:
@@ -199,6 +206,7 @@ class ReflectorConfig:
 
     cluster_id: IPv4Address
     clients: tuple[IPv4Address | IPv6Address, ...] = ()
+    password: str | None = None  # TCP MD5 key of every client session; None: ``bgp.mesh.password``
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +216,7 @@ class MeshConfig:
 
     enabled: bool = False
     nodes: tuple[IPv4Address | IPv6Address, ...] = ()
+    password: str | None = None  # TCP MD5 key of every mesh session (Calico's nodeMeshPassword)
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,9 +377,27 @@ class Config:
                     if own6 is None or addr == own6:
                         continue
                     passive = own6 < addr
-                mesh.append(PeerConfig(address=addr, asn=self.node.asn, port=self.bgp.port, passive=passive))
+                mesh.append(
+                    PeerConfig(
+                        address=addr,
+                        asn=self.node.asn,
+                        port=self.bgp.port,
+                        passive=passive,
+                        password=self.bgp.mesh.password,
+                    )
+                )
+        client_password = self.bgp.mesh.password
+        if self.reflector and self.reflector.password is not None:
+            client_password = self.reflector.password
         clients = [
-            PeerConfig(address=addr, asn=self.node.asn, port=self.bgp.port, passive=True, rr_client=True)
+            PeerConfig(
+                address=addr,
+                asn=self.node.asn,
+                port=self.bgp.port,
+                passive=True,
+                rr_client=True,
+                password=client_password,
+            )
             for addr in (self.reflector.clients if self.reflector else ())
         ]
         return (*mesh, *clients, *self.bgp.peers)
@@ -463,6 +490,8 @@ _CALICO_NAMES: dict[str, str] = {
     "nextHopMode": "next_hop_mode",
     "numAllowedLocalASNumbers": "allow_local_as",
     "keepaliveTime": "keepalive_time",
+    "ttlSecurity": "ttl_security",
+    "nodeMeshPassword": "bgp.mesh.password",
     "nodeToNodeMeshEnabled": "bgp.mesh.enabled",
     "listenPort": "bgp.port",
     "prefixAdvertisements": "prefix_advertisements",
@@ -818,7 +847,7 @@ _TOP_KEYS = (
     "health",
     "filters",
 )
-_REFLECTOR_KEYS = ("cluster_id", "clients")
+_REFLECTOR_KEYS = ("cluster_id", "clients", "password")
 _NODE_KEYS = ("name", "address", "address6", "asn", "router_id")
 _BGP_KEYS = (
     "port",
@@ -830,7 +859,7 @@ _BGP_KEYS = (
     "communities",
     "prefix_advertisements",
 )
-_MESH_KEYS = ("enabled", "nodes")
+_MESH_KEYS = ("enabled", "nodes", "password")
 _PEER_KEYS = (
     "address",
     "asn",
@@ -844,6 +873,10 @@ _PEER_KEYS = (
     "allow_local_as",
     "keepalive_time",
     "filters",
+    "ttl_security",
+    "max_prefixes",
+    "max_prefixes_action",
+    "restart_after",
 )
 _POOL_KEYS = ("cidr", "export", "ipip", "vxlan")
 _EXPORT_KEYS = ("protocols", "interfaces")
@@ -943,7 +976,8 @@ def _parse_reflector(w: _Walker, v: _V, node: NodeConfig, bgp: BgpConfig) -> Ref
         if bgp.mesh.enabled and addr in bgp.mesh.nodes:
             raise w.error(item, f"client {addr} is also a mesh node (bgp.mesh.nodes)")
         clients.append(addr)
-    return ReflectorConfig(cluster_id=cluster_id, clients=tuple(clients))
+    password = parse_password(w, m["password"]) if "password" in m else None
+    return ReflectorConfig(cluster_id=cluster_id, clients=tuple(clients), password=password)
 
 
 def _parse_node(w: _Walker, v: _V) -> NodeConfig:
@@ -992,7 +1026,8 @@ def _parse_bgp(w: _Walker, v: _V, node: NodeConfig, filters: dict[str, BGPFilter
             if addr in nodes:
                 raise w.error(item, f"duplicate mesh node {addr}")
             nodes.append(addr)
-        mesh = MeshConfig(enabled=enabled, nodes=tuple(nodes))
+        mesh_password = parse_password(w, mm["password"]) if "password" in mm else None
+        mesh = MeshConfig(enabled=enabled, nodes=tuple(nodes), password=mesh_password)
         if enabled and node.address not in nodes:
             raise w.error(nodes_v, f"mesh is enabled but does not list this node's address {node.address}")
         # IPv6 mesh sessions run between the nodes' address6 (a peering exists in a family only when both
@@ -1018,13 +1053,7 @@ def _parse_bgp(w: _Walker, v: _V, node: NodeConfig, filters: dict[str, BGPFilter
             raise w.error(where, f"duplicate peer {address}")
         if mesh.enabled and address in mesh.nodes:
             raise w.error(where, f"peer {address} is also a mesh node (bgp.mesh.nodes)")
-        password = None
-        if "password" in pm and not w.is_null(pm["password"]):
-            password = w.string(pm["password"], "password")
-            if len(password.encode()) > TCP_MD5_MAX_KEY:
-                raise w.error(pm["password"], f"TCP MD5 password longer than {TCP_MD5_MAX_KEY} bytes")
-            if any(c in password for c in UNQUOTABLE):
-                raise w.error(pm["password"], "password must not contain quotes, backslashes or newlines")
+        password = parse_password(w, pm["password"]) if "password" in pm else None
         peer_hold: int | None = None
         if "hold_time" in pm and not w.is_null(pm["hold_time"]):
             peer_hold = w.hold_time(pm["hold_time"])
@@ -1045,6 +1074,8 @@ def _parse_bgp(w: _Walker, v: _V, node: NodeConfig, filters: dict[str, BGPFilter
                 allow_local_as=allow_local_as,
                 keepalive_time=keepalive,
                 filters=peer_filters,
+                ttl_security=parse_ttl_security(w, pm),
+                prefix_limit=parse_prefix_limit(w, pm),
             )
         )
     named = parse_communities(w, m["communities"]) if "communities" in m else {}
@@ -1173,7 +1204,11 @@ def dump(cfg: Config) -> str:
             "hold_time": cfg.bgp.hold_time,
             "graceful_restart": cfg.bgp.graceful_restart,
             "select_defer_time": float(cfg.bgp.select_defer_time),
-            "mesh": {"enabled": cfg.bgp.mesh.enabled, "nodes": [str(a) for a in cfg.bgp.mesh.nodes]},
+            "mesh": {
+                "enabled": cfg.bgp.mesh.enabled,
+                "nodes": [str(a) for a in cfg.bgp.mesh.nodes],
+                "password": cfg.bgp.mesh.password,
+            },
             "peers": [
                 {
                     "address": str(p.address),
@@ -1188,6 +1223,8 @@ def dump(cfg: Config) -> str:
                     "allow_local_as": p.allow_local_as,
                     "keepalive_time": p.keepalive_time,
                     "filters": list(p.filters),
+                    "ttl_security": p.ttl_security,
+                    **_dump_prefix_limit(p.prefix_limit),
                 }
                 for p in cfg.bgp.peers
             ],
@@ -1236,10 +1273,21 @@ def dump(cfg: Config) -> str:
         doc["reflector"] = {
             "cluster_id": str(cfg.reflector.cluster_id),
             "clients": [str(a) for a in cfg.reflector.clients],
+            "password": cfg.reflector.password,
         }
     header = "# bgpd configuration, normalized: every default filled in\n"
     body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
     return header + body
+
+
+def _dump_prefix_limit(limit: PrefixLimit | None) -> dict[str, object]:
+    if limit is None:
+        return {"max_prefixes": None, "max_prefixes_action": None, "restart_after": None}
+    return {
+        "max_prefixes": limit.maximum,
+        "max_prefixes_action": limit.action,
+        "restart_after": limit.restart_after if limit.action == "restart" else None,
+    }
 
 
 def _dump_rule(rule: FilterRule) -> dict[str, object]:

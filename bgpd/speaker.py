@@ -71,6 +71,7 @@ def sessions_of(cfg: Config) -> list[confgen.Session]:
             families=(p.family,),
             local_asn=p.local_asn,
             keepalive_time=p.keepalive_time,
+            ttl_security=p.ttl_security,
         )
         for p in cfg.sessions()
     ]

@@ -50,6 +50,8 @@ class Session:
     # seconds between KEEPALIVEs (Calico's keepaliveTime, scaled as BIRD does with a lower negotiated hold
     # time); None: ExaBGP's hold time / 3. Not in ExaBGP's config: see render_keepalives
     keepalive_time: int | None = None
+    # RFC 5082 (Calico's ttlSecurity): the peer is at most this many hops away; None: no TTL security
+    ttl_security: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -969,7 +969,7 @@ def test_dump_is_complete_and_ordered() -> None:
         "audit_interval": 300.0,
     }
     assert doc["bgp"]["select_defer_time"] == 120.0
-    assert doc["bgp"]["mesh"] == {"enabled": False, "nodes": []}
+    assert doc["bgp"]["mesh"] == {"enabled": False, "nodes": [], "password": None}
 
 
 @pytest.mark.parametrize(
