@@ -1,7 +1,8 @@
-"""The `bgpd` command line: `bgpd run -c FILE` (the daemon, foreground) and `bgpd check -c FILE`.
+"""The `bgpd` command line: `bgpd run -c FILE` (the daemon, foreground), `bgpd check -c FILE` and `bgpd lab`.
 
-Exit codes: 0 success, 2 invalid configuration (one `FILE:LINE: key.path: message` line, no traceback),
-1 any other failure to start.
+Exit codes: 0 success, 2 invalid configuration (one `FILE:LINE: key.path: message` line) or usage error
+(one line, `bgpd.oneline.Parser`), 1 any other failure to start, 70 a bug (one line naming the file that
+holds the traceback; in `bgpd run` the traceback is logged). Never a traceback on the terminal.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ipaddress import IPv4Network
 from bgpd import __version__
 from bgpd import config as config_mod
 from bgpd import log as log_mod
+from bgpd.oneline import EXIT_BUG, Parser, describe, guard
 
 EXIT_CONFIG = 2
 
@@ -100,8 +102,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         lock = lock_runtime_dir(cfg.runtime.dir)
-    except (AlreadyRunning, OSError) as exc:
+    except AlreadyRunning as exc:
         print(f"bgpd: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"bgpd: {cfg.source}: runtime.dir: {describe(exc)}", file=sys.stderr)
         return 1
     node_interface = address_network(cfg.node.address)  # looked up once: the daemon uses it too
     if node_interface is None:
@@ -115,13 +120,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_run(cfg, node_interface))
     except OSError as exc:
-        logging.getLogger("bgpd").error("cannot run", extra={"kv": {"error": str(exc)}})
+        logging.getLogger("bgpd").error("cannot run", extra={"kv": {"error": describe(exc)}})
         return 1
+    except Exception:  # a bug: in the log with its traceback (the daemon's stderr is its log)
+        logging.getLogger("bgpd").critical("stopped by a bug in bgpd", exc_info=True)
+        return EXIT_BUG
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bgpd", description="BGP route distribution for layer-3 container hosts")
+    p = Parser(prog="bgpd", description="BGP route distribution for layer-3 container hosts")
     p.add_argument("--version", action="version", version=f"bgpd {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon in the foreground")
@@ -140,12 +148,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        code: int = args.func(args)
-    except BrokenPipeError:  # output piped into `head` and the like
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    return code
+    if args.command == "lab":
+        from bgpd.lab.cli import EXPECTED as lab_errors
+
+        return guard("bgpd lab", lambda: int(args.func(args)), expected=lab_errors)
+    return guard("bgpd", lambda: int(args.func(args)))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ Protocol: the client sends one JSON object on one line, `{"command": NAME, "args
 answers one line, `{"ok": true, "result": ...}` or `{"ok": false, "error": "one clear sentence"}`, and
 closes. Commands: status, peers, routes (args: prefix, family 4|6), kernel (args: family), live, ready,
 reload. The daemon's state is read through `views` (what `bgpd.daemon` hands over).
+
+Every request gets an answer: a bad argument or an unknown prefix is its one sentence; a command that fails
+by a bug in bgpd is logged with its traceback (level error, `command=`) and answered "internal error ...
+see bgpd's log", and the daemon goes on.
 """
 
 from __future__ import annotations
@@ -95,6 +99,10 @@ class ControlServer:
             return {"ok": True, "result": await handler(args)}
         except (views.UnknownPrefix, BadArgument) as exc:
             return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # a bug: logged with its traceback; the client gets one line
+            log.error("control command failed", exc_info=True, extra={"kv": {"command": command}})
+            bug = f"internal error in bgpd answering {command!r} ({type(exc).__name__}); see its log"
+            return {"ok": False, "error": bug}
 
     def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[Any]]]:
         sp = self.daemon

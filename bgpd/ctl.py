@@ -5,7 +5,10 @@
     bgpctl health --live | --ready
 
 Exit codes: 0 success (for health: probe passed), 1 failure (daemon not running, permission denied,
-unknown prefix, reload rejected, probe failed), 2 usage error. Errors are one line on stderr.
+invalid or unknown prefix, reload rejected, probe failed), 2 usage error, 70 a bug. Errors are one line on
+stderr (`bgpd.oneline`); a failed probe's verdict (`FAIL: reason`) is the probe's output, on stdout.
+Arguments are checked before the daemon is asked, so a bad prefix is named even when bgpd is not running.
+Standard library only.
 """
 
 from __future__ import annotations
@@ -14,10 +17,15 @@ import argparse
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import ip_network
 from typing import Any
+
+from bgpd.oneline import Parser, guard
 
 DEFAULT_SOCKET = "/run/bgpd/bgpd.ctl"
 STATE_NAMES = {"up": "Established", "connected": "Connect", "down": "Idle", "idle": "Idle"}
@@ -28,7 +36,9 @@ class CtlError(Exception):
 
 
 def request(path: str, command: str, args: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
-    """Send one command; return its result or raise CtlError with a one-line explanation."""
+    """Send one command (`timeout` in seconds for the whole exchange); return its result or raise CtlError
+    with a one-line explanation (not running, not a socket, permission denied, the daemon's refusal)."""
+    _check_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -40,7 +50,8 @@ def request(path: str, command: str, args: dict[str, Any] | None = None, timeout
     except PermissionError:
         raise CtlError(f"permission denied on {path} (the control socket is root only)") from None
     except OSError as exc:
-        raise CtlError(f"cannot connect to {path}: {exc.strerror}") from None
+        sock.close()
+        raise CtlError(f"cannot connect to {path}: {exc.strerror or exc}") from None
     try:
         sock.sendall(json.dumps({"command": command, "args": args or {}}).encode() + b"\n")
         chunks = []
@@ -53,29 +64,82 @@ def request(path: str, command: str, args: dict[str, Any] | None = None, timeout
     try:
         reply = json.loads(b"".join(chunks))
     except ValueError:
-        raise CtlError("bgpd closed the connection without an answer") from None
+        reply = None
+    if not isinstance(reply, dict):
+        raise CtlError(f"no answer from bgpd on {path} (the connection closed; see bgpd's log)")
     if not reply.get("ok"):
         raise CtlError(str(reply.get("error", "unknown error")))
     return reply.get("result")
+
+
+def _check_socket(path: str) -> None:
+    """A path that exists but cannot be bgpd's control socket (a directory, a plain file) named as such."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: connect() says which
+    if stat.S_ISDIR(mode):
+        raise CtlError(f"{path} is a directory, not bgpd's control socket (runtime.dir/bgpd.ctl)")
+    if not stat.S_ISSOCK(mode):
+        raise CtlError(f"{path} is not a socket, so not bgpd's control socket (runtime.dir/bgpd.ctl)")
+
+
+def check_prefix(prefix: str, family: int | None) -> None:
+    """`show routes PREFIX [-4|-6]` checked as the daemon checks it (a prefix without host bits, or an
+    address), before asking: CtlError naming what is wrong."""
+    try:
+        net = ip_network(prefix)
+    except ValueError:
+        raise CtlError(
+            f"{prefix!r} is not a prefix (ADDRESS/LENGTH without host bits, or an address)"
+        ) from None
+    if family is not None and net.version != family:
+        raise CtlError(f"{net} is an IPv{net.version} prefix, not IPv{family}")
 
 
 def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
 
-def render_peers(peers: list[dict[str, Any]]) -> str:
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of `show peers`: its header, its cell for a peer (the daemon's JSON), its width (0: no
+    padding, for the last column) and alignment, and the text before it. Adding a column is adding one."""
+
+    header: str
+    cell: Callable[[dict[str, Any]], object]
+    width: int = 0
+    right: bool = False
+    gap: str = " "
+
+
+PEER_COLUMNS: tuple[Column, ...] = (
+    Column("AS", lambda p: p["asn"], 10),
+    Column("Type", lambda p: p["type"], 9),
+    Column("State", lambda p: STATE_NAMES.get(p["state"], p["state"]), 12),
+    Column("Since", lambda p: _when(p["since"]), 19),
+    Column("Recv", lambda p: p["received"], 6, right=True, gap="  "),
+    Column("Acc", lambda p: p["accepted"], 6, right=True),
+    Column("Rej", lambda p: sum(p["rejected"].values()), 5, right=True),
+    Column("Adv", lambda p: p["advertised"], 6, right=True),
+    Column("AFI", lambda p: p["afi"], gap="  "),
+)
+
+
+def render_peers(peers: list[dict[str, Any]], columns: tuple[Column, ...] = PEER_COLUMNS) -> str:
+    """The peers table: the address, then `columns`; a line of rejection reasons under a peer that has
+    any."""
     w = max([16, *(len(p["address"]) + 1 for p in peers)])
-    lines = [
-        f"{'Peer':<{w}} {'AS':<10} {'Type':<9} {'State':<12} {'Since':<19}  "
-        f"{'Recv':>6} {'Acc':>6} {'Rej':>5} {'Adv':>6}  AFI"
-    ]
+
+    def row(first: str, cells: list[object]) -> str:
+        out = f"{first:<{w}}"
+        for c, value in zip(columns, cells, strict=True):
+            out += c.gap + f"{value!s:{'>' if c.right else '<'}{c.width or ''}}"
+        return out
+
+    lines = [row("Peer", [c.header for c in columns])]
     for p in peers:
-        rejected = sum(p["rejected"].values())
-        state = STATE_NAMES.get(p["state"], p["state"])
-        lines.append(
-            f"{p['address']:<{w}} {p['asn']:<10} {p['type']:<9} {state:<12} {_when(p['since']):<19}  "
-            f"{p['received']:>6} {p['accepted']:>6} {rejected:>5} {p['advertised']:>6}  {p['afi']}"
-        )
+        lines.append(row(p["address"], [c.cell(p) for c in columns]))
         if p["rejected"]:
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(p["rejected"].items()))
             lines.append(f"{'':<{w}} rejected: {reasons}")
@@ -180,13 +244,13 @@ def render_status(s: dict[str, Any]) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bgpctl", description="control and inspect a running bgpd")
+    p = Parser(prog="bgpctl", description="control and inspect a running bgpd")
     where = p.add_mutually_exclusive_group()
     where.add_argument("-s", "--socket", help=f"control socket (default {DEFAULT_SOCKET})")
     where.add_argument("-c", "--config", help="take the control socket from this bgpd config")
     sub = p.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", help="show peers, routes, kernel routes or status")
-    show.add_argument("what", choices=["peers", "routes", "kernel", "status"])
+    show.add_argument("what", choices=["peers", "routes", "kernel", "status"], help="what to show")
     show.add_argument("prefix", nargs="?", help="with `routes`: one prefix")
     family = show.add_mutually_exclusive_group()
     family.add_argument("-4", dest="family", action="store_const", const=4, help="IPv4 routes only")
@@ -230,43 +294,45 @@ def _socket_path(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    try:
-        path = _socket_path(args)
-        if args.command == "show":
-            if args.prefix and args.what != "routes":
-                raise CtlError(f"`show {args.what}` takes no prefix")
-            if args.family and args.what not in ("routes", "kernel"):
-                raise CtlError(f"`show {args.what}` takes no -{args.family} (only routes and kernel do)")
-            command = args.what
-            call: dict[str, Any] = {}
-            if args.prefix:
-                call["prefix"] = args.prefix
-            if args.family:
-                call["family"] = args.family
-            result = request(path, command, call or None)
-            renderers: dict[str, Callable[[Any], str]] = {
-                "peers": render_peers,
-                "routes": render_routes,
-                "kernel": render_kernel,
-                "status": render_status,
-            }
-            text = json.dumps(result, indent=1) if args.json else renderers[command](result)
-            print(text)
-            return 0
-        if args.command == "reload":
-            result = request(path, "reload")
-            print(json.dumps(result, indent=1) if args.json else result["message"])
-            return 0 if result["ok"] else 1
-        result = request(path, "live" if args.live else "ready", timeout=5.0)
-        print(json.dumps(result) if args.json else f"{'ok' if result['ok'] else 'FAIL'}: {result['reason']}")
-        return 0 if result["ok"] else 1
-    except CtlError as exc:
-        print(f"bgpctl: {exc}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
-        # the reader went away (`bgpctl show kernel | head`): not an error; nothing more to write
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return guard("bgpctl", lambda: _command(args), expected=(CtlError,))
+
+
+RENDERERS: dict[str, Callable[[Any], str]] = {
+    "peers": render_peers,
+    "routes": render_routes,
+    "kernel": render_kernel,
+    "status": render_status,
+}
+
+
+def _command(args: argparse.Namespace) -> int:
+    """One parsed command line: its exit code; CtlError for what the user must hear about."""
+    if args.command == "show":
+        if args.prefix and args.what != "routes":
+            raise CtlError(f"`show {args.what}` takes no prefix")
+        if args.family and args.what not in ("routes", "kernel"):
+            raise CtlError(f"`show {args.what}` takes no -{args.family} (only routes and kernel do)")
+        call: dict[str, Any] = {}
+        if args.prefix:
+            check_prefix(args.prefix, args.family)
+            call["prefix"] = args.prefix
+        if args.family:
+            call["family"] = args.family
+        result = request(_socket_path(args), args.what, call or None)
+        print(json.dumps(result, indent=1) if args.json else RENDERERS[args.what](result))
         return 0
+    if args.command == "reload":
+        result = request(_socket_path(args), "reload")
+        if args.json:
+            print(json.dumps(result, indent=1))
+        elif not result["ok"]:
+            raise CtlError(f"reload refused: {result['message']}")
+        else:
+            print(result["message"])
+        return 0 if result["ok"] else 1
+    result = request(_socket_path(args), "live" if args.live else "ready", timeout=5.0)
+    print(json.dumps(result) if args.json else f"{'ok' if result['ok'] else 'FAIL'}: {result['reason']}")
+    return 0 if result["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ TOPOLOGY=${TOPOLOGY:-configs/lab.yaml}
 if [ "${KEEP:-0}" != 1 ]; then
     trap '$BGPD lab -t "$TOPOLOGY" down >/dev/null' EXIT
 fi
-$BGPD lab -t "$TOPOLOGY" up
+$BGPD lab -t "$TOPOLOGY" up --rebuild
 echo
 $BGPD lab -t "$TOPOLOGY" check
 echo

@@ -3,21 +3,37 @@ family), one ping matrix per family, a host's routes (both families). In a lab w
 summary also names the racks, the pools' ipip modes and the kind of tunl0; the matrix marks the pairs that
 go through tunl0 and explains failures that cross the router without a tunnel; `check` and `routes` show
 tunl0's packet counters. In a ToR lab (`tor` key) the summary also shows the racks' BGP routers, and
-`routes` the AS path of every learned route (a router's name shows that router's table)."""
+`routes` the AS path of every learned route (a router's name shows that router's table).
+
+Errors are one line (`bgpd.oneline`): a bad topology exits 2, a wrong state (not root, not up, already up,
+an unknown host or workload, one removed already) or a failed step exits 1 (`EXPECTED`, the errors a lab
+command can meet); `up` on a running lab is refused unless `--rebuild`."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
-from bgpd.lab import tor
+from bgpd import ctl
+from bgpd.lab import netns, tor
 from bgpd.lab.felix import KERNEL_IPIP, TUNNEL, TunnelCounters
 from bgpd.lab.lab import TUNNEL_GROUP, HostSummary, Lab, LabError, Ping, session_families
 from bgpd.lab.topology import TopologyError, load
+from bgpd.oneline import Parser
 
 DEFAULT_TOPOLOGY = "configs/lab.yaml"
+# what a lab command can meet besides a bad topology; each is one line for the user (`bgpd.oneline.guard`)
+EXPECTED: tuple[type[BaseException], ...] = (
+    LabError,
+    netns.CommandError,
+    ctl.CtlError,
+    TimeoutError,
+    subprocess.TimeoutExpired,
+)
 TOPOLOGIES = Path(__file__).resolve().parent / "topologies"  # package data (configs/ links to them)
 
 
@@ -49,7 +65,15 @@ def _seconds(text: str) -> float:
     return value
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _address(text: str) -> IPv4Address | IPv6Address:
+    """A workload's address for argparse."""
+    try:
+        return ip_address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 or IPv6 address") from None
+
+
+def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     lab = sub.add_parser("lab", help="simulated hosts and workloads in network namespaces, with real bgpd")
     lab.add_argument(
         "-t",
@@ -63,6 +87,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     actions = lab.add_subparsers(dest="action", required=True)
     up = actions.add_parser("up", help="build the network, start one bgpd per host, wait for convergence")
     up.add_argument("--timeout", type=_seconds, default=60.0, help="convergence deadline in seconds")
+    up.add_argument(
+        "--rebuild", action="store_true", help="if the lab is up already: remove it and build it again"
+    )
     actions.add_parser("down", help="remove everything the lab created")
     reload = actions.add_parser(
         "reload", help="apply changed pool ipip modes to the running lab (configs rewritten, bgpd reloaded)"
@@ -72,7 +99,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     routes = actions.add_parser("routes", help="a host's kernel routes (both families), grouped")
     routes.add_argument("host")
     rm = actions.add_parser("remove-workload", help="delete a workload (its route, veth and namespace)")
-    rm.add_argument("address", type=ip_address, help="its IPv4 or its IPv6 address")
+    rm.add_argument("address", type=_address, help="its IPv4 or its IPv6 address")
     lab.set_defaults(func=run)
 
 
@@ -248,47 +275,46 @@ def print_counters(before: dict[str, TunnelCounters], after: dict[str, TunnelCou
 
 
 def run(args: argparse.Namespace) -> int:
+    """One `bgpd lab` command: its exit code. The errors in EXPECTED are left to the caller's guard."""
     try:
         topo = load(resolve(args.topology))
     except TopologyError as exc:
         print(f"bgpd lab: {exc}", file=sys.stderr)
         return 2
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces)")
     lab = Lab(topo, args.state_dir)
-    try:
-        if args.action == "up":
-            import time
+    if args.action == "up":
+        import time
 
-            started = time.monotonic()
-            hosts = lab.up(args.timeout)
-            print_summary(lab, hosts, time.monotonic() - started)
-        elif args.action == "down":
-            removed = lab.down()
-            print(f"removed {len(removed)} namespaces" + (f": {' '.join(removed)}" if removed else ""))
-        elif args.action == "reload":
-            import time
+        started = time.monotonic()
+        hosts = lab.up(args.timeout, rebuild=args.rebuild)
+        print_summary(lab, hosts, time.monotonic() - started)
+    elif args.action == "down":
+        removed = lab.down()
+        print(f"removed {len(removed)} namespaces" + (f": {' '.join(removed)}" if removed else ""))
+    elif args.action == "reload":
+        import time
 
-            started = time.monotonic()
-            hosts = lab.reload(args.timeout)
-            print_summary(lab, hosts, time.monotonic() - started)
-        elif args.action == "check":
-            before = lab.tunnel_counters()
-            pings = lab.check()
-            print_matrix(pings)
-            print_counters(before, lab.tunnel_counters())
-            return 0 if all(p.ok for p in pings) else 1
-        elif args.action == "routes":
-            print_routes(lab, args.host)
-            counters = lab.tunnel_counters().get(args.host)
-            if counters is not None:
-                host = lab.topo.host(args.host)
-                print(
-                    f"{TUNNEL}: {host.tunnel_address}/32, MTU {lab.tunnel_mtu(host)}; packets out "
-                    f"(encapsulated) {counters.out}, in (decapsulated) {counters.in_}"
-                )
-        elif args.action == "remove-workload":
-            lab.remove_workload(args.address)
-            print(f"removed workload {args.address}")
-    except LabError as exc:
-        print(f"bgpd lab: {exc}", file=sys.stderr)
-        return 1
+        started = time.monotonic()
+        hosts = lab.reload(args.timeout)
+        print_summary(lab, hosts, time.monotonic() - started)
+    elif args.action == "check":
+        before = lab.tunnel_counters()
+        pings = lab.check()
+        print_matrix(pings)
+        print_counters(before, lab.tunnel_counters())
+        return 0 if all(p.ok for p in pings) else 1
+    elif args.action == "routes":
+        print_routes(lab, args.host)
+        counters = lab.tunnel_counters().get(args.host)
+        if counters is not None:
+            host = lab.topo.host(args.host)
+            print(
+                f"{TUNNEL}: {host.tunnel_address}/32, MTU {lab.tunnel_mtu(host)}; packets out "
+                f"(encapsulated) {counters.out}, in (decapsulated) {counters.in_}"
+            )
+    elif args.action == "remove-workload":
+        lab.remove_workload(args.address)
+        print(f"removed workload {args.address}")
     return 0

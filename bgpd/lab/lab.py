@@ -69,6 +69,7 @@ from bgpd.lab.felix import (
     TunnelCounters,
 )
 from bgpd.lab.topology import ROUTER, SWITCH, LabHost, Network, Topology
+from bgpd.oneline import describe
 
 GATEWAY = "169.254.1.1"
 GATEWAY6 = "fe80::ecee:eeff:feee:eeee"  # the EUI-64 link-local address of HOST_VETH_MAC
@@ -146,13 +147,20 @@ class Lab:
 
     # ------------------------------------------------------------------ up
 
-    def up(self, timeout: float = 60.0) -> list[HostSummary]:
+    def up(self, timeout: float = 60.0, rebuild: bool = False) -> list[HostSummary]:
+        """Build the lab and wait `timeout` seconds for it to converge. A lab that is already up (processes
+        run in its namespaces) is refused unless `rebuild`; what an earlier, crashed run left is removed."""
         missing = [b for b in REQUIRED if shutil.which(b) is None]
         missing += tor.missing_commands() if self.topo.tor is not None else []
         if missing:
             raise LabError(f"missing commands: {', '.join(missing)} (bash scripts/setup.sh installs them)")
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces)")
+        if not rebuild and self.running():
+            raise LabError(
+                f"the lab {self.topo.name!r} is already up: `bgpd lab down` first, or "
+                "`bgpd lab up --rebuild` to build it again"
+            )
         self.down()
         state: dict[str, object] = {
             "topology": self.topo.source,
@@ -163,6 +171,8 @@ class Lab:
         }
         step = f"writing the state directory {self.state_dir}"
         try:
+            if self.state_dir.exists() and not self.state_dir.is_dir():
+                raise LabError("it is a file, not a directory")
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self._save(state)
             step = "building namespaces"
@@ -180,7 +190,7 @@ class Lab:
             self._wait_converged(timeout)
         except (netns.CommandError, TimeoutError, LabError, OSError) as exc:
             self.down()
-            raise LabError(f"lab up failed while {step}: {exc}") from exc
+            raise LabError(f"lab up failed while {step}: {describe(exc)}") from exc
         return self.summary()
 
     def build(self) -> None:
@@ -384,7 +394,8 @@ class Lab:
             raise LabError(self._not_up())
         if self._state().get("shape") != self.topo.shape():
             raise LabError(
-                f"{self.topo.source} changed beyond the pools' ipip modes: `bgpd lab up` rebuilds the lab"
+                f"{self.topo.source} changed beyond the pools' ipip modes: `bgpd lab up --rebuild` rebuilds "
+                "the lab"
             )
         step = "creating tunl0"
         try:
@@ -399,7 +410,7 @@ class Lab:
             step = "waiting for routes to converge"
             self._wait_converged(timeout)
         except (netns.CommandError, TimeoutError, OSError, ctl.CtlError, LabError) as exc:
-            raise LabError(f"lab reload failed while {step}: {exc}") from exc
+            raise LabError(f"lab reload failed while {step}: {describe(exc)}") from exc
         return self.summary()
 
     def log_path(self, host: LabHost) -> Path:
@@ -434,16 +445,18 @@ class Lab:
         (always; cross-subnet with the next hop in another rack). A route whose next hop is in another
         rack and that no tunnel carries is left out: the kernel refuses a gateway that is not on one of the
         host's subnets, so it cannot be installed (and the router would not know where to forward)."""
-        if self.topo.tor is not None:
-            return tor.host_expected(self.topo, host)
+        topo = self.present()  # a workload removed with remove-workload is no longer announced
+        host = topo.host(host.name)
+        if topo.tor is not None:
+            return tor.host_expected(topo, host)
         out: dict[str, str] = {}
-        for other in self.topo.hosts:
+        for other in topo.hosts:
             if other is host:
                 continue
             for net in other.exported():
                 if net.version == 6:
                     out[exported_prefix(net)] = str(other.address6)
-                elif self.topo.tunnelled(host, other, net):
+                elif topo.tunnelled(host, other, net):
                     out[exported_prefix(net)] = f"{other.address} dev {TUNNEL}"
                 elif other.rack == host.rack:
                     out[exported_prefix(net)] = str(other.address)
@@ -537,6 +550,34 @@ class Lab:
 
     def is_up(self) -> bool:
         return bool(netns.list_namespaces(self.prefix))
+
+    def running(self) -> bool:
+        """Processes run in the lab's node namespaces (its bgpd, whatever state directory started them):
+        the lab is up, not only what a crash left."""
+        there = set(netns.list_namespaces(self.prefix))
+        nodes = [ns for ns in map(self.host_ns, self.topo.nodes) if ns in there]
+        return any(netns.ip("netns", "pids", ns, check=False).split() for ns in nodes)
+
+    def present(self) -> Topology:
+        """The topology as the running lab has it: without the workloads removed by `remove_workload`
+        (their namespace is gone). Indexes of workloads are the full topology's (`self.topo`)."""
+        there = set(netns.list_namespaces(self.prefix))
+        if not there:
+            return self.topo
+        hosts = []
+        for host in self.topo.hosts:
+            kept = [i for i in range(len(host.workloads)) if self.workload_ns(host, i) in there]
+            if len(kept) == len(host.workloads):
+                hosts.append(host)
+                continue
+            hosts.append(
+                replace(
+                    host,
+                    workloads=tuple(host.workloads[i] for i in kept),
+                    workloads6=tuple(host.workloads6[i] for i in kept) if host.workloads6 else (),
+                )
+            )
+        return replace(self.topo, hosts=tuple(hosts))
 
     # ------------------------------------------------------------------ down
 
@@ -697,12 +738,14 @@ class Lab:
         return groups
 
     def summary(self) -> list[HostSummary]:
-        """One line per node and family (IPv4, then IPv6)."""
+        """One line per node and family (IPv4, then IPv6); workloads removed by `remove_workload` left out."""
         out = []
+        present = {h.name: h for h in self.present().hosts}
         for host in self.topo.nodes:
             for family in self.topo.families:
                 groups = self.routes(host.name, family)
-                workloads = host.workloads if family == 4 else host.workloads6
+                now = present.get(host.name, host)
+                workloads = now.workloads if family == 4 else now.workloads6
                 out.append(
                     HostSummary(
                         host.name,
@@ -733,7 +776,10 @@ class Lab:
 
     def remove_workload(self, address: IPv4Address | IPv6Address) -> None:
         """Delete a workload (named by either of its addresses) as Felix would: its routes first, then its
-        veth and namespace."""
+        veth and namespace. LabError when the lab is not up, the address is no workload of the topology, or
+        the workload is removed already."""
+        if not self.is_up():
+            raise LabError(self._not_up())
         for host, index, wl in self.workloads():
             wl6 = host.workloads6[index] if host.workloads6 else None
             if address in (wl, wl6):

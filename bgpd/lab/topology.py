@@ -305,9 +305,13 @@ def load(path: str | Path) -> Topology:
 def parse(text: str, source: str = "<string>") -> Topology:
     try:
         raw = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        line = exc.problem_mark.line + 1 if getattr(exc, "problem_mark", None) else 1  # type: ignore[attr-defined]
-        raise TopologyError(f"{source}:{line}: invalid YAML") from exc
+    except yaml.MarkedYAMLError as exc:  # as the daemon's config says it: where, and what YAML found
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        what = ", ".join(" ".join(str(p).split()) for p in (exc.context, exc.problem) if p)
+        raise TopologyError(f"{source}:{line}: invalid YAML: {what}") from None
+    except (yaml.YAMLError, TypeError) as exc:  # TypeError: a key YAML cannot hash (`[1]: 2`)
+        raise TopologyError(f"{source}:1: invalid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(raw, dict):
         raise TopologyError(f"{source}:1: a topology is a mapping")
 
@@ -355,6 +359,8 @@ def parse(text: str, source: str = "<string>") -> Topology:
     underlays = _underlays(raw, fail, convert)
     underlay = underlays[0]
     asn = get(raw, "asn", "asn", int, 64512)
+    if not 1 <= asn <= ASN_MAX:
+        raise fail(raw, "asn", f"expected an AS number 1..{ASN_MAX}")
     pools, ipip = _pools(raw, fail, get, convert)
     reserved = _reserved_names(len(underlays), tor="tor" in raw)
 

@@ -275,11 +275,11 @@ def test_invalid_reload_changes_nothing_and_is_reported(underlay: Underlay) -> N
     config.write_text(good.replace("hold_time: 9", "hold_tme: 9", 1))
     result = h0.ctl("reload")
     assert result.returncode == 1
-    assert "invalid config, nothing changed" in result.stdout and "hold_tme" in result.stdout
+    assert "invalid config, nothing changed" in result.stderr and "hold_tme" in result.stderr
     # a setting that needs a restart is refused as well
     config.write_text(good.replace("table: main", "table: 100"))
     refused = h0.ctl("reload")
-    assert refused.returncode == 1 and "kernel.table changed: restart bgpd" in refused.stdout
+    assert refused.returncode == 1 and "kernel.table changed: restart bgpd" in refused.stderr
     assert _established(h0, h1.address)
     assert h0.bgpd is not None and h0.bgpd.alive()
     _, text = h0.http_get(f"http://{METRICS}/metrics")

@@ -195,7 +195,7 @@ def test_cross_subnet_lab_in_the_three_modes(cross_lab: tuple[Path, Path]) -> No
     topology.write_text(topology.read_text().replace("workloads: [10.20.3.2]", "workloads: [10.20.3.9]"))
     refused = lab_cli(topology, state, "reload")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
-    assert "changed beyond the pools' ipip modes: `bgpd lab up` rebuilds the lab" in refused.stderr
+    assert "changed beyond the pools' ipip modes: `bgpd lab up --rebuild` rebuilds the lab" in refused.stderr
 
 
 def _capture_on_router(lab: Lab, source: str, target: str) -> dict[str, int]:
@@ -290,7 +290,7 @@ def test_cross_subnet_up_directly_and_a_failed_up_leaves_nothing(tmp_path: Path)
         check = lab_cli(topology, state, "check")
         assert check.returncode == 0, check.stdout
         assert "40/40 IPv4 pings answered" in check.stdout
-        failed = lab_cli(topology, state, "up", "--timeout", "0")
+        failed = lab_cli(topology, state, "up", "--rebuild", "--timeout", "0")
         assert failed.returncode == 1 and "Traceback" not in failed.stderr
         assert "lab up failed while waiting for routes to converge" in failed.stderr
         assert netns.list_namespaces(load(topology).prefix) == []

@@ -202,7 +202,10 @@ def test_dual_stack_dataplane_with_the_routes_bgpd_must_install_placed_by_hand(
 def test_up_twice_is_safe_and_down_cleans_after_a_crash(default_lab: tuple[Path, Path]) -> None:
     topology, state = default_lab
     assert lab_cli(topology, state, "up").returncode == 0
-    again = lab_cli(topology, state, "up")
+    refused = lab_cli(topology, state, "up")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1 and "--rebuild" in refused.stderr
+    again = lab_cli(topology, state, "up", "--rebuild")
     assert again.returncode == 0, again.stderr
     assert lab_cli(topology, state, "check").returncode == 0
     # a crash of the earlier run: the state file is gone, only the namespaces remain

@@ -170,7 +170,7 @@ def test_tor_lab_up_check_routes_with_as_paths_and_down(
     assert "192.168.200.0/24 via 192.168.255.2 dev eth1 proto bird metric 32 as-path 65002" in lines
 
     # an `up` that fails (no time to converge) stops every BIRD and bgpd it started, by pid
-    failed = lab_cli(topology, state, "up", "--timeout", "0")
+    failed = lab_cli(topology, state, "up", "--rebuild", "--timeout", "0")
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
     assert "lab up failed while waiting for routes to converge" in failed.stderr
     assert netns.list_namespaces(lab.prefix) == []
