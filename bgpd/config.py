@@ -893,8 +893,10 @@ def load(path: str | os.PathLike[str]) -> Config:
     try:
         with open(filename, encoding="utf-8") as f:
             text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    except UnicodeDecodeError:
+        raise ConfigError(filename, 1, "", "not a config file (not UTF-8 text)") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
         raise ConfigError(filename, 1, "", f"cannot read config: {reason}") from None
     return parse(text, filename)
 

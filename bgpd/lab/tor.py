@@ -273,7 +273,7 @@ def lagging(lab: Lab) -> list[str]:
 
     out = []
     for k, name in routers(lab.topo):
-        learned, expected = router_learned(lab, k), router_expected(lab.topo, k)
+        learned, expected = router_learned(lab, k), router_expected(lab.present(), k)
         if learned != expected:
             out.append(_difference(name, expected, learned))
         up, total = len(session_families(lab.prefix + name)), router_sessions(lab.topo, k)

@@ -102,7 +102,7 @@ CASES: list[Case] = [
         covers=("bgpd check --config",),
     ),
     case(ANY, "bgpd check -c {dir}", "cannot read config: Is a directory", code=2),
-    case(ANY, "bgpd check -c {binary}", "{binary}:1: cannot read config", code=2),
+    case(ANY, "bgpd check -c {binary}", "{binary}:1: not a config file (not UTF-8 text)", code=2),
     case(ANY, "bgpd check -c {bad_config}", "{bad_config}:2: node: unknown key 'adress'", code=2),
     case(NO_ACCESS, "bgpd check -c {unreadable}", "cannot read config: Permission denied", code=2),
     # bgpd run (inside a namespace of its own)
@@ -114,7 +114,7 @@ CASES: list[Case] = [
         ns="empty_ns",
         covers=("bgpd run --config",),
     ),
-    case(ANY, "bgpd run -c {binary}", "cannot read config", code=2, ns="empty_ns"),
+    case(ANY, "bgpd run -c {binary}", "not a config file (not UTF-8 text)", code=2, ns="empty_ns"),
     case(ANY, "bgpd run -c {dir}", "cannot read config: Is a directory", code=2, ns="empty_ns"),
     case(
         ANY,
