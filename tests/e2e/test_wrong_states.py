@@ -238,7 +238,7 @@ CASES: list[Case] = [
         "{missing}:1: cannot read config: No such file",
         covers=("bgpctl --config",),
     ),
-    case(ANY, "bgpctl -c {binary} show status", "{binary}:1: cannot read config"),
+    case(ANY, "bgpctl -c {binary} show status", "{binary}:1: not a config file (not UTF-8 text)"),
     case(ANY, "bgpctl -c {bad_config} show status", "{bad_config}:2: node: unknown key 'adress'"),
     case(ANY, "bgpctl -c {run_config} show status", "bgpd is not running (no control socket at"),
     case(NO_ACCESS, "bgpctl -c {unreadable} show status", "cannot read config: Permission denied"),
