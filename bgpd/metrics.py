@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from bgpd import __version__, views
+from bgpd.engine.establish import CANNOT
 from bgpd.model import REPAIR_CAUSES
 
 log = logging.getLogger("bgpd.metrics")
@@ -101,6 +102,29 @@ class SpeakerCollector(Collector):
             "Paths kept through the peer's graceful restart (RFC 4724) and not yet re-sent",
             labels=labels,
         )
+        counted = GaugeMetricFamily(
+            "bgp_peer_prefixes_received",
+            "Prefixes the peer currently announces, before import policy (what max_prefixes counts)",
+            labels=labels,
+        )
+        max_prefixes = GaugeMetricFamily(
+            "bgp_peer_max_prefixes", "The peer's max_prefixes limit (peers with one only)", labels=labels
+        )
+        limit_hits = CounterMetricFamily(
+            "bgp_peer_max_prefixes_exceeded",
+            "Times the peer went above its max_prefixes limit (RFC 4486)",
+            labels=[*labels, "action"],
+        )
+        held = GaugeMetricFamily(
+            "bgp_peer_held_down",
+            "1 while the session is held down after a max_prefixes reset, else 0",
+            labels=labels,
+        )
+        failing = GaugeMetricFamily(
+            "bgp_peer_cannot_establish",
+            "1 when the session has not reached Established in time (its reason: bgpctl show peers)",
+            labels=labels,
+        )
         for p in peers:
             lv = peer_labels(p)
             state.add_metric(lv, 1.0 if p["state"] == "up" else 0.0)
@@ -115,9 +139,17 @@ class SpeakerCollector(Collector):
             commands_out.add_metric(lv, float(sp.commands_sent.get(str(p["address"]), 0)))
             flaps.add_metric(lv, float(p["flaps"]))
             stale.add_metric(lv, float(p["stale_routes"]))
+            counted.add_metric(lv, float(p["prefixes"]))
+            if p["max_prefixes"] is not None:
+                max_prefixes.add_metric(lv, float(p["max_prefixes"]))
+                limit_hits.add_metric([*lv, str(p["max_prefixes_action"])], float(p["max_prefixes_hits"]))
+            held.add_metric(lv, 1.0 if p["held_until"] is not None else 0.0)
+            why = p["reason"]
+            failing.add_metric(lv, 1.0 if isinstance(why, str) and why.startswith(CANNOT) else 0.0)
         yield from (state, uptime, received, accepted, rejected, advertised, export_filtered)
         yield from (updates_in, commands_out)
         yield from (flaps, stale)
+        yield from (counted, max_prefixes, limit_hits, held, failing)
 
         c = sp.engine.counters
         engine = sp.engine

@@ -5,7 +5,9 @@ In: ExaBGP's lines (decoded by `bgpd.exabgp.codec`), the kernel watcher's events
 results of the kernel writer, timers (on the asyncio loop), reloads. Out: the engine's Adj-RIB-Out
 changes as ExaBGP commands, and its kernel operations through the `RouteInstaller`: a few at once from
 the event loop (a netlink round trip costs less than a thread hand-off), bursts in slices on a writer
-thread, so the loop keeps answering bgpctl and reading ExaBGP.
+thread, so the loop keeps answering bgpctl and reading ExaBGP. And the engine's session operations: a
+`Teardown` as ExaBGP's `teardown` command, a `HoldDown` as ExaBGP's config reloaded without the sessions
+held down after a maximum-prefixes reset.
 
 Nothing here decides anything about routes; `bgpd.daemon` builds this shell with the control socket and
 the metrics endpoint around it.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable
@@ -26,7 +29,17 @@ from socket import AF_INET, AF_INET6
 
 from bgpd import config as config_mod
 from bgpd.config import Config
-from bgpd.engine import Announce, EndOfRib, Engine, KernelOp, OutChange, RouteRefresh, Withdraw
+from bgpd.engine import (
+    Announce,
+    EndOfRib,
+    Engine,
+    HoldDown,
+    KernelOp,
+    OutChange,
+    RouteRefresh,
+    Teardown,
+    Withdraw,
+)
 from bgpd.exabgp import codec, confgen
 from bgpd.exabgp.supervisor import ExaBGP
 from bgpd.kernel import InstallError, OpResult, RouteEvent, RouteInstaller, RouteWatcher
@@ -39,8 +52,9 @@ log = logging.getLogger("bgpd.speaker")
 KERNEL_EVENTS_PER_TURN = 2048  # kernel events handled per event-loop turn (others run in between)
 INLINE_KERNEL_OPS = 16  # batches up to this size are written from the event loop itself
 KERNEL_SLICE = 2048  # larger batches go to the kernel writer thread this many operations at a time
-UNREACHABLE_FIRST_REPORT = 30.0  # seconds; then every 60, 120, ... up to the maximum
-UNREACHABLE_MAX_REPORT = 600.0
+# ExaBGP's reason for a session closed by a NOTIFICATION, e.g. "notification sent (6,1)" (ExaBGP 5.0.15
+# `Peer._run`); the codec hands the reason over as text
+_NOTIFIED = re.compile(r"notification (sent|received) \((\d+),(\d+)\)")
 AUDIT_OFF_RECHECK = 60.0  # seconds: with kernel.audit_interval 0, how often a reload turning it on is seen
 
 
@@ -56,9 +70,9 @@ def _apply_safely(
         return [OpResult(prefix, ok=False, error=str(exc)) for prefix, _ in ops]
 
 
-def sessions_of(cfg: Config) -> list[confgen.Session]:
-    """ExaBGP's neighbors: one per configured session, carrying the family of its address and its keepalive
-    time (for the keepalive file next to ExaBGP's config)."""
+def sessions_of(cfg: Config, held: frozenset[Address] = frozenset()) -> list[confgen.Session]:
+    """ExaBGP's neighbors: one per configured session but those `held` down (maximum prefixes), carrying the
+    family of its address and its keepalive time (for the keepalive file next to ExaBGP's config)."""
     return [
         confgen.Session(
             address=p.address,
@@ -74,6 +88,7 @@ def sessions_of(cfg: Config) -> list[confgen.Session]:
             ttl_security=p.ttl_security,
         )
         for p in cfg.sessions()
+        if p.address not in held
     ]
 
 
@@ -97,6 +112,22 @@ def commands(change: OutChange, cfg: Config) -> list[str]:
     return [codec.route_refresh_line(change.peer, change.family)]
 
 
+def teardown_line(peer: Address, subcode: int) -> str:
+    """ExaBGP's command closing an Established session with NOTIFICATION Cease / `subcode` (ExaBGP 5.0.15
+    `neighbor X teardown N` raises Notify(6, N); with graceful restart negotiated it closes the connection
+    without one)."""
+    return f"neighbor {peer} teardown {subcode}"
+
+
+def notified(reason: str) -> bool | tuple[str, int, int]:
+    """From ExaBGP's reason for a session going down: ("sent"/"received", code, subcode) of the NOTIFICATION
+    that closed it, False if none did."""
+    found = _NOTIFIED.search(reason)
+    if found is None:
+        return False
+    return found[1], int(found[2]), int(found[3])
+
+
 def feed(engine: Engine, event: codec.AnyEvent) -> None:
     """One decoded ExaBGP event into the engine (the translation from ExaBGP's view of a session to the
     engine's inputs)."""
@@ -110,8 +141,7 @@ def feed(engine: Engine, event: codec.AnyEvent) -> None:
     elif isinstance(event, codec.PeerState):
         # a session closed by a NOTIFICATION (ours, e.g. a hold timer expiry, or the peer's) is no
         # graceful restart
-        notified = "notification sent" in event.reason or "notification received" in event.reason
-        engine.peer_state(event.peer, event.state, event.reason, notified, event.peer_asn)
+        engine.peer_state(event.peer, event.state, event.reason, notified(event.reason), event.peer_asn)
     elif isinstance(event, codec.EndOfRib):
         engine.end_of_rib(event.peer)
     elif isinstance(event, codec.Notification):
@@ -243,7 +273,6 @@ class Speaker:
         self._tasks.append(asyncio.create_task(self._kernel_loop(), name="kernel-writer"))
         if self.installer is not None:
             self._tasks.append(asyncio.create_task(self._audit_loop(), name="kernel-audit"))
-        self._tasks.append(asyncio.create_task(self._report_unreachable(), name="unreachable-peers"))
         self._after()
         log.info(
             "bgpd started",
@@ -279,6 +308,8 @@ class Speaker:
         """Carry the engine's outputs: Adj-RIB-Out changes now if urgent or few (else on the next loop turn,
         so a burst coalesces), kernel operations now if few and the writer idle (else to the writer)."""
         engine = self.engine
+        if engine.session_work:
+            self._session_ops()
         if engine.out_pending:
             if engine.out_urgent:
                 self._flush_out()
@@ -290,6 +321,15 @@ class Speaker:
                 self._install_since = event_time or time.monotonic()
             if not self._install_inline():
                 self._kernel_wakeup.set()
+
+    def _session_ops(self) -> None:
+        """Carry the engine's session operations: NOTIFICATIONs as ExaBGP commands, the held-down sessions
+        as ExaBGP's neighbor set (its config reloaded; an unchanged session stays up)."""
+        for op in self.engine.take_session_ops():
+            if isinstance(op, Teardown):
+                self.exabgp.send([teardown_line(op.peer, op.subcode)])
+            elif isinstance(op, HoldDown):
+                self.exabgp.reload(sessions_of(self.cfg, op.peers))
 
     def _flush_out(self) -> None:
         self._out_scheduled = False
@@ -493,26 +533,6 @@ class Speaker:
         """One decoded ExaBGP event, handed to the engine."""
         feed(self.engine, event)
 
-    async def _report_unreachable(self) -> None:
-        """ExaBGP retries connecting forever; say so in the log, with a growing interval (never fatal)."""
-        interval = UNREACHABLE_FIRST_REPORT
-        while True:
-            await asyncio.sleep(interval)
-            now = time.time()
-            for status in self.engine.peers.values():
-                if status.state != "up" and now - status.since >= interval:
-                    log.warning(
-                        "peer not established; still retrying",
-                        extra={
-                            "kv": {
-                                "peer": status.address,
-                                "state": status.state,
-                                "for_s": round(now - status.since),
-                            }
-                        },
-                    )
-            interval = min(interval * 2, UNREACHABLE_MAX_REPORT)
-
     # ------------------------------------------------------------------ reload (SIGHUP, bgpctl reload)
 
     async def reload(self) -> dict[str, object]:
@@ -528,11 +548,11 @@ class Speaker:
                 False, f"{', '.join(blocked)} changed: restart bgpd to apply; nothing changed"
             )
         old_count = len(self.cfg.sessions())
-        old_sessions = sessions_of(self.cfg)
+        old_sessions = sessions_of(self.cfg, self.engine.held_down)
         self.cfg = new
         logging.getLogger().setLevel(logging.getLevelName(new.runtime.log_level.upper()))
         added, removed, changed = self.engine.reconfigure(new)
-        sessions = sessions_of(new)
+        sessions = sessions_of(new, self.engine.held_down)
         if removed or added or changed or sessions != old_sessions:
             # a changed keepalive time alone rewrites the keepalive file and applies at once, no reset
             self.exabgp.reload(sessions, reconfigure=bool(removed or added or changed))

@@ -88,8 +88,15 @@ def advertised(d: Daemon, status: PeerStatus) -> int:
 
 
 def peer(d: Daemon, status: PeerStatus) -> dict[str, Any]:
+    """One session. Beside its state and counters: `prefixes`, what it announces now before import policy
+    (what `max_prefixes` is checked against); `max_prefixes`, `max_prefixes_action` and `restart_after`
+    (None without a limit); `max_prefixes_hits`, how often it went above its limit; `held_until`, the end
+    (epoch seconds) of its hold-down after a maximum-prefixes reset (state "held-down"), else None;
+    `reason`, why it is not Established (held down, or "cannot be established: ..." past its deadline),
+    else None; `last_error`, its last NOTIFICATION or failed connection (kept once Established again)."""
     up = status.state == "up"
     kind = "rr-client" if status.rr_client else ("mesh" if status.address in d.engine.mesh_nodes else "peer")
+    limit = status.prefix_limit
     return {
         "address": str(status.address),
         "afi": _family_name(status.family),
@@ -109,6 +116,14 @@ def peer(d: Daemon, status: PeerStatus) -> dict[str, Any]:
         "end_of_rib": status.eor,
         "graceful_restart_time": status.restart_time,
         "stale_routes": d.engine.stale_count(status.address),
+        "prefixes": d.engine.prefix_count(status.address),
+        "max_prefixes": limit.maximum if limit is not None else None,
+        "max_prefixes_action": limit.action if limit is not None else None,
+        "restart_after": limit.restart_after if limit is not None and limit.action == "restart" else None,
+        "max_prefixes_hits": status.limit_hits,
+        "held_until": status.held_until,
+        "reason": status.reason,
+        "last_error": status.last_error,
     }
 
 

@@ -11,16 +11,31 @@ coalesce), as OpenBGPD's RDE hands its results to its parent and session engines
 * `Engine.take_adj_rib_out()`: Adj-RIB-Out changes (`Announce`, `Withdraw`, `EndOfRib`, `RouteRefresh`),
   per family and per set of receiving sessions.
 
+Beside them, `Engine.take_session_ops()` gives the rare session operations (`Teardown`: a NOTIFICATION
+Cease; `HoldDown`: the sessions to keep out of the speaker) of the maximum-prefixes limit (`limits`).
+
 The engine asks for timers through the `Timers` it is given and is told when they fire. It is family-
 agnostic: IPv4 and IPv6 prefixes share every table (see `bgpd.prefix` for the family-tagged keys).
 
 Modules: `core` (the Engine: sessions, RIB, policy, export, reflection, deferral), `fib` (what the kernel
 holds of ours against what is wanted: the reconcile and repair state machine), `restart` (the graceful
-restart helper's stale paths), `peers` (per-session state), `outputs` (the output types), `timers`.
+restart helper's stale paths), `peers` (per-session state), `limits` (maximum prefixes per peer and its
+hold-down, RFC 4486), `establish` (why a session cannot be established), `notification` (NOTIFICATION
+names), `outputs` (the output types), `timers`.
 """
 
 from bgpd.engine.core import Engine
-from bgpd.engine.outputs import Announce, EndOfRib, KernelOp, OutChange, RouteRefresh, Withdraw
+from bgpd.engine.outputs import (
+    Announce,
+    EndOfRib,
+    HoldDown,
+    KernelOp,
+    OutChange,
+    RouteRefresh,
+    SessionOp,
+    Teardown,
+    Withdraw,
+)
 from bgpd.engine.peers import PeerStatus
 from bgpd.engine.timers import Timers
 
@@ -28,10 +43,13 @@ __all__ = [
     "Announce",
     "EndOfRib",
     "Engine",
+    "HoldDown",
     "KernelOp",
     "OutChange",
     "PeerStatus",
     "RouteRefresh",
+    "SessionOp",
+    "Teardown",
     "Timers",
     "Withdraw",
 ]

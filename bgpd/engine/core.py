@@ -8,6 +8,9 @@ Two flows (as OpenBGPD's RDE):
 - UPDATEs -> import policy -> `Rib` -> best path / ECMP -> `Fib` (kernel operations, our protocol only),
   and on a reflector, RFC 4456 reflection -> Adj-RIB-Out changes.
 
+Session protection (issue 14): a peer sending more prefixes than its `max_prefixes` is warned about or reset
+and held down (`limits`); a session that does not reach Established in time gets a reason (`establish`).
+
 Graceful restart: our End-of-RIB waits for the peers' tables at start (RFC 4724 §4.1, `deferral`); the
 kernel routes of an earlier run wait for every peer's table (`stale_wait`), then unwanted ones go. When a
 peer that advertised graceful restart for the session's family drops without a NOTIFICATION, bgpd is the
@@ -27,8 +30,21 @@ from typing import Protocol, TypeVar
 
 from bgpd.config import Config, PeerConfig
 from bgpd.config_policy import is_large
+from bgpd.engine import establish, limits
+from bgpd.engine.establish import EstablishWatch
 from bgpd.engine.fib import Fib, Hops
-from bgpd.engine.outputs import Announce, EndOfRib, Family, KernelOp, OutChange, RouteRefresh, Withdraw
+from bgpd.engine.limits import HoldDowns
+from bgpd.engine.notification import CEASE, CEASE_MAX_PREFIXES, describe
+from bgpd.engine.outputs import (
+    Announce,
+    EndOfRib,
+    Family,
+    KernelOp,
+    OutChange,
+    RouteRefresh,
+    SessionOp,
+    Withdraw,
+)
 from bgpd.engine.peers import PeerStatus
 from bgpd.engine.restart import StalePaths
 from bgpd.engine.timers import Timers
@@ -68,6 +84,9 @@ NO_EXPORT = "65535:65281"  # RFC 1997 well-known communities
 NO_ADVERTISE = "65535:65282"
 NO_EXPORT_SUBCONFED = "65535:65283"
 FAMILIES: tuple[Family, ...] = (4, 6)
+HELD_DOWN = "held-down"  # PeerStatus.state of a session held down after a maximum-prefixes reset
+# a NOTIFICATION that ended a session: ("sent" or "received", code, subcode)
+Notified = tuple[str, int, int]
 
 
 class Announcement(Protocol):
@@ -112,6 +131,8 @@ class Engine:
         self.export = ExportTable(export_rules(cfg))
         self.fib = Fib(cfg.kernel.protocol, cfg.kernel.metric, cfg.kernel.install, timers, self.counters)
         self.stale = StalePaths(timers)
+        self.holds = HoldDowns(timers)
+        self.watch = EstablishWatch(timers)
         self.local_addresses: frozenset[Address] = frozenset(
             a for a in (cfg.local_address(4), cfg.local_address(6)) if a is not None
         )
@@ -152,6 +173,8 @@ class Engine:
         for p in cfg.sessions():
             if p.address not in self.peers:
                 self.peers[p.address] = PeerStatus(p.address, p.asn, p.rr_client)
+            self.peers[p.address].prefix_limit = p.prefix_limit
+        self._sessions = {p.address: p for p in cfg.sessions()}
         # per session: our AS towards it (Calico's localASNumber), how often it may appear in a received
         # AS_PATH, and its filters (Calico's BGPFilter, in the order listed)
         by_name = {f.name: f for f in cfg.filters}
@@ -247,6 +270,9 @@ class Engine:
         self._deferral_step(self.deferral.start(), self.stale_wait.start())
         if not self.stale_wait.done:
             self.timers.arm(DEFER_TIMER, self.cfg.bgp.select_defer_time)
+        for address, status in self.peers.items():
+            if status.state != "up":
+                self.watch.wait(address, self._establish_bound(address))
 
     # ------------------------------------------------------------------ outputs
 
@@ -257,6 +283,19 @@ class Engine:
     @property
     def kernel_work(self) -> bool:
         return self.fib.has_work
+
+    def take_session_ops(self) -> list[SessionOp]:
+        """Beside the two outputs: the session operations due (`Teardown`, `HoldDown`), in order."""
+        return self.holds.take()
+
+    @property
+    def session_work(self) -> bool:
+        return self.holds.pending
+
+    @property
+    def held_down(self) -> frozenset[Address]:
+        """Sessions held down after a maximum-prefixes reset: the speaker leaves them out of ExaBGP."""
+        return self.holds.held
 
     @property
     def out_pending(self) -> bool:
@@ -511,12 +550,16 @@ class Engine:
 
     def exabgp_lost(self) -> None:
         """ExaBGP went away: all sessions are down, but keep their paths until they come back."""
-        for status in self.peers.values():
+        for address, status in self.peers.items():
+            if status.state == HELD_DOWN:
+                continue  # a restarted ExaBGP is started without it (the last neighbor set)
             if status.state == "up":
                 status.flaps += 1
             status.state = "down"
             status.since = time.time()
             status.eor = False
+            status.rejected_held.clear()
+            self.watch.wait(address, self._establish_bound(address))
         self._eor_pending.clear()  # as for a session going down: no End-of-RIB until it is up again
         for peer in list(self.peers):
             prefixes = self.rib.peer_prefixes(peer)
@@ -534,7 +577,7 @@ class Engine:
         """The peer's OPEN: its router id, and RFC 4724 §3 for the session's family: (restart time or None,
         forwarding state kept), and its Restart State bit."""
         status = self.peers.get(peer)
-        if status is None:
+        if status is None or status.state == HELD_DOWN:
             return
         status.router_id = router_id
         status.restart_time, status.forwarding_kept = graceful
@@ -548,19 +591,41 @@ class Engine:
             self._flush_stale(peer, "peer restarted without keeping its forwarding state")
 
     def notification(self, peer: Address, code: int, subcode: int) -> None:
+        """A NOTIFICATION received from `peer` (RFC 4271 §4.5)."""
         status = self.peers.get(peer)
         if status is None:
             return
         status.ungraceful = True  # a session closed with a NOTIFICATION is not a graceful restart
-        log.warning("notification from peer", extra={"kv": {"peer": peer, "code": code, "subcode": subcode}})
+        self._failed(status, ("received", code, subcode))
+        log.warning(
+            "notification from peer",
+            extra={"kv": {"peer": peer, "code": code, "subcode": subcode, "means": describe(code, subcode)}},
+        )
 
     def peer_state(
-        self, peer: Address, state: str, reason: str = "", notified: bool = False, asn: int = 0
+        self,
+        peer: Address,
+        state: str,
+        reason: str = "",
+        notified: bool | Notified = False,
+        asn: int = 0,
     ) -> None:
         """The session went `state` ("up", "down", "connected", ...). `notified`: it ended with a
-        NOTIFICATION (sent or received), which is no graceful restart."""
+        NOTIFICATION (sent or received), which is no graceful restart; as ("sent" or "received", code,
+        subcode) when known, which then is the session's `last_error`."""
         status = self.peers.get(peer)
-        if status is None or state == status.state:
+        if status is None:
+            return
+        self.holds.seen(peer, state)
+        if status.state == HELD_DOWN:
+            if state == "up":
+                log.info("held-down session came back; closing it again", extra={"kv": {"peer": peer}})
+            return
+        if state == "down" and isinstance(notified, tuple):
+            # only a NOTIFICATION says what went wrong: ExaBGP 5.0.15 reports even a connect to an
+            # unreachable address as "connected" then "down" (it reads SO_ERROR twice, clearing it)
+            self._failed(status, notified)
+        if state == status.state:
             return
         was_up = status.state == "up"
         status.state = state
@@ -568,6 +633,8 @@ class Engine:
         if state == "up":
             status.eor = False
             status.ungraceful = False
+            self.watch.established(peer)
+            status.reason = None
             log.info("session established", extra={"kv": {"peer": peer, "asn": asn}})
             if self.stale.restarting(peer):
                 # RFC 4724 §4.2: back in time; its stale paths stay until End-of-RIB, within stale_timeout
@@ -578,6 +645,10 @@ class Engine:
                 status.flaps += 1
             status.eor = False
             self._eor_pending.discard(peer)
+            status.rejected_held.clear()  # a graceful restart keeps the accepted paths (in the RIB) only
+            self.watch.wait(peer, self._establish_bound(peer))
+            if status.reason is not None:
+                self._explain(status)  # past its deadline already: a new failure may change the reason
             if self.stale.restarting(peer):
                 if not was_up:
                     return  # a restart in progress (ExaBGP's or the peer's): its attempts may fail meanwhile
@@ -601,6 +672,7 @@ class Engine:
                 )
                 return
             affected = self.rib.drop_peer(peer)
+            limits.crossed(status, 0)
             log.log(
                 logging.WARNING if was_up else logging.DEBUG,
                 "session down" if was_up else "connection closed before established",
@@ -608,6 +680,106 @@ class Engine:
             )
             for prefix in affected:
                 self._reselect(prefix)
+
+    def _failed(self, status: PeerStatus, what: str | Notified) -> None:
+        """An attempt of `status`'s session ended: `what` (a NOTIFICATION, or text) is its `last_error` and,
+        until the session is Established, the likeliest reason it is not."""
+        if isinstance(what, tuple):
+            direction, code, subcode = what
+            what = f"NOTIFICATION {direction}: {describe(code, subcode)}"
+        status.last_error = what
+        self.watch.failed(status.address, what)
+
+    def _establish_bound(self, peer: Address) -> float:
+        session = self._sessions.get(peer)
+        hold = session.hold_time if session is not None and session.hold_time is not None else None
+        return establish.bound(hold if hold is not None else self.cfg.bgp.hold_time)
+
+    def _explain(self, status: PeerStatus) -> None:
+        """`status`'s session is past its deadline without reaching Established: set its reason, logged
+        once per distinct reason (not per retry)."""
+        session = self._sessions.get(status.address)
+        if session is None or status.state in ("up", HELD_DOWN):
+            return
+        why = establish.reason(session, self.watch.failure.get(status.address))
+        if why != status.reason:
+            status.reason = why
+            log.warning(
+                "session cannot be established",
+                extra={"kv": {"peer": status.address, "state": status.state, "reason": why}},
+            )
+
+    # ------------------------------------------------------------------ maximum prefixes (RFC 4486)
+
+    def prefix_count(self, peer: Address) -> int:
+        """The prefixes `peer` currently announces, before import policy (`bgpd.engine.limits`)."""
+        status = self.peers.get(peer)
+        if status is None:
+            return 0
+        return self.rib.peer_count(peer) + len(status.rejected_held)
+
+    def _check_limit(self, status: PeerStatus) -> None:
+        """After an UPDATE (or a lower limit by reload): act on a crossing of the peer's limit."""
+        limit = status.prefix_limit
+        count = self.prefix_count(status.address)
+        if limit is None or not limits.crossed(status, count):
+            return
+        kv: dict[str, object] = {
+            "peer": status.address,
+            "max_prefixes": limit.maximum,
+            "count": count,
+            "action": limit.action,
+        }
+        if limit.action == "warn":
+            log.warning("maximum prefixes exceeded", extra={"kv": kv})
+            return
+        kv["restart_after_s"] = limit.restart_after
+        log.warning("maximum prefixes exceeded; closing the session and holding it down", extra={"kv": kv})
+        self._hold_down(status, limit.restart_after)
+
+    def _hold_down(self, status: PeerStatus, seconds: int) -> None:
+        """RFC 4486 §4: close the session with Cease / Maximum Number of Prefixes Reached and keep it down
+        `seconds`. Its routes go at once, with no graceful restart (a deliberate reset)."""
+        peer = status.address
+        if status.state == "up":
+            status.flaps += 1
+        status.state = HELD_DOWN
+        status.since = time.time()
+        status.eor = False
+        status.ungraceful = True
+        status.held_until = status.since + seconds
+        self._eor_pending.discard(peer)
+        self._failed(status, ("sent", CEASE, CEASE_MAX_PREFIXES))
+        limit = status.prefix_limit
+        maximum = limit.maximum if limit is not None else 0
+        status.reason = (
+            f"held down for {seconds} s: more than {maximum} prefixes received "
+            f"(max_prefixes; NOTIFICATION sent: {describe(CEASE, CEASE_MAX_PREFIXES)})"
+        )
+        self.watch.forget(peer)
+        self.holds.start(peer, seconds)
+        status.rejected_held.clear()
+        self.stale.drop(peer)
+        affected = self.rib.drop_peer(peer)
+        status.over_limit = False  # its count is 0 now: the next crossing counts again
+        # its table is refused on purpose: neither our End-of-RIB nor the kernel's cleanup waits for it
+        self._deferral_step(self.deferral.forget(peer), self.stale_wait.forget(peer))
+        for prefix in affected:
+            self._reselect(prefix)
+
+    def _released(self, peer: Address) -> None:
+        """The hold-down of `peer` is over: its session may come back."""
+        status = self.peers.get(peer)
+        if status is None:
+            return
+        status.state = "idle"
+        status.since = time.time()
+        status.held_until = None
+        status.reason = None
+        # ExaBGP learns the neighbor anew (its Adj-RIB-Out empty): our table goes with our End-of-RIB
+        self._added_by_reload.add(peer)
+        self.watch.restart(peer, self._establish_bound(peer))
+        log.info("maximum-prefixes hold-down over; the session may come back", extra={"kv": {"peer": peer}})
 
     def stale_count(self, peer: Address) -> int:
         """How many of `peer`'s paths are kept through a restart and not yet re-sent (no copy)."""
@@ -623,6 +795,9 @@ class Engine:
         for prefix in stale:
             if self.rib.remove(peer, prefix):
                 self._reselect(prefix)
+        status = self.peers.get(peer)
+        if stale and status is not None and status.over_limit:
+            limits.crossed(status, self.prefix_count(peer))  # back under its limit: the next crossing counts
         return len(stale)
 
     def _flush_stale(self, peer: Address, why: str) -> None:
@@ -640,11 +815,12 @@ class Engine:
         """One UPDATE (RFC 4271 §9): withdrawn prefixes, announced routes, and RFC 7606 treat-as-withdraw
         reasons (those prefixes are in `withdrawn`)."""
         status = self.peers.get(peer)
-        if status is None:
-            return
+        if status is None or status.state == HELD_DOWN:
+            return  # a held-down session's UPDATEs still in flight after our NOTIFICATION: refused
         status.updates_in += 1
         rib = self.rib
         stale = self.stale.pending(peer)
+        held = status.rejected_held
         for reason in malformed:
             self._reject(status, Reject.MALFORMED, reason)
         for prefix in withdrawn:
@@ -652,6 +828,7 @@ class Engine:
                 self._reselect(prefix)
             if stale is not None:
                 stale.discard(prefix)
+            held.discard(prefix)
         source = status.source
         if source is None or source.router_id != status.router_id or source.asn != status.asn:
             # one Peer per session, not per UPDATE: a path holds it
@@ -681,7 +858,10 @@ class Engine:
                 self._reject(status, reject, str(prefix))
                 if rib.remove(peer, prefix):  # an invalid replacement withdraws the old path
                     self._reselect(prefix)
+                held.add(prefix)  # still counted against its limit
                 continue
+            if held:
+                held.discard(prefix)
             if is_announced(prefix):
                 self._reject(status, Reject.OWN_PREFIX, str(prefix))  # kept, but never selected
             else:
@@ -690,6 +870,8 @@ class Engine:
                 attrs = self._without_local_pref(attrs)  # RFC 4271 §5.1.5: not from an external peer
             if rib.add(Path(prefix, route.next_hop, source, attrs)):
                 self._reselect(prefix)
+        if status.prefix_limit is not None:
+            self._check_limit(status)
 
     def _without_local_pref(self, attrs: Attributes) -> Attributes:
         """`attrs` without LOCAL_PREF, one object per distinct input (the codec interns attributes)."""
@@ -707,7 +889,7 @@ class Engine:
     def end_of_rib(self, peer: Address) -> None:
         """End-of-RIB of the session's family (RFC 4724 §2)."""
         status = self.peers.get(peer)
-        if status is None:
+        if status is None or status.state == HELD_DOWN:
             return
         status.eor = True
         log.info("end-of-rib received", extra={"kv": {"peer": peer}})
@@ -839,6 +1021,14 @@ class Engine:
             self._deferral_expired()
         elif self.fib.on_timer(key):
             pass
+        elif (late := self.watch.expired(key)) is not None:
+            status = self.peers.get(late)
+            if status is not None:
+                self._explain(status)
+        elif isinstance(key, tuple) and key and key[0] in limits.TIMERS:
+            released = self.holds.on_timer(key)
+            if released is not None:
+                self._released(released)
         else:
             expired = self.stale.expired(key)
             if expired is not None:
@@ -886,6 +1076,8 @@ class Engine:
         affected: set[Prefix] = set()
         for address in removed:
             del self.peers[address]
+            self.holds.forget(address)
+            self.watch.forget(address)
             self.stale.drop(address)
             self._eor_pending.discard(address)
             affected |= self.rib.drop_peer(address)
@@ -906,7 +1098,12 @@ class Engine:
         old_roles = self._ibgp_roles
         old_tunnel = self.tunnel
         had_reflector = self.cluster_id is not None
-        self._configure(new)  # adds the new sessions' PeerStatus
+        self._configure(new)  # adds the new sessions' PeerStatus, sets every session's prefix limit
+        for address in added:
+            self.watch.wait(address, self._establish_bound(address))
+        for address in kept:
+            if new_sessions[address].prefix_limit != old_sessions[address].prefix_limit:
+                self._relimit(self.peers[address])
         self._targets.clear()
         self._adverts.clear()  # the cluster id may have changed
         self._ebgp_adverts.clear()
@@ -959,6 +1156,18 @@ class Engine:
         for prefix in affected:
             self._reselect(prefix)
         return added, removed, changed
+
+    def _relimit(self, status: PeerStatus) -> None:
+        """A reload changed the session's prefix limit (no reset: ExaBGP's neighbor is the same). Held down
+        without a `restart` limit now: released at once; over a lower limit: acted on now."""
+        limit = status.prefix_limit
+        if status.state == HELD_DOWN and (limit is None or limit.action != "restart"):
+            self.holds.release(status.address)
+            self._released(status.address)
+        elif status.state == "up":
+            self._check_limit(status)
+        if limit is None:
+            status.over_limit = False
 
     def _repolicy(
         self,
@@ -1023,8 +1232,11 @@ def _remember(cache: dict[K, V], key: K, value: V) -> V:
 
 def _session_of(peer: PeerConfig) -> PeerConfig:
     """What of a session's config ExaBGP's neighbor holds (a change resets the session). The keepalive
-    time is not in it: ExaBGP reads it from the keepalive file and applies a change at once."""
-    return dataclasses.replace(peer, filters=(), next_hop_mode="auto", allow_local_as=0, keepalive_time=None)
+    time is not in it: ExaBGP reads it from the keepalive file and applies a change at once; nor the prefix
+    limit, which only bgpd applies."""
+    return dataclasses.replace(
+        peer, filters=(), next_hop_mode="auto", allow_local_as=0, keepalive_time=None, prefix_limit=None
+    )
 
 
 def _policy_of(peer: PeerConfig) -> tuple[object, ...]:

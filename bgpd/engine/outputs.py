@@ -1,4 +1,5 @@
-"""The engine's two outputs: kernel FIB operations and Adj-RIB-Out changes.
+"""The engine's two outputs: kernel FIB operations and Adj-RIB-Out changes; and, beside them, the few
+session operations it asks of the speaker (`SessionOp`: close a session, keep sessions held down).
 
 Every Adj-RIB-Out change is of one address family (4 or 6): ExaBGP is never handed an IPv4 next hop for
 an IPv6 route. `peers` None means every session of that family.
@@ -56,3 +57,23 @@ class RouteRefresh:
 
 
 OutChange = Announce | Withdraw | EndOfRib | RouteRefresh
+
+
+@dataclass(frozen=True, slots=True)
+class Teardown:
+    """Close the session with `peer` by a NOTIFICATION Cease / `subcode` (RFC 4486 §4: 1 Maximum Number of
+    Prefixes Reached, 5 Connection Rejected)."""
+
+    peer: Address
+    subcode: int
+
+
+@dataclass(frozen=True, slots=True)
+class HoldDown:
+    """Run every configured session but `peers` (held down after a maximum-prefixes reset); sent again when
+    the speaker may not have applied it yet (it came back while held, or never showed up once released)."""
+
+    peers: frozenset[Address]
+
+
+SessionOp = Teardown | HoldDown

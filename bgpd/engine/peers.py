@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Literal
 
-from bgpd.model import Address, Peer
+from bgpd.config_session import PrefixLimit
+from bgpd.model import Address, Peer, Prefix
 from bgpd.prefix import family as family_of
 
 
@@ -36,6 +37,19 @@ class PeerStatus:
     ungraceful: bool = False
     # who its paths come from, one object shared by all of them (rebuilt when the OPEN or config changes it)
     source: Peer | None = field(default=None, repr=False, compare=False)
+    # maximum prefixes (RFC 4486, `bgpd.engine.limits`): the limit; the prefixes it announced that import
+    # rejected and that it has not withdrawn (counted with its paths in the RIB); whether the count is above
+    # the limit now; how often it went above; until when (epoch) the session is held down after a reset
+    prefix_limit: PrefixLimit | None = None
+    rejected_held: set[Prefix] = field(default_factory=set, repr=False, compare=False)
+    over_limit: bool = False
+    limit_hits: int = 0
+    held_until: float | None = None
+    # why the session is not Established (`bgpd.engine.establish`; None: it is, or not for long), and the
+    # last NOTIFICATION or failed connection it had (kept after it is Established again, as BIRD's
+    # "Last error")
+    reason: str | None = None
+    last_error: str | None = None
 
     @property
     def family(self) -> Literal[4, 6]:

@@ -56,6 +56,10 @@ class Rib:
     def peer_prefixes(self, peer: Address) -> frozenset[Prefix]:
         return frozenset(self._by_peer.get(peer, ()))
 
+    def peer_count(self, peer: Address) -> int:
+        """How many paths `peer` has (no copy)."""
+        return len(self._by_peer.get(peer, ()))
+
     def paths(self, prefix: Prefix) -> tuple[Path, ...]:
         entry = self._by_prefix.get(prefix)
         return () if entry is None else _paths(entry)
