@@ -43,7 +43,8 @@ MAX_PREFIXES_ACTIONS: tuple[MaxPrefixesAction, ...] = get_args(MaxPrefixesAction
 
 @dataclass(frozen=True, slots=True)
 class PrefixLimit:
-    """At most ``maximum`` prefixes accepted from one peer (RFC 4271 §8.1 / RFC 4486 Cease subcode 1).
+    """At most ``maximum`` prefixes announced by one peer, counted before import policy as BIRD's ``receive
+    limit`` counts them (RFC 4486 Cease subcode 1, Maximum Number of Prefixes Reached).
 
     Over the limit, ``warn`` logs and counts once per crossing and keeps the session; ``restart`` sends a
     NOTIFICATION Cease / Maximum Number of Prefixes Reached and keeps the session down for ``restart_after``

@@ -28,7 +28,13 @@ from typing import Any
 from bgpd.oneline import Parser, guard
 
 DEFAULT_SOCKET = "/run/bgpd/bgpd.ctl"
-STATE_NAMES = {"up": "Established", "connected": "Connect", "down": "Idle", "idle": "Idle"}
+STATE_NAMES = {
+    "up": "Established",
+    "connected": "Connect",
+    "down": "Idle",
+    "idle": "Idle",
+    "held-down": "Held down",  # max prefixes exceeded: out of ExaBGP until restart_after (RFC 4486)
+}
 
 
 class CtlError(Exception):
@@ -121,6 +127,7 @@ PEER_COLUMNS: tuple[Column, ...] = (
     Column("Recv", lambda p: p["received"], 6, right=True, gap="  "),
     Column("Acc", lambda p: p["accepted"], 6, right=True),
     Column("Rej", lambda p: sum(p["rejected"].values()), 5, right=True),
+    Column("Max", lambda p: "-" if p.get("max_prefixes") is None else p["max_prefixes"], 6, right=True),
     Column("Adv", lambda p: p["advertised"], 6, right=True),
     Column("AFI", lambda p: p["afi"], gap="  "),
 )
@@ -128,7 +135,7 @@ PEER_COLUMNS: tuple[Column, ...] = (
 
 def render_peers(peers: list[dict[str, Any]], columns: tuple[Column, ...] = PEER_COLUMNS) -> str:
     """The peers table: the address, then `columns`; a line of rejection reasons under a peer that has
-    any."""
+    any, and a line with the reason of a session that cannot be established (or is held down)."""
     w = max([16, *(len(p["address"]) + 1 for p in peers)])
 
     def row(first: str, cells: list[object]) -> str:
@@ -143,6 +150,8 @@ def render_peers(peers: list[dict[str, Any]], columns: tuple[Column, ...] = PEER
         if p["rejected"]:
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(p["rejected"].items()))
             lines.append(f"{'':<{w}} rejected: {reasons}")
+        if p.get("reason"):
+            lines.append(f"{'':<{w}} reason: {p['reason']}")
     return "\n".join(lines)
 
 

@@ -35,14 +35,36 @@ PEER: dict[str, Any] = {
 
 def test_the_peers_table_is_its_columns() -> None:
     header, row, reasons = ctl.render_peers([PEER]).splitlines()
-    assert header.split() == ["Peer", "AS", "Type", "State", "Since", "Recv", "Acc", "Rej", "Adv", "AFI"]
-    assert re.match(r"^192\.168\.100\.3\s+64512\s+mesh\s+Established\s+\S+ \S+\s+3\s+2\s+1\s+4\s+ipv4$", row)
+    assert header.split() == [
+        "Peer",
+        "AS",
+        "Type",
+        "State",
+        "Since",
+        "Recv",
+        "Acc",
+        "Rej",
+        "Max",
+        "Adv",
+        "AFI",
+    ]
+    assert re.match(
+        r"^192\.168\.100\.3\s+64512\s+mesh\s+Established\s+\S+ \S+\s+3\s+2\s+1\s+-\s+4\s+ipv4$", row
+    )
     assert reasons.split() == ["rejected:", "as_loop", "1"]
     assert header.index("Recv") + len("Recv") == row.index(" 3 ") + 2  # numbers right-aligned under it
     # a column more is one more Column
-    extra = (*ctl.PEER_COLUMNS, ctl.Column("Max", lambda p: p.get("max_prefixes", "-"), 5, right=True))
+    extra = (*ctl.PEER_COLUMNS, ctl.Column("Hits", lambda p: p.get("max_prefixes_hits", 0), 6, right=True))
     header, row, _ = ctl.render_peers([PEER], extra).splitlines()
-    assert header.endswith("AFI   Max") and row.endswith("ipv4     -")
+    assert header.endswith("AFI   Hits") and row.endswith("ipv4      0")
+
+
+def test_a_held_down_peer_shows_its_limit_and_reason() -> None:
+    held = {**PEER, "state": "held-down", "rejected": {}, "max_prefixes": 100}
+    held["reason"] = "held down until 12:00:00: maximum number of prefixes (100) exceeded"
+    _, row, reason = ctl.render_peers([held]).splitlines()
+    assert "Held down" in row and row.split()[-3] == "100"
+    assert reason.split(":", 1)[0].strip() == "reason" and "maximum number of prefixes" in reason
 
 
 @pytest.mark.parametrize(
