@@ -6,8 +6,21 @@ fires when a (new) ExaBGP is attached - the owner then replays its whole announc
 ExaBGP starts empty. `on_disconnect` fires when it goes away: every session of
 that ExaBGP is down. The kernel keeps installed routes meanwhile; bgpd's owner decides what to do with them.
 
-ExaBGP gets PR_SET_PDEATHSIG=SIGTERM so it never outlives bgpd, and runs in its own process group so a
-terminal's ^C reaches bgpd only (bgpd stops it in order).
+ExaBGP gets PR_SET_PDEATHSIG=SIGKILL so it never outlives bgpd, and runs in its own process group so a
+terminal's ^C reaches bgpd only (bgpd stops it in order, with SIGTERM). A bgpd that dies (`kill -9`, a
+crash) takes ExaBGP with it at once, also an ExaBGP that is stopped (SIGSTOP) or stuck in a loop: a
+SIGTERM would stay pending on the one and only ask the other's reactor to shut down, and the survivor
+would hold the BGP port against the ExaBGP of the restarted bgpd. Its peers see the TCP connections close
+without a NOTIFICATION and keep this host's routes as graceful restart helpers (RFC 4724 §4.2) until the
+restarted bgpd has re-sent them.
+
+A child that runs but does not answer is not alive: while attached, the API channel is probed
+(`bgpd.exabgp.liveness`: a `version` command every 2 s; any line from ExaBGP and any command bytes it
+reads count as progress). An ExaBGP whose channel makes no progress for `liveness.HUNG_AFTER` seconds after
+a probe is killed (SIGKILL, by pid) and restarted like one that exited (the owner replays its table to
+the new one); one error line says so with how long it was silent, and `restart_reasons["hung"]` counts
+it beside `restart_reasons["exited"]` (`restarts` counts both). `liveness` is the attached ExaBGP's state,
+with the slowest probe answer seen.
 
 Next to ExaBGP's config, the keepalive file (`confgen.render_keepalives`, named to ExaBGP once, in
 `launch.KEEPALIVE_ENV`) carries the sessions' keepalive times, which ExaBGP's config cannot: both are
@@ -27,10 +40,12 @@ import os
 import signal
 import socket
 import sys
+import termios
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bgpd.exabgp import bridge, confgen
+from bgpd.exabgp import bridge, confgen, liveness
 from bgpd.exabgp.launch import KEEPALIVE_ENV, KEEPALIVE_SIGNAL
 
 log = logging.getLogger("bgpd.exabgp")
@@ -50,8 +65,22 @@ STABLE_AFTER = 60.0  # seconds of uptime after which the backoff starts again fr
 
 def _child_setup() -> None:  # runs in the forked child before exec
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     os.setpgid(0, 0)
+
+
+def _in_pipe(fd: int) -> int | None:
+    """Bytes waiting in the pipe that `fd` is either end of (FIONREAD); None if it cannot be asked."""
+    try:
+        count = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return None
+    return int.from_bytes(count, sys.byteorder)
+
+
+def _unread(fd: int) -> bool:
+    """Are bytes waiting in pipe `fd`? False if it cannot be asked."""
+    return bool(_in_pipe(fd))
 
 
 def _replace(path: Path, text: str) -> None:
@@ -90,6 +119,10 @@ class ExaBGP:
         self.log_path = self.dir / f"{name}.log"
         self.pid_path = self.dir / f"{name}.pid"
         self.restarts = 0
+        self.restart_reasons: Counter[str] = Counter()  # "exited" (died by itself), "hung" (we killed it)
+        self.liveness: liveness.Liveness | None = None  # of the attached ExaBGP
+        self._hung_pid: int | None = None  # the ExaBGP killed for not answering
+        self._written = 0  # command bytes written to the attached ExaBGP
         self._process: asyncio.subprocess.Process | None = None
         self._listener: socket.socket | None = None
         self._accept_task: asyncio.Task[None] | None = None
@@ -163,31 +196,95 @@ class ExaBGP:
                 lambda: _WriteProtocol(), os.fdopen(commands_fd, "wb", buffering=0)
             )
             writer = asyncio.StreamWriter(transport, protocol, None, loop)
-            task = asyncio.create_task(self._serve(reader, writer), name=f"{self.name}-api")
+            task = asyncio.create_task(
+                self._serve(reader, writer, events_fd, commands_fd), name=f"{self.name}-api"
+            )
             self._serving.add(task)
             task.add_done_callback(self._serving.discard)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, events_fd: int, commands_fd: int
+    ) -> None:
         if self._writer is not None:  # a newer ExaBGP replaces an older one
             self._writer.close()
         self._writer = writer
+        self._written = 0
         self.connected.set()
+        loop = asyncio.get_running_loop()
+        self.liveness = alive = liveness.Liveness(loop.time())
+        watch = asyncio.create_task(
+            self._watch(alive, writer, events_fd, commands_fd, self.pid), name=f"{self.name}-liveness"
+        )
         log.info("exabgp attached", extra={"kv": {"instance": self.name, "pid": self.pid}})
         self._on_connect()
         try:
             while line := await reader.readline():
+                text = line.decode("utf-8", "replace")
+                if alive.heard(loop.time(), text) is not None:
+                    continue  # the answer to a probe (its round trip is in `liveness`): not the owner's
                 try:
-                    self._on_line(line.decode("utf-8", "replace"))
+                    self._on_line(text)
                 except Exception:  # a bug handling one event must not detach ExaBGP
                     log.exception("error handling an exabgp event", extra={"kv": {"instance": self.name}})
         except (ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
             log.warning("exabgp channel error", extra={"kv": {"instance": self.name, "error": str(exc)}})
         finally:
+            watch.cancel()
             if self._writer is writer:
                 self._writer = None
                 self.connected.clear()
                 self._on_disconnect()
             writer.close()
+
+    async def _watch(
+        self,
+        alive: liveness.Liveness,
+        writer: asyncio.StreamWriter,
+        events_fd: int,
+        commands_fd: int,
+        pid: int | None,
+    ) -> None:
+        """Probe the ExaBGP attached through `writer` (process `pid`) until it detaches; kill it if hung.
+        What it read of the commands is what bgpd wrote less what still waits (in the pipe, in asyncio's
+        buffer)."""
+        loop = asyncio.get_running_loop()
+        probe = f"{liveness.PROBE_COMMAND}\n".encode()
+        while self._writer is writer:
+            now = loop.time()
+            queued = _in_pipe(commands_fd)
+            if queued is not None:
+                alive.consumed(self._written - queued - writer.transport.get_write_buffer_size())
+            verdict = alive.hung(now, _unread(events_fd))
+            if verdict is not None:
+                self._kill_hung(verdict, pid)
+                return
+            if alive.probe_due(now):
+                self._write(writer, probe)
+                alive.probe_sent(now)
+            await asyncio.sleep(liveness.CHECK_INTERVAL)
+
+    def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(data)
+        self._written += len(data)
+
+    def _kill_hung(self, verdict: liveness.Hung, pid: int | None) -> None:
+        """SIGKILL the hung ExaBGP (if it is still the current child); `_run` restarts it."""
+        proc = self._process
+        if proc is None or proc.pid != pid or proc.returncode is not None:
+            return
+        log.error(
+            "exabgp hung: no progress on its API channel; killing it",
+            extra={
+                "kv": {
+                    "instance": self.name,
+                    "pid": pid,
+                    "silent_s": round(verdict.silent, 1),
+                    "probe_unanswered_s": round(verdict.probe_waited, 1),
+                }
+            },
+        )
+        self._hung_pid = pid
+        proc.kill()
 
     async def _run(self) -> None:
         attempt = 0
@@ -218,12 +315,22 @@ class ExaBGP:
             if self._stopping:
                 return
             self.restarts += 1
+            reason = "hung" if self._hung_pid == self._process.pid else "exited"
+            self.restart_reasons[reason] += 1
             uptime = asyncio.get_running_loop().time() - started
             attempt = 0 if uptime > STABLE_AFTER else attempt + 1
             delay = RESTART_BACKOFF[min(attempt, len(RESTART_BACKOFF) - 1)]
             log.error(
                 "exabgp exited; restarting",
-                extra={"kv": {"instance": self.name, "code": code, "log": str(self.log_path), "in": delay}},
+                extra={
+                    "kv": {
+                        "instance": self.name,
+                        "code": code,
+                        "reason": reason,
+                        "log": str(self.log_path),
+                        "in": delay,
+                    }
+                },
             )
             await asyncio.sleep(delay)
 
@@ -231,7 +338,7 @@ class ExaBGP:
         """Queue command lines for ExaBGP. False if no ExaBGP is attached (the caller replays on connect)."""
         if self._writer is None or not lines:
             return self._writer is not None
-        self._writer.write(("\n".join(lines) + "\n").encode())
+        self._write(self._writer, ("\n".join(lines) + "\n").encode())
         return True
 
     async def drain(self) -> None:
