@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from bgpd import __version__, views
 from bgpd.engine.establish import CANNOT
+from bgpd.exabgp.supervisor import RESTART_REASONS
 from bgpd.model import REPAIR_CAUSES
 
 log = logging.getLogger("bgpd.metrics")
@@ -218,9 +219,14 @@ class SpeakerCollector(Collector):
             "Learned prefixes not installed because a foreign route holds them",
             value=c["kernel_collisions"],
         )
-        yield CounterMetricFamily(
-            "bgpd_exabgp_restarts", "ExaBGP child restarts", value=sp.exabgp_state.restarts
+        restarts = CounterMetricFamily(
+            "bgpd_exabgp_restarts",
+            "ExaBGP child restarts by reason: exited (it died), hung (killed by bgpd: no API progress)",
+            labels=["reason"],
         )
+        for reason in RESTART_REASONS:
+            restarts.add_metric([reason], float(sp.exabgp_state.restart_reasons[reason]))
+        yield restarts
         yield GaugeMetricFamily(
             "bgpd_exabgp_up",
             "1 when the ExaBGP child runs and is attached",

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from bgpd import __version__
 from bgpd.engine import Engine, PeerStatus
+from bgpd.exabgp.supervisor import RESTART_REASONS
 from bgpd.model import REPAIR_CAUSES, Path, Prefix
 from bgpd.prefix import bits as prefix_bits
 from bgpd.prefix import host_key
@@ -36,6 +37,8 @@ class ExaBGPState(Protocol):
     def alive(self) -> bool: ...
     @property
     def restarts(self) -> int: ...
+    @property
+    def restart_reasons(self) -> Counter[str]: ...
     @property
     def connected(self) -> Flag: ...
 
@@ -279,6 +282,7 @@ def status(d: Daemon) -> dict[str, Any]:
             "alive": d.exabgp_state.alive,
             "attached": d.exabgp_state.connected.is_set(),
             "restarts": d.exabgp_state.restarts,
+            "restart_reasons": {r: d.exabgp_state.restart_reasons[r] for r in RESTART_REASONS},
         },
         "sessions": {"configured": len(d.engine.peers), "established": established},
         "routes": {

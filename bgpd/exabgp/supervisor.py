@@ -59,6 +59,7 @@ class _WriteProtocol(asyncio.streams.FlowControlMixin, asyncio.Protocol):
     """Flow control for the command pipe (what asyncio.StreamWriter needs for drain())."""
 
 
+RESTART_REASONS = ("exited", "hung")  # why ExaBGP was restarted: it died by itself, or bgpd killed it (hung)
 RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_AFTER = 60.0  # seconds of uptime after which the backoff starts again from the beginning
 

@@ -159,7 +159,8 @@ def test_metrics_count_a_known_exchange_and_rejections(underlay: Underlay) -> No
     assert _metric(text, "bgpd_kernel_routes_installed") == 3
     assert _metric(text, "bgpd_kernel_routes_selected") == 1
     assert (_metric(text, "bgp_peer_updates_received_total", peer=bird.address) or 0) >= 1
-    assert _metric(text, "bgpd_exabgp_restarts_total") == 0
+    assert _metric(text, "bgpd_exabgp_restarts_total", reason="exited") == 0
+    assert _metric(text, "bgpd_exabgp_restarts_total", reason="hung") == 0
     assert "bgpd_build_info{" in text and 'exabgp_version="5.0.15"' in text
     assert (_metric(text, "bgpd_install_latency_seconds_count") or 0) >= 1
     assert (_metric(text, "bgpd_export_latency_seconds_count") or 0) >= 1
