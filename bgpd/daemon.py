@@ -62,13 +62,16 @@ class Daemon:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; then stop ExaBGP (sessions close) and keep installed routes (persist)."""
         await self.control.start()
+        started = False
         try:
             if self.http is not None:
                 await self.http.start()
+            started = True  # from here the speaker may hold ExaBGP and the kernel's routes: close it
             await self.speaker.start()
             await stop.wait()
         finally:
             await self.control.close()
             if self.http is not None:
                 await self.http.close()
-            await self.speaker.close()
+            if started:
+                await self.speaker.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import platform
 import time
 from collections.abc import Iterator
@@ -279,7 +280,11 @@ class HttpEndpoint:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        try:
+            self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        except OSError as exc:  # asyncio's message carries the address as a Python tuple: say it as written
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise OSError(exc.errno, f"metrics.listen {self.host}:{self.port}: {reason}") from None
         log.info("metrics endpoint listening", extra={"kv": {"listen": f"{self.host}:{self.port}"}})
 
     async def close(self) -> None:

@@ -1,5 +1,5 @@
 """What `bgpd run` refuses at start, in one line (issue 14): a second daemon on the same runtime directory
-(it names the first's pid), and a node.address that no interface of the host holds."""
+(it names the first's pid), a node.address that no interface of the host holds, and a metrics port in use."""
 
 from __future__ import annotations
 
@@ -46,3 +46,21 @@ def test_a_node_address_on_no_interface_is_one_line(underlay: Underlay) -> None:
         f"bgpd: {config}: node.address 192.168.100.99 is on no interface of this host (the sessions' "
         "source address; see `ip -4 addr`)"
     )
+
+
+def test_a_metrics_port_in_use_is_one_line_naming_the_key(underlay: Underlay) -> None:
+    h = underlay.host("h0", 10)
+    h.write_config(metrics={"listen": "127.0.0.1:9179"})
+    first = h.start_bgpd()
+    netns.wait_for(lambda: h.ctl("show", "status").returncode == 0, 30, "the first bgpd answers")
+    # a second daemon (its own runtime dir) asking for the same metrics port
+    second = h.workdir / "second.yaml"
+    text = (h.workdir / "bgpd.yaml").read_text().replace(str(h.workdir / "run"), str(h.workdir / "run2"))
+    text = text.replace("log_level: debug", "log_level: info")
+    second.write_text(text)
+    result = run_once(h.ns, str(second))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "metrics.listen 127.0.0.1:9179: address already in use" in line, line
+    assert "('127.0.0.1', 9179)" not in line
+    assert first.alive
