@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 from ipaddress import IPv4Network
 
@@ -59,13 +61,33 @@ def _subnet_note(cfg: config_mod.Config) -> str:
     except OSError as exc:
         return f"# node.address {address} has no prefix length; the interfaces cannot be read here: {exc}"
     if found is None:
-        if not any(p.ipip == "cross-subnet" for p in cfg.pools):
-            return f"# node.address {address} has no prefix length and no interface here holds it"
         return (
             f"# node.address {address} has no prefix length and no interface here holds it: "
-            "ipip cross-subnet would tunnel every next hop (write it as ADDRESS/LENGTH)"
+            "`bgpd run` would refuse to start here"
         )
     return f"# node.address {address} has no prefix length: subnet {found[1]} from interface {found[0]}"
+
+
+def port_in_use(cfg: config_mod.Config) -> str | None:
+    """The one line saying bgp.port is taken on a node address (another BGP daemon: BIRD, a second bgpd),
+    or None. ExaBGP would exit at once and be restarted forever, the cause only in its log. The test
+    socket binds as ExaBGP's listener does (SO_REUSEADDR) and is closed before ExaBGP starts."""
+    for address in (cfg.node.address, cfg.node.address6):
+        if address is None:
+            continue
+        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((str(address), cfg.bgp.port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    return None  # not ours to judge here: ExaBGP reports it
+                return (
+                    f"bgpd: {cfg.source}: bgp.port {cfg.bgp.port} on {address} is in use by another program "
+                    "(another BGP daemon? see `ss -ltnp`)"
+                )
+    return None
 
 
 async def _run(cfg: config_mod.Config, node_interface: tuple[str, IPv4Network]) -> None:
@@ -115,6 +137,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             "(the sessions' source address; see `ip -4 addr`)",
             file=sys.stderr,
         )
+        os.close(lock)
+        return 1
+    busy = port_in_use(cfg)
+    if busy is not None:
+        print(busy, file=sys.stderr)
         os.close(lock)
         return 1
     try:

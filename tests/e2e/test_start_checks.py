@@ -1,5 +1,6 @@
 """What `bgpd run` refuses at start, in one line (issue 14): a second daemon on the same runtime directory
-(it names the first's pid), a node.address that no interface of the host holds, and a metrics port in use."""
+(it names the first's pid), a node.address that no interface of the host holds, a metrics port in use, and
+bgp.port held by another program."""
 
 from __future__ import annotations
 
@@ -56,7 +57,9 @@ def test_a_metrics_port_in_use_is_one_line_naming_the_key(underlay: Underlay) ->
     # a second daemon (its own runtime dir) asking for the same metrics port
     second = h.workdir / "second.yaml"
     text = (h.workdir / "bgpd.yaml").read_text().replace(str(h.workdir / "run"), str(h.workdir / "run2"))
-    text = text.replace("log_level: debug", "log_level: info")
+    text = text.replace("log_level: debug", "log_level: info").replace(
+        "hold_time: 9", "hold_time: 9\n  port: 1179"
+    )
     second.write_text(text)
     result = run_once(h.ns, str(second))
     assert result.returncode == 1 and "Traceback" not in result.stderr
@@ -64,3 +67,35 @@ def test_a_metrics_port_in_use_is_one_line_naming_the_key(underlay: Underlay) ->
     assert "metrics.listen 127.0.0.1:9179: address already in use" in line, line
     assert "('127.0.0.1', 9179)" not in line
     assert first.alive
+
+
+def test_a_bgp_port_held_by_another_program_is_one_line(underlay: Underlay) -> None:
+    h = underlay.host("h0", 10)
+    config = h.write_config()
+    # another BGP daemon's listener on the wildcard address, as BIRD's would be
+    holder = h.fabric.spawn(
+        "port-holder",
+        h.ns,
+        [sys.executable, "-c", HOLD_PORT, "179"],
+        str(h.workdir / "holder.log"),
+    )
+    netns.wait_for(lambda: (h.workdir / "holder.log").read_text().strip() == "listening", 30, "the holder")
+    result = run_once(h.ns, str(config))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        f"bgpd: {config}: bgp.port 179 on {h.address} is in use by another program (another BGP daemon? "
+        "see `ss -ltnp`)"
+    )
+    assert holder.alive
+    assert not (h.workdir / "run" / "exabgp.log").exists()  # refused before ExaBGP ever started
+
+
+HOLD_PORT = """
+import socket, sys, time
+s = socket.socket()
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen()
+print("listening", flush=True)
+time.sleep(3600)
+"""
