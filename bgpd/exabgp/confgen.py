@@ -15,6 +15,10 @@ which ExaBGP cannot derive from an IPv6 local address: without it, it refuses a 
 Keepalive times (Calico's keepaliveTime, issue 13) have no place in ExaBGP's config: `render_keepalives`
 gives the small JSON file that `bgpd.exabgp.launch` (change 10) reads when a session's keepalive timer is
 built, and again on `launch.KEEPALIVE_SIGNAL`; the config's text does not depend on them.
+
+Session security (issue 14): a password becomes the neighbor's `md5-password` (TCP-MD5, RFC 2385), and
+`ttl_security: N` (GTSM, RFC 5082 §3) becomes `outgoing-ttl 255; incoming-ttl 256-N;`, which ExaBGP applies to
+the connections it opens and `bgpd.exabgp.launch` (change 11) to those it accepts.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Literal
 
 PROCESS_NAME = "bgpd"
+GTSM_TTL = 255  # RFC 5082 §3: a GTSM speaker sends with the highest TTL (hop limit)
 
 # ExaBGP's `family` block entries, by address family (4, 6 as bgpd.prefix.family and the codec give them)
 FAMILY_NAMES = {4: "ipv4 unicast", 6: "ipv6 unicast"}
@@ -112,6 +117,8 @@ def render(speaker: Speaker, sessions: Sequence[Session], socket_path: str, run:
         ]
         if session.password:
             lines.append(f"    md5-password {_quote(session.password)};")
+        if session.ttl_security is not None:
+            lines += [f"    outgoing-ttl {GTSM_TTL};", f"    incoming-ttl {minimum_ttl(session)};"]
         lines += [
             "    capability {",
             f"        graceful-restart {speaker.graceful_restart};",
@@ -152,6 +159,15 @@ def render_keepalives(sessions: Sequence[Session]) -> str:
             )
         table[str(session.address)] = keepalive
     return json.dumps(table) + "\n"
+
+
+def minimum_ttl(session: Session) -> int:
+    """RFC 5082 §3: the lowest TTL (hop limit) accepted from a peer at most `ttl_security` hops away,
+    256 - hops (1 hop: 255). ValueError unless 1 <= ttl_security <= 255; none configured: the same error."""
+    hops = session.ttl_security
+    if hops is None or not 1 <= hops <= GTSM_TTL:
+        raise ValueError(f"session {session.address}: ttl_security {hops!r}: expected 1..{GTSM_TTL} hops")
+    return GTSM_TTL + 1 - hops
 
 
 def _local_address(speaker: Speaker, session: Session) -> IPv4Address | IPv6Address:

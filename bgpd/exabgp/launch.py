@@ -1,7 +1,8 @@
-"""Starts ExaBGP (`python -m bgpd.exabgp.launch server CONF`) with ten narrowly scoped changes: nine to how
-it parses API commands and builds UPDATEs, and one (10) that gives a session the keepalive interval bgpd's
-config asks for. Profiles of ExaBGP 5.0.15 announcing 10k routes (1-3), 100k routes and reflecting 50 x 200
-routes (4-8), and 100k IPv6 routes (9) showed:
+"""Starts ExaBGP (`python -m bgpd.exabgp.launch server CONF`) with eleven narrowly scoped changes: nine to
+how it parses API commands and builds UPDATEs, one (10) that gives a session the keepalive interval bgpd's
+config asks for, and one (11) that makes TTL security hold on the listening side. Profiles of ExaBGP 5.0.15
+announcing 10k routes (1-3), 100k routes and reflecting 50 x 200 routes (4-8), and 100k IPv6 routes (9)
+showed:
 
 1. `Neighbor.remove_self` deep-copies every route for every neighbor (about half of all CPU time), only to
    be able to replace a `next-hop self`. bgpd always sends an explicit next hop for announcements, so the
@@ -61,12 +62,34 @@ routes (4-8), and 100k IPv6 routes (9) showed:
    ExaBGP drops while a session still has routes queued): the file is read again and every live timer
    gets its interval at once, without touching the session (`need_ka` reads the interval on every call).
 
+11. TTL security (GTSM, RFC 5082 §3; Calico's ttlSecurity): a neighbor with `incoming-ttl` gets IP_MINTTL
+   (IPV6_MINHOPCOUNT) and a sending TTL of 255 on the connections it opens itself, but ExaBGP's main
+   listening sockets (`exabgp.tcp.bind`, where bgpd's peers connect) get neither: any TTL gets in there,
+   and a SYN-ACK leaves with the default TTL 64, so a peer that checks TTL never connects to a passive
+   ExaBGP. One listening socket serves every neighbor of its address, with different needs (some without
+   TTL security, some N hops away), while IP_MINTTL is one number per socket: on the listener it would
+   refuse every farther neighbor, and set on the accepted socket it comes too late (the handshake is done
+   and the peer's OPEN may already be queued when ExaBGP accepts). So after every (re)load of the
+   configuration, a main listening socket behind which some neighbor has `incoming-ttl` gets
+   - a classic BPF socket filter (`gtsm_program`) that drops, in the kernel, each segment from such a
+     neighbor's address whose TTL (hop limit) is below that neighbor's minimum and keeps every other
+     segment: a too-distant SYN gets no answer at all, as with IP_MINTTL, and the accepted sockets inherit
+     the filter, so every later segment of the session is checked too;
+   - a sending TTL (hop limit) of 255, so that the SYN-ACK carries 255 (as BIRD's listening socket does);
+   and an accepted connection of a neighbor with `incoming-ttl` also gets IP_MINTTL (IPV6_MINHOPCOUNT), the
+   kernel's own check, before ExaBGP reads from it, while one of a neighbor without it gets the kernel's
+   default TTL back (it would inherit the listener's 255). ExaBGP already sends with 255 on an accepted
+   connection of a GTSM neighbor. A listening socket behind which no neighbor has `incoming-ttl` is not
+   touched (one that had them loses the filter and the TTL again). Range neighbors (never written by bgpd)
+   get only the accepted socket's IP_MINTTL.
+
 Nothing else changes: the same code paths run in the same order, and a peer receives the same messages
 but for 9's UPDATEs, which carry the same IPv6 routes, attributes and next hops in fewer messages, and 10's
-KEEPALIVEs, at the configured interval where a keepalive time is set; the tests in tests/kernel and
-tests/e2e run through this launcher, and tests/unit/test_exabgp_launch.py checks each change against the
-unpatched behaviour. `BGPD_EXABGP_UNPATCHED=1` starts ExaBGP unchanged (for comparison; it ignores
-keepalive times).
+KEEPALIVEs, at the configured interval where a keepalive time is set (11 changes no message, only which
+TCP segments the listening side accepts and the TTL it sends with when a neighbor has TTL security); the
+tests in tests/kernel and tests/e2e run through this launcher, and tests/unit/test_exabgp_launch.py checks
+each change against the unpatched behaviour. `BGPD_EXABGP_UNPATCHED=1` starts ExaBGP unchanged (for
+comparison; it ignores keepalive times, and TTL security holds only on the connections ExaBGP opens).
 """
 
 from __future__ import annotations
@@ -79,9 +102,12 @@ import json
 import os
 import re
 import signal
+import socket
+import struct
 import sys
 import types
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 STEPS_PER_PASS = 1000
@@ -354,10 +380,15 @@ _original_ka_init: Any = None
 # go with their timers
 _timers: weakref.WeakKeyDictionary[Any, tuple[str, Any, int]] = weakref.WeakKeyDictionary()
 _refreshes = 0  # KEEPALIVE_SIGNALs handled
+_original_reload: Any = None
+_original_restart: Any = None
+_original_set_accepted_ttl: Any = None
+# change 11: the main listening sockets given a GTSM filter -> the peer minimums it enforces
+_guarded: weakref.WeakKeyDictionary[socket.socket, dict[int, int]] = weakref.WeakKeyDictionary()
 
 
 def apply() -> None:
-    """Install the ten changes (idempotent). The signal handler of change 10 is `main`'s to install."""
+    """Install the eleven changes (idempotent). The signal handler of change 10 is `main`'s to install."""
     global _original_remove_self, _original_async_run, _original_wait_for_io
     global _original_tokens, _original_split_nlris, _original_match_neighbor
     global _original_inject_change, _original_updates, _original_ka_init
@@ -412,6 +443,7 @@ def apply() -> None:
     _check_keepalive(KA)
     _original_ka_init = KA.__init__
     KA.__init__ = _ka_init
+    _apply_gtsm(Reactor)
 
 
 def _check_ipv6_grouping(rib: Any, update: Any, mprnlri: Any, attributes: Any) -> None:
@@ -459,6 +491,189 @@ def _check_keepalive(ka: Any) -> None:
     assert "HoldTime(min(self.sent_open.hold_time, self.received_open.hold_time))" in negotiate
     # the signal that makes it read the keepalive file again is none of ExaBGP's
     assert KEEPALIVE_SIGNAL.name not in inspect.getsource(interrupt), "unexpected ExaBGP version"
+
+
+# ---------------------------------------------------------------- 11. TTL security on the listening side
+
+GTSM_TTL = 255  # RFC 5082 §3: what a GTSM speaker sends with
+SO_ATTACH_FILTER, SO_DETACH_FILTER = 26, 27  # <asm-generic/socket.h>
+BPF_MAXINSNS = 4096  # <linux/bpf_common.h>: the longest classic program the kernel takes
+# classic BPF (<linux/filter.h>) instructions: (code, jump if true, jump if false, k)
+_BPF_LDW_ABS, _BPF_LDB_ABS, _BPF_JEQ_K, _BPF_JGE_K, _BPF_RET_K = 0x20, 0x30, 0x15, 0x35, 0x06
+_SKF_NET_OFF = 0xFFF00000  # SKF_NET_OFF (-0x100000) as a load's unsigned k: offsets from the IP header
+_KEEP, _DROP = 0xFFFFFFFF, 0
+# by IP version: (offset of the TTL / hop limit, offset of the source address, its 32-bit words)
+_IP_HEADER = {4: (8, 12, 1), 6: (7, 8, 4)}
+_TTL_OPTION = {4: (socket.IPPROTO_IP, socket.IP_TTL), 6: (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS)}
+
+
+def gtsm_program(version: int, minimums: Mapping[int, int]) -> list[tuple[int, int, int, int]]:
+    """Change 11: the classic BPF socket filter of a listening socket of IP `version` (4 or 6), as
+    `struct sock_filter` tuples (code, jt, jf, k). `minimums`: peer address (as an integer) -> the lowest TTL
+    (hop limit) accepted from it, 1..255 (RFC 5082 §3: 256 - hops). A TCP segment from one of these addresses
+    whose TTL is below its minimum is dropped; every other segment is kept whole. ValueError when the
+    program would be longer than the kernel takes (BPF_MAXINSNS: 682 IPv4 or 341 IPv6 peers); the kernel
+    may refuse a shorter one with ENOMEM past `net.core.optmem_max` (131072 here: 333 IPv6 peers fit)."""
+    ttl_at, source_at, words = _IP_HEADER[version]
+    program: list[tuple[int, int, int, int]] = []
+    for address, minimum in minimums.items():
+        if not 1 <= minimum <= GTSM_TTL:
+            raise ValueError(f"minimum TTL {minimum} of peer {address}: expected 1..{GTSM_TTL}")
+        block: list[tuple[int, int, int | None, int]] = []
+        for i in range(words):  # the source address, 32 bits at a time: a differing word skips the block
+            word = address >> (32 * (words - 1 - i)) & 0xFFFFFFFF
+            block += [(_BPF_LDW_ABS, 0, 0, _SKF_NET_OFF + source_at + 4 * i), (_BPF_JEQ_K, 0, None, word)]
+        block += [
+            (_BPF_LDB_ABS, 0, 0, _SKF_NET_OFF + ttl_at),  # A = TTL (hop limit)
+            (_BPF_JGE_K, 0, 1, minimum),
+            (_BPF_RET_K, 0, 0, _KEEP),
+            (_BPF_RET_K, 0, 0, _DROP),
+        ]
+        program += [(c, t, len(block) - n - 1 if f is None else f, k) for n, (c, t, f, k) in enumerate(block)]
+    program.append((_BPF_RET_K, 0, 0, _KEEP))
+    if len(program) > BPF_MAXINSNS:
+        raise ValueError(f"{len(minimums)} peers with TTL security: more than one BPF filter can check")
+    return program
+
+
+def _attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    """SO_ATTACH_FILTER (replaces the socket's filter at once; accepted sockets inherit it)."""
+    import ctypes
+
+    code = b"".join(struct.pack("=HBBI", *insn) for insn in program)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    sock.setsockopt(
+        socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("@HP", len(program), ctypes.addressof(buffer))
+    )
+
+
+def gtsm_minimums(neighbors: Any, version: int, address: str) -> dict[int, int]:
+    """The minimums (as `gtsm_program` takes them) of the ExaBGP neighbors, of IP `version`, that a
+    listening socket bound to `address` serves (their local address, or any on a wildcard socket) and that
+    have `incoming-ttl`. A range neighbor is left out (its accepted sockets get IP_MINTTL only)."""
+    wildcard = address in ("0.0.0.0", "::")
+    table: dict[int, int] = {}
+    for neighbor in neighbors:
+        minimum, peer, local = neighbor["incoming-ttl"], neighbor["peer-address"], neighbor["local-address"]
+        if not minimum or peer is None or neighbor.range_size > 1 or (6 if peer.ipv6() else 4) != version:
+            continue
+        if not wildcard and local is not None and local.top() != address:
+            continue
+        key = peer.address()
+        table[key] = min(table.get(key, minimum), minimum)
+    return table
+
+
+def protect_listeners(reactor: Any) -> None:
+    """Change 11, after ExaBGP (re)loaded its configuration: give each main listening socket the GTSM filter
+    and sending TTL of the neighbors it serves, take them away again from one that serves none any more, and
+    leave every other socket untouched (no system call at all). A filter that cannot be set is logged; the
+    neighbors' accepted sockets still get IP_MINTTL."""
+    listener = reactor.listener
+    if listener is None:
+        return
+    main = {(ip.top(), reactor._port) for ip in reactor._ips}
+    neighbors = list(reactor.configuration.neighbors.values())
+    for sock, (address, port, _, _) in list(listener._sockets.items()):
+        if (address, port) not in main:
+            continue
+        version = 6 if sock.family == socket.AF_INET6 else 4
+        minimums = gtsm_minimums(neighbors, version, address)
+        if _guarded.get(sock, {}) == minimums:
+            continue  # as it is: nothing to do
+        level, option = _TTL_OPTION[version]
+        try:
+            if minimums:
+                _attach_filter(sock, gtsm_program(version, minimums))
+                sock.setsockopt(level, option, GTSM_TTL)
+                _guarded[sock] = minimums
+            else:
+                sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
+                sock.setsockopt(level, option, -1)  # the kernel's default again
+                del _guarded[sock]
+        except (OSError, ValueError) as exc:
+            from exabgp.logger import log
+
+            log.error(
+                lambda e=exc, a=address: f"ttl-security on the listening socket {a}: {e}; not enforced there",
+                "network",
+            )
+
+
+def _reload(self: Any) -> Any:
+    """`Reactor.reload`, then change 11 on the listening sockets."""
+    reloaded = _original_reload(self)
+    if reloaded:
+        protect_listeners(self)
+    return reloaded
+
+
+def _restart(self: Any) -> Any:
+    """`Reactor.restart` (which reads the configuration again too), then change 11."""
+    result = _original_restart(self)
+    protect_listeners(self)
+    return result
+
+
+def _set_accepted_ttl(connection: Any, neighbor: Any) -> None:
+    """`listener.set_accepted_ttl` (TTL 255 for a neighbor with `incoming-ttl`), then, before ExaBGP reads
+    from the connection, IP_MINTTL for such a neighbor, or the kernel's default TTL for any other once a
+    listening socket sends with 255 (change 11)."""
+    from exabgp.reactor.network.error import NetworkError
+    from exabgp.reactor.network.tcp import sending_ttl, set_minimum_ttl
+
+    _original_set_accepted_ttl(connection, neighbor)
+    io, minimum = connection.io, neighbor["incoming-ttl"]
+    if io is None:
+        return
+    try:
+        if minimum:
+            set_minimum_ttl(io, connection.afi, neighbor["peer-address"].top(), minimum)
+        elif _guarded and sending_ttl(neighbor["outgoing-ttl"], None) is None:
+            level, option = _TTL_OPTION[6 if io.family == socket.AF_INET6 else 4]
+            io.setsockopt(level, option, -1)
+    except (NetworkError, OSError) as exc:
+        from exabgp.logger import log
+
+        log.error(lambda e=exc: f"ttl-security for {connection.name()}: {e}", "network")
+
+
+def _apply_gtsm(reactor: Any) -> None:
+    """Install change 11 (called by `apply`)."""
+    global _original_reload, _original_restart, _original_set_accepted_ttl
+    from exabgp.reactor import listener
+
+    _check_gtsm(reactor, listener)
+    _original_reload, _original_restart = reactor.reload, reactor.restart
+    _original_set_accepted_ttl = listener.set_accepted_ttl
+    reactor.reload, reactor.restart = _reload, _restart
+    listener.set_accepted_ttl = _set_accepted_ttl
+
+
+def _check_gtsm(reactor: Any, listener: Any) -> None:
+    """What change 11 relies on in ExaBGP 5.0.15's source (AssertionError for another version)."""
+    from exabgp.reactor.network.outgoing import Outgoing
+
+    # the main listening sockets: bound before the first reload, without a minimum TTL, and never given one
+    run = inspect.getsource(reactor.run)
+    assert "self.listener.listen_on(ip, None, self._port, None, False, None)" in run, "unexpected ExaBGP"
+    assert run.find("listen_on(ip, None") < run.find("if not self.reload():"), "unexpected ExaBGP version"
+    reload = inspect.getsource(reactor.reload)
+    assert "self.listener.listen_on(" in reload and "incoming-ttl" not in reload, "unexpected ExaBGP version"
+    assert "self.configuration.reload()" in inspect.getsource(reactor.restart), "unexpected ExaBGP version"
+    # ... kept by Listener as {socket: (address, port, peer, md5)}; a connection is accepted on one of them
+    assert "self._sockets[sock] = (local_ip.top(), local_port, peer_ip.top(), use_md5)" in inspect.getsource(
+        listener.Listener._listen
+    )
+    assert "io, _ = sock.accept()" in inspect.getsource(listener.Listener.incoming), "unexpected ExaBGP"
+    # every accepted connection of a known neighbor goes through set_accepted_ttl before ExaBGP reads it
+    assert inspect.getsource(listener.Listener.new_connections).count("set_accepted_ttl(connection, ") == 2
+    accepted = inspect.getsource(listener.set_accepted_ttl)
+    assert "sending_ttl(neighbor['outgoing-ttl'], neighbor['incoming-ttl'])" in accepted, "unexpected ExaBGP"
+    assert "set_minimum_ttl" not in accepted, "unexpected ExaBGP version"
+    # the connections ExaBGP opens already carry both halves (nothing to change there)
+    setup = inspect.getsource(Outgoing._setup)
+    assert "set_minimum_ttl(self.io, self.afi, self.peer, self.incoming_ttl)" in setup, "unexpected ExaBGP"
 
 
 def main() -> None:

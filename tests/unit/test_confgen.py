@@ -484,3 +484,38 @@ def test_a_reload_rewrites_the_keepalive_file_and_signals_only_what_changed(tmp_
     assert process.signals[3:] == [signal.SIGUSR1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exabgp.conf", "exabgp.keepalive.json"]
     assert KEEPALIVE_ENV == "BGPD_EXABGP_KEEPALIVE"
+
+
+# ---------------------------------------------------------------- session security (issue 14)
+
+
+def test_ttl_security_sends_255_and_accepts_256_minus_the_hops() -> None:
+    one, two = (replace(ACTIVE, ttl_security=1), replace(PASSIVE, ttl_security=2))
+    b = blocks(render(SPEAKER, [one, two], SOCKET))
+    s1, s2 = settings_of(b["192.168.200.1"]), settings_of(b["192.168.200.3"])
+    assert (s1["outgoing-ttl"], s1["incoming-ttl"]) == ("255", "255")
+    assert (s2["outgoing-ttl"], s2["incoming-ttl"]) == ("255", "254")
+
+
+def test_without_ttl_security_no_ttl_is_written() -> None:
+    text = render(SPEAKER, [ACTIVE, PASSIVE, replace(ACTIVE, address=IPv4Address("192.168.200.9"))], SOCKET)
+    assert "ttl" not in text
+
+
+@pytest.mark.parametrize("hops", [0, 256, -1])
+def test_ttl_security_out_of_range_is_refused(hops: int) -> None:
+    with pytest.raises(ValueError, match="ttl_security"):
+        render(SPEAKER, [replace(ACTIVE, ttl_security=hops)], SOCKET)
+
+
+def test_exabgp_reads_ttl_security_and_password(tmp_path: Path, exabgp_parse: Any) -> None:
+    far = replace(PASSIVE, ttl_security=255)  # the farthest: any TTL from 1 up
+    near = replace(ACTIVE, ttl_security=1, password="k")
+    conf = exabgp_parse(_write(tmp_path, [near, far, replace(ACTIVE, address=IPv4Address("192.168.200.9"))]))
+    neighbors = {str(n["peer-address"]): n for n in conf.neighbors.values()}
+    got = {a: (n["outgoing-ttl"], n["incoming-ttl"], n["md5-password"]) for a, n in neighbors.items()}
+    assert got == {
+        "192.168.200.1": (255, 255, "k"),
+        "192.168.200.3": (255, 1, "s3cret"),
+        "192.168.200.9": (None, None, None),
+    }

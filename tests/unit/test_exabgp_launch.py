@@ -1,8 +1,11 @@
-"""The ten changes `bgpd.exabgp.launch` makes to ExaBGP keep its behaviour: checked against the unpatched
+"""The eleven changes `bgpd.exabgp.launch` makes to ExaBGP keep its behaviour: checked against the unpatched
 functions on the same inputs (9, which sends IPv6 routes in fewer UPDATEs: the same routes, attributes and
 next hops, decoded back from the messages of patched and unpatched ExaBGP; 10, which sets the keepalive
 interval of a session with a keepalive time: the very same timer and KEEPALIVE times as ExaBGP's own for
-every other session, BIRD's interval for that one, on ExaBGP's real timer classes and a hand-moved clock)."""
+every other session, BIRD's interval for that one, on ExaBGP's real timer classes and a hand-moved clock;
+11, TTL security on the listening side: without a neighbor with TTL security not one socket option is set,
+and the BPF program keeps exactly what it must, run by a classic-BPF interpreter here and by the kernel in
+tests/e2e/test_session_security.py, which also runs the unpatched listener)."""
 
 from __future__ import annotations
 
@@ -705,11 +708,14 @@ def test_unpatched_environment_starts_exabgp_unchanged(unpatched: str) -> None:
         "from exabgp.bgp.message.update import Update\n"
         "from exabgp.bgp.neighbor import Neighbor\n"
         "from exabgp.reactor.keepalive import KA\n"
+        "from exabgp.reactor import listener\n"
+        "from exabgp.reactor.loop import Reactor\n"
         "import signal\n"
         "handler = signal.getsignal(launch.KEEPALIVE_SIGNAL)\n"
         "print(OutgoingRIB.updates.__module__, Update._split_nlris.__module__,"
         " Neighbor.remove_self.__module__, KA.__init__.__module__,"
-        " 'default' if handler is signal.SIG_DFL else handler.__module__)\n"
+        " 'default' if handler is signal.SIG_DFL else handler.__module__,"
+        " Reactor.reload.__module__, listener.set_accepted_ttl.__module__)\n"
     )
     env = {**os.environ, "BGPD_EXABGP_UNPATCHED": unpatched}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -721,9 +727,11 @@ def test_unpatched_environment_starts_exabgp_unchanged(unpatched: str) -> None:
             "exabgp.bgp.neighbor",
             "exabgp.reactor.keepalive",
             "default",
+            "exabgp.reactor.loop",
+            "exabgp.reactor.listener",
         ]
     else:
-        assert modules == ["bgpd.exabgp.launch"] * 5
+        assert modules == ["bgpd.exabgp.launch"] * 7
 
 
 # ---------------------------------------------------------------- 10. the keepalive interval per session
@@ -1008,3 +1016,261 @@ def test_change_10_refuses_another_exabgp(monkeypatch: pytest.MonkeyPatch, old: 
         return
     with pytest.raises(AssertionError):
         launch._check_keepalive(ka)
+
+
+# ---------------------------------------------------------------- 11. TTL security on the listening side
+
+ORIGINAL_RELOAD = launch._original_reload
+ORIGINAL_SET_ACCEPTED_TTL = launch._original_set_accepted_ttl
+_IP_MINTTL = 21  # linux/in.h (CPython does not export it)
+
+
+def _bpf(program: list[tuple[int, int, int, int]], header: bytes) -> int:
+    """Classic BPF as the kernel runs a TCP socket filter, for the instructions gtsm_program uses: loads at
+    SKF_NET_OFF + k read the IP header (big-endian); a load past it drops the segment."""
+    a, pc = 0, 0
+    while True:
+        code, jt, jf, k = program[pc]
+        pc += 1
+        if code in (0x20, 0x30):  # ld / ldb [net + off]
+            size, off = (4 if code == 0x20 else 1), k - 0xFFF00000
+            if not 0 <= off <= len(header) - size:
+                return 0
+            a = int.from_bytes(header[off : off + size], "big")
+        elif code in (0x15, 0x35):  # jeq / jge #k
+            pc += jt if (a == k if code == 0x15 else a >= k) else jf
+        elif code == 0x06:
+            return k
+        else:
+            raise AssertionError(f"instruction {code:#x} is not one gtsm_program writes")
+
+
+def _header(version: int, source: int, ttl: int) -> bytes:
+    """The IP header of a TCP segment from `source` (an integer) with this TTL / hop limit."""
+    if version == 4:
+        return bytes([0x45, 0, 0, 40, 0, 0, 0x40, 0, ttl, 6, 0, 0]) + source.to_bytes(4, "big") + bytes(4)
+    return bytes([0x60, 0, 0, 0, 0, 20, 6, ttl]) + source.to_bytes(16, "big") + bytes(16)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([4, 6]),
+    st.dictionaries(st.integers(0, 15), st.integers(1, 255), max_size=8),
+    st.lists(st.tuples(st.integers(0, 20), st.integers(0, 255)), max_size=30),
+    st.randoms(),
+)
+def test_gtsm_program_drops_exactly_the_too_distant_segments_of_its_peers(
+    version: int, table: dict[int, int], segments: list[tuple[int, int]], rnd: random.Random
+) -> None:
+    bits = 32 if version == 4 else 128
+    # peers whose addresses share all but one word (IPv6) or one octet: a differing word must not match
+    base = rnd.getrandbits(bits) & ~0xFF
+    shift = rnd.choice([0, bits - 32]) if version == 6 else 0
+    address = {i: base ^ (i << shift) for i in range(21)}
+    minimums = {address[i]: minimum for i, minimum in table.items()}
+    program = launch.gtsm_program(version, minimums)
+    assert all(jt <= 255 and jf <= 255 for _, jt, jf, _ in program)
+    for source, ttl in segments:
+        verdict = _bpf(program, _header(version, address[source], ttl))
+        wanted = minimums.get(address[source], 0)
+        assert verdict == (0 if ttl < wanted else 0xFFFFFFFF), (source, ttl, wanted)
+
+
+def test_gtsm_program_refuses_what_the_kernel_would() -> None:
+    with pytest.raises(ValueError, match="minimum TTL 0"):
+        launch.gtsm_program(4, {1: 0})
+    assert len(launch.gtsm_program(4, dict.fromkeys(range(682), 255))) <= launch.BPF_MAXINSNS
+    with pytest.raises(ValueError, match="683 peers"):
+        launch.gtsm_program(4, dict.fromkeys(range(683), 255))
+    assert len(launch.gtsm_program(6, dict.fromkeys(range(341), 255))) <= launch.BPF_MAXINSNS
+    with pytest.raises(ValueError, match="342 peers"):
+        launch.gtsm_program(6, dict.fromkeys(range(342), 255))
+
+
+class _Socket:
+    """A socket that records the options set on it."""
+
+    def __init__(self, family: int) -> None:
+        self.family = family
+        self.calls: list[tuple[int, int, int]] = []
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        self.calls.append((level, option, value))
+
+
+_LOCAL, _LOCAL6 = "127.0.0.1", "::1"
+
+
+def _configuration(tmp_path: pathlib.Path, ttl: dict[str, int | None]) -> Any:
+    """ExaBGP's parsed configuration of bgpd's sessions to these peers (address -> ttl_security)."""
+    from exabgp.configuration.configuration import Configuration
+
+    from bgpd.exabgp import confgen
+
+    speaker = confgen.Speaker(
+        router_id=ipaddress.IPv4Address(_LOCAL),
+        local_address=ipaddress.IPv4Address(_LOCAL),
+        local_address6=ipaddress.IPv6Address(_LOCAL6),
+        asn=64512,
+    )
+    sessions = [
+        confgen.Session(
+            ipaddress.ip_address(a), 64512, passive=True, ttl_security=hops, families=(6 if ":" in a else 4,)
+        )
+        for a, hops in ttl.items()
+    ]
+    path = tmp_path / "exabgp.conf"
+    path.write_text(confgen.render(speaker, sessions, "/nonexistent", run="/bin/true"))
+    conf = Configuration([str(path)])
+    assert conf.reload(), conf.error
+    return conf
+
+
+def _reactor(conf: Any, sockets: dict[Any, tuple[str, int]]) -> Any:
+    import types
+
+    listener = types.SimpleNamespace(_sockets={s: (a, p, "0.0.0.0", None) for s, (a, p) in sockets.items()})
+    return types.SimpleNamespace(
+        listener=listener, _ips=[IP.create(_LOCAL), IP.create(_LOCAL6)], _port=179, configuration=conf
+    )
+
+
+@pytest.fixture
+def attached(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
+    """The filters change 11 attaches, (socket, program), instead of attaching them; no socket guarded yet."""
+    import weakref
+
+    programs: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(launch, "_attach_filter", lambda sock, program: programs.append((sock, program)))
+    monkeypatch.setattr(launch, "_guarded", weakref.WeakKeyDictionary())
+    return programs
+
+
+def test_gtsm_patches_are_installed() -> None:
+    from exabgp.reactor import listener
+
+    assert Reactor.reload is launch._reload and Reactor.restart is launch._restart
+    assert listener.set_accepted_ttl is launch._set_accepted_ttl
+    assert ORIGINAL_RELOAD.__module__ == "exabgp.reactor.loop"
+    assert ORIGINAL_SET_ACCEPTED_TTL.__module__ == "exabgp.reactor.listener"
+
+
+def test_without_ttl_security_no_socket_option_is_set(
+    tmp_path: pathlib.Path, attached: list[tuple[Any, Any]]
+) -> None:
+    import socket
+
+    conf = _configuration(tmp_path, {"127.0.0.2": None, "127.0.0.3": None, "::2": None})
+    v4, v6 = _Socket(socket.AF_INET), _Socket(socket.AF_INET6)
+    launch.protect_listeners(_reactor(conf, {v4: (_LOCAL, 179), v6: (_LOCAL6, 179)}))
+    assert (v4.calls, v6.calls, attached) == ([], [], [])
+    # an accepted connection: the very same options as unpatched ExaBGP sets (none)
+    for neighbor in conf.neighbors.values():
+        patched, original = (_Socket(socket.AF_INET) for _ in range(2))
+        for fn, io in ((launch._set_accepted_ttl, patched), (ORIGINAL_SET_ACCEPTED_TTL, original)):
+            fn(_connection(io), neighbor)
+        assert patched.calls == original.calls == []
+
+
+def _connection(io: _Socket) -> Any:
+    import types
+
+    return types.SimpleNamespace(io=io, afi=AFI.ipv4, peer=_LOCAL, name=lambda: "incoming-connection")
+
+
+def test_the_listener_of_a_gtsm_neighbor_sends_255_and_filters_by_peer(
+    tmp_path: pathlib.Path, attached: list[tuple[Any, Any]]
+) -> None:
+    import socket
+
+    conf = _configuration(tmp_path, {"127.0.0.2": 1, "127.0.0.3": None, "127.0.0.4": 2, "::2": None})
+    v4, v6, own_port = _Socket(socket.AF_INET), _Socket(socket.AF_INET6), _Socket(socket.AF_INET)
+    reactor = _reactor(conf, {v4: (_LOCAL, 179), v6: (_LOCAL6, 179), own_port: (_LOCAL, 1790)})
+    launch.protect_listeners(reactor)
+    minimums = {int(ipaddress.ip_address("127.0.0.2")): 255, int(ipaddress.ip_address("127.0.0.4")): 254}
+    assert attached == [(v4, launch.gtsm_program(4, minimums))]
+    assert v4.calls == [(socket.IPPROTO_IP, socket.IP_TTL, 255)]
+    assert v6.calls == own_port.calls == []  # no IPv6 neighbor with TTL security; not a main listener
+    launch.protect_listeners(reactor)  # a reload that changes nothing: no system call
+    assert len(attached) == 1 and len(v4.calls) == 1
+    # without TTL security again: the filter goes and the kernel's default TTL comes back
+    reactor.configuration = _configuration(tmp_path, {"127.0.0.2": None, "127.0.0.4": None})
+    launch.protect_listeners(reactor)
+    assert v4.calls[1:] == [
+        (socket.SOL_SOCKET, launch.SO_DETACH_FILTER, 0),
+        (socket.IPPROTO_IP, socket.IP_TTL, -1),
+    ]
+    assert v6.calls == []
+
+
+def test_an_ipv6_gtsm_neighbor_guards_only_the_ipv6_listener(
+    tmp_path: pathlib.Path, attached: list[tuple[Any, Any]]
+) -> None:
+    import socket
+
+    conf = _configuration(tmp_path, {"127.0.0.2": None, "::2": 3})
+    v4, v6 = _Socket(socket.AF_INET), _Socket(socket.AF_INET6)
+    launch.protect_listeners(_reactor(conf, {v4: (_LOCAL, 179), v6: (_LOCAL6, 179)}))
+    assert attached == [(v6, launch.gtsm_program(6, {2: 253}))]
+    assert (v4.calls, v6.calls) == ([], [(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)])
+
+
+def test_accepted_connections_get_their_neighbors_minimum_or_the_default_ttl(
+    tmp_path: pathlib.Path, attached: list[tuple[Any, Any]]
+) -> None:
+    import socket
+
+    conf = _configuration(tmp_path, {"127.0.0.2": 2, "127.0.0.3": None})
+    neighbors = {str(n["peer-address"]): n for n in conf.neighbors.values()}
+    launch.protect_listeners(_reactor(conf, {_Socket(socket.AF_INET): (_LOCAL, 179)}))
+
+    def calls(fn: Any, peer: str) -> list[tuple[int, int, int]]:
+        io = _Socket(socket.AF_INET)
+        fn(_connection(io), neighbors[peer])
+        return io.calls
+
+    ttl255 = (socket.IPPROTO_IP, socket.IP_TTL, 255)
+    assert calls(ORIGINAL_SET_ACCEPTED_TTL, "127.0.0.2") == [ttl255]  # ExaBGP: the sending TTL only
+    assert calls(launch._set_accepted_ttl, "127.0.0.2") == [ttl255, (socket.IPPROTO_IP, _IP_MINTTL, 254)]
+    # inherited 255 from the listener: a neighbor without TTL security sends with the default, as unpatched
+    assert calls(ORIGINAL_SET_ACCEPTED_TTL, "127.0.0.3") == []
+    assert calls(launch._set_accepted_ttl, "127.0.0.3") == [(socket.IPPROTO_IP, socket.IP_TTL, -1)]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("", ""),  # ExaBGP 5.0.15 as it is: accepted
+        # a version whose main listener gets a minimum TTL itself, or is bound elsewhere
+        ("self.listener.listen_on(ip, None, self._port, None, False, None)", "self.listen_all()"),
+        ("neighbor['md5-base64'],", "neighbor['md5-base64'], neighbor['incoming-ttl'],"),
+        # one that keeps its sockets otherwise, or accepts elsewhere
+        (
+            "self._sockets[sock] = (local_ip.top(), local_port, peer_ip.top(), use_md5)",
+            "self._sockets[sock] = 1",
+        ),
+        ("io, _ = sock.accept()", "io = sock.accept()[0]"),
+        # one whose accepted connections do not all go through set_accepted_ttl, or that sets a minimum there
+        ("set_accepted_ttl(connection, new_neighbor)", "pass"),
+        ("value = sending_ttl(neighbor['outgoing-ttl'], neighbor['incoming-ttl'])", "value = 255"),
+        ("    if value is None or connection.io is None:", "    set_minimum_ttl(1)\n    if value is None:"),
+        # one whose outgoing connections lack the minimum
+        ("set_minimum_ttl(self.io, self.afi, self.peer, self.incoming_ttl)", "pass"),
+    ],
+)
+def test_change_11_refuses_another_exabgp(monkeypatch: pytest.MonkeyPatch, old: str, new: str) -> None:
+    import inspect
+    import types
+
+    from exabgp.reactor import listener
+
+    real = inspect.getsource
+    monkeypatch.setattr(launch.inspect, "getsource", lambda obj: real(obj).replace(old, new))
+    # Reactor.reload / restart and set_accepted_ttl are change 11's by now
+    reactor = types.SimpleNamespace(run=Reactor.run, reload=ORIGINAL_RELOAD, restart=launch._original_restart)
+    module = types.SimpleNamespace(Listener=listener.Listener, set_accepted_ttl=ORIGINAL_SET_ACCEPTED_TTL)
+    if not old:
+        launch._check_gtsm(reactor, module)
+        return
+    with pytest.raises(AssertionError):
+        launch._check_gtsm(reactor, module)
