@@ -1,6 +1,7 @@
-"""Starts ExaBGP (`python -m bgpd.exabgp.launch server CONF`) with eleven narrowly scoped changes: nine to
+"""Starts ExaBGP (`python -m bgpd.exabgp.launch server CONF`) with twelve narrowly scoped changes: nine to
 how it parses API commands and builds UPDATEs, one (10) that gives a session the keepalive interval bgpd's
-config asks for, and one (11) that makes TTL security hold on the listening side. Profiles of ExaBGP 5.0.15
+config asks for, one (11) that makes TTL security hold on the listening side, and one (12) that makes an
+API teardown send its NOTIFICATION. Profiles of ExaBGP 5.0.15
 announcing 10k routes (1-3), 100k routes and reflecting 50 x 200 routes (4-8), and 100k IPv6 routes (9)
 showed:
 
@@ -83,6 +84,10 @@ showed:
    touched (one that had them loses the filter and the TTL again). Range neighbors (never written by bgpd)
    get only the accepted socket's IP_MINTTL.
 
+12. An API `teardown` ends the session with its NOTIFICATION (Cease / N) even when graceful restart was
+   negotiated (ExaBGP closed such a session silently, which the peer takes for a graceful restart); bgpd
+   sends one when a peer exceeds `max_prefixes` (RFC 4486). In its own module, `bgpd.exabgp.teardown`.
+
 Nothing else changes: the same code paths run in the same order, and a peer receives the same messages
 but for 9's UPDATEs, which carry the same IPv6 routes, attributes and next hops in fewer messages, and 10's
 KEEPALIVEs, at the configured interval where a keepalive time is set (11 changes no message, only which
@@ -109,6 +114,8 @@ import types
 import weakref
 from collections.abc import Mapping
 from typing import Any
+
+from bgpd.exabgp import teardown
 
 STEPS_PER_PASS = 1000
 # change 10: the keepalive file's path (set by bgpd's supervisor), and the signal to read it again
@@ -388,7 +395,7 @@ _guarded: weakref.WeakKeyDictionary[socket.socket, dict[int, int]] = weakref.Wea
 
 
 def apply() -> None:
-    """Install the eleven changes (idempotent). The signal handler of change 10 is `main`'s to install."""
+    """Install the twelve changes (idempotent). The signal handler of change 10 is `main`'s to install."""
     global _original_remove_self, _original_async_run, _original_wait_for_io
     global _original_tokens, _original_split_nlris, _original_match_neighbor
     global _original_inject_change, _original_updates, _original_ka_init
@@ -444,6 +451,7 @@ def apply() -> None:
     _original_ka_init = KA.__init__
     KA.__init__ = _ka_init
     _apply_gtsm(Reactor)
+    teardown.apply()
 
 
 def _check_ipv6_grouping(rib: Any, update: Any, mprnlri: Any, attributes: Any) -> None:
@@ -481,7 +489,8 @@ def _check_keepalive(ka: Any) -> None:
     from exabgp.reactor.peer import Peer
 
     # one KA per established session, whose SendTimer takes its interval from the negotiated hold time ...
-    assert inspect.getsource(Peer._main).count("KA(self.proto.connection.session, self.proto)") == 1
+    main = teardown.original_main(Peer)
+    assert inspect.getsource(main).count("KA(self.proto.connection.session, self.proto)") == 1
     assert "self.send_timer = SendTimer(session, proto.negotiated.holdtime)" in inspect.getsource(ka.__init__)
     assert "self.keepalive = holdtime.keepalive()" in inspect.getsource(SendTimer.__init__)
     # ... and reads it on every call: a changed interval applies from the next call on

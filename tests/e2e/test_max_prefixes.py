@@ -1,9 +1,9 @@
 """Maximum prefixes per peer with real sessions (issue 14): BIRD 2 as an eBGP peer announcing more prefixes
 than bgpd's `max_prefixes`. With `restart`, the session closes, bgpd's kernel holds none of BIRD's routes,
 `bgpctl show peers` shows the session held down, and after `restart_after` the session is Established
-again (BIRD now sending no more than the limit). BIRD receiving NOTIFICATION Cease / Maximum number of
-prefixes reached is expected to fail while ExaBGP closes graceful-restart sessions silently (strict xfail:
-it passes once ExaBGP sends it). With `warn`, the session stays up, every route is installed, the warning
+again (BIRD now sending no more than the limit). BIRD receives NOTIFICATION Cease / Maximum number of
+prefixes reached, although the session negotiated graceful restart (launch change 12). With `warn`, the
+session stays up, every route is installed, the warning
 is logged once and counted, in `bgpctl` and in the metrics."""
 
 from __future__ import annotations
@@ -108,12 +108,6 @@ def test_restart_holds_down_and_comes_back(underlay: Underlay) -> None:
     wait_for(lambda: OURS in birdc(tor, sock, "show", "route", "protocol", "host"), CONVERGE, "ours at BIRD")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ExaBGP 5.0.15 closes a session that negotiated graceful restart without the NOTIFICATION its "
-    "teardown command asks for (Peer._main); bgpd always negotiates it (graceful-restart 0 means the hold "
-    "time to ExaBGP)",
-)
 def test_restart_sends_cease_maximum_number_of_prefixes(underlay: Underlay) -> None:
     host, tor, sock = setup(underlay, "restart", MAXIMUM + 1)
     wait_for(lambda: held(host, tor), CONVERGE, "the ToR session held down")

@@ -1,0 +1,95 @@
+"""Change 12 to ExaBGP 5.0.15 (installed by `bgpd.exabgp.launch.apply`): the API's `neighbor X teardown N`
+ends the session with NOTIFICATION Cease / N even when graceful restart was negotiated.
+
+bgpd resets a session on purpose with `teardown` when a peer sends more prefixes than `max_prefixes`
+allows: RFC 4486 §4 says the speaker sends NOTIFICATION Cease / Maximum Number of Prefixes Reached (1), and
+the peer must see it, both to know why and because a session closed without a NOTIFICATION is a graceful
+restart for a peer that negotiated it (RFC 4724 §4.2: it keeps our routes and reconnects at once). ExaBGP's
+`Peer._main`, leaving its loop after `teardown`, checks the neighbor's graceful-restart capability first
+and, when it was negotiated, closes the connection silently ("closing the session without notification");
+only otherwise does it `raise Notify(6, self._teardown)`.
+
+`Peer.teardown` is called by the API's teardown command only (`Reactor.teardown_peer`); ExaBGP's own stop,
+restart and reload set `_teardown` directly. The change marks a peer whose teardown came through
+`Peer.teardown`; while the mark is set, each step of `Peer._main` runs with the neighbor's
+``capability['graceful-restart']`` read as off (restored right after the step; inside `_main` it is read
+by the shutdown check alone), so the step that leaves the loop raises the NOTIFICATION. The mark clears
+when that session's `_main` ends. And the torn-down peer is not restarted by ExaBGP (`restart=False`,
+as `Peer.stop` does): it leaves the reactor's peers after its NOTIFICATION, and the next configuration
+reload that lists it brings it back as a new peer. The API's teardown restarted it at once, so a session
+bgpd holds down reconnected before bgpd's reload could take the neighbor out (the peer then saw Cease / 1
+and, a moment later, another reset). Without an API teardown every step runs exactly as before, with the
+capability untouched (tests/unit/test_exabgp_teardown.py runs both against the original).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+_MARK = "_bgpd_teardown_notifies"
+_original_teardown: Any = None
+_original_main: Any = None
+
+
+def _teardown(self: Any, code: Any, restart: bool = True) -> Any:
+    """`Peer.teardown`, marking the session to end with NOTIFICATION Cease / `code`, and not restarted."""
+    setattr(self, _MARK, True)
+    return _original_teardown(self, code, False)
+
+
+def _main(self: Any) -> Iterator[Any]:
+    """`Peer._main`, stepped as ExaBGP steps it; while an API teardown is due, each step runs with the
+    neighbor's graceful restart read as off."""
+    inner = _original_main(self)
+    try:
+        while True:
+            if not getattr(self, _MARK, False):
+                try:
+                    action = next(inner)
+                except StopIteration:
+                    return
+                yield action
+                continue
+            capability = self.neighbor["capability"]
+            saved = capability["graceful-restart"]
+            capability["graceful-restart"] = False
+            try:
+                action = next(inner)
+            except StopIteration:
+                return
+            finally:
+                capability["graceful-restart"] = saved
+            yield action
+    finally:
+        setattr(self, _MARK, False)
+
+
+def original_main(peer: Any) -> Any:
+    """`peer._main` as ExaBGP wrote it, whether change 12 is installed or not (for other changes' checks)."""
+    return _original_main if peer._main is _main else peer._main
+
+
+def check(peer: Any) -> None:
+    """What change 12 relies on in ExaBGP 5.0.15's `Peer` (AssertionError for another version)."""
+    main = inspect.getsource(peer._main)
+    assert "If graceful restart, silent shutdown" in main, "unexpected ExaBGP version"
+    assert "if self.neighbor['capability']['graceful-restart'] and" in main, "unexpected ExaBGP version"
+    assert main.count("['graceful-restart']") == 1, "unexpected ExaBGP version"
+    assert "raise Notify(6, self._teardown)" in main, "unexpected ExaBGP version"
+    assert inspect.isgeneratorfunction(peer._main), "unexpected ExaBGP version"
+    teardown = inspect.getsource(peer.teardown)
+    assert "self._teardown = code" in teardown, "unexpected ExaBGP version"
+
+
+def apply() -> None:
+    """Install change 12 (idempotent)."""
+    global _original_teardown, _original_main
+    from exabgp.reactor.peer import Peer
+
+    if _original_main is not None:
+        return
+    check(Peer)
+    _original_teardown, _original_main = Peer.teardown, Peer._main
+    Peer.teardown, Peer._main = _teardown, _main
