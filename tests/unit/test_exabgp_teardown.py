@@ -22,6 +22,7 @@ class FakePeer:
     def __init__(self, graceful_restart: object) -> None:
         self.neighbor = {"capability": {"graceful-restart": graceful_restart}}
         self._teardown: object = None
+        self._restart: object = True
         self.seen: list[object] = []
 
 
