@@ -121,7 +121,8 @@ def render(speaker: Speaker, sessions: Sequence[Session], socket_path: str, run:
             lines += [f"    outgoing-ttl {GTSM_TTL};", f"    incoming-ttl {minimum_ttl(session)};"]
         lines += [
             "    capability {",
-            f"        graceful-restart {speaker.graceful_restart};",
+            # 0 must be written `disable`: ExaBGP takes `graceful-restart 0` for "the hold time"
+            f"        graceful-restart {speaker.graceful_restart or 'disable'};",
             "        route-refresh true;",
             "    }",
             "    family {",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 import sys
@@ -197,6 +198,16 @@ def test_exabgp_accepts_rendered_config(tmp_path: Path, exabgp_parse: Any) -> No
         assert n["capability"]["graceful-restart"] == 240
         assert n.api["processes"] == [PROCESS_NAME]
         assert n.api["receive-update"] == [PROCESS_NAME]
+
+
+def test_graceful_restart_0_reaches_exabgp_as_off(tmp_path: Path, exabgp_parse: Any) -> None:
+    """bgp.graceful_restart 0 disables graceful restart (README); ExaBGP reads `graceful-restart 0` as
+    'the hold time', so it is written `disable`."""
+    path = tmp_path / "exabgp.conf"
+    path.write_text(render(dataclasses.replace(SPEAKER, graceful_restart=0), [ACTIVE], SOCKET))
+    (neighbor,) = exabgp_parse(path).neighbors.values()
+    neighbor.infer()
+    assert neighbor["capability"]["graceful-restart"] is False
 
 
 @pytest.mark.parametrize(
