@@ -1,5 +1,7 @@
 """Change 12 to ExaBGP 5.0.15 (installed by `bgpd.exabgp.launch.apply`): the API's `neighbor X teardown N`
-ends the session with NOTIFICATION Cease / N even when graceful restart was negotiated.
+ends the session with NOTIFICATION Cease / N even when graceful restart was negotiated, and a neighbor
+removed from the configuration by a reload ends its Established session with Cease / Peer De-configured
+(3), as BIRD does, instead of closing the connection.
 
 bgpd resets a session on purpose with `teardown` when a peer sends more prefixes than `max_prefixes`
 allows: RFC 4486 §4 says the speaker sends NOTIFICATION Cease / Maximum Number of Prefixes Reached (1), and
@@ -20,6 +22,12 @@ reload that lists it brings it back as a new peer. The API's teardown restarted 
 bgpd holds down reconnected before bgpd's reload could take the neighbor out (the peer then saw Cease / 1
 and, a moment later, another reset). Without an API teardown every step runs exactly as before, with the
 capability untouched (tests/unit/test_exabgp_teardown.py runs both against the original).
+
+A reload that drops a neighbor calls `Peer.remove`, which closes the connection at once, without a
+NOTIFICATION: the peer took it for a graceful restart and kept routing to this host for its whole restart
+time (120 s by default) although the session was removed on purpose (seen in the soak run). When the
+session is Established, `remove` now goes the teardown way instead (Cease / 3, RFC 4486 §4, not restarted,
+so the peer leaves the reactor after its NOTIFICATION); a session not yet Established is removed as before.
 """
 
 from __future__ import annotations
@@ -31,12 +39,23 @@ from typing import Any
 _MARK = "_bgpd_teardown_notifies"
 _original_teardown: Any = None
 _original_main: Any = None
+_original_remove: Any = None
+PEER_DECONFIGURED = 3  # RFC 4486 §4 Cease subcode
 
 
 def _teardown(self: Any, code: Any, restart: bool = True) -> Any:
     """`Peer.teardown`, marking the session to end with NOTIFICATION Cease / `code`, and not restarted."""
     setattr(self, _MARK, True)
     return _original_teardown(self, code, False)
+
+
+def _remove(self: Any) -> Any:
+    """`Peer.remove` (a reload dropped the neighbor): an Established session ends with Cease / 3."""
+    from exabgp.bgp.fsm import FSM
+
+    if self.fsm == FSM.ESTABLISHED and self.proto is not None and self.generator:
+        return _teardown(self, PEER_DECONFIGURED)
+    return _original_remove(self)
 
 
 def _main(self: Any) -> Iterator[Any]:
@@ -81,15 +100,17 @@ def check(peer: Any) -> None:
     assert inspect.isgeneratorfunction(peer._main), "unexpected ExaBGP version"
     teardown = inspect.getsource(peer.teardown)
     assert "self._teardown = code" in teardown, "unexpected ExaBGP version"
+    remove = inspect.getsource(peer.remove)
+    assert "self._stop('removed')" in remove and "self.stop()" in remove, "unexpected ExaBGP version"
 
 
 def apply() -> None:
     """Install change 12 (idempotent)."""
-    global _original_teardown, _original_main
+    global _original_teardown, _original_main, _original_remove
     from exabgp.reactor.peer import Peer
 
     if _original_main is not None:
         return
     check(Peer)
-    _original_teardown, _original_main = Peer.teardown, Peer._main
-    Peer.teardown, Peer._main = _teardown, _main
+    _original_teardown, _original_main, _original_remove = Peer.teardown, Peer._main, Peer.remove
+    Peer.teardown, Peer._main, Peer.remove = _teardown, _main, _remove

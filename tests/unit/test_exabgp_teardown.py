@@ -93,9 +93,13 @@ def test_it_is_installed_on_exabgps_peer() -> None:
     from exabgp.reactor.peer import Peer
 
     assert Peer._main is teardown._main and Peer.teardown is teardown._teardown
-    teardown.check(
-        type("Original", (), {"_main": teardown._original_main, "teardown": teardown._original_teardown})
-    )
+    assert Peer.remove is teardown._remove
+    originals = {
+        "_main": teardown._original_main,
+        "teardown": teardown._original_teardown,
+        "remove": teardown._original_remove,
+    }
+    teardown.check(type("Original", (), originals))
 
 
 def test_another_exabgp_is_refused() -> None:
@@ -108,3 +112,26 @@ def test_another_exabgp_is_refused() -> None:
 
     with pytest.raises(AssertionError, match="unexpected ExaBGP version"):
         teardown.check(Other)
+
+
+def test_a_removed_established_session_is_torn_down_with_cease_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    from exabgp.bgp.fsm import FSM
+
+    removed: list[FakePeer] = []
+
+    def original_teardown(peer: FakePeer, code: int, restart: bool) -> None:
+        peer.__dict__.update(_teardown=code, _restart=restart)
+
+    monkeypatch.setattr(teardown, "_original_teardown", original_teardown)
+    monkeypatch.setattr(teardown, "_original_remove", removed.append)
+    established = FakePeer(120)
+    established.__dict__.update(fsm=FSM.ESTABLISHED, proto=object(), generator=iter(()))
+    teardown._remove(established)
+    assert (established._teardown, established._restart, removed) == (3, False, [])
+    assert getattr(established, teardown._MARK) is True
+    # not Established (connecting, OPEN exchanged, idle): removed as ExaBGP removes it
+    for state in (FSM.IDLE, FSM.CONNECT, FSM.ACTIVE, FSM.OPENSENT, FSM.OPENCONFIRM):
+        other = FakePeer(120)
+        other.__dict__.update(fsm=state, proto=object(), generator=iter(()))
+        teardown._remove(other)
+        assert removed[-1] is other and other._teardown is None
