@@ -34,10 +34,15 @@ SCENARIOS = (
     "bulk100k6",
     "floor",
     "blocks",
+    "fuzz",
+    "soak",
 )
 # run only when named in --scenarios (the default run, IPv6 included, takes ~11 min on a 2-core VM)
 IPV6_SCENARIOS = ("latency6", "bulk10k6", "bulk100k6")
-ON_REQUEST = ("floor", "blocks")
+ON_REQUEST = ("floor", "blocks", "fuzz", "soak")
+# bgpd alone, each with its own report (DIR/fuzz.md, DIR/soak-DATE.md), never rows of latest.md: a run of
+# only these leaves latest.json/latest.md as they are (issue 14)
+STANDALONE = ("fuzz", "soak")
 DAEMONS = ("bgpd", "bird")
 DEFAULT_REPEAT = {
     "latency": 5,
@@ -50,6 +55,8 @@ DEFAULT_REPEAT = {
     "bulk100k6": 3,
     "floor": 5,
     "blocks": 3,
+    "fuzz": 1,
+    "soak": 1,
 }
 # the two-host scenarios in each address family: IPv6's are IPv4's with the suffix "6" (scenarios.V6)
 BULK_SIZES = {"bulk10k": 10_000, "bulk100k": 100_000}
@@ -93,8 +100,8 @@ def parser() -> argparse.ArgumentParser:
         type=_csv(SCENARIOS),
         default=None,
         help=f"comma-separated subset of {','.join(SCENARIOS)} (default: latency,bulk10k,bulk100k,reflector,"
-        "memory,latency6,bulk10k6,bulk100k6; --quick: the same without bulk100k and bulk100k6; floor and "
-        "blocks run only when named)",
+        "memory,latency6,bulk10k6,bulk100k6; --quick: the same without bulk100k and bulk100k6; floor, "
+        "blocks, fuzz and soak run only when named; fuzz and soak write their own reports)",
     )
     p.add_argument("--daemons", type=_csv(DAEMONS), default=list(DAEMONS), help="bgpd,bird (default both)")
     p.add_argument(
@@ -122,6 +129,13 @@ def parser() -> argparse.ArgumentParser:
         default=list(scenarios.BLOCKS_SIZES),
         help="the blocks scenario's two batch sizes, SMALL,LARGE (default 30000,100000)",
     )
+    p.add_argument(
+        "--fuzz-cases", type=int, default=10_000, help="malformed-UPDATE cases of the fuzz scenario (10000)"
+    )
+    p.add_argument(
+        "--soak-duration", type=float, default=1800.0, help="seconds of churn in the soak scenario (1800)"
+    )
+    p.add_argument("--seed", type=int, default=1, help="seed of the fuzz and soak scenarios (1)")
     p.add_argument(
         "--profile",
         action="store_true",
@@ -481,8 +495,29 @@ class Bench:
         _log(f"profile summaries: {outdir / 'summary.md'}")
 
 
+def run_standalone(name: str, args: argparse.Namespace) -> bool:
+    """Run the fuzz or soak scenario (bgpd alone, its own report in --results); True if it passed."""
+    t0 = time.monotonic()
+    _log(f"{name}: starting")
+    if name == "soak":
+        from . import soak
+
+        result = soak.run(args.soak_duration, args.results, seed=args.seed, log=_log)
+        ok = bool(result["verdict"]["flat"])
+    else:
+        from . import fuzz
+
+        result = fuzz.run(args.fuzz_cases, args.results, seed=args.seed)
+        ok = not result["mismatches"]
+    _log(f"{name}: {'passed' if ok else 'FAILED'} in {time.monotonic() - t0:.0f} s; report in {args.results}")
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    standalone = [s for s in args.scenarios or () if s in STANDALONE]
+    if standalone:
+        args.scenarios = [s for s in args.scenarios if s not in STANDALONE]
     if os.geteuid() != 0:
         print("bench: needs root (network namespaces); run: sudo .venv/bin/python -m bench", file=sys.stderr)
         return 1
@@ -501,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
         _log(
             f"warning: {len(left)} namespaces from an earlier run ({left[0]} ...); remove them with --cleanup"
         )
+    if standalone and not args.scenarios:
+        args.results.mkdir(parents=True, exist_ok=True)
+        return 0 if all([run_standalone(name, args) for name in standalone]) else 1
     bench = Bench(args)
     _log(f"scenarios {','.join(bench.scenarios)}; daemons {','.join(bench.daemons)}; workdir {bench.workdir}")
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
@@ -536,4 +574,6 @@ def main(argv: list[str] | None = None) -> int:
     left = topo.leftovers()
     if left:
         print(f"warning: namespaces left: {left}", file=sys.stderr)
-    return 130 if interrupted else 0
+    if interrupted:
+        return 130
+    return 0 if all([run_standalone(name, args) for name in standalone]) else 1
