@@ -43,7 +43,7 @@ import json
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Generic, Literal, overload
 
@@ -343,6 +343,7 @@ def _decode_update(
     withdrawn: list[AnyPrefix] = []
     raw_attrs = update.get("attribute") or {}
     exabgp_error = _treat_as_withdraw(raw_attrs)
+    counted: set[AnyPrefix] = set()  # the prefixes ExaBGP treated as withdrawn, counted once each
     for name, routes in (update.get("withdraw") or {}).items():
         family = _FAMILY_OF_NAME.get(name)
         if family is None or family not in families:
@@ -352,9 +353,12 @@ def _decode_update(
         for route in routes:
             prefix = _prefix(route, malformed, parse)
             if prefix is not None:
-                withdrawn.append(prefix)
-                if exabgp_error is not None:  # ExaBGP already turned the announcement into this withdrawal
+                # ExaBGP already turned the announcement into this withdrawal: counted once per prefix
+                # (a 32-octet IPv6 next hop lists it twice, once per address)
+                if exabgp_error is not None and prefix not in counted:
+                    counted.add(prefix)
                     malformed.append(f"{prefix} treated as withdrawn: {exabgp_error}")
+                withdrawn.append(prefix)
     announced: list[Announced[AnyPrefix, AnyAddress]] = []
     announce = update.get("announce") or {}
     if announce:
@@ -489,15 +493,32 @@ def _usable_attributes(raw: Any) -> tuple[Attributes | None, str | None]:
             if well_known:
                 return None, f"unrecognized well-known attribute {code_number}"
     try:
-        return _interned(decode_attributes(raw)), None
+        attrs = decode_attributes(raw)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         return None, f"bad attributes: {type(exc).__name__}: {exc}"
+    if 0 in attrs.as_path or _as_set_zero(raw):
+        return None, "AS 0 in AS_PATH"  # RFC 7607 §2: malformed, treat-as-withdraw
+    return _interned(attrs), None
+
+
+def _as_set_zero(raw: dict[str, Any]) -> bool:
+    """AS 0 in an AS_SET (which `decode_attributes` shortens to its first member)."""
+    path = raw.get("as-path")
+    if not isinstance(path, dict):
+        return False
+    return any(0 in (segment.get("value") or ()) for segment in path.values() if isinstance(segment, dict))
 
 
 def _prefix(route: Any, malformed: list[str], parse: Callable[[str], AnyPrefix]) -> AnyPrefix | None:
     text = route.get("nlri") if isinstance(route, dict) else route
     try:
         return parse(str(text))
+    except ValueError:
+        pass
+    try:
+        # ExaBGP prints the octets as received: bits past the prefix length set ("10.0.0.5/24") are
+        # irrelevant (RFC 4271 §4.3, RFC 4760 §5) and dropped, as BIRD does
+        return parse(str(ip_network(str(text), strict=False)))
     except ValueError:
         malformed.append(f"invalid prefix {text!r}")
         return None
@@ -510,13 +531,16 @@ def decode_attributes(raw: dict[str, Any]) -> Attributes:
         raise ValueError(f"ORIGIN {origin_text!r}")  # ExaBGP shows a value other than 0, 1, 2 as "invalid"
     origin = _ORIGINS[origin_text]
     as_path: list[int] = []
+    as_set: set[int] = set()
     path = raw.get("as-path") or {}
     if isinstance(path, dict):
         for _, segment in sorted(path.items(), key=lambda item: int(item[0])):
             values = [int(v) for v in segment.get("value", [])]
             if segment.get("element") in ("as-set", "confed-set"):
-                # RFC 4271 §9.1.2.2 a: an AS_SET counts as one AS whatever its size.
+                # RFC 4271 §9.1.2.2 a: an AS_SET counts as one AS whatever its size; the other members
+                # are kept for loop detection (§9.1.2: our AS anywhere in the AS_PATH is a loop)
                 as_path.append(values[0] if values else 0)
+                as_set.update(values[1:])
             else:
                 as_path.extend(values)
     elif isinstance(path, list):
@@ -533,6 +557,7 @@ def decode_attributes(raw: dict[str, Any]) -> Attributes:
         large_communities=tuple(":".join(str(int(x)) for x in lc) for lc in raw.get("large-community") or []),
         originator_id=None if originator is None else Address(originator),
         cluster_list=tuple(Address(c) for c in raw.get("cluster-list") or []),
+        as_set=frozenset(as_set),
     )
 
 

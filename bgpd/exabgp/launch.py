@@ -115,7 +115,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from bgpd.exabgp import teardown
+from bgpd.exabgp import rfc7606, teardown
 
 STEPS_PER_PASS = 1000
 # change 10: the keepalive file's path (set by bgpd's supervisor), and the signal to read it again
@@ -686,6 +686,9 @@ def _check_gtsm(reactor: Any, listener: Any) -> None:
 
 
 def main() -> None:
+    # RFC 7606 corrections to ExaBGP's UPDATE parser (bgpd.exabgp.rfc7606): always, also unpatched, since
+    # they are correctness fixes, not changes of speed
+    rfc7606.apply()
     if os.environ.get("BGPD_EXABGP_UNPATCHED") != "1":
         apply()
         signal.signal(KEEPALIVE_SIGNAL, _refresh_keepalives)

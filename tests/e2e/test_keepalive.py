@@ -3,7 +3,7 @@ KEEPALIVE every keepalive_time seconds, scaled as BIRD scales it when the peer o
 (keepalive x negotiated / offered hold time), and every hold time / 3 (ExaBGP's own) without one; a reload
 that changes only keepalive times applies them at once and resets no session.
 
-The peers are raw BGP speakers (`speak` below, tests/e2e/rawbgp.py's wire format) in their own hosts'
+The peers are raw BGP speakers (`speak` below, bench/rawbgp.py's wire format) in their own hosts'
 namespaces, which log the arrival of every KEEPALIVE on the machine's monotonic clock; intervals are measured
 over several KEEPALIVEs, with deadlines. ExaBGP's send timer counts whole seconds of wall time and its
 reactor wakes at least every 100 ms, so an interval is within a few tenths of a second of its value."""
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from bench import rawbgp
 from bgpd.lab.netns import Process, wait_for
-from tests.e2e import rawbgp
 from tests.e2e.conftest import ASN, Host, Underlay
 
 pytestmark = pytest.mark.e2e

@@ -1,8 +1,9 @@
 """Malformed UPDATEs from a peer (RFC 7606): a hand-built UPDATE that replaces a good path with one bgpd
 cannot use removes the earlier path from the kernel ("treat-as-withdraw", §2 and §7.1, as BIRD does), is
-counted as `malformed`, and leaves the session up; an UPDATE ExaBGP refuses outright resets the session.
+counted as `malformed`, and leaves the session up; an UPDATE whose NLRI cannot be parsed resets the session
+(§5.3). tests/e2e/test_fuzz.py runs the generated campaign (bench/fuzz.py); these are the hand-built cases.
 
-The peer is tests/e2e/rawbgp.py, an iBGP speaker on h0 that connects to bgpd on h1 (passive for it)."""
+The peer is bench/rawbgp.py, an iBGP speaker on h0 that connects to bgpd on h1 (passive for it)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from bench import rawbgp
 from bgpd.lab.netns import Process, wait_for
-from tests.e2e import rawbgp
 from tests.e2e.conftest import ASN, UNDERLAY, Host, Underlay
 
 pytestmark = pytest.mark.e2e
@@ -128,6 +129,13 @@ KINDS = {
         "malformed",
     ),
     "origin_empty": (rawbgp.attribute(rawbgp.TRANSITIVE, 1, b"") + _PATH + _NH + _LP, "malformed"),
+    # ExaBGP 5.0.15 reset the session over these; bgpd.exabgp.rfc7606 makes them treat-as-withdraw
+    "originator_id_3_octets": (
+        _O + _PATH + _NH + _LP + rawbgp.attribute(rawbgp.OPTIONAL, 9, b"\0\0\1"),
+        "malformed",
+    ),
+    "origin_2_octets": (rawbgp.attribute(rawbgp.TRANSITIVE, 1, b"\0\0") + _PATH + _NH + _LP, "malformed"),
+    "no_as_path": (_O + _NH + _LP, "malformed"),
     # well-formed, with a next hop the import policy refuses: it removes the earlier path itself
     "next_hop_zero": (_O + _PATH + rawbgp.next_hop("0.0.0.0") + _LP, "invalid_next_hop"),
     "next_hop_multicast": (_O + _PATH + rawbgp.next_hop("224.0.0.5") + _LP, "invalid_next_hop"),
@@ -151,15 +159,15 @@ def test_unusable_replacement_withdraws_the_earlier_path(
     _installed(h1, h0)
 
 
-def test_update_exabgp_refuses_resets_the_session(underlay: Underlay) -> None:
-    """ExaBGP 5.0.15 answers an ORIGINATOR_ID of 3 octets with NOTIFICATION 3/5 (Attribute Length Error)
-    and closes the session (RFC 7606 §7.9 asks for treat-as-withdraw; BIRD does that): the route goes
+def test_unparsable_nlri_resets_the_session(underlay: Underlay) -> None:
+    """An NLRI of length 33 cannot be parsed, so nothing in the UPDATE can be withdrawn reliably: ExaBGP
+    answers NOTIFICATION 3/10 (Invalid Network Field) and closes the session (RFC 7606 §5.3): the route goes
     with the session, as a flap rather than a malformed route."""
     h0, h1, raw = _setup(underlay)
     raw.announce(_good(h0.address))
     _installed(h1, h0)
-    raw.announce(_good(h0.address) + rawbgp.attribute(rawbgp.OPTIONAL, 9, b"\0\0\1"))
-    wait_for(lambda: any(e.startswith("notification 3 5 ") for e in raw.events()), CONVERGE, "NOTIFICATION")
+    raw.send(rawbgp.update_body(b"", _good(h0.address), rawbgp.nlri([PREFIX]) + bytes([33, 10, 52, 1, 0, 0])))
+    wait_for(lambda: any(e.startswith("notification 3 10 ") for e in raw.events()), CONVERGE, "NOTIFICATION")
     wait_for(lambda: PREFIX not in h1.bird_routes(), CONVERGE, "the route removed with the session")
     wait_for(lambda: _peer(h1)["flaps"] == 1, CONVERGE, "the session counted as a flap")
     assert _rejected(h1, "malformed") == 0

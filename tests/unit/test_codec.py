@@ -211,6 +211,9 @@ def test_decode_as_set_counts_as_one() -> None:
     }
     assert len(decode_attributes(raw).as_path) == 2
     assert decode_attributes(raw).as_path[0] == 65001
+    # the set's other members are kept for loop detection
+    assert decode_attributes(raw).as_set == frozenset({65008, 65009})
+    assert decode_attributes({"as-path": [65001, 65002]}).as_set == frozenset()
 
 
 def test_decode_as_path_list_form() -> None:
@@ -249,7 +252,7 @@ def test_bad_attributes_reported_not_raised_and_no_route_accepted() -> None:
     )
 
 
-@pytest.mark.parametrize("nlri", ["10.20.1.1/26", "10.20.1.0/33", "300.1.1.0/24", "fd00::/64", "", None])
+@pytest.mark.parametrize("nlri", ["10.20.1.0/33", "300.1.1.0/24", "fd00::/64", "", None])
 def test_malformed_nlri_reported(nlri: Any) -> None:
     ev = update(
         {
@@ -262,7 +265,7 @@ def test_malformed_nlri_reported(nlri: Any) -> None:
 
 
 def test_malformed_withdrawn_nlri_reported() -> None:
-    ev = update({"withdraw": {"ipv4 unicast": [{"nlri": "10.20.1.1/26"}, {"nlri": "10.20.1.64/26"}]}})
+    ev = update({"withdraw": {"ipv4 unicast": [{"nlri": "10.20.1.0/33"}, {"nlri": "10.20.1.64/26"}]}})
     assert ev.withdrawn == (N("10.20.1.64/26"),)
     assert len(ev.malformed) == 1
 
@@ -406,7 +409,7 @@ _BAD_ATTRS = st.sampled_from(
         {"origin": "igp", "error": "treat-as-withdraw due to origin"},
     ]
 )
-_BAD_PREFIXES = st.sampled_from(["10.52.0.1/24", "10.52.0.0/33", "300.1.1.0/24", "fd00::/64", ""])
+_BAD_PREFIXES = st.sampled_from(["10.52.0.0/33", "300.1.1.0/24", "fd00::/64", ""])
 
 
 @st.composite
