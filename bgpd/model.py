@@ -47,6 +47,9 @@ class Attributes:
     large_communities: tuple[str, ...] = ()
     originator_id: Address | None = None
     cluster_list: tuple[Address, ...] = ()
+    # the members of AS_SET / AS_CONFED_SET segments other than the first, which `as_path` carries alone (an
+    # AS_SET counts as one AS for the path length, RFC 4271 §9.1.2.2 a), so loop detection sees every AS
+    as_set: frozenset[int] = frozenset()
 
 
 DEFAULT_ATTRIBUTES = Attributes()

@@ -846,8 +846,8 @@ class Engine:
                 stale.discard(prefix)
             attrs = route.attrs
             reject = check(prefix, route.next_hop, attrs)
-            if reject is None and local_as in attrs.as_path and attrs.as_path.count(local_as) > allowed:
-                reject = Reject.AS_LOOP  # RFC 4271 §9.1.2; BIRD's `allow local as N`
+            if reject is None and _occurrences(attrs, local_as) > allowed:
+                reject = Reject.AS_LOOP  # RFC 4271 §9.1.2, in any segment; BIRD's `allow local as N`
             if (
                 reject is None
                 and filters
@@ -1219,6 +1219,13 @@ class Engine:
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+def _occurrences(attrs: Attributes, asn: int) -> int:
+    """How often `asn` appears in the AS_PATH, AS_SET members included (each set counts once)."""
+    if asn not in attrs.as_path and asn not in attrs.as_set:
+        return 0
+    return attrs.as_path.count(asn) + (asn in attrs.as_set)
 
 
 def _remember(cache: dict[K, V], key: K, value: V) -> V:

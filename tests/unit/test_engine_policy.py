@@ -85,6 +85,21 @@ def test_as_loop_rejected_unless_allowed_often_enough() -> None:
     assert h.engine.fib.wanted[THEIRS] == (TOR,) and OTHER not in h.engine.fib.wanted
 
 
+def test_our_as_inside_an_as_set_is_a_loop_too() -> None:
+    """RFC 4271 §9.1.2: our AS anywhere in the AS_PATH, an AS_SET's members included (found by the fuzz
+    campaign: the AS_SET's first member alone was checked)."""
+    h = host()
+    announce(h, TOR, THEIRS, as_path=(65001, 65100), as_set=frozenset({64512, 65200}))
+    announce(h, TOR, OTHER, as_path=(65001, 65100), as_set=frozenset({65200}))
+    assert rejected(h, TOR) == {"as_loop": 1}
+    assert THEIRS not in h.engine.fib.wanted and OTHER in h.engine.fib.wanted
+    h = host(", allow_local_as: 1")  # once in a set is once
+    announce(h, TOR, THEIRS, as_path=(65001, 65100), as_set=frozenset({64512}))
+    announce(h, TOR, OTHER, as_path=(65001, 64512), as_set=frozenset({64512}))
+    assert rejected(h, TOR) == {"as_loop": 1}
+    assert THEIRS in h.engine.fib.wanted and OTHER not in h.engine.fib.wanted
+
+
 def test_local_asn_is_the_as_checked_and_decides_ebgp() -> None:
     h = host(", local_asn: 65001")  # the same AS as the peer: iBGP
     announce(h, TOR, THEIRS, as_path=(64512,))  # our node.asn is not the session's AS: no loop
