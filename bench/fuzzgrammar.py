@@ -438,33 +438,16 @@ def m_duplicate(draw: st.DrawFn, v: Valid, ctx: Context) -> Case:
     if first.code == wire.MP_REACH_CODE:
         second = draw(st.sampled_from(["reach", "unreach"]))
         if second == "reach":
-            dup = first
+            attrs, detail = [*list(v.attrs), first], "MP_REACH_NLRI twice"
         else:
             other = ctx.pool6 if v.family == 6 else ctx.pool4
             dup = Attr(
                 O, wire.MP_UNREACH_CODE, mp_unreach_value(v.family, wire.nlri([str(ip_network(other))]))
             )
-            second = "MP_UNREACH_NLRI beside MP_REACH_NLRI"
             # two MP attributes of different kinds are allowed; a second MP_UNREACH is the duplicate
-            attrs = [*list(v.attrs), dup, dup]
-            return _case(
-                v,
-                "duplicate",
-                _with(v, attrs),
-                RESET,
-                "RFC 7606 §3 g",
-                notification=(3, 1),
-                detail="MP_UNREACH_NLRI twice",
-            )
-        attrs = [*list(v.attrs), dup]
+            attrs, detail = [*list(v.attrs), dup, dup], "MP_UNREACH_NLRI twice"
         return _case(
-            v,
-            "duplicate",
-            _with(v, attrs),
-            RESET,
-            "RFC 7606 §3 g",
-            notification=(3, 1),
-            detail="MP_REACH_NLRI twice",
+            v, "duplicate", _with(v, attrs), RESET, "RFC 7606 §3 g", notification=(3, 1), detail=detail
         )
     poison = {
         wire.ORIGIN_CODE: bytes([draw(st.integers(3, 255))]),

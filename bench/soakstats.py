@@ -28,21 +28,12 @@ import os
 import statistics
 from typing import Any
 
-from .topo import CLK_TCK, PAGE, Host, cmdline
+from .topo import CLK_TCK, PAGE, Host, cmdline, proc_stat
 
 RSS_TOLERANCE_MIB = 8.0
 CPU_FACTOR = 1.5
 CPU_SLACK = 1.0  # CPU seconds per minute
 MIB = 1 << 20
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            text = fh.read()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()  # fields from 3 (state) on
 
 
 def _rss(pid: int) -> int:
@@ -79,7 +70,7 @@ def sample(host: Host) -> dict[str, Any]:
     cpu_total = 0.0
     root = host.daemon.pid if host.daemon else None
     for pid in host.tree():
-        fields = _stat(pid)
+        fields = proc_stat(pid)
         if fields is None:
             continue
         role = role_of(pid)

@@ -52,7 +52,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _stat(pid: int) -> list[str] | None:
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat from the third (state) on; None once the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
             text = fh.read()
@@ -67,7 +68,7 @@ def tree_pids(root: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        fields = _stat(int(entry))
+        fields = proc_stat(int(entry))
         if fields is not None:
             children.setdefault(int(fields[1]), []).append(int(entry))
     out, todo = [], [root]
@@ -82,7 +83,7 @@ def cpu_seconds(pids: list[int]) -> float:
     """utime + stime of these processes, in seconds."""
     total = 0
     for pid in pids:
-        fields = _stat(pid)
+        fields = proc_stat(pid)
         if fields is not None:
             total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
     return total / CLK_TCK
