@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what bgpd, its lab and its tests need on a fresh Debian machine (run as root):
-# Debian packages (iproute2, BIRD 2 as the reference peer, procps, iputils-ping, and Prometheus for the
-# scrape test) and a virtualenv at .venv with bgpd and its test tools. Safe to run again.
+# Debian packages (iproute2, BIRD 2 as the reference peer, procps, iputils-ping, Prometheus for the
+# scrape test, etcd for the datastore tests and lab, openssl for their TLS test) and a virtualenv at .venv
+# with bgpd and its test tools. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -14,6 +15,8 @@ command -v bird >/dev/null || need+=(bird2)
 command -v ps >/dev/null || need+=(procps)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v prometheus >/dev/null || need+=(prometheus)
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v openssl >/dev/null || need+=(openssl)
 if ((${#need[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
