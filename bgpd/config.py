@@ -901,6 +901,31 @@ def load(path: str | os.PathLike[str]) -> Config:
     return parse(text, filename)
 
 
+def control_socket_of(path: str | os.PathLike[str]) -> tuple[str, ConfigError | None]:
+    """The control socket a config names (``control.socket``, else ``runtime.dir``/bgpd.ctl), and the
+    config's error if it has one elsewhere: `bgpctl -c FILE reload` must still reach the daemon, which then
+    refuses the reload and logs and counts it. Raises ConfigError when the file cannot be read or the error
+    is in ``control`` or ``runtime`` themselves."""
+    try:
+        return load(path).control_socket, None
+    except ConfigError as exc:
+        if exc.keypath.startswith(("control", "runtime")) or exc.keypath == "":
+            raise
+        error = exc
+    with contextlib.suppress(OSError, UnicodeDecodeError, yaml.YAMLError):
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+        if isinstance(doc, dict):
+            control, runtime = doc.get("control") or {}, doc.get("runtime") or {}
+            if isinstance(control, dict) and isinstance(runtime, dict):
+                socket, where = control.get("socket"), runtime.get("dir", RuntimeConfig().dir)
+                if isinstance(socket, str) and socket:
+                    return socket, error
+                if isinstance(where, str) and where:
+                    return os.path.join(where, "bgpd.ctl"), error
+    raise error
+
+
 def parse(text: str, filename: str = "<string>") -> Config:
     """Validate and normalize config ``text``; ``filename`` is used in errors and as ``Config.source``."""
     try:

@@ -295,9 +295,12 @@ def _socket_path(args: argparse.Namespace) -> str:
         from bgpd import config as config_mod  # only here: plain `bgpctl -s` needs nothing beyond stdlib
 
         try:
-            return config_mod.load(args.config).control_socket
+            path, error = config_mod.control_socket_of(args.config)
         except config_mod.ConfigError as exc:
             raise CtlError(str(exc)) from None
+        if error is not None and not os.path.exists(path):
+            raise CtlError(str(error))  # no daemon to ask: the config's own error says what is wrong
+        return path
     return DEFAULT_SOCKET
 
 

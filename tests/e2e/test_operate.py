@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -277,6 +278,15 @@ def test_invalid_reload_changes_nothing_and_is_reported(underlay: Underlay) -> N
     result = h0.ctl("reload")
     assert result.returncode == 1
     assert "invalid config, nothing changed" in result.stderr and "hold_tme" in result.stderr
+    # `bgpctl -c` with that very file still reaches the daemon, which refuses (and logs and counts) it
+    by_config = subprocess.run(
+        [sys.executable, "-m", "bgpd.ctl", "-c", str(config), "reload"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert by_config.returncode == 1 and by_config.stderr.startswith("bgpctl: reload refused: invalid config")
     # a setting that needs a restart is refused as well
     config.write_text(good.replace("table: main", "table: 100"))
     refused = h0.ctl("reload")
@@ -284,7 +294,7 @@ def test_invalid_reload_changes_nothing_and_is_reported(underlay: Underlay) -> N
     assert _established(h0, h1.address)
     assert h0.bgpd is not None and h0.bgpd.alive()
     _, text = h0.http_get(f"http://{METRICS}/metrics")
-    assert _metric(text, "bgpd_config_reloads_total", result="failure") == 2
+    assert _metric(text, "bgpd_config_reloads_total", result="failure") == 3
     assert _metric(text, "bgpd_config_last_reload_successful") == 0
     [peer] = h0.ctl_json("show", "peers")
     assert peer["flaps"] == 0
