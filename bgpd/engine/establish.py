@@ -6,13 +6,16 @@ connection after 0, 1, 2, 3, 4, 5 s (then longer, up to 60 s), so within 2 × 5 
 attempts; and a connection that got as far as an OPEN ends within the hold time, in Established or with a
 NOTIFICATION (Hold Timer Expired at worst, RFC 4271 §8.2.2). Hence 90 s with the default hold time.
 
-The reason names, in this order of evidence:
+The reason names what was seen and what may explain it, never more than the evidence holds:
 1. the last NOTIFICATION sent or received since the session was last Established (bad peer AS, hold timer
    expired, maximum prefixes...), or a TCP connection that closed before Established;
-2. else the likely causes from the session's config, since nothing came back at all: with a TCP-MD5
-   password, a key mismatch or a key on one side only (RFC 2385: the kernel drops the segments silently);
-   with TTL security, a peer too many hops away or not sending TTL 255 (RFC 5082); otherwise no TCP
-   connection.
+2. the possible causes the session's config points at, which leave nothing to see in the BGP exchange:
+   with a TCP-MD5 password, a key mismatch or a key on one side only (RFC 2385: the kernel drops the
+   segments silently); with TTL security, a peer too many hops away or not sending TTL 255 (RFC 5082).
+   They follow the NOTIFICATION when there was one (a key changed on the peer after a Cease shows as
+   that Cease, then silence), and are worded as possibilities: a peer that refuses connections for a
+   while looks the same;
+3. with neither, no TCP connection, which includes a peer that requires a TCP-MD5 key this side lacks.
 Plain state, no I/O: the deadlines are the engine's timers under ("establish", peer).
 """
 
@@ -30,7 +33,11 @@ CANNOT = "cannot be established"
 MD5_CAUSE = (
     "TCP-MD5 key mismatch or key set on one side only (the kernel drops such segments silently, RFC 2385)"
 )
-NO_TCP_CAUSE = "no TCP connection (peer down, unreachable, or not configured for this address)"
+NO_TCP_CAUSE = (
+    "no TCP connection (peer down, unreachable, not configured for this address, or requiring a TCP-MD5 "
+    "key this side does not have)"
+)
+POSSIBLE = "possible causes: "
 
 
 def bound(hold_time: int) -> float:
@@ -39,7 +46,7 @@ def bound(hold_time: int) -> float:
 
 
 def likely_causes(peer: PeerConfig) -> str:
-    """What the config says may keep a session from even connecting."""
+    """What the config says may keep a session from even connecting ("" when nothing in it does)."""
     causes = []
     if peer.password:
         causes.append(MD5_CAUSE)
@@ -49,13 +56,19 @@ def likely_causes(peer: PeerConfig) -> str:
             f"the peer is more than {hops} hop{'s' if hops != 1 else ''} away or does not send TTL 255 "
             "(RFC 5082)"
         )
-    return "; or ".join(causes) if causes else NO_TCP_CAUSE
+    return "; or ".join(causes)
 
 
 def reason(peer: PeerConfig, failure: str | None) -> str:
     """The reason shown for a session not established within the bound: `failure` (the last NOTIFICATION
-    or closed connection since it was last Established), else the config's likely causes."""
-    return f"{CANNOT}: {failure or likely_causes(peer)}"
+    or closed connection since it was last Established) and the possible causes in its config, or no TCP
+    connection when there is neither."""
+    causes = likely_causes(peer)
+    if failure and causes:
+        return f"{CANNOT}: {failure}; {POSSIBLE}{causes}"
+    if causes:
+        return f"{CANNOT}: no answer; {POSSIBLE}{causes}"
+    return f"{CANNOT}: {failure or NO_TCP_CAUSE}"
 
 
 class EstablishWatch:
