@@ -190,7 +190,7 @@ def _why_not_installed(d: Daemon, prefix: Prefix) -> str | None:
     if device is not None:
         return f"waiting for device {device} (missing or down)"
     if prefix in fib.retry_pending:
-        return "the kernel refused it; retried"
+        return f"the kernel refused it: {fib.refusals.get(prefix, 'no reason given')}; retried"
     return "write in flight"
 
 

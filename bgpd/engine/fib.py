@@ -95,6 +95,7 @@ class Fib:
         self.busy = False  # a write or re-read of ours is away from the event loop
         self.audit_cause: str | None = None  # a re-read of our kernel routes is due, and why
         self.retry_pending: set[Prefix] = set()  # failed kernel changes waiting for their retry
+        self.refusals: dict[Prefix, str] = {}  # the kernel's answer to a failing change, until one succeeds
         self.retrying: set[Prefix] = set()  # retried changes: written by the writer thread only
         self._retry_armed = False
         self._last_retry = 0.0
@@ -408,6 +409,8 @@ class Fib:
             elif result.ok:
                 self._set_installed(prefix, want)
                 self.unknown.discard(prefix)
+                if self.refusals:
+                    self.refusals.pop(prefix, None)
                 if want is None and prefix in self.refused:
                     continue  # the refused route's older form removed: its retry stays due
                 self.refused.discard(prefix)
@@ -423,6 +426,7 @@ class Fib:
             else:
                 failed.append(prefix)
                 fresh_failures += not was_retried
+                self.refusals[prefix] = result.error or "refused"
                 if result.refused and want is not None and self.installed.get(prefix) not in (None, want):
                     self.refused.add(prefix)
                     self.mark(prefix)
@@ -446,7 +450,12 @@ class Fib:
             self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
         if failed:
             self.counters["kernel_failures"] += len(failed)
-            kv = {"count": len(failed), "first": failed[0], "in": self._retry_delay}
+            kv = {
+                "count": len(failed),
+                "first": failed[0],
+                "error": self.refusals[failed[0]],
+                "in": self._retry_delay,
+            }
             if fresh_failures:
                 log.error("kernel route changes failed; will retry", extra={"kv": kv})
             else:

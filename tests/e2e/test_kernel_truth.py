@@ -110,7 +110,10 @@ def test_address_removed_and_added_routes_come_back(underlay: Underlay) -> None:
     h1.ip("addr", "del", f"{h1.address}/24", "dev", "eth0")
     wait_for(lambda: BLOCK not in h1.bird_routes(), REPAIR, "kernel flushed the route")
     wait_for(lambda: _owned(h1) == {}, REPAIR, "bgpctl shows it is not installed")
-    refused = [{"prefix": BLOCK, "next_hops": [h0.address], "reason": "the kernel refused it; retried"}]
+    reason = (
+        "the kernel refused it: ENETUNREACH (Network is unreachable): Nexthop has invalid gateway; retried"
+    )
+    refused = [{"prefix": BLOCK, "next_hops": [h0.address], "reason": reason}]
     wait_for(lambda: h1.ctl_json("show", "kernel")["not_installed"] == refused, REPAIR, "shown as refused")
     h1.ip("addr", "add", f"{h1.address}/24", "dev", "eth0")
     wait_for(lambda: h1.bird_routes().get(BLOCK) == [h0.address], REPAIR, "route back after address")
