@@ -137,7 +137,9 @@ def feed(engine: Engine, event: codec.AnyEvent) -> None:
         status = engine.peers.get(event.peer)
         if status is not None:
             graceful = event.graceful_restart(status.family)
-            engine.peer_open(event.peer, event.router_id, graceful, event.restarting)
+            engine.peer_open(
+                event.peer, event.router_id, graceful, event.restarting, event.graceful_capability
+            )
     elif isinstance(event, codec.PeerState):
         # a session closed by a NOTIFICATION (ours, e.g. a hold timer expiry, or the peer's) is no
         # graceful restart

@@ -572,19 +572,26 @@ class Engine:
     # ------------------------------------------------------------------ sessions
 
     def peer_open(
-        self, peer: Address, router_id: IPv4Address, graceful: tuple[int | None, bool], restarting: bool
+        self,
+        peer: Address,
+        router_id: IPv4Address,
+        graceful: tuple[int | None, bool],
+        restarting: bool,
+        sends_end_of_rib: bool = False,
     ) -> None:
         """The peer's OPEN: its router id, and RFC 4724 §3 for the session's family: (restart time or None,
-        forwarding state kept), and its Restart State bit."""
+        forwarding state kept), its Restart State bit, and whether it advertised the Graceful Restart
+        Capability at all (`sends_end_of_rib`: a capability without families still promises End-of-RIB,
+        so a starting bgpd waits for it before removing its earlier run's routes)."""
         status = self.peers.get(peer)
         if status is None or status.state == HELD_DOWN:
             return
         status.router_id = router_id
         status.restart_time, status.forwarding_kept = graceful
-        is_graceful = status.restart_time is not None
+        waits = status.restart_time is not None or sends_end_of_rib
         self._deferral_step(
-            self.deferral.opened(peer, is_graceful, restarting),
-            self.stale_wait.opened(peer, is_graceful, restarting),
+            self.deferral.opened(peer, waits, restarting),
+            self.stale_wait.opened(peer, waits, restarting),
         )
         if self.stale.restarting(peer) and not (status.restart_time and status.forwarding_kept):
             # RFC 4724 §4.2: back without graceful restart, or without its forwarding state

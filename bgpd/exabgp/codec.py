@@ -102,6 +102,10 @@ class PeerOpen(Generic[A]):
     # the same as restart_time / forwarding_kept, for IPv6 unicast (decoded only if IPv6 unicast is)
     restart_time6: int | None = None
     forwarding_kept6: bool = False
+    # the Graceful Restart Capability at all, with or without families: a speaker that advertises it
+    # promises End-of-RIB markers even when it keeps no forwarding state (RFC 4724 §3, "graceful restart
+    # aware", BIRD's default)
+    graceful_capability: bool = False
 
     def graceful_restart(self, family: Family) -> tuple[int | None, bool]:
         """(restart time, forwarding state kept) of the Graceful Restart Capability for `family`."""
@@ -230,6 +234,7 @@ def _decode_event(msg: dict[str, Any], families: Collection[Family]) -> AnyEvent
             _restart_state(capabilities),
             restart_time6,
             forwarding_kept6,
+            _has_graceful_capability(capabilities),
         )
     if kind == "notification":
         # ExaBGP 5.0.15 writes it under "neighbor" (seen in runs); older shapes put it under "message"
@@ -252,6 +257,13 @@ def _decode_event(msg: dict[str, Any], families: Collection[Family]) -> AnyEvent
     if not isinstance(update, dict):
         return None
     return _decode_update(peer, peer_asn, update, families)
+
+
+def _has_graceful_capability(capabilities: Any) -> bool:
+    """Whether ExaBGP's capabilities object holds the Graceful Restart Capability (code 64) at all."""
+    if not isinstance(capabilities, dict):
+        return False
+    return any(isinstance(c, dict) and c.get("name") == "graceful restart" for c in capabilities.values())
 
 
 def _restart_state(capabilities: Any) -> bool:

@@ -11,7 +11,8 @@ caller runs the Selection_Deferral_Timer and calls `expire`). The table is compl
 peer has either
 
 * sent End-of-RIB,
-* opened its session without the Graceful Restart Capability (it sends no End-of-RIB to wait for), or
+* opened its session without the Graceful Restart Capability (it sends no End-of-RIB to wait for; a
+  capability without families still promises End-of-RIB, RFC 4724 §3, and is waited for), or
   with the Restart State bit set (it is restarting too and defers its own End-of-RIB: waiting for each
   other would deadlock, so §4.1 excludes it; only with `exclude_restarting`),
 * or been removed from the configuration,
@@ -56,8 +57,8 @@ class SelectionDeferral:
         return self._settle("no peers")
 
     def opened(self, peer: Address, graceful: bool, restarting: bool) -> bool:
-        """`peer` sent its OPEN: `graceful` = it has the Graceful Restart Capability for our family,
-        `restarting` = its Restart State bit is set (RFC 4724 §3)."""
+        """`peer` sent its OPEN: `graceful` = it will send End-of-RIB (it has the Graceful Restart
+        Capability, for our family or for none: RFC 4724 §3), `restarting` = its Restart State bit is set."""
         if not graceful or (restarting and self.exclude_restarting):
             self.waiting.discard(peer)
         return self._settle("open")

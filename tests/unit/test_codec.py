@@ -740,3 +740,20 @@ def test_graceful_restart_for_another_family_or_time_zero_is_none() -> None:
     for line in (gr_open(family="ipv6/unicast"), gr_open(time=0), OPEN_LINE % "receive"):
         opened = decode(line)
         assert isinstance(opened, PeerOpen) and opened.restart_time is None
+
+
+def test_the_graceful_restart_capability_without_families_still_promises_end_of_rib() -> None:
+    """BIRD's default ("graceful restart aware"): the capability with no address families. No restart
+    time for our family, but the peer sends End-of-RIB (RFC 4724 §3), which a starting bgpd waits for."""
+    aware = (OPEN_LINE % "receive").replace(
+        '"capabilities": { }',
+        '"capabilities": { "64": { "name": "graceful restart", "time": 0, "address-family-flags": { }, '
+        '"restart-flags": [ ] } }',
+    )
+    opened = decode(aware)
+    assert isinstance(opened, PeerOpen)
+    assert (opened.restart_time, opened.graceful_capability) == (None, True)
+    plain = decode(OPEN_LINE % "receive")
+    assert isinstance(plain, PeerOpen) and plain.graceful_capability is False
+    full = decode(gr_open())
+    assert isinstance(full, PeerOpen) and full.graceful_capability is True

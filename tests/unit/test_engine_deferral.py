@@ -4,6 +4,8 @@ for IPv4 (IPv4-only and dual-stack nodes) and IPv6 (IPv6 sessions, IPv6 blocks, 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bgpd.engine.core import DEFER_TIMER
@@ -114,3 +116,21 @@ def test_deferral_timer_ends_both_waits(host_fam: Fam) -> None:
     assert h.eors() == []
     h.fire(DEFER_TIMER)
     assert h.eors() == [h.fam.eor_line(c10)] and h.engine.fib.reconciled
+
+
+def test_a_graceful_restart_aware_peer_is_waited_for(host_fam: Fam) -> None:
+    """A peer with the Graceful Restart Capability but no families (BIRD's default, "aware") sends
+    End-of-RIB (RFC 4724 §3): the routes of our earlier run stay until it has (a kill -9 against BIRD
+    removed them at its OPEN and wrote them again a moment later); without the capability, they go at once."""
+    c10, c11 = host_fam.peers
+    stale = host_fam.block(10)
+    h = make_harness(host_fam, own={stale: (c10,)})
+    aware = dataclasses.replace(h.fam.open(c10, None), graceful_capability=True)
+    h.feed(aware, codec.PeerState(c10, ASN, "up"))
+    h.feed(h.fam.open(c11, None), codec.PeerState(c11, ASN, "up"))  # no capability: not waited for
+    assert not h.engine.fib.reconciled and h.engine.stale_wait.waiting == {c10}
+    assert h.settle() == [] and h.engine.fib.installed == {stale: (c10,)}
+    h.announce(c10, stale)
+    h.eor(c10)
+    assert h.engine.fib.reconciled and h.settle() == []
+    assert h.engine.fib.installed == {stale: (c10,)}
