@@ -1289,10 +1289,10 @@ def dump(cfg: Config) -> str:
     doc["filters"] = [
         {
             "name": f.name,
-            "export_v4": [_dump_rule(r) for r in f.export_v4],
-            "import_v4": [_dump_rule(r) for r in f.import_v4],
-            "export_v6": [_dump_rule(r) for r in f.export_v6],
-            "import_v6": [_dump_rule(r) for r in f.import_v6],
+            "export_v4": [dump_rule(r) for r in f.export_v4],
+            "import_v4": [dump_rule(r) for r in f.import_v4],
+            "export_v6": [dump_rule(r) for r in f.export_v6],
+            "import_v6": [dump_rule(r) for r in f.import_v6],
         }
         for f in cfg.filters
     ]
@@ -1317,8 +1317,9 @@ def _dump_prefix_limit(limit: PrefixLimit | None) -> dict[str, object]:
     }
 
 
-def _dump_rule(rule: FilterRule) -> dict[str, object]:
-    """A filter rule as written in the config (only the conditions it has)."""
+def dump_rule(rule: FilterRule) -> dict[str, object]:
+    """A filter rule as written in the config (only the conditions it has); also what `bgpd.datastore`
+    writes for a Calico BGPFilter rule."""
     out: dict[str, object] = {"action": rule.action}
     if rule.match_operator is not None:
         out["match_operator"] = rule.match_operator

@@ -60,11 +60,10 @@ from typing import Any
 import yaml
 
 from bgpd import config as bgpconfig
-from bgpd.config import Config, ConfigError, PeerConfig
+from bgpd.config import Config, ConfigError, PeerConfig, dump_rule
 from bgpd.datastore.resources import BGPPeer, Node, Problem, Resources, SecretRef
 from bgpd.datastore.selector import Selector
 from bgpd.policy.filters import BGPFilter as FilterRules
-from bgpd.policy.filters import FilterRule
 
 __all__ = [
     "DEFAULT_ASN",
@@ -577,23 +576,4 @@ def _filter_entry(rules: FilterRules) -> dict[str, Any]:
         "export_v6": rules.export_v6,
         "import_v6": rules.import_v6,
     }
-    return {"name": rules.name, **{k: [_rule_entry(r) for r in v] for k, v in lists.items()}}
-
-
-def _rule_entry(rule: FilterRule) -> dict[str, Any]:
-    """A rule as the config writes it (only the conditions it has)."""
-    out: dict[str, Any] = {"action": rule.action}
-    if rule.match_operator is not None:
-        out["match_operator"] = rule.match_operator
-    if rule.cidr is not None:
-        out["cidr"] = str(rule.cidr)
-    length = {
-        k: v for k, v in (("min", rule.prefix_length_min), ("max", rule.prefix_length_max)) if v is not None
-    }
-    if length:
-        out["prefix_length"] = length
-    if rule.source is not None:
-        out["source"] = rule.source
-    if rule.interface is not None:
-        out["interface"] = rule.interface
-    return out
+    return {"name": rules.name, **{k: [dump_rule(r) for r in v] for k, v in lists.items()}}

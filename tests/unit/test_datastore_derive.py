@@ -4,7 +4,6 @@ topology built from selectors, eBGP peers, and invalid parts left out with their
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -12,22 +11,7 @@ import pytest
 from bgpd import config
 from bgpd.datastore import derive as d
 from bgpd.datastore import resources as r
-
-P = r.DEFAULT_PREFIX
-KINDS = {
-    "nodes": "Node",
-    "bgpconfigurations": "BGPConfiguration",
-    "bgppeers": "BGPPeer",
-    "ippools": "IPPool",
-    "bgpfilters": "BGPFilter",
-}
-
-
-def record(kind: str, name: str, spec: Any, labels: dict[str, str] | None = None) -> tuple[str, str]:
-    meta: dict[str, Any] = {"name": name, **({"labels": labels} if labels else {})}
-    return f"{P}{kind}/{name}", json.dumps(
-        {"kind": KINDS[kind], "apiVersion": "projectcalico.org/v3", "metadata": meta, "spec": spec}
-    )
+from tests.unit.calico_records import P, record
 
 
 def node(name: str, ipv4: str | None, labels: dict[str, str] | None = None, **bgp: Any) -> tuple[str, str]:

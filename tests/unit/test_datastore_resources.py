@@ -13,28 +13,7 @@ import pytest
 from bgpd import config
 from bgpd.datastore import resources as r
 from bgpd.datastore.selector import parse as selector
-
-P = r.DEFAULT_PREFIX
-KINDS = {
-    "nodes": "Node",
-    "bgpconfigurations": "BGPConfiguration",
-    "bgppeers": "BGPPeer",
-    "ippools": "IPPool",
-    "bgpfilters": "BGPFilter",
-}
-
-
-def record(kind: str, name: str, spec: Any, labels: dict[str, str] | None = None) -> tuple[str, str]:
-    """(key, value) as Calico writes them to etcd."""
-    meta: dict[str, Any] = {
-        "name": name,
-        "resourceVersion": "12",
-        "creationTimestamp": "2026-11-30T00:00:00Z",
-    }
-    if labels is not None:
-        meta["labels"] = labels
-    obj = {"kind": KINDS[kind], "apiVersion": "projectcalico.org/v3", "metadata": meta, "spec": spec}
-    return f"{P}{kind}/{name}", json.dumps(obj)
+from tests.unit.calico_records import P, record
 
 
 def one(kind: str, name: str, spec: Any, labels: dict[str, str] | None = None) -> Any:
