@@ -28,6 +28,13 @@ NOTIFICATION: the peer took it for a graceful restart and kept routing to this h
 time (120 s by default) although the session was removed on purpose (seen in the soak run). When the
 session is Established, `remove` now goes the teardown way instead (Cease / 3, RFC 4486 §4, not restarted,
 so the peer leaves the reactor after its NOTIFICATION); a session not yet Established is removed as before.
+
+Either way the peer's Adj-RIB-Out leaves ExaBGP's RIB cache (`RIB.uncache`, as `Peer.stop` does): ExaBGP
+keeps each neighbor's RIB in a class-level cache by name, so that a reload keeps the routes of a neighbor
+that stays; a neighbor that left and comes back under the same name would otherwise get its old Adj-RIB-Out
+back, without the withdrawals made while it was gone, and announce routes bgpd no longer has (found by the
+30-minute soak: a peer removed and re-added by reload kept a withdrawn route; tests/e2e/test_deconfigure.py).
+bgpd replays its table to a neighbor that comes back.
 """
 
 from __future__ import annotations
@@ -44,8 +51,10 @@ PEER_DECONFIGURED = 3  # RFC 4486 §4 Cease subcode
 
 
 def _teardown(self: Any, code: Any, restart: bool = True) -> Any:
-    """`Peer.teardown`, marking the session to end with NOTIFICATION Cease / `code`, and not restarted."""
+    """`Peer.teardown`, marking the session to end with NOTIFICATION Cease / `code`, and not restarted; the
+    peer's Adj-RIB-Out leaves ExaBGP's RIB cache, as `Peer.stop` makes it leave (see the module)."""
     setattr(self, _MARK, True)
+    self.neighbor.rib.uncache()
     return _original_teardown(self, code, False)
 
 

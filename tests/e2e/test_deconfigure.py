@@ -47,3 +47,36 @@ def test_a_peer_removed_by_reload_gets_cease_peer_deconfigured(underlay: Underla
     assert seen is not None and seen["state"] != "up"
     assert "Cease / Peer De-configured (6/3)" in str(seen["last_error"]), seen
     assert seen["stale_routes"] == 0
+
+
+def test_a_route_withdrawn_while_the_peer_was_removed_does_not_come_back(underlay: Underlay) -> None:
+    """Found by the 30-minute soak: ExaBGP keeps a neighbor's Adj-RIB-Out in a cache by name across reloads,
+    so a peer removed and re-added got its old one back, without the withdrawals made meanwhile, and was
+    sent a route this host no longer had. Removed, the neighbor's Adj-RIB-Out leaves that cache (change
+    12)."""
+    h0, h1 = underlay.host("h0", 10), underlay.host("h1", 11)
+    both = {"hold_time": 9, "mesh": {"enabled": True, "nodes": [h0.address, h1.address]}}
+    for h in (h0, h1):
+        h.write_config(bgp=both)
+        h.start_bgpd()
+    kept, gone = ["10.20.0.3", "10.20.0.4"], ["10.20.0.1", "10.20.0.2"]
+    for address in gone + kept:
+        h0.add_workload_route(f"{address}/32")
+    wait_for(lambda: set(gone + kept) <= set(h1.bird_routes()), CONVERGE, "h0's routes on h1")
+    h0.write_config(bgp={**both, "mesh": {"enabled": False, "nodes": []}})
+    assert h0.ctl("reload").returncode == 0
+    wait_for(lambda: not set(gone + kept) & set(h1.bird_routes()), CONVERGE, "h1 dropped them (Cease)")
+    for address in gone:
+        h0.ip("route", "del", f"{address}/32")
+    withdrawn = {f"{address}/32" for address in gone}
+    wait_for(lambda: not withdrawn & set(h0.ctl_json("show", "kernel")["announced"]), CONVERGE, "withdrawn")
+    h0.write_config(bgp=both)
+    assert h0.ctl("reload").returncode == 0
+
+    def back() -> bool:
+        shown = peer(h1, h0.address)
+        return shown is not None and shown["state"] == "up" and bool(shown["end_of_rib"])
+
+    wait_for(back, CONVERGE, "the session back, h0's whole table sent (End-of-RIB)")
+    wait_for(lambda: set(kept) <= set(h1.bird_routes()), CONVERGE, "the kept routes on h1 again")
+    assert not set(gone) & set(h1.bird_routes()), h1.bird_routes()

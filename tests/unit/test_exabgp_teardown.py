@@ -16,11 +16,29 @@ from bgpd.exabgp import launch, teardown
 launch.apply()
 
 
+class FakeRIB:
+    """A neighbor's RIB: whether it was taken out of ExaBGP's RIB cache (`RIB.uncache`)."""
+
+    def __init__(self) -> None:
+        self.uncached = False
+
+    def uncache(self) -> None:
+        self.uncached = True
+
+
+class FakeNeighbor(dict[str, Any]):
+    """ExaBGP's Neighbor: a mapping of settings, with its RIB."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        super().__init__(settings)
+        self.rib = FakeRIB()
+
+
 class FakePeer:
-    """What the two wrapped methods touch of an ExaBGP `Peer`."""
+    """What the wrapped methods touch of an ExaBGP `Peer`."""
 
     def __init__(self, graceful_restart: object) -> None:
-        self.neighbor = {"capability": {"graceful-restart": graceful_restart}}
+        self.neighbor = FakeNeighbor({"capability": {"graceful-restart": graceful_restart}})
         self._teardown: object = None
         self._restart: object = True
         self.seen: list[object] = []
@@ -78,6 +96,7 @@ def test_after_an_api_teardown_the_steps_read_graceful_restart_off(monkeypatch: 
     assert next(gen) is True
     teardown._teardown(peer, 1)
     assert peer._teardown == 1 and peer._restart is False  # the peer leaves ExaBGP after its NOTIFICATION
+    assert peer.neighbor.rib.uncached  # and its Adj-RIB-Out is not handed to a neighbor of the same name
     assert peer.neighbor["capability"]["graceful-restart"] == 120  # between steps: untouched
     assert list(gen) == [None, True]
     assert peer.seen == [120, False, False]
@@ -128,6 +147,7 @@ def test_a_removed_established_session_is_torn_down_with_cease_3(monkeypatch: py
     established.__dict__.update(fsm=FSM.ESTABLISHED, proto=object(), generator=iter(()))
     teardown._remove(established)
     assert (established._teardown, established._restart, removed) == (3, False, [])
+    assert established.neighbor.rib.uncached
     assert getattr(established, teardown._MARK) is True
     # not Established (connecting, OPEN exchanged, idle): removed as ExaBGP removes it
     for state in (FSM.IDLE, FSM.CONNECT, FSM.ACTIVE, FSM.OPENSENT, FSM.OPENCONFIRM):
