@@ -263,10 +263,11 @@ def test_captured_next_hops_for_the_import_policy_are_announced(line: str, next_
 
 def test_captured_open_gives_graceful_restart_per_family() -> None:
     opened = dual(OPEN_EXABGP)
-    assert opened == PeerOpen(A1, 64512, IPv4Address("192.168.100.1"), 90, 120, True, True, 120, True)
+    assert opened == PeerOpen(A1, 64512, IPv4Address("192.168.100.1"), 90, 120, True, True, 120, True, True)
     assert opened.graceful_restart(4) == opened.graceful_restart(6) == (120, True)
     bird = dual(OPEN_BIRD)  # graceful restart for IPv6 unicast only, forwarding state not kept
-    assert bird == PeerOpen(A3, 65003, IPv4Address("192.168.100.3"), 240, None, False, False, 120, False)
+    expected = PeerOpen(A3, 65003, IPv4Address("192.168.100.3"), 240, None, False, False, 120, False, True)
+    assert bird == expected
     assert bird.graceful_restart(4) == (None, False) and bird.graceful_restart(6) == (120, False)
 
 
