@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable
@@ -52,9 +51,6 @@ log = logging.getLogger("bgpd.speaker")
 KERNEL_EVENTS_PER_TURN = 2048  # kernel events handled per event-loop turn (others run in between)
 INLINE_KERNEL_OPS = 16  # batches up to this size are written from the event loop itself
 KERNEL_SLICE = 2048  # larger batches go to the kernel writer thread this many operations at a time
-# ExaBGP's reason for a session closed by a NOTIFICATION, e.g. "notification sent (6,1)" (ExaBGP 5.0.15
-# `Peer._run`); the codec hands the reason over as text
-_NOTIFIED = re.compile(r"notification (sent|received) \((\d+),(\d+)\)")
 AUDIT_OFF_RECHECK = 60.0  # seconds: with kernel.audit_interval 0, how often a reload turning it on is seen
 
 
@@ -112,22 +108,6 @@ def commands(change: OutChange, cfg: Config) -> list[str]:
     return [codec.route_refresh_line(change.peer, change.family)]
 
 
-def teardown_line(peer: Address, subcode: int) -> str:
-    """ExaBGP's command closing an Established session with NOTIFICATION Cease / `subcode` (ExaBGP 5.0.15
-    `neighbor X teardown N` raises Notify(6, N); with graceful restart negotiated it closes the connection
-    without one)."""
-    return f"neighbor {peer} teardown {subcode}"
-
-
-def notified(reason: str) -> bool | tuple[str, int, int]:
-    """From ExaBGP's reason for a session going down: ("sent"/"received", code, subcode) of the NOTIFICATION
-    that closed it, False if none did."""
-    found = _NOTIFIED.search(reason)
-    if found is None:
-        return False
-    return found[1], int(found[2]), int(found[3])
-
-
 def feed(engine: Engine, event: codec.AnyEvent) -> None:
     """One decoded ExaBGP event into the engine (the translation from ExaBGP's view of a session to the
     engine's inputs)."""
@@ -143,7 +123,7 @@ def feed(engine: Engine, event: codec.AnyEvent) -> None:
     elif isinstance(event, codec.PeerState):
         # a session closed by a NOTIFICATION (ours, e.g. a hold timer expiry, or the peer's) is no
         # graceful restart
-        engine.peer_state(event.peer, event.state, event.reason, notified(event.reason), event.peer_asn)
+        engine.peer_state(event.peer, event.state, event.reason, codec.notified(event.reason), event.peer_asn)
     elif isinstance(event, codec.EndOfRib):
         engine.end_of_rib(event.peer)
     elif isinstance(event, codec.Notification):
@@ -329,7 +309,7 @@ class Speaker:
         as ExaBGP's neighbor set (its config reloaded; an unchanged session stays up)."""
         for op in self.engine.take_session_ops():
             if isinstance(op, Teardown):
-                self.exabgp.send([teardown_line(op.peer, op.subcode)])
+                self.exabgp.send([codec.teardown_line(op.peer, op.subcode)])
             elif isinstance(op, HoldDown):
                 self.exabgp.reload(sessions_of(self.cfg, op.peers))
 

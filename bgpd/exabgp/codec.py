@@ -40,6 +40,7 @@ which keeps the route, sends it again on every new session).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -649,6 +650,25 @@ def withdraw_lines(
     `announce_lines`, the prefixes are of the next hop's family (ValueError otherwise)."""
     head = f"{_target(neighbors)}withdraw attributes next-hop {next_hop} nlri "
     return [head + text for text in _nlri_texts(prefixes, next_hop, per_command)]
+
+
+def teardown_line(peer: AnyAddress, subcode: int) -> str:
+    """ExaBGP's command closing a session with NOTIFICATION Cease / `subcode` (ExaBGP 5.0.15 `neighbor X
+    teardown N` raises Notify(6, N); launch change 12 makes it do so with graceful restart negotiated too)."""
+    return f"neighbor {peer} teardown {subcode}"
+
+
+# ExaBGP's reason for a session closed by a NOTIFICATION, e.g. "notification sent (6,1)" (5.0.15 `Peer._run`)
+_NOTIFIED = re.compile(r"notification (sent|received) \((\d+),(\d+)\)")
+
+
+def notified(reason: str) -> bool | tuple[str, int, int]:
+    """From ExaBGP's reason for a session going down (`PeerState.reason`): ("sent"/"received", code,
+    subcode) of the NOTIFICATION that closed it (RFC 4271 §4.5), False if none did."""
+    found = _NOTIFIED.search(reason)
+    if found is None:
+        return False
+    return found[1], int(found[2]), int(found[3])
 
 
 def eor_line(neighbor: AnyAddress | None = None, family: Family = 4) -> str:

@@ -757,3 +757,12 @@ def test_the_graceful_restart_capability_without_families_still_promises_end_of_
     assert isinstance(plain, PeerOpen) and plain.graceful_capability is False
     full = decode(gr_open())
     assert isinstance(full, PeerOpen) and full.graceful_capability is True
+
+
+def test_the_notification_behind_a_session_down_and_the_teardown_command() -> None:
+    from bgpd.exabgp.codec import notified, teardown_line
+
+    assert notified("notification sent (6,1)") == ("sent", 6, 1)
+    assert notified("notification received (2,2)") == ("received", 2, 2)
+    assert notified("closing connection") is False
+    assert teardown_line(IPv4Address("192.0.2.1"), 1) == "neighbor 192.0.2.1 teardown 1"
