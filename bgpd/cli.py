@@ -15,19 +15,24 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Coroutine
 from ipaddress import IPv4Network
+from typing import TYPE_CHECKING, Any
 
 from bgpd import __version__
 from bgpd import config as config_mod
 from bgpd import log as log_mod
 from bgpd.oneline import EXIT_BUG, Parser, describe, guard
 
+if TYPE_CHECKING:
+    from bgpd.datastore.follow import Follower
+
 EXIT_CONFIG = 2
 
 
-def _load(path: str) -> config_mod.Config | None:
+def _load(path: str) -> config_mod.Config | config_mod.ClusterFile | None:
     try:
-        return config_mod.load(path)
+        return config_mod.load_file(path)
     except config_mod.ConfigError as exc:
         print(f"bgpd: {exc}", file=sys.stderr)
         return None
@@ -37,6 +42,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if cfg is None:
         return EXIT_CONFIG
+    if isinstance(cfg, config_mod.ClusterFile):
+        etcd = cfg.datastore.etcd
+        assert etcd is not None
+        print(
+            f"# node {cfg.node_name}: the cluster part comes from the datastore "
+            f"({cfg.datastore.type} {', '.join(etcd.endpoints)}, prefix {etcd.prefix}); local sections: "
+            f"{', '.join(cfg.local) or 'none'}. `bgpctl show config` on the running daemon shows the "
+            "derived configuration."
+        )
+        return 0
     sys.stdout.write(config_mod.dump(cfg))
     if cfg.node.subnet is None:
         print(_subnet_note(cfg))
@@ -90,14 +105,16 @@ def port_in_use(cfg: config_mod.Config) -> str | None:
     return None
 
 
-async def _run(cfg: config_mod.Config, node_interface: tuple[str, IPv4Network]) -> None:
+async def _run(
+    cfg: config_mod.Config, node_interface: tuple[str, IPv4Network], follower: Follower | None = None
+) -> None:
     from bgpd.daemon import Daemon  # imports the kernel side only when really running
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    daemon = Daemon(cfg, node_interface)
+    daemon = Daemon(cfg, node_interface, follower)
     tasks: set[asyncio.Task[object]] = set()
 
     def on_hup() -> None:  # SIGHUP = `bgpctl reload`
@@ -110,49 +127,119 @@ async def _run(cfg: config_mod.Config, node_interface: tuple[str, IPv4Network]) 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
-    if cfg is None:
+    loaded = _load(args.config)
+    if loaded is None:
         return EXIT_CONFIG
+    runtime = loaded.runtime
     log_mod.setup(
-        args.log_level or cfg.runtime.log_level, json_format=args.log_json or cfg.runtime.log_format == "json"
+        args.log_level or runtime.log_level, json_format=args.log_json or runtime.log_format == "json"
     )
-    if os.geteuid() != 0:
-        print("bgpd: run needs root (netlink route changes, BGP port)", file=sys.stderr)
+    lock = _lock(loaded.runtime, loaded.source)
+    if lock is None:
         return 1
-    from bgpd.kernel import address_network
-    from bgpd.runlock import AlreadyRunning, lock_runtime_dir
+    if isinstance(loaded, config_mod.ClusterFile):
+        return _run_cluster(loaded, lock)
+    cfg = loaded
+    problem = _start_problem(cfg)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        os.close(lock)
+        return 1
+    return _run_guarded(_run(cfg, _node_interface(cfg)))
 
-    try:
-        lock = lock_runtime_dir(cfg.runtime.dir)
-    except AlreadyRunning as exc:
-        print(f"bgpd: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"bgpd: {cfg.source}: runtime.dir: {describe(exc)}", file=sys.stderr)
-        return 1
-    node_interface = address_network(cfg.node.address)  # looked up once: the daemon uses it too
-    if node_interface is None:
-        print(
+
+def _node_interface(cfg: config_mod.Config) -> tuple[str, IPv4Network]:
+    from bgpd.kernel import address_network
+
+    found = address_network(cfg.node.address)
+    assert found is not None, "checked by _start_problem"
+    return found
+
+
+def _start_problem(cfg: config_mod.Config) -> str | None:
+    """The one line saying why bgpd cannot start with `cfg` on this host, or None."""
+    from bgpd.kernel import address_network
+
+    if address_network(cfg.node.address) is None:
+        return (
             f"bgpd: {cfg.source}: node.address {cfg.node.address} is on no interface of this host "
-            "(the sessions' source address; see `ip -4 addr`)",
-            file=sys.stderr,
+            "(the sessions' source address; see `ip -4 addr`)"
         )
-        os.close(lock)
-        return 1
-    busy = port_in_use(cfg)
-    if busy is not None:
-        print(busy, file=sys.stderr)
-        os.close(lock)
-        return 1
+    return port_in_use(cfg)
+
+
+def _run_guarded(main: Coroutine[Any, Any, int | None]) -> int:
     try:
-        asyncio.run(_run(cfg, node_interface))
+        result = asyncio.run(main)
     except OSError as exc:
         logging.getLogger("bgpd").error("cannot run", extra={"kv": {"error": describe(exc)}})
         return 1
     except Exception:  # a bug: in the log with its traceback (the daemon's stderr is its log)
         logging.getLogger("bgpd").critical("stopped by a bug in bgpd", exc_info=True)
         return EXIT_BUG
-    return 0
+    return result or 0
+
+
+def _lock(runtime: config_mod.RuntimeConfig, source: str) -> int | None:
+    """Root, and the runtime directory locked for this bgpd (its fd); None after saying why not."""
+    if os.geteuid() != 0:
+        print("bgpd: run needs root (netlink route changes, BGP port)", file=sys.stderr)
+        return None
+    from bgpd.runlock import AlreadyRunning, lock_runtime_dir
+
+    try:
+        return lock_runtime_dir(runtime.dir)
+    except AlreadyRunning as exc:
+        print(f"bgpd: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"bgpd: {source}: runtime.dir: {describe(exc)}", file=sys.stderr)
+    return None
+
+
+def _run_cluster(file: config_mod.ClusterFile, lock: int) -> int:
+    """`bgpd run` when the cluster part comes from the datastore: wait for this node's first
+    configuration (logging why while it waits), check it as a static one is checked, then run the
+    daemon following the datastore."""
+    from bgpd.datastore.etcd import DatastoreConfigError
+    from bgpd.datastore.follow import Follower
+
+    async def main() -> int | None:
+        try:
+            follower = Follower(file)
+        except DatastoreConfigError as exc:
+            print(f"bgpd: {file.source}: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        loop = asyncio.get_running_loop()
+        waiting = asyncio.ensure_future(follower.first())
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, waiting.cancel)
+        etcd = file.datastore.etcd
+        assert etcd is not None
+        log = logging.getLogger("bgpd")
+        log.info(
+            "waiting for this node's configuration from the datastore",
+            extra={"kv": {"node": file.node_name, "endpoints": ",".join(etcd.endpoints)}},
+        )
+        try:
+            cfg = await waiting
+        except asyncio.CancelledError:
+            await follower.close()
+            log.info("stopped before the datastore gave a configuration")
+            return 0
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        problem = _start_problem(cfg)
+        if problem is not None:
+            await follower.close()
+            print(f"{problem} (from the datastore)", file=sys.stderr)
+            return 1
+        await _run(cfg, _node_interface(cfg), follower)
+        return 0
+
+    try:
+        return _run_guarded(main())
+    finally:
+        os.close(lock)
 
 
 def parser() -> argparse.ArgumentParser:

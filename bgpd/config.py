@@ -1,11 +1,11 @@
 """Loading, validating and normalizing the bgpd YAML configuration.
 
 This module owns the configuration file format: the schema (top-level keys ``node``, ``bgp``, ``pools``,
-``export``, ``kernel``, ``runtime``), its defaults, the checks that reject a bad file with a
-``FILE:LINE: keypath: message`` error, the immutable `Config` types every other layer reads, and `dump`,
-which writes a normalized file with every default filled in. It also maps iproute2 routing protocol and
-table names to numbers (``/etc/iproute2/rt_protos``, ``rt_tables`` and their ``.d`` directories, plus the
-``/usr/share/iproute2`` equivalents).
+``export``, ``kernel``, ``runtime``, ..., ``datastore``: `bgpd.config_datastore`), its defaults, the
+checks that reject a bad file with a ``FILE:LINE: keypath: message`` error, the immutable `Config` types
+every other layer reads, and `dump`, which writes a normalized file with every default filled in. It also
+maps iproute2 routing protocol and table names to numbers (``/etc/iproute2/rt_protos``, ``rt_tables`` and
+their ``.d`` directories, plus the ``/usr/share/iproute2`` equivalents).
 
 Dual stack (issue 11). ``node.address`` and ``router_id`` are IPv4; the optional ``node.address6`` is this
 host's global unicast IPv6 address. ``bgp.mesh.nodes``, ``bgp.peers[].address`` and ``reflector.clients``
@@ -42,6 +42,14 @@ from typing import Any, Literal, TypeVar
 import yaml
 from yaml.constructor import SafeConstructor
 
+from bgpd.config_datastore import (
+    CLUSTER_SECTIONS,
+    LOCAL_BGP_KEYS,
+    LOCAL_SECTIONS,
+    ClusterFile,
+    DatastoreSection,
+    parse_datastore,
+)
 from bgpd.config_policy import (
     NextHopMode,
     PrefixAdvertisement,
@@ -64,6 +72,7 @@ from bgpd.spelling import did_you_mean, spelled
 __all__ = [
     "LOG_LEVELS",
     "BgpConfig",
+    "ClusterFile",
     "Config",
     "ConfigError",
     "ExportConfig",
@@ -75,7 +84,9 @@ __all__ = [
     "RuntimeConfig",
     "dump",
     "load",
+    "load_file",
     "parse",
+    "parse_file",
     "protocol_number",
     "table_number",
 ]
@@ -846,6 +857,7 @@ _TOP_KEYS = (
     "control",
     "health",
     "filters",
+    "datastore",
 )
 _REFLECTOR_KEYS = ("cluster_id", "clients", "password")
 _NODE_KEYS = ("name", "address", "address6", "asn", "router_id")
@@ -890,15 +902,18 @@ _HEALTH_KEYS = ("startup_window",)
 def load(path: str | os.PathLike[str]) -> Config:
     """Read and validate the config file at ``path``; raises ConfigError (also if it cannot be read)."""
     filename = os.fspath(path)
+    return parse(_read_text(filename), filename)
+
+
+def _read_text(filename: str) -> str:
     try:
         with open(filename, encoding="utf-8") as f:
-            text = f.read()
+            return f.read()
     except UnicodeDecodeError:
         raise ConfigError(filename, 1, "", "not a config file (not UTF-8 text)") from None
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigError(filename, 1, "", f"cannot read config: {reason}") from None
-    return parse(text, filename)
 
 
 def control_socket_of(path: str | os.PathLike[str]) -> tuple[str, ConfigError | None]:
@@ -907,7 +922,7 @@ def control_socket_of(path: str | os.PathLike[str]) -> tuple[str, ConfigError | 
     refuses the reload and logs and counts it. Raises ConfigError when the file cannot be read or the error
     is in ``control`` or ``runtime`` themselves."""
     try:
-        return load(path).control_socket, None
+        return load_file(path).control_socket, None
     except ConfigError as exc:
         if exc.keypath.startswith(("control", "runtime")) or exc.keypath == "":
             raise
@@ -926,8 +941,27 @@ def control_socket_of(path: str | os.PathLike[str]) -> tuple[str, ConfigError | 
     raise error
 
 
+def load_file(path: str | os.PathLike[str]) -> Config | ClusterFile:
+    """Read and validate the config file at ``path``: a whole `Config`, or a `ClusterFile` when its
+    ``datastore.type`` is etcdv3. Raises ConfigError (also if it cannot be read)."""
+    filename = os.fspath(path)
+    return parse_file(_read_text(filename), filename)
+
+
 def parse(text: str, filename: str = "<string>") -> Config:
-    """Validate and normalize config ``text``; ``filename`` is used in errors and as ``Config.source``."""
+    """Validate and normalize config ``text``; ``filename`` is used in errors and as ``Config.source``.
+    A file whose cluster part comes from the datastore is a ConfigError here (`parse_file` takes it)."""
+    result = parse_file(text, filename)
+    if isinstance(result, ClusterFile):
+        raise ConfigError(
+            filename, 1, "datastore.type", "etcdv3: the cluster part of this config comes from the datastore"
+        )
+    return result
+
+
+def parse_file(text: str, filename: str = "<string>") -> Config | ClusterFile:
+    """`parse`, or the `ClusterFile` when ``datastore.type`` is etcdv3 (then only ``node.name``, the
+    datastore and the local sections may be written: `bgpd.config_datastore`)."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -943,6 +977,9 @@ def parse(text: str, filename: str = "<string>") -> Config:
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError(filename, 1, "", f"top level must be a mapping, got {w.kind(root)}")
     top = w.mapping(_V(root, "", 1), _TOP_KEYS, required=("node",))
+    datastore = parse_datastore(w, top["datastore"]) if "datastore" in top else DatastoreSection()
+    if datastore.type != "none":
+        return _parse_cluster_file(w, top, text, datastore, filename)
 
     node = _parse_node(w, top["node"])
     filters = parse_filters(w, top["filters"]) if "filters" in top else ()
@@ -954,6 +991,25 @@ def parse(text: str, filename: str = "<string>") -> Config:
     default_kernel = KernelConfig(install=reflector is None)
     kernel = _parse_kernel(w, top["kernel"], default_kernel) if "kernel" in top else default_kernel
     runtime = _parse_runtime(w, top["runtime"]) if "runtime" in top else RuntimeConfig()
+    metrics, control, health = _parse_operations(w, top)
+    return Config(
+        node=node,
+        bgp=bgp,
+        pools=pools,
+        export=export,
+        kernel=kernel,
+        runtime=runtime,
+        reflector=reflector,
+        metrics=metrics,
+        control=control,
+        health=health,
+        filters=filters,
+        source=filename,
+    )
+
+
+def _parse_operations(w: _Walker, top: dict[str, _V]) -> tuple[MetricsConfig, ControlConfig, HealthConfig]:
+    """The ``metrics``, ``control`` and ``health`` sections."""
     metrics = MetricsConfig()
     if "metrics" in top:
         mm = w.mapping(top["metrics"], _METRICS_KEYS)
@@ -970,20 +1026,57 @@ def parse(text: str, filename: str = "<string>") -> Config:
         health = HealthConfig(
             startup_window=w.get(hm, "startup_window", lambda x: w.number(x, 0, 3600, "startup window"), 30.0)
         )
-    return Config(
-        node=node,
-        bgp=bgp,
-        pools=pools,
-        export=export,
-        kernel=kernel,
+    return metrics, control, health
+
+
+def _parse_cluster_file(
+    w: _Walker, top: dict[str, _V], text: str, datastore: DatastoreSection, filename: str
+) -> ClusterFile:
+    """A file whose cluster part comes from the datastore: ``node.name``, the datastore, the local
+    sections (validated here, at their lines, as in a whole config)."""
+    from_datastore = "comes from the datastore (datastore.type is etcdv3)"
+    nm = w.mapping(top["node"], _NODE_KEYS, required=("name",), null_ok=False)
+    for key, value in nm.items():
+        if key != "name":
+            raise w.error(value, f"{from_datastore}: this node's Node record ({_NODE_FROM_RECORD[key]})")
+    name = w.string(nm["name"], "node name")
+    if any(c.isspace() for c in name):
+        raise w.error(nm["name"], f"node name {name!r} must not contain whitespace")
+    for section in CLUSTER_SECTIONS:
+        if section in top:
+            raise w.error(top[section], from_datastore)
+    if "bgp" in top:
+        bm = w.mapping(top["bgp"], _BGP_KEYS)
+        for key, value in bm.items():
+            if key not in LOCAL_BGP_KEYS:
+                raise w.error(value, f"{from_datastore}; local in bgp: {', '.join(LOCAL_BGP_KEYS)}")
+        placeholder = NodeConfig(name, IPv4Address(0), 1, IPv4Address(0))
+        _parse_bgp(w, top["bgp"], placeholder, {})
+    if "export" in top:
+        _parse_export(w, top["export"])
+    if "kernel" in top:
+        _parse_kernel(w, top["kernel"], KernelConfig())
+    runtime = _parse_runtime(w, top["runtime"]) if "runtime" in top else RuntimeConfig()
+    metrics, control, _ = _parse_operations(w, top)
+    doc = yaml.safe_load(text)
+    local = {k: doc[k] for k in (*LOCAL_SECTIONS, "bgp") if k in doc and doc[k] is not None}
+    return ClusterFile(
+        node_name=name,
+        datastore=datastore,
+        local=local,
         runtime=runtime,
-        reflector=reflector,
-        metrics=metrics,
         control=control,
-        health=health,
-        filters=filters,
+        metrics=metrics,
         source=filename,
     )
+
+
+_NODE_FROM_RECORD = {
+    "address": "spec.bgp.ipv4Address",
+    "address6": "spec.bgp.ipv6Address",
+    "asn": "spec.bgp.asNumber",
+    "router_id": "the IPv4 address, as confd",
+}
 
 
 def _parse_reflector(w: _Walker, v: _V, node: NodeConfig, bgp: BgpConfig) -> ReflectorConfig:

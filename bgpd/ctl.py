@@ -249,6 +249,25 @@ def render_status(s: dict[str, Any]) -> str:
         f"{s['routes']['announced']} announced"
         + (f" ({', '.join(s['routes']['families'])})" if s["routes"].get("families") else ""),
     ]
+    ds = s.get("datastore")
+    if ds:
+        where = f"datastore {ds['type']} {', '.join(ds['endpoints'])}"
+        if ds["up"]:
+            lines.append(
+                f"{where}: up since {_when(ds['since'])}, revision {ds['revision']} "
+                f"(applied {ds['applied_revision']}), {ds['records']} records, {ds['resyncs']} resyncs"
+            )
+        else:
+            lines.append(
+                f"{where}: DOWN since {_when(ds['since'])}: {ds['reason']}; routing on the last known state "
+                f"(revision {ds['applied_revision']})"
+            )
+        if ds["error"]:
+            lines.append(f"datastore gives no configuration for this node: {ds['error']}")
+        lines.extend(f"datastore problem: {p}" for p in ds["problems"])
+    last = s.get("last_reload")
+    if last and not last.get("ok"):
+        lines.append(f"last reload failed: {last['message']}")
     return "\n".join(lines)
 
 

@@ -53,3 +53,5 @@ def setup(level: str = "info", json_format: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS.get(level, logging.INFO))
+    # gRPC's Cython layer (the etcd client) logs every event-loop lookup at debug: not bgpd's debugging
+    logging.getLogger("grpc").setLevel(max(logging.INFO, root.level))

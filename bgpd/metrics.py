@@ -247,6 +247,29 @@ class SpeakerCollector(Collector):
         yield GaugeMetricFamily(
             "bgpd_ready", "1 when the readiness probe passes", value=1.0 if views.ready(sp)[0] else 0.0
         )
+        ds = sp.datastore_state
+        if ds is not None:
+            yield GaugeMetricFamily(
+                "bgpd_datastore_up",
+                "1 when the datastore's records are listed and watched; 0: routing on the last known state",
+                value=1.0 if ds.up else 0.0,
+            )
+            yield GaugeMetricFamily(
+                "bgpd_datastore_revision", "etcd revision of the records held", value=float(ds.revision)
+            )
+            yield GaugeMetricFamily(
+                "bgpd_datastore_applied_revision",
+                "etcd revision the configuration in effect was derived from",
+                value=float(ds.applied_revision),
+            )
+            yield CounterMetricFamily(
+                "bgpd_datastore_resyncs", "Fresh lists after a broken watch or an outage", value=ds.resyncs
+            )
+            yield GaugeMetricFamily(
+                "bgpd_datastore_problems",
+                "Datastore records (or parts of the derivation) left out or ignored (bgpctl show status)",
+                value=float(len(ds.problems)),
+            )
         yield GaugeMetricFamily(
             "bgpd_start_time_seconds", "Start time, seconds since the epoch", value=sp.started
         )

@@ -524,10 +524,17 @@ class Speaker:
             new = config_mod.load(self.cfg.source)
         except config_mod.ConfigError as exc:
             return self._reload_done(False, f"invalid config, nothing changed: {exc}")
+        return self.apply(new, "reloaded")
+
+    def apply(self, new: Config, what: str) -> dict[str, object]:
+        """Apply ``new`` as a reload does (the file's, or one derived from the datastore: ``what`` says
+        which, e.g. ``"reloaded"``, ``"datastore revision 42"``): sessions whose settings did not change are
+        not touched. Settings that need a restart (`restart_required`) refuse the whole change. The result
+        (``ok``, ``message``, ``time``) is also `Engine.last_reload`."""
         blocked = restart_required(self.cfg, new)
         if blocked:
             return self._reload_done(
-                False, f"{', '.join(blocked)} changed: restart bgpd to apply; nothing changed"
+                False, f"{what}: {', '.join(blocked)} changed: restart bgpd to apply; nothing changed"
             )
         old_count = len(self.cfg.sessions())
         old_sessions = sessions_of(self.cfg, self.engine.held_down)
@@ -540,10 +547,14 @@ class Speaker:
             self.exabgp.reload(sessions, reconfigure=bool(removed or added or changed))
         self._after()
         summary = (
-            f"reloaded: {len(added)} peers added, {len(removed)} removed, {len(changed)} changed, "
+            f"{what}: {len(added)} peers added, {len(removed)} removed, {len(changed)} changed, "
             f"{old_count - len(removed) - len(changed)} unchanged"
         )
         return self._reload_done(True, summary)
+
+    def refuse(self, message: str) -> dict[str, object]:
+        """A reload refused before it reached `apply` (counted and logged as a failed reload)."""
+        return self._reload_done(False, message)
 
     def _reload_done(self, ok: bool, message: str) -> dict[str, object]:
         self.engine.counters["reloads_ok" if ok else "reloads_failed"] += 1

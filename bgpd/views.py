@@ -50,6 +50,21 @@ class WriterState(Protocol):
     retried: int
 
 
+class DatastoreState(Protocol):
+    """What the views read of the datastore (`bgpd.datastore.follow.DatastoreStatus`)."""
+
+    up: bool
+    reason: str
+    since: float
+    revision: int
+    applied_revision: int
+    resyncs: int
+    problems: tuple[str, ...]
+    error: str
+
+    def as_dict(self) -> dict[str, object]: ...
+
+
 class Daemon(Protocol):
     """Everything the views read."""
 
@@ -63,6 +78,10 @@ class Daemon(Protocol):
     def exabgp_state(self) -> ExaBGPState: ...
     @property
     def writer_state(self) -> WriterState | None: ...
+    @property
+    def datastore_state(self) -> DatastoreState | None:
+        """None when the config file is the whole configuration."""
+        ...
 
 
 def _family_name(version: int) -> str:
@@ -299,6 +318,7 @@ def status(d: Daemon) -> dict[str, Any]:
         "selection_deferral_done": d.engine.deferral.done,
         "reconciled": d.engine.fib.reconciled,
         "last_reload": d.engine.last_reload,
+        "datastore": d.datastore_state.as_dict() if d.datastore_state is not None else None,
     }
 
 
@@ -313,7 +333,12 @@ def live(d: Daemon) -> tuple[bool, str]:
 
 def ready(d: Daemon) -> tuple[bool, str]:
     """Readiness, Calico's rule: within the start-up window every configured peer must be Established,
-    afterwards at least one; no peers configured = ready."""
+    afterwards at least one; no peers configured = ready. With a datastore, not ready while it is down
+    (bgpd keeps routing on the last known state meanwhile: the reason says so)."""
+    ds = d.datastore_state
+    if ds is not None and not ds.up:
+        since = time.strftime("%H:%M:%S", time.localtime(ds.since))
+        return False, f"datastore down since {since}: {ds.reason}; routing on the last known state"
     total = len(d.engine.peers)
     if total == 0:
         return True, "no peers configured"

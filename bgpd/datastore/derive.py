@@ -61,6 +61,7 @@ import yaml
 
 from bgpd import config as bgpconfig
 from bgpd.config import Config, ConfigError, PeerConfig, dump_rule
+from bgpd.config_datastore import LOCAL_BGP_KEYS, LOCAL_SECTIONS
 from bgpd.datastore.resources import BGPPeer, Node, Problem, Resources, SecretRef
 from bgpd.datastore.selector import Selector
 from bgpd.policy.filters import BGPFilter as FilterRules
@@ -76,8 +77,6 @@ __all__ = [
 ]
 
 DEFAULT_ASN = 64512  # confd's globalDefaults as_num
-LOCAL_SECTIONS = ("export", "kernel", "runtime", "metrics", "control", "health")
-LOCAL_BGP_KEYS = ("hold_time", "graceful_restart", "select_defer_time")
 SecretLookup = Callable[[SecretRef], str | None]
 
 Address = IPv4Address | IPv6Address
