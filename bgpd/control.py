@@ -2,8 +2,8 @@
 
 Protocol: the client sends one JSON object on one line, `{"command": NAME, "args": {...}}`; the daemon
 answers one line, `{"ok": true, "result": ...}` or `{"ok": false, "error": "one clear sentence"}`, and
-closes. Commands: status, peers, routes (args: prefix, family 4|6), kernel (args: family), live, ready,
-reload. The daemon's state is read through `views` (what `bgpd.daemon` hands over).
+closes. Commands: status, peers, routes (args: prefix, family 4|6), kernel (args: family), config, live,
+ready, reload. The daemon's state is read through `views` (what `bgpd.daemon` hands over).
 
 Every request gets an answer: a bad argument or an unknown prefix is its one sentence; a command that fails
 by a bug in bgpd is logged with its traceback (level error, `command=`) and answered "internal error ...
@@ -120,6 +120,9 @@ class ControlServer:
         async def kernel(args: dict[str, Any]) -> Any:
             return views.kernel(sp, _family(args))
 
+        async def config(_: dict[str, Any]) -> Any:
+            return views.config(sp)
+
         async def live(_: dict[str, Any]) -> Any:
             ok, reason = views.live(sp)
             return {"ok": ok, "reason": reason}
@@ -136,6 +139,7 @@ class ControlServer:
             "peers": peers,
             "routes": routes,
             "kernel": kernel,
+            "config": config,
             "live": live,
             "ready": ready,
             "reload": reload,

@@ -1,6 +1,6 @@
 """`bgpctl`: talks to a running bgpd over its control socket (see `bgpd.control`), birdc-style.
 
-    bgpctl [-s SOCKET | -c CONFIG] show peers|routes [PREFIX]|kernel|status [-4|-6] [--json]
+    bgpctl [-s SOCKET | -c CONFIG] show peers|routes [PREFIX]|kernel|status|config [-4|-6] [--json]
     bgpctl reload
     bgpctl health --live | --ready
 
@@ -271,14 +271,22 @@ def render_status(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_config(c: dict[str, Any]) -> str:
+    if c["from_datastore"]:
+        where = f"derived from the datastore (revision {c['revision']}) and the local sections of"
+    else:
+        where = "from"
+    return f"# configuration in effect, {where} {c['source']}\n{c['text']}".rstrip("\n")
+
+
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="bgpctl", description="control and inspect a running bgpd")
     where = p.add_mutually_exclusive_group()
     where.add_argument("-s", "--socket", help=f"control socket (default {DEFAULT_SOCKET})")
     where.add_argument("-c", "--config", help="take the control socket from this bgpd config")
     sub = p.add_subparsers(dest="command", required=True)
-    show = sub.add_parser("show", help="show peers, routes, kernel routes or status")
-    show.add_argument("what", choices=["peers", "routes", "kernel", "status"], help="what to show")
+    show = sub.add_parser("show", help="show peers, routes, kernel routes, status or the config in effect")
+    show.add_argument("what", choices=["peers", "routes", "kernel", "status", "config"], help="what to show")
     show.add_argument("prefix", nargs="?", help="with `routes`: one prefix")
     family = show.add_mutually_exclusive_group()
     family.add_argument("-4", dest="family", action="store_const", const=4, help="IPv4 routes only")
@@ -333,6 +341,7 @@ RENDERERS: dict[str, Callable[[Any], str]] = {
     "routes": render_routes,
     "kernel": render_kernel,
     "status": render_status,
+    "config": render_config,
 }
 
 

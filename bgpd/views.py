@@ -16,6 +16,7 @@ from ipaddress import ip_network
 from typing import Any, Protocol
 
 from bgpd import __version__
+from bgpd.config import dump as config_dump
 from bgpd.engine import Engine, PeerStatus
 from bgpd.exabgp.supervisor import RESTART_REASONS
 from bgpd.model import REPAIR_CAUSES, Path, Prefix
@@ -319,6 +320,18 @@ def status(d: Daemon) -> dict[str, Any]:
         "reconciled": d.engine.fib.reconciled,
         "last_reload": d.engine.last_reload,
         "datastore": d.datastore_state.as_dict() if d.datastore_state is not None else None,
+    }
+
+
+def config(d: Daemon) -> dict[str, Any]:
+    """The configuration in effect, normalized (`bgpd.config.dump`: every default filled in): the file's,
+    or the one derived from the datastore (``from_datastore``), with the revision it came from."""
+    ds = d.datastore_state
+    return {
+        "source": d.engine.cfg.source,
+        "from_datastore": ds is not None,
+        "revision": ds.applied_revision if ds is not None else None,
+        "text": config_dump(d.engine.cfg),
     }
 
 
