@@ -3,7 +3,10 @@ family), one ping matrix per family, a host's routes (both families). In a lab w
 summary also names the racks, the pools' ipip modes and the kind of tunl0; the matrix marks the pairs that
 go through tunl0 and explains failures that cross the router without a tunnel; `check` and `routes` show
 tunl0's packet counters. In a ToR lab (`tor` key) the summary also shows the racks' BGP routers, and
-`routes` the AS path of every learned route (a router's name shows that router's table).
+`routes` the AS path of every learned route (a router's name shows that router's table). In a lab driven
+by etcd (`up --datastore etcd`) the summary names etcd's endpoint; `add-host` and `remove-host` print the
+summary and whether the sessions between the hosts that did not change were kept (exit 1 when one was
+reset).
 
 Errors are one line (`bgpd.oneline`): a bad topology exits 2, a wrong state (not root, not up, already up,
 an unknown host or workload, one removed already) or a failed step exits 1 (`EXPECTED`, the errors a lab
@@ -19,7 +22,8 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
 from bgpd import ctl
-from bgpd.lab import netns, tor
+from bgpd.lab import cluster, netns, tor
+from bgpd.lab.etcd import EtcdError
 from bgpd.lab.felix import KERNEL_IPIP, TUNNEL, TunnelCounters
 from bgpd.lab.lab import TUNNEL_GROUP, HostSummary, Lab, LabError, Ping, session_families
 from bgpd.lab.topology import TopologyError, load
@@ -29,6 +33,8 @@ DEFAULT_TOPOLOGY = "configs/lab.yaml"
 # what a lab command can meet besides a bad topology; each is one line for the user (`bgpd.oneline.guard`)
 EXPECTED: tuple[type[BaseException], ...] = (
     LabError,
+    cluster.ClusterError,
+    EtcdError,
     netns.CommandError,
     ctl.CtlError,
     TimeoutError,
@@ -90,6 +96,12 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     up.add_argument(
         "--rebuild", action="store_true", help="if the lab is up already: remove it and build it again"
     )
+    up.add_argument(
+        "--datastore",
+        choices=("none", "etcd"),
+        help="etcd: start etcd, write Calico's records and give each bgpd only its name and the datastore "
+        "(default: the topology's `datastore`, else none)",
+    )
     actions.add_parser("down", help="remove everything the lab created")
     reload = actions.add_parser(
         "reload", help="apply changed pool ipip modes to the running lab (configs rewritten, bgpd reloaded)"
@@ -100,6 +112,17 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     routes.add_argument("host")
     rm = actions.add_parser("remove-workload", help="delete a workload (its route, veth and namespace)")
     rm.add_argument("address", type=_address, help="its IPv4 or its IPv6 address")
+    add = actions.add_parser(
+        "add-host", help="a lab driven by etcd: a new host (namespaces, Node record, bgpd), live"
+    )
+    add.add_argument("name")
+    add.add_argument("--workloads", type=int, default=1, help="workloads in its block (default 1)")
+    add.add_argument("--timeout", type=_seconds, default=60.0, help="convergence deadline in seconds")
+    remove = actions.add_parser(
+        "remove-host", help="a lab driven by etcd: stop a host's bgpd, delete its Node record and namespaces"
+    )
+    remove.add_argument("name")
+    remove.add_argument("--timeout", type=_seconds, default=60.0, help="convergence deadline in seconds")
     lab.set_defaults(func=run)
 
 
@@ -111,6 +134,8 @@ def print_summary(lab: Lab, hosts: list[HostSummary], seconds: float) -> None:
     counts = f"{len(v4) - reflectors} hosts, " + (f"{reflectors} reflectors, " if reflectors else "")
     stack = "dual stack" if lab.topo.ipv6 else "IPv4 only"
     print(f"lab {lab.topo.name!r}: {counts}{workloads} workloads, {stack}, converged in {seconds:.1f} s")
+    for line in cluster.describe_datastore(lab):
+        print(line)
     print_plan(lab)
     tunnel = lab.tunnel_kind() is not None
     width = max(16, *(len(h.address) + 1 for h in hosts))
@@ -288,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
         import time
 
         started = time.monotonic()
-        hosts = lab.up(args.timeout, rebuild=args.rebuild)
+        hosts = lab.up(args.timeout, rebuild=args.rebuild, datastore=args.datastore)
         print_summary(lab, hosts, time.monotonic() - started)
     elif args.action == "down":
         removed = lab.down()
@@ -317,4 +342,29 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "remove-workload":
         lab.remove_workload(args.address)
         print(f"removed workload {args.address}")
+    elif args.action in ("add-host", "remove-host"):
+        if args.action == "add-host":
+            change = cluster.add_host(lab, args.name, args.workloads, args.timeout)
+        else:
+            change = cluster.remove_host(lab, args.name, args.timeout)
+        return print_change(lab, args.action, change)
+    return 0
+
+
+def print_change(lab: Lab, action: str, change: cluster.Change) -> int:
+    """The lab after add-host / remove-host, and whether the other hosts' sessions were kept: 0, or 1 when
+    one was reset."""
+    host = change.host
+    if action == "add-host":
+        where = f"{host.address}, block {' '.join(map(str, (*host.blocks, *host.blocks6)))}"
+        print(f"added {host.name} ({where}); its Node record is in etcd")
+    else:
+        print(f"removed {host.name}: bgpd stopped, Node record deleted, namespaces removed")
+    print_summary(lab, lab.summary(), change.seconds)
+    if change.resets:
+        for line in change.resets:
+            print(f"RESET: {line}")
+        print(f"{len(change.resets)} of {change.kept} sessions between the other hosts were reset")
+        return 1
+    print(f"sessions between the other hosts: {change.kept} kept, none reset (same `since`, no flap)")
     return 0

@@ -34,6 +34,13 @@ Top of rack (issue 13, `configs/lab-tor.yaml`): with a `tor` key each rack's rou
 its own AS, started by the lab (`bgpd.lab.tor`, pids in the state file); every host's bgpd peers over eBGP
 with its rack's router only (no mesh, no tunnel), and `up` also waits for the routers' tables.
 
+Driven by etcd (issue 15, `bgpd.lab.cluster`, `configs/lab-etcd.yaml`): `up --datastore etcd` (or
+`datastore: etcd` in the topology) also starts etcd in its own namespace on the underlay and writes Calico's
+records for the topology (`bgpd.lab.records`); each bgpd's config then holds only `node.name`, the
+`datastore` section and its local sections. `add-host` and `remove-host` grow and shrink the running lab
+by a Node record (and the host's namespaces); the state file records them, so every later command sees the
+lab as it is (`refresh`).
+
 Everything the lab creates is named with the topology's prefix (`bgpd<name>-`) and recorded in a state
 directory, so `down` removes it, also after a crash. The machine's own namespace is never changed.
 """
@@ -60,7 +67,8 @@ from typing import Any
 import yaml
 
 from bgpd import ctl
-from bgpd.lab import felix, netns, tor
+from bgpd.lab import cluster, felix, netns, records, tor
+from bgpd.lab.etcd import EtcdError
 from bgpd.lab.felix import (
     ENCAPSULATOR,
     ENCAPSULATOR_TIMEOUT,
@@ -68,7 +76,7 @@ from bgpd.lab.felix import (
     TUNNEL,
     TunnelCounters,
 )
-from bgpd.lab.topology import ROUTER, SWITCH, LabHost, Network, Topology
+from bgpd.lab.topology import ROUTER, SWITCH, LabHost, Network, Topology, TopologyError, with_hosts
 from bgpd.oneline import describe
 
 GATEWAY = "169.254.1.1"
@@ -118,10 +126,23 @@ class HostSummary:
 
 class Lab:
     def __init__(self, topology: Topology, state_dir: Path | None = None) -> None:
-        self.topo = topology
+        self.base = topology  # as the file has it
+        self.topo = topology  # as the running lab has it: with the hosts add-host / remove-host changed
         self.state_dir = state_dir or STATE_ROOT / topology.name
         self.prefix = topology.prefix
         self.switch = f"{self.prefix}sw"
+        self.refresh()
+
+    def refresh(self) -> None:
+        """`topo` from the file's topology and the hosts the state file says were added or removed."""
+        state = self.state()
+        if state.get("prefix") != self.prefix or not (state.get("added") or state.get("removed")):
+            self.topo = self.base
+            return
+        try:
+            self.topo = with_hosts(self.base, cluster.added_hosts(state), set(state.get("removed", [])))
+        except (TopologyError, KeyError, ValueError, TypeError) as exc:
+            raise LabError(f"the lab's state file {self.state_dir / 'state.json'} is damaged: {exc}") from exc
 
     # ------------------------------------------------------------------ names
 
@@ -147,11 +168,19 @@ class Lab:
 
     # ------------------------------------------------------------------ up
 
-    def up(self, timeout: float = 60.0, rebuild: bool = False) -> list[HostSummary]:
+    def up(
+        self, timeout: float = 60.0, rebuild: bool = False, datastore: str | None = None
+    ) -> list[HostSummary]:
         """Build the lab and wait `timeout` seconds for it to converge. A lab that is already up (processes
-        run in its namespaces) is refused unless `rebuild`; what an earlier, crashed run left is removed."""
+        run in its namespaces) is refused unless `rebuild`; what an earlier, crashed run left is removed.
+        `datastore` "etcd" (default: the topology's `datastore`, else "none") drives it by etcd."""
+        mode = datastore or self.base.datastore or "none"
+        why = records.unsupported(self.base) if mode == "etcd" else None
+        if why:
+            raise LabError(why)
         missing = [b for b in REQUIRED if shutil.which(b) is None]
         missing += tor.missing_commands() if self.topo.tor is not None else []
+        missing += [] if mode != "etcd" or shutil.which("etcd") else ["etcd (Debian's etcd-server)"]
         if missing:
             raise LabError(f"missing commands: {', '.join(missing)} (bash scripts/setup.sh installs them)")
         if os.geteuid() != 0:
@@ -162,6 +191,7 @@ class Lab:
                 "`bgpd lab up --rebuild` to build it again"
             )
         self.down()
+        self.topo = self.base
         state: dict[str, object] = {
             "topology": self.topo.source,
             "prefix": self.prefix,
@@ -177,18 +207,21 @@ class Lab:
             self._save(state)
             step = "building namespaces"
             self.build()
+            if mode == "etcd":
+                step = "starting etcd and writing the cluster's records"
+                cluster.start(self)
             if self.topo.tor is not None:
                 step = "starting BIRD on the racks' routers"
                 routers: dict[str, int] = {}
                 for rack, name in tor.routers(self.topo):
                     routers[name] = tor.start(self, rack)
-                    self._update_state(routers=routers)
+                    self.update_state(routers=routers)
             step = "starting bgpd"
-            pids = {node.name: self._start_bgpd(node) for node in self.topo.nodes}
-            self._update_state(pids=pids)
+            pids = {node.name: self.start_bgpd(node) for node in self.topo.nodes}
+            self.update_state(pids=pids)
             step = "waiting for routes to converge"
-            self._wait_converged(timeout)
-        except (netns.CommandError, TimeoutError, LabError, OSError) as exc:
+            self.wait_converged(timeout)
+        except (netns.CommandError, TimeoutError, LabError, OSError, cluster.ClusterError, EtcdError) as exc:
             self.down()
             raise LabError(f"lab up failed while {step}: {describe(exc)}") from exc
         return self.summary()
@@ -200,29 +233,10 @@ class Lab:
         ipv6 = self.topo.ipv6
         switches = tor.build(fabric, self.topo) if self.topo.tor is not None else self._switches(fabric)
         for host in self.topo.nodes:
-            ns = fabric.namespace(host.name)
-            sw = switches[host.rack]
-            plen = self.topo.underlay_of(host).prefixlen
-            port = f"p{host.name}"
-            fabric.veth(ns, "eth0", sw, port)
-            netns.ip("link", "set", port, "master", "br0", ns=sw)
-            netns.ip("addr", "add", f"{host.address}/{plen}", "dev", "eth0", ns=ns)
-            netns.ip("route", "add", "default", "via", str(self.topo.gateway_of(host)), "dev", "eth0", ns=ns)
-            netns.sysctl(ns, "net.ipv4.ip_forward", "1")
-            for block in host.blocks:
-                netns.ip("route", "add", "blackhole", str(block), "proto", "80", ns=ns)
-            if ipv6 and host.address6 is not None and self.topo.underlay6 is not None:
-                netns.sysctl(ns, "net.ipv6.conf.all.forwarding", "1")
-                # nodad: usable at once as the BGP sessions' source (the topology's addresses are unique);
-                # kept when the device goes down, as its IPv4 address is (Linux flushes IPv6 ones otherwise)
-                netns.sysctl(ns, "net.ipv6.conf.eth0.keep_addr_on_down", "1")
-                address6 = f"{host.address6}/{self.topo.underlay6.prefixlen}"
-                netns.ip("addr", "add", address6, "dev", "eth0", "nodad", ns=ns)
-                for block6 in host.blocks6:
-                    netns.ip("-6", "route", "add", "blackhole", str(block6), "proto", "80", ns=ns)
+            self._node(fabric, host, switches[host.rack])
         devices: list[tuple[str, str]] = []
         for host, index, address in self.workloads():
-            devices.append((self.host_ns(host), self._add_workload(fabric, host, index, address)))
+            devices.append((self.host_ns(host), self.add_workload(fabric, host, index, address)))
         if self.topo.tunnels:
             self.add_tunnels()
         if ipv6:  # the workloads' IPv6 gateway must be usable (not tentative) before anything pings
@@ -230,6 +244,45 @@ class Lab:
                 lambda: all(_link_local_ready(ns, dev) for ns, dev in devices),
                 LINK_LOCAL_TIMEOUT,
                 f"the link-local address {GATEWAY6} on every cali device",
+            )
+
+    def _node(self, fabric: netns.Fabric, host: LabHost, sw: str) -> None:
+        """A node's namespace, its `eth0` on the switch `sw`, its addresses, default route, forwarding and
+        Felix's blackholes for its blocks."""
+        ns = fabric.namespace(host.name)
+        plen = self.topo.underlay_of(host).prefixlen
+        port = f"p{host.name}"
+        fabric.veth(ns, "eth0", sw, port)
+        netns.ip("link", "set", port, "master", "br0", ns=sw)
+        netns.ip("addr", "add", f"{host.address}/{plen}", "dev", "eth0", ns=ns)
+        netns.ip("route", "add", "default", "via", str(self.topo.gateway_of(host)), "dev", "eth0", ns=ns)
+        netns.sysctl(ns, "net.ipv4.ip_forward", "1")
+        for block in host.blocks:
+            netns.ip("route", "add", "blackhole", str(block), "proto", "80", ns=ns)
+        if self.topo.ipv6 and host.address6 is not None and self.topo.underlay6 is not None:
+            netns.sysctl(ns, "net.ipv6.conf.all.forwarding", "1")
+            # nodad: usable at once as the BGP sessions' source (the topology's addresses are unique);
+            # kept when the device goes down, as its IPv4 address is (Linux flushes IPv6 ones otherwise)
+            netns.sysctl(ns, "net.ipv6.conf.eth0.keep_addr_on_down", "1")
+            address6 = f"{host.address6}/{self.topo.underlay6.prefixlen}"
+            netns.ip("addr", "add", address6, "dev", "eth0", "nodad", ns=ns)
+            for block6 in host.blocks6:
+                netns.ip("-6", "route", "add", "blackhole", str(block6), "proto", "80", ns=ns)
+
+    def build_host(self, host: LabHost) -> None:
+        """One more host in a running one-segment lab without tunl0 (`bgpd lab add-host`): its namespace on
+        the switch, its workloads, and the wait for their IPv6 gateway; bgpd is not started."""
+        fabric = netns.Fabric(self.prefix)
+        self._node(fabric, host, self.switch)
+        devices = [
+            (self.host_ns(host), self.add_workload(fabric, host, index, address))
+            for index, address in enumerate(host.workloads)
+        ]
+        if self.topo.ipv6:
+            netns.wait_for(
+                lambda: all(_link_local_ready(ns, dev) for ns, dev in devices),
+                LINK_LOCAL_TIMEOUT,
+                f"the link-local address {GATEWAY6} on {host.name}'s cali devices",
             )
 
     def _switches(self, fabric: netns.Fabric) -> list[str]:
@@ -281,7 +334,7 @@ class Lab:
             kind = felix.tunnel_kind(self.host_ns(hosts[0]))
         except felix.TunnelError as exc:
             raise LabError(str(exc)) from None
-        self._update_state(tunnel=kind)
+        self.update_state(tunnel=kind)
         started: dict[str, int] = {}
         for host in hosts:
             ns = self.host_ns(host)
@@ -289,7 +342,7 @@ class Lab:
             felix.add_tunnel(ns, host.tunnel_address, kind)
             if kind == TUN_STAND_IN:
                 started[host.name] = felix.start_encapsulator(ns, self.encapsulator_log(host))
-                self._update_state(encapsulators=started)
+                self.update_state(encapsulators=started)
         if started:
             self._wait_encapsulators(started)
         return kind
@@ -318,7 +371,7 @@ class Lab:
 
     def tunnel_kind(self) -> str | None:
         """KERNEL_IPIP or TUN_STAND_IN once the lab has created tunl0, else None."""
-        kind = self._state().get("tunnel")
+        kind = self.state().get("tunnel")
         return str(kind) if kind else None
 
     def tunnel_mtu(self, host: LabHost) -> int | None:
@@ -333,7 +386,7 @@ class Lab:
                 out[host.name] = counters
         return out
 
-    def _add_workload(self, fabric: netns.Fabric, host: LabHost, index: int, address: IPv4Address) -> str:
+    def add_workload(self, fabric: netns.Fabric, host: LabHost, index: int, address: IPv4Address) -> str:
         """A workload as the Calico CNI plugin and Felix set it up; returns the host-side device."""
         hns = self.host_ns(host)
         wns = fabric.namespace(f"{host.name}-w{index}")
@@ -375,7 +428,10 @@ class Lab:
 
     def _bgpd_config(self, host: LabHost) -> Path:
         path = self.state_dir / f"{host.name}.yaml"
-        subnet = self._state().get("subnet_in_config")
+        if cluster.datastore(self) is not None:
+            path.write_text(cluster.config_text(self, host))
+            return path
+        subnet = self.state().get("subnet_in_config")
         with_subnet = bool(subnet) if subnet is not None else None
         path.write_text(config_text(self.topo, host, self.state_dir / host.name, with_subnet))
         return path
@@ -390,9 +446,13 @@ class Lab:
         pool: Felix's tunl0 first (when the lab has none yet and a pool now tunnels), then every node's
         config rewritten and reloaded through its control socket (bgpd rewrites the affected routes in
         place), then the wait for the routes the new modes give. Nothing is torn down on failure."""
-        if not self.is_up() or not self._pids():
+        if not self.is_up() or not self.pids():
             raise LabError(self._not_up())
-        if self._state().get("shape") != self.topo.shape():
+        if cluster.datastore(self) is not None:
+            raise LabError(
+                "a lab driven by etcd changes through its records (add-host, remove-host), not by reload"
+            )
+        if self.state().get("shape") != self.topo.shape():
             raise LabError(
                 f"{self.topo.source} changed beyond the pools' ipip modes: `bgpd lab up --rebuild` rebuilds "
                 "the lab"
@@ -408,7 +468,7 @@ class Lab:
                 if not result.get("ok"):
                     raise LabError(f"{result.get('message')}; read {self.log_path(node)}")
             step = "waiting for routes to converge"
-            self._wait_converged(timeout)
+            self.wait_converged(timeout)
         except (netns.CommandError, TimeoutError, OSError, ctl.CtlError, LabError) as exc:
             raise LabError(f"lab reload failed while {step}: {describe(exc)}") from exc
         return self.summary()
@@ -416,7 +476,7 @@ class Lab:
     def log_path(self, host: LabHost) -> Path:
         return self.state_dir / f"{host.name}.log"
 
-    def _start_bgpd(self, host: LabHost) -> int:
+    def start_bgpd(self, host: LabHost) -> int:
         config = self._bgpd_config(host)
         with open(self.log_path(host), "ab") as log:
             proc = subprocess.Popen(
@@ -495,13 +555,13 @@ class Lab:
             and (self.topo.tor is None or tor.converged(self))
         )
 
-    def _wait_converged(self, timeout: float) -> None:
+    def wait_converged(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not self.converged():
-            for host, pid in self._pids().items():
+            for host, pid in self.pids().items():
                 if not _alive(pid):
                     raise LabError(f"bgpd on {host} exited; read {self.state_dir / host}.log")
-            for name, pid in self._pids("routers").items():
+            for name, pid in self.pids("routers").items():
                 if not _alive(pid, tor.BIRD_MARKER):
                     raise LabError(f"BIRD on {name} exited; read {tor.paths(self, name)[2]}")
             if time.monotonic() > deadline:
@@ -530,22 +590,22 @@ class Lab:
     def _save(self, state: dict[str, object]) -> None:
         (self.state_dir / "state.json").write_text(json.dumps(state, indent=1))
 
-    def _state(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
         try:
             state = json.loads((self.state_dir / "state.json").read_text())
         except (OSError, ValueError):
             return {}
         return state if isinstance(state, dict) else {}
 
-    def _update_state(self, **changes: object) -> None:
+    def update_state(self, **changes: object) -> None:
         """Merge `changes` into the state file (created with its directory if missing: `build` alone)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._save({**self._state(), **changes})
+        self._save({**self.state(), **changes})
 
-    def _pids(self, key: str = "pids") -> dict[str, int]:
+    def pids(self, key: str = "pids") -> dict[str, int]:
         """bgpd's pids by node (or, with key="encapsulators", the encapsulators' by host; with key="routers",
         BIRD's by router)."""
-        pids = self._state().get(key, {})
+        pids = self.state().get(key, {})
         return {str(k): int(v) for k, v in pids.items()} if isinstance(pids, dict) else {}
 
     def is_up(self) -> bool:
@@ -584,15 +644,17 @@ class Lab:
     def down(self) -> list[str]:
         """Stop the lab's bgpd processes, encapsulators and BIRD routers (by recorded pid) and remove every
         namespace with the prefix (which also ends any process of ours still inside one)."""
-        for pid in self._pids().values():
+        for pid in self.pids().values():
             _stop_pid(pid)
-        for pid in self._pids("encapsulators").values():
+        for pid in self.pids("encapsulators").values():
             _stop_pid(pid, marker=ENCAPSULATOR)
-        for pid in self._pids("routers").values():
+        for pid in self.pids("routers").values():
             _stop_pid(pid, marker=tor.BIRD_MARKER)
+        cluster.stop(self)
         removed = netns.remove_leftovers(self.prefix)
         with contextlib.suppress(OSError):
             (self.state_dir / "state.json").unlink()
+        self.topo = self.base
         return removed
 
     # ------------------------------------------------------------------ check, routes, summary
@@ -668,7 +730,7 @@ class Lab:
 
     def _stopped(self, *hosts: LabHost) -> str:
         """Which of these hosts' encapsulators no longer runs (their tunl0 then drops every packet)."""
-        pids = self._pids("encapsulators")
+        pids = self.pids("encapsulators")
         dead = [h for h in hosts if h.name in pids and not _alive(pids[h.name], ENCAPSULATOR)]
         if not dead:
             return ""

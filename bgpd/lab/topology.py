@@ -12,6 +12,7 @@ reflectors:                     # optional: route reflectors replace the full me
   - {name: rr1, address: 192.168.100.2}
 cluster_id: 1.0.0.1             # optional, default 1.0.0.1
 ipv6: true                      # optional, default true: dual stack; false: an IPv4-only lab
+datastore: etcd                 # optional, default none: `up` drives the lab by etcd (bgpd.lab.cluster)
 ```
 
 Two more forms, for the cross-subnet lab (`configs/lab-cross-subnet.yaml`, issue 12):
@@ -75,6 +76,8 @@ from bgpd.spelling import did_you_mean, spelled
 DEFAULT_CLUSTER_ID = IPv4Address("1.0.0.1")
 IPIP_MODES = ENCAP_MODES  # Calico's ipipMode, as bgpd's config spells it
 SWITCH, ROUTER = "sw", "rt"  # the lab's own namespaces: sw (one segment) or sw0, sw1... and rt (racks)
+ETCD = "etcd"  # the namespace of the etcd of a lab driven by etcd (`bgpd.lab.cluster`)
+DATASTORES = ("none", "etcd")  # `datastore`: none, the lab writes each host's config; etcd, the records
 TOR, TRANSIT_SWITCH = "tor", "swt"  # a ToR lab's routers (tor0, tor1...) and the switch of their segment
 DEFAULT_TRANSIT = IPv4Network("192.168.255.0/24")
 ASN_MAX = 4294967295
@@ -190,6 +193,8 @@ class Topology:
     # a ToR lab's routers (None: the racks are joined by a plain router, or there is one segment); not in
     # repr, so the other topologies' shape digests stay as they were
     tor: TorPlan | None = field(default=None, repr=False)
+    # `datastore: etcd`: `up` drives the lab by etcd (issue 15) unless told otherwise; not in repr either
+    datastore: str | None = field(default=None, repr=False)
 
     @property
     def racks(self) -> tuple[IPv4Network, ...]:
@@ -346,6 +351,7 @@ def parse(text: str, source: str = "<string>") -> Topology:
         "cluster_id",
         "ipv6",
         "tor",
+        "datastore",
         "__line__",
         "__lines__",
     }
@@ -362,7 +368,10 @@ def parse(text: str, source: str = "<string>") -> Topology:
     if not 1 <= asn <= ASN_MAX:
         raise fail(raw, "asn", f"expected an AS number 1..{ASN_MAX}")
     pools, ipip = _pools(raw, fail, get, convert)
-    reserved = _reserved_names(len(underlays), tor="tor" in raw)
+    reserved = _reserved_names(len(underlays), tor="tor" in raw) | {ETCD}
+    datastore = get(raw, "datastore", "datastore", str, "none")
+    if datastore not in DATASTORES:
+        raise fail(raw, "datastore", f"bad datastore {datastore!r}: one of {', '.join(DATASTORES)}")
 
     def rack_of(where: dict[str, Any], path: str, address: IPv4Address) -> int:
         """The rack whose subnet holds `address` as a host address other than the router's."""
@@ -447,6 +456,8 @@ def parse(text: str, source: str = "<string>") -> Topology:
     }
     if tor is not None:
         extra["tor"] = tor
+    if datastore != "none":
+        extra["datastore"] = datastore
     if not ipv6:
         return Topology(
             name, underlay, asn, pools, tuple(hosts), tuple(reflectors), cluster_id, source, False, **extra
@@ -679,3 +690,32 @@ def _dual_stack(
     )
     reflectors6 = tuple(replace(r, address6=node_address6(underlay, r.address)) for r in reflectors)
     return hosts6, reflectors6, tuple(pools6)
+
+
+def with_hosts(topo: Topology, added: list[LabHost], removed: set[str]) -> Topology:
+    """The topology of a lab whose hosts changed while it ran (`bgpd lab add-host` / `remove-host`): the
+    hosts named in `removed` left out, `added` (IPv4 plan only: name, address, blocks, workloads) appended,
+    the racks, tunnel addresses and IPv6 plan derived again as `parse` derives them. TopologyError when the
+    result has no valid dual-stack plan."""
+    plain = [
+        replace(h, address6=None, blocks6=(), workloads6=(), tunnel_address=None)
+        for h in topo.hosts
+        if h.name not in removed
+    ]
+    for h in added:
+        rack = next((k for k, net in enumerate(topo.racks) if h.address in net), 0)
+        plain.append(replace(h, rack=rack))
+    taken = {w for h in plain for w in h.workloads}
+    hosts = [replace(h, tunnel_address=_first_free(h.blocks, taken)) for h in plain]
+    if not topo.ipv6:
+        return replace(topo, hosts=tuple(hosts))
+    try:
+        hosts6, _, _ = _dual_stack(topo.underlay, topo.pools, hosts, [])
+    except _PlanError as exc:
+        raise TopologyError(f"{topo.source}: {exc}") from None
+    return replace(topo, hosts=hosts6)
+
+
+def _first_free(blocks: tuple[IPv4Network, ...], taken: set[IPv4Address]) -> IPv4Address | None:
+    """The first address of these blocks that no workload uses (a host's tunl0 address)."""
+    return next((a for b in blocks for a in b if a not in taken), None)

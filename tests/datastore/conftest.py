@@ -25,10 +25,10 @@ from typing import IO, Any
 
 import pytest
 
-from bgpd.lab.netns import Fabric, Process, wait_for
+from bgpd.lab.etcd import EtcdServer as EtcdServer  # re-exported: the tests import it from here
+from bgpd.lab.netns import Fabric, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-READY_DEADLINE = 30.0
 EVENT_DEADLINE = 30.0
 
 
@@ -40,100 +40,6 @@ def _skip_reason() -> str | None:
     if shutil.which("etcd") is None:
         return "etcd not installed (Debian package etcd-server; scripts/setup.sh installs it)"
     return None
-
-
-class EtcdServer:
-    """One etcd member in namespace `ns` at `address` (client port 2379, peer port 2380)."""
-
-    def __init__(self, fabric: Fabric, ns: str, address: str, workdir: Path, tls: bool = False) -> None:
-        self.fabric = fabric
-        self.ns = ns
-        self.address = address
-        self.workdir = workdir
-        self.data_dir = workdir / "data"
-        self.process: Process | None = None
-        self.starts = 0
-        self.certs = make_certs(workdir / "certs", address) if tls else None
-
-    @property
-    def client_url(self) -> str:
-        return f"{'https' if self.certs else 'http'}://{self.address}:2379"
-
-    def start(self) -> None:
-        self.starts += 1
-        log = self.workdir / f"etcd-{self.starts}.log"
-        peer = f"http://{self.address}:2380"
-        argv = [
-            "etcd",
-            "--name=bgpdtest",
-            f"--data-dir={self.data_dir}",
-            f"--listen-client-urls={self.client_url}",
-            f"--advertise-client-urls={self.client_url}",
-            f"--listen-peer-urls={peer}",
-            f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=bgpdtest={peer}",
-            "--logger=zap",
-            "--log-outputs=stderr",
-        ]
-        if self.certs is not None:  # clients must show a certificate signed by the test CA
-            argv += [
-                f"--cert-file={self.certs / 'server.pem'}",
-                f"--key-file={self.certs / 'server.key'}",
-                f"--trusted-ca-file={self.certs / 'ca.pem'}",
-                "--client-cert-auth",
-            ]
-        self.process = proc = self.fabric.spawn(f"etcd-{self.starts}", self.ns, argv, str(log))
-
-        def ready() -> bool:
-            if not proc.alive():
-                raise RuntimeError(f"etcd exited ({proc.popen.returncode}):\n{proc.log_tail()}")
-            return "serving client traffic" in log.read_text(errors="replace")
-
-        wait_for(ready, READY_DEADLINE, "etcd to serve client requests")
-
-    def stop(self) -> None:
-        """SIGTERM by pid (SIGKILL after 10 s) and wait for it."""
-        if self.process is not None:
-            self.process.stop()
-            self.fabric.processes.remove(self.process)
-            self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-
-def make_certs(directory: Path, address: str) -> Path:
-    """A throw-away CA, a server certificate for IP `address` and a client certificate (CN client), EC P-256,
-    made with `openssl` in `directory`: ca.pem, server.pem/.key, client.pem/.key."""
-    directory.mkdir()
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
-
-    openssl(
-        "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=bgpd-test-ca"
-    )
-    for name, ext in (
-        ("server", f"subjectAltName=IP:{address}\nextendedKeyUsage=serverAuth,clientAuth\n"),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-    ):
-        (directory / f"{name}.ext").write_text(ext)
-        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-        sign = [
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            f"{name}.ext",
-        ]
-        openssl("x509", "-req", "-in", f"{name}.csr", "-out", f"{name}.pem", *sign)
-    return directory
 
 
 def _etcd(tls: bool) -> Iterator[EtcdServer]:
