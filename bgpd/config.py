@@ -44,6 +44,7 @@ from yaml.constructor import SafeConstructor
 
 from bgpd.config_datastore import (
     CLUSTER_SECTIONS,
+    DATASTORE_KEYS,
     LOCAL_BGP_KEYS,
     LOCAL_SECTIONS,
     ClusterFile,
@@ -951,17 +952,15 @@ def load_file(path: str | os.PathLike[str]) -> Config | ClusterFile:
 def parse(text: str, filename: str = "<string>") -> Config:
     """Validate and normalize config ``text``; ``filename`` is used in errors and as ``Config.source``.
     A file whose cluster part comes from the datastore is a ConfigError here (`parse_file` takes it)."""
-    result = parse_file(text, filename)
-    if isinstance(result, ClusterFile):
-        raise ConfigError(
-            filename, 1, "datastore.type", "etcdv3: the cluster part of this config comes from the datastore"
-        )
+    result = parse_file(text, filename, cluster_ok=False)
+    assert isinstance(result, Config)
     return result
 
 
-def parse_file(text: str, filename: str = "<string>") -> Config | ClusterFile:
+def parse_file(text: str, filename: str = "<string>", cluster_ok: bool = True) -> Config | ClusterFile:
     """`parse`, or the `ClusterFile` when ``datastore.type`` is etcdv3 (then only ``node.name``, the
-    datastore and the local sections may be written: `bgpd.config_datastore`)."""
+    datastore and the local sections may be written: `bgpd.config_datastore`). Without ``cluster_ok``
+    such a file is a ConfigError at its ``datastore.type``."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -979,6 +978,9 @@ def parse_file(text: str, filename: str = "<string>") -> Config | ClusterFile:
     top = w.mapping(_V(root, "", 1), _TOP_KEYS, required=("node",))
     datastore = parse_datastore(w, top["datastore"]) if "datastore" in top else DatastoreSection()
     if datastore.type != "none":
+        if not cluster_ok:
+            dm = w.mapping(top["datastore"], DATASTORE_KEYS)
+            raise w.error(dm["type"], "etcdv3: the cluster part of this config comes from the datastore")
         return _parse_cluster_file(w, top, text, datastore, filename)
 
     node = _parse_node(w, top["node"])

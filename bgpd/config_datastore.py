@@ -137,6 +137,9 @@ def parse_datastore(w: _Walker, v: _V) -> DatastoreSection:
     except DatastoreConfigError as exc:
         message = str(exc)
         key = message.split(":", 1)[0].removeprefix("datastore").lstrip(".")
+        if not key:  # a pair or a set of keys ("cert_file and key_file go together"): the one written
+            said = message.split(":", 1)[1]
+            key = next((k for k in DATASTORE_KEYS[2:] if k in m and k in said), "")
         where = m.get(key, v) if key else v
         path = f"{v.path}.{key}" if key else v.path
         raise _config_error(w.filename, where.line, path, _without_setting(message)) from None

@@ -87,6 +87,13 @@ class Records:
         kind, name = self._split(key)
         if kind is None:
             return
+        if not name:  # a key of bgpd's kinds that is not <plural>/<name>: reported, as `resources.load` does
+            self._problems.pop(key, None)
+            try:
+                parse(key, value, self.prefix)
+            except ResourceError as exc:
+                self._problems[key] = (Problem(exc.key, exc.message),)
+            return
         self._records[kind].pop(name, None)
         self._problems.pop(key, None)
         try:
@@ -102,16 +109,17 @@ class Records:
         kind, name = self._split(key)
         if kind is None:
             return
-        self._records[kind].pop(name, None)
+        if name:
+            self._records[kind].pop(name, None)
         self._problems.pop(key, None)
 
     def _split(self, key: str) -> tuple[str | None, str]:
         if not key.startswith(self.prefix):
             return None, ""
         kind, _, name = key[len(self.prefix) :].partition("/")
-        if kind not in self._records or not name or "/" in name:
+        if kind not in self._records:
             return None, ""
-        return kind, name
+        return kind, ("" if "/" in name else name)
 
     def resources(self) -> Resources:
         r = self._records
