@@ -26,7 +26,7 @@ from bgpd.lab import cluster, netns, tor
 from bgpd.lab.etcd import EtcdError
 from bgpd.lab.felix import KERNEL_IPIP, TUNNEL, TunnelCounters
 from bgpd.lab.lab import TUNNEL_GROUP, HostSummary, Lab, LabError, Ping, session_families
-from bgpd.lab.topology import TopologyError, load
+from bgpd.lab.topology import NAME, TopologyError, load
 from bgpd.oneline import Parser
 
 DEFAULT_TOPOLOGY = "configs/lab.yaml"
@@ -68,6 +68,26 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r}: seconds, 0 or more")
+    return value
+
+
+def _host_name(text: str) -> str:
+    """A lab host's name for argparse (the topology's rule)."""
+    if not NAME.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: 1-10 lower-case letters or digits, starting with a letter"
+        )
+    return text
+
+
+def _workloads(text: str) -> int:
+    """A number of workloads for argparse: 1 or more (the block's size bounds it later)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: 1 or more")
     return value
 
 
@@ -115,13 +135,13 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     add = actions.add_parser(
         "add-host", help="a lab driven by etcd: a new host (namespaces, Node record, bgpd), live"
     )
-    add.add_argument("name")
-    add.add_argument("--workloads", type=int, default=1, help="workloads in its block (default 1)")
+    add.add_argument("name", type=_host_name)
+    add.add_argument("--workloads", type=_workloads, default=1, help="workloads in its block (default 1)")
     add.add_argument("--timeout", type=_seconds, default=60.0, help="convergence deadline in seconds")
     remove = actions.add_parser(
         "remove-host", help="a lab driven by etcd: stop a host's bgpd, delete its Node record and namespaces"
     )
-    remove.add_argument("name")
+    remove.add_argument("name", type=_host_name)
     remove.add_argument("--timeout", type=_seconds, default=60.0, help="convergence deadline in seconds")
     lab.set_defaults(func=run)
 
