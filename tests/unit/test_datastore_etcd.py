@@ -98,9 +98,9 @@ def put(key: str, revision: int) -> Change:
     return Change("put", P + key, b'{"kind":"Node"}', revision)
 
 
-def test_backoff_doubles_from_1_to_30_seconds_and_resets() -> None:
+def test_backoff_doubles_from_1_to_10_seconds_and_resets() -> None:
     backoff = Backoff()
-    assert [backoff.next() for _ in range(7)] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert [backoff.next() for _ in range(7)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
     backoff.reset()
     assert backoff.next() == 1.0
 
@@ -108,7 +108,7 @@ def test_backoff_doubles_from_1_to_30_seconds_and_resets() -> None:
 def test_unreachable_datastore_is_reported_down_each_attempt_with_growing_delays() -> None:
     script = Script(*(DatastoreUnavailable(f"http://10.0.0.{i}:2379: refused") for i in range(7)))
     events, sleeps, watcher = run(script, retries=7)
-    assert sleeps == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert sleeps == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
     assert events == [Down(f"http://10.0.0.{i}:2379: refused", d) for i, d in enumerate(sleeps)]
     assert (watcher.state, watcher.reason) == ("down", "http://10.0.0.6:2379: refused")
 
