@@ -1,7 +1,8 @@
-"""Starts ExaBGP (`python -m bgpd.exabgp.launch server CONF`) with twelve narrowly scoped changes: nine to
-how it parses API commands and builds UPDATEs, one (10) that gives a session the keepalive interval bgpd's
-config asks for, one (11) that makes TTL security hold on the listening side, and one (12) that makes an
-API teardown send its NOTIFICATION. Profiles of ExaBGP 5.0.15
+"""Starts ExaBGP (`python -m bgpd.exabgp.launch server CONF`) with thirteen narrowly scoped changes: nine
+to how it parses API commands and builds UPDATEs, one (10) that gives a session the keepalive interval
+bgpd's config asks for, one (11) that makes TTL security hold on the listening side, one (12) that makes an
+API teardown send its NOTIFICATION, and one (13) that keeps a reload from being dropped while routes are
+queued. Profiles of ExaBGP 5.0.15
 announcing 10k routes (1-3), 100k routes and reflecting 50 x 200 routes (4-8), and 100k IPv6 routes (9)
 showed:
 
@@ -59,9 +60,9 @@ showed:
    its config at start and at every reload (`{"peer address": seconds}`, path in `BGPD_EXABGP_KEEPALIVE`),
    read whenever a session's timer is built, so each establishment and each restarted ExaBGP sees the
    current file. When a reload changes the file, bgpd sends `KEEPALIVE_SIGNAL` (SIGWINCH: ExaBGP does not
-   use it and its default is to ignore it; not ExaBGP's SIGUSR1, which re-reads every neighbor and which
-   ExaBGP drops while a session still has routes queued): the file is read again and every live timer
-   gets its interval at once, without touching the session (`need_ka` reads the interval on every call).
+   use it and its default is to ignore it; not ExaBGP's SIGUSR1, which re-reads every neighbor): the file
+   is read again and every live timer gets its interval at once, without touching the session (`need_ka`
+   reads the interval on every call).
 
 11. TTL security (GTSM, RFC 5082 §3; Calico's ttlSecurity): a neighbor with `incoming-ttl` gets IP_MINTTL
    (IPV6_MINHOPCOUNT) and a sending TTL of 255 on the connections it opens itself, but ExaBGP's main
@@ -87,6 +88,9 @@ showed:
 12. An API `teardown` ends the session with its NOTIFICATION (Cease / N) even when graceful restart was
    negotiated (ExaBGP closed such a session silently, which the peer takes for a graceful restart); bgpd
    sends one when a peer exceeds `max_prefixes` (RFC 4486). In its own module, `bgpd.exabgp.teardown`.
+13. A configuration reload (SIGUSR1) is applied even while routes are queued in an Adj-RIB-Out, when the
+   configuration holds no static routes (bgpd's never does): ExaBGP dropped the signal, so a neighbor added
+   during a burst of routes never ran. In its own module, `bgpd.exabgp.reload`.
 
 Nothing else changes: the same code paths run in the same order, and a peer receives the same messages
 but for 9's UPDATEs, which carry the same IPv6 routes, attributes and next hops in fewer messages, and 10's
@@ -115,7 +119,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from bgpd.exabgp import rfc7606, teardown
+from bgpd.exabgp import reload, rfc7606, teardown
 
 STEPS_PER_PASS = 1000
 # change 10: the keepalive file's path (set by bgpd's supervisor), and the signal to read it again
@@ -395,7 +399,7 @@ _guarded: weakref.WeakKeyDictionary[socket.socket, dict[int, int]] = weakref.Wea
 
 
 def apply() -> None:
-    """Install the twelve changes (idempotent). The signal handler of change 10 is `main`'s to install."""
+    """Install the thirteen changes (idempotent). The signal handler of change 10 is `main`'s to install."""
     global _original_remove_self, _original_async_run, _original_wait_for_io
     global _original_tokens, _original_split_nlris, _original_match_neighbor
     global _original_inject_change, _original_updates, _original_ka_init
@@ -452,6 +456,7 @@ def apply() -> None:
     KA.__init__ = _ka_init
     _apply_gtsm(Reactor)
     teardown.apply()
+    reload.apply()
 
 
 def _check_ipv6_grouping(rib: Any, update: Any, mprnlri: Any, attributes: Any) -> None:

@@ -80,3 +80,43 @@ def test_a_route_withdrawn_while_the_peer_was_removed_does_not_come_back(underla
     wait_for(back, CONVERGE, "the session back, h0's whole table sent (End-of-RIB)")
     wait_for(lambda: set(kept) <= set(h1.bird_routes()), CONVERGE, "the kept routes on h1 again")
     assert not set(gone) & set(h1.bird_routes()), h1.bird_routes()
+
+
+BULK = 30_000
+
+
+def test_a_peer_added_while_routes_are_queued_is_run(underlay: Underlay) -> None:
+    """ExaBGP 5.0.15 dropped a reload (SIGUSR1) that came while any Adj-RIB-Out still had routes queued, so
+    a neighbor added by a reload (or by the datastore) during a burst of announcements never ran (launch
+    change 13). h0 announces 30,000 blocks to h1 and, while they are on their way, a reload adds h2."""
+    h0, h1, h2 = underlay.host("h0", 10), underlay.host("h1", 11), underlay.host("h2", 12)
+    two = [h0.address, h1.address]
+    three = [*two, h2.address]
+    h0.write_config(bgp={"hold_time": 9, "mesh": {"enabled": True, "nodes": two}})
+    h1.write_config(bgp={"hold_time": 9, "mesh": {"enabled": True, "nodes": two}})
+    h2.write_config(bgp={"hold_time": 9, "mesh": {"enabled": True, "nodes": three}})
+    for h in (h0, h1, h2):
+        h.start_bgpd()
+    wait_for(lambda: (peer(h0, h1.address) or {}).get("state") == "up", CONVERGE, "h0-h1 up")
+    batch = underlay.workdir / "bulk.batch"
+    batch.write_text(
+        "".join(
+            f"route add blackhole 10.{20 + i // 65536}.{i // 256 % 256}.{i % 256}/32 proto 80\n"
+            for i in range(BULK)
+        )
+    )
+    h0.ip("-batch", str(batch))
+
+    def received() -> int:
+        seen = peer(h1, h0.address)
+        return int(seen["received"]) if seen else 0  # type: ignore[call-overload]
+
+    wait_for(lambda: received() > 0, CONVERGE, "the burst reaching h1")
+    h0.write_config(bgp={"hold_time": 9, "mesh": {"enabled": True, "nodes": three}})
+    reloaded = h0.ctl("reload")
+    assert reloaded.returncode == 0, reloaded.stderr
+    assert received() < BULK, "the burst was over before the reload: nothing tested"
+    wait_for(
+        lambda: (peer(h0, h2.address) or {}).get("state") == "up", CONVERGE, "h0-h2 up (added mid-burst)"
+    )
+    wait_for(lambda: received() == BULK, 60.0, "the whole burst on h1")
