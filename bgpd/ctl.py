@@ -14,6 +14,7 @@ Standard library only.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import socket
@@ -41,6 +42,29 @@ class CtlError(Exception):
     pass
 
 
+def _starting(path: str) -> str | None:
+    """When the socket's directory is a runtime directory a bgpd holds (its `bgpd.pid` locked: see
+    `bgpd.runlock`), the line saying it is starting; else None."""
+    pid_file = os.path.join(os.path.dirname(path) or ".", "bgpd.pid")
+    try:
+        fd = os.open(pid_file, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        return (
+            f"bgpd (pid {holder}) is starting and does not answer yet: no control socket at {path} "
+            "(with a datastore it waits for etcd and this node's Node record first; its log says why)"
+        )
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return None
+
+
 def request(path: str, command: str, args: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
     """Send one command (`timeout` in seconds for the whole exchange); return its result or raise CtlError
     with a one-line explanation (not running, not a socket, permission denied, the daemon's refusal)."""
@@ -50,9 +74,9 @@ def request(path: str, command: str, args: dict[str, Any] | None = None, timeout
     try:
         sock.connect(path)
     except FileNotFoundError:
-        raise CtlError(f"bgpd is not running (no control socket at {path})") from None
+        raise CtlError(_starting(path) or f"bgpd is not running (no control socket at {path})") from None
     except ConnectionRefusedError:
-        raise CtlError(f"bgpd is not running (nothing listens on {path})") from None
+        raise CtlError(_starting(path) or f"bgpd is not running (nothing listens on {path})") from None
     except PermissionError:
         raise CtlError(f"permission denied on {path} (the control socket is root only)") from None
     except OSError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -145,3 +146,24 @@ def test_a_control_command_failing_by_a_bug_answers_one_line_and_logs_it(
     }
     (record,) = caplog.records
     assert record.exc_info is not None and getattr(record, "kv", {}) == {"command": "status"}
+
+
+def test_a_bgpd_that_holds_its_runtime_dir_but_has_no_socket_yet_is_starting(tmp_path: Path) -> None:
+    """A bgpd waiting for its datastore holds the runtime directory (bgpd.pid locked) before its control
+    socket exists: bgpctl says it is starting, not that it is not running."""
+    from bgpd.ctl import CtlError, request
+    from bgpd.runlock import lock_runtime_dir
+
+    socket_path = str(tmp_path / "bgpd.ctl")
+    with pytest.raises(CtlError, match="bgpd is not running"):
+        request(socket_path, "status")
+    fd = lock_runtime_dir(str(tmp_path))
+    try:
+        with pytest.raises(
+            CtlError, match=rf"bgpd \(pid {os.getpid()}\) is starting and does not answer yet"
+        ):
+            request(socket_path, "status")
+    finally:
+        os.close(fd)
+    with pytest.raises(CtlError, match="bgpd is not running"):
+        request(socket_path, "status")
