@@ -45,6 +45,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     if isinstance(cfg, config_mod.ClusterFile):
         etcd = cfg.datastore.etcd
         assert etcd is not None
+        from bgpd.datastore.etcd import DatastoreConfigError, read_tls_files
+
+        try:
+            read_tls_files(etcd)  # as `bgpd run` reads them before it connects
+        except DatastoreConfigError as exc:
+            print(f"bgpd: {cfg.source}: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         print(
             f"# node {cfg.node_name}: the cluster part comes from the datastore "
             f"({cfg.datastore.type} {', '.join(etcd.endpoints)}, prefix {etcd.prefix}); local sections: "

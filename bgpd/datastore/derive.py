@@ -35,8 +35,10 @@ Precedence and topology, from projectcalico/calico at 87c15906f20c:
 - Route reflection (bgp_processor.go buildPeerFromData): on a node with a cluster id, an iBGP session to
   a peer that has no cluster id or another one is a route-reflector client: it goes to
   ``reflector.clients`` (bgpd's client sessions are passive, on ``bgp.port``, with the password of the
-  BGPPeer that produced them). A node with a cluster id takes no part in the mesh and no mesh node
-  peers with it: its clients reach it through BGPPeers selecting it (``peerSelector``).
+  BGPPeer that produced them). Such a node still installs the routes it learns, as Calico's does
+  (``kernel.install`` true unless the local ``kernel`` section says otherwise). A node with a cluster id
+  takes no part in the mesh and no mesh node peers with it: its clients reach it through BGPPeers
+  selecting it (``peerSelector``).
 - An explicit BGPPeer session to a mesh node replaces the mesh session to it (bgpd runs one session per
   address; BIRD would run both).
 - Passive side. BIRD resolves connection collisions; bgpd avoids them. A session to another Calico node
@@ -438,6 +440,14 @@ class _Deriver:
         for section in LOCAL_SECTIONS:
             if section in self.local:
                 doc[section] = self.local[section]
+        if me.cluster_id is not None:
+            # A Calico node with a cluster id is a whole node: it runs workloads and its BIRD installs what
+            # it learns. bgpd's own default for a `reflector:` (install nothing) is for a dedicated
+            # reflector's file; here it would also make a role change need a restart (kernel.install).
+            kernel = doc.get("kernel")
+            kernel = dict(kernel) if isinstance(kernel, dict) else {}
+            kernel.setdefault("install", True)
+            doc["kernel"] = kernel
         return Derived(self.parse(doc, origins), tuple(self.problems))
 
     def note_client_settings(self, s: _Session) -> None:

@@ -104,6 +104,8 @@ def parse_endpoint(url: str) -> Endpoint:
         version: int = ipaddress.ip_address(parts.hostname).version
     except ValueError:
         version = 0  # a name
+        if all(label.isdigit() for label in parts.hostname.split(".")):
+            raise DatastoreConfigError(f"datastore.endpoints: {url!r}: not an IPv4 address") from None
     if version == 6:
         raise DatastoreConfigError(f"datastore.endpoints: {url!r}: IPv6 endpoints are not supported")
     scheme: Literal["http", "https"] = "https" if parts.scheme == "https" else "http"
@@ -280,6 +282,16 @@ def _prefix_end(prefix: bytes) -> bytes:
     return b"\0"
 
 
+def read_tls_files(config: DatastoreConfig) -> dict[str, bytes | None]:
+    """The CA, client certificate and key files' bytes, as etcd3aio takes them (None where not set);
+    `DatastoreConfigError` naming the setting when one cannot be read."""
+    return {
+        "ca_cert": _read(config.ca_file, "ca_file"),
+        "cert_chain": _read(config.cert_file, "cert_file"),
+        "cert_key": _read(config.key_file, "key_file"),
+    }
+
+
 def _read(path: str | None, setting: str) -> bytes | None:
     if path is None:
         return None
@@ -430,11 +442,7 @@ def connect_etcd(
     import etcd3aio  # here, so that importing this module needs no gRPC
 
     endpoints = [parse_endpoint(e) for e in config.endpoints]
-    tls = {
-        "ca_cert": _read(config.ca_file, "ca_file"),
-        "cert_chain": _read(config.cert_file, "cert_file"),
-        "cert_key": _read(config.key_file, "key_file"),
-    }
+    tls = read_tls_files(config)
     first = 0
 
     async def connect() -> Session:

@@ -44,6 +44,7 @@ STATE_KEY = "datastore"  # the state file's entry: type, endpoint, address, name
 ETCD_DIR = "etcd"  # under the state directory: etcd's data and log
 DEFAULT_BLOCK = 26  # Calico's block size, when no host of the topology has a block
 FIRST_WORKLOAD = 2  # a block's workloads start at its third address, as the shipped topologies'
+DECONFIGURE_WAIT = 15.0  # seconds remove-host waits for the other hosts to drop a removed host
 
 
 class ClusterError(RuntimeError):
@@ -331,15 +332,26 @@ def remove_host(lab: Lab, name: str, timeout: float) -> Change:
 
 
 def _forget(lab: Lab, host: LabHost, original: bool) -> None:
-    """Stop the host's bgpd (by pid), delete its Node record, remove its namespaces and record that the
-    lab no longer has it (`removed` for a host of the topology file, dropped from `added` otherwise)."""
+    """Delete the host's Node record, wait (up to `DECONFIGURE_WAIT` s) until no other host has a session
+    to it (each ends its session with Cease / Peer De-configured and drops its routes at once), then stop
+    its bgpd (by pid), remove its namespaces and record that the lab no longer has it (`removed` for a
+    host of the topology file, dropped from `added` otherwise). Stopping it first would make the others
+    keep its routes as graceful-restart helpers until the record's deletion reached them."""
     from bgpd.lab.lab import _stop_pid
 
+    with contextlib.suppress(etcd.EtcdError):  # reported by the convergence wait if it stays
+        write(lab, [("delete", records.key("nodes", host.name, str(_prefix(lab))), "")])
+    others = [h for h in lab.topo.hosts if h.name != host.name]
+    gone = {str(a) for family in lab.topo.families for a in host.addresses(family)}
+
+    def deconfigured() -> bool:
+        return all(gone.isdisjoint(peers) for peers in _configured(lab, others).values())
+
+    with contextlib.suppress(TimeoutError):  # the convergence wait says what stayed
+        netns.wait_for(deconfigured, DECONFIGURE_WAIT, f"the other hosts to deconfigure {host.name}")
     pids = lab.pids()
     if host.name in pids:
         _stop_pid(pids.pop(host.name))
-    with contextlib.suppress(etcd.EtcdError):  # reported by the convergence wait if it stays
-        write(lab, [("delete", records.key("nodes", host.name, str(_prefix(lab))), "")])
     for index in range(len(host.workloads)):
         netns.remove_namespace(lab.workload_ns(host, index))
     netns.remove_namespace(lab.host_ns(host))
@@ -348,6 +360,18 @@ def _forget(lab: Lab, host: LabHost, original: bool) -> None:
     removed = [*state.get("removed", []), host.name] if original else state.get("removed", [])
     lab.update_state(pids=pids, added=added, removed=removed)
     lab.refresh()
+
+
+def _configured(lab: Lab, hosts: Iterable[LabHost]) -> dict[str, set[str]]:
+    """host name -> the peer addresses its bgpd has configured now (a host that does not answer: none)."""
+    out: dict[str, set[str]] = {}
+    for h in hosts:
+        try:
+            peers = ctl.request(str(lab.state_dir / h.name / "bgpd.ctl"), "peers", timeout=5.0)
+        except ctl.CtlError:
+            peers = []
+        out[h.name] = {str(p["address"]) for p in peers}
+    return out
 
 
 def _prefix(lab: Lab) -> str:
@@ -364,5 +388,6 @@ def describe_datastore(lab: Lab) -> list[str]:
     return [
         f"datastore: etcd at {entry['endpoint']} (namespace {entry['namespace']}, pid {entry['pid']}); "
         f"records: {len(lab.topo.hosts)} Node, {pools} IPPool, BGPConfiguration default",
-        "each host's config: node.name, the datastore and its local sections (export, kernel, runtime)",
+        "each host's config: node.name, the datastore and its local sections (bgp.hold_time, export, kernel, "
+        "runtime, metrics)",
     ]

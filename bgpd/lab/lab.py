@@ -187,8 +187,8 @@ class Lab:
             raise LabError("the lab needs root (network namespaces)")
         if not rebuild and self.running():
             raise LabError(
-                f"the lab {self.topo.name!r} is already up: `bgpd lab down` first, or "
-                "`bgpd lab up --rebuild` to build it again"
+                f"the lab {self.topo.name!r} is already up: `bgpd lab -t {self.topo.source} down` first, or "
+                f"`bgpd lab -t {self.topo.source} up --rebuild` to build it again"
             )
         self.down()
         self.topo = self.base

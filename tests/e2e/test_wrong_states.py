@@ -174,7 +174,11 @@ CASES: list[Case] = [
     case(ANY, "bgpd lab up --timeout soon", "argument --timeout: 'soon' is not a number of seconds", code=2),
     case(ANY, "bgpd lab up --timeout nan", "seconds, 0 or more", code=2),
     case(NOT_ROOT, f"{LAB_DOWN} up", "bgpd lab: the lab needs root (network namespaces)"),
-    case(UP, f"{LAB_UP} up", "is already up: `bgpd lab down` first, or `bgpd lab up --rebuild`"),
+    case(
+        UP,
+        f"{LAB_UP} up",
+        "is already up: `bgpd lab -t {up_topo} down` first, or `bgpd lab -t {up_topo} up --rebuild`",
+    ),
     # bgpd lab down (on a lab that is not up it removes nothing and says so: not an error)
     case(NOT_ROOT, f"{LAB_UP} down", "bgpd lab: the lab needs root"),
     case(ANY, "bgpd lab -t {binary} down", "not a topology file", code=2),

@@ -232,8 +232,11 @@ bgp:
   peers: [{address: 10.0.0.11, asn: 64512, passive: true, description: rr-mesh}]
 reflector: {cluster_id: 244.0.0.1, clients: [10.0.0.1, 10.0.0.2, 10.0.0.3]}
 pools: [{cidr: 10.244.0.0/16, ipip: cross-subnet}]
+kernel: {install: true}   # a Calico node with a cluster id still installs what it learns
 """,
     )
+    local = {"kernel": {"install": False, "protocol": "bird"}}  # a dedicated reflector says so locally
+    assert d.derive(load(*RR_TOPOLOGY), "rr0", local).config.kernel.install is False
     rr1 = derived(load(*RR_TOPOLOGY), "rr1").config
     assert [(str(p.address), p.passive) for p in rr1.bgp.peers] == [("10.0.0.10", False)]
 
