@@ -439,7 +439,21 @@ class _Reader:
                 if where == ours or where.startswith((ours + ".", ours + "[")):
                     where = theirs + _camel(where[len(ours) :])
                     break
-            raise self.error(where, exc.message) from None
+            raise self.error(where, _calico_spelling(where, exc.message)) from None
+
+
+_ENCAP_SPELLING = (("cross-subnet", "CrossSubnet"), ("never", "Never"), ("always", "Always"))
+
+
+def _calico_spelling(where: str, message: str) -> str:
+    """An error about ``ipipMode`` / ``vxlanMode`` with the values as Calico writes them (``CrossSubnet``),
+    not as bgpd's YAML does (``cross-subnet``)."""
+    if not where.endswith(("ipipMode", "vxlanMode")):
+        return message
+    head, sep, tail = message.partition("one of ")
+    for ours, theirs in _ENCAP_SPELLING:
+        tail = tail.replace(ours, theirs)
+    return head + sep + tail
 
 
 def _json_type(value: object) -> str:

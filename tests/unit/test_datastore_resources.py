@@ -487,3 +487,15 @@ def test_load_takes_bytes_and_another_prefix() -> None:
     other = "/registry/calico/"
     res, problems = r.load([(other + key[len(P) :], value.encode())], prefix=other)
     assert set(res.pools) == {"good"} and problems == ()
+
+
+def test_an_encapsulation_mode_error_speaks_calicos_spelling() -> None:
+    """A Calico user wrote `ipipMode`: the choices are named as Calico writes them."""
+    spec = {"cidr": "10.0.0.0/16", "ipipMode": "Alway"}
+    value = json.dumps(
+        {"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": "x"}, "spec": spec}
+    )
+    (problem,) = r.load([(r.DEFAULT_PREFIX + "ippools/x", value)])[1]
+    assert problem.message == (
+        "spec.ipipMode: bad ipip mode 'Alway': one of Never, Always, CrossSubnet (did you mean 'Always'?)"
+    )
