@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -97,25 +98,25 @@ def test_control_socket_is_root_only(underlay: Underlay) -> None:
     socket_path = Path(h0.config["runtime"]["dir"]) / "bgpd.ctl"
     wait_for(socket_path.exists, CONVERGE, "control socket")
     assert socket_path.stat().st_mode & 0o777 == 0o600
-    repo = Path(__file__).resolve().parents[2]
-    # bgpctl -s needs only the standard library: run it as `nobody` with the system Python
-    probe = subprocess.run(
-        ["/usr/bin/python3", "-c", "import bgpd.ctl"],
-        env={"PYTHONPATH": str(repo)},
-        user="nobody",
-        capture_output=True,
-        check=False,
-    )
-    if probe.returncode != 0:
-        pytest.skip("the checkout is not readable by nobody")
-    denied = subprocess.run(
-        ["/usr/bin/python3", "-m", "bgpd.ctl", "-s", str(socket_path), "show", "peers"],
-        env={"PYTHONPATH": str(repo)},
-        user="nobody",
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    # bgpctl -s needs only the standard library: run it as `nobody` with the system Python, from a copy of
+    # the package that nobody can read (the checkout may be under a home only root reads)
+    readable = Path(tempfile.mkdtemp(prefix="bgpdt-ctl-"))
+    try:
+        readable.chmod(0o755)
+        repo = Path(__file__).resolve().parents[2]
+        shutil.copytree(repo / "bgpd", readable / "bgpd", ignore=shutil.ignore_patterns("__pycache__"))
+        for path in readable.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        denied = subprocess.run(
+            ["/usr/bin/python3", "-m", "bgpd.ctl", "-s", str(socket_path), "show", "peers"],
+            env={"PYTHONPATH": str(readable)},
+            user="nobody",
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(readable, ignore_errors=True)
     assert denied.returncode == 1
     assert (
         denied.stderr.strip()

@@ -666,7 +666,7 @@ def test_no_prefixes_no_lines_whatever_the_next_hop() -> None:
 def exabgp() -> Iterator[Any]:
     """ExaBGP's API command parser, a Negotiated for an iBGP session with IPv4 and IPv6 unicast, its JSON
     writer, and a neighbor as the JSON writer reads one."""
-    pytest.importorskip("exabgp")
+    import exabgp  # noqa: F401  # a hard dependency: a failed import fails, never skips
     from exabgp.bgp.message.open.asn import ASN
     from exabgp.bgp.message.open.capability.negotiated import Negotiated
     from exabgp.environment import getenv

@@ -46,6 +46,21 @@ def test_build_context_and_dockerfile_exist(compose: dict[str, Any]) -> None:
                 assert (ROOT / source).exists(), source
 
 
+def test_the_image_carries_every_package_bgpd_installs() -> None:
+    """`pip install .` in the image installs what pyproject's package search finds in the build context:
+    a package left out of the COPY lines (reflector/, once) makes `bgpd run` fail on import."""
+    import tomllib
+
+    found = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    wanted = {pattern.rstrip("*") for pattern in found["include"]}
+    copied = {
+        line.split()[1].rstrip("/")
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ") and len(line.split()) == 3
+    }
+    assert wanted <= copied, f"Dockerfile does not copy {sorted(wanted - copied)}"
+
+
 def _bgpd_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {n: s for n, s in compose["services"].items() if "build" in s}
 

@@ -19,11 +19,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-pytest.importorskip("exabgp")
-
 from exabgp.bgp.message import Action
 from exabgp.bgp.message.update import Update
 from exabgp.bgp.message.update.nlri.inet import INET
@@ -32,6 +27,8 @@ from exabgp.protocol.family import AFI, SAFI
 from exabgp.protocol.ip import IP
 from exabgp.reactor.asynchronous import ASYNC
 from exabgp.reactor.loop import Reactor
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bgpd.exabgp import launch
 
