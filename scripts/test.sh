@@ -8,4 +8,4 @@ bash scripts/setup.sh
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 # everything the tests need is installed above: a skip means something is wrong (tests/conftest.py)
-BGPD_TESTS_NO_SKIP=1 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+BGPD_TESTS_NO_SKIP=1 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"
