@@ -122,7 +122,10 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         help="etcd: start etcd, write Calico's records and give each bgpd only its name and the datastore "
         "(default: the topology's `datastore`, else none)",
     )
-    actions.add_parser("down", help="remove everything the lab created")
+    actions.add_parser(
+        "down",
+        help="remove the lab's namespaces, processes and etcd data (configs and logs stay in its state dir)",
+    )
     reload = actions.add_parser(
         "reload", help="apply changed pool ipip modes to the running lab (configs rewritten, bgpd reloaded)"
     )
