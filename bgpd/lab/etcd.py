@@ -22,17 +22,14 @@ exits 0, or prints one line on stderr and exits 1. The client is etcd3aio, as bg
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bgpd.lab import netns
 from bgpd.lab.netns import Fabric, Process, wait_for
 
 CLIENT_PORT = 2379
@@ -195,30 +192,13 @@ def start_detached(ns: str, address: str, data_dir: Path, log: Path, name: str =
 
 def running(pid: int) -> bool:
     """Does `pid` still run an etcd (pids can be reused)?"""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return MARKER in fh.read()
-    except OSError:
-        return False
+    return netns.runs(pid, MARKER)
 
 
 def stop(pid: int, timeout: float = 10.0) -> None:
     """End the etcd the lab started, by pid: SIGTERM, then SIGKILL after `timeout` seconds; nothing if that
     pid no longer runs etcd."""
-    if not running(pid):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while running(pid) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.05)
-    if running(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    netns.stop_pid(pid, MARKER, timeout)
 
 
 # ------------------------------------------------------------------------------------------ the writes

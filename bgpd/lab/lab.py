@@ -53,7 +53,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -464,7 +463,7 @@ class Lab:
             for node in self.topo.nodes:
                 step = f"reloading bgpd on {node.name}"
                 self._bgpd_config(node)
-                result = ctl.request(str(self.state_dir / node.name / "bgpd.ctl"), "reload")
+                result = ctl.request(self.control_socket(node), "reload")
                 if not result.get("ok"):
                     raise LabError(f"{result.get('message')}; read {self.log_path(node)}")
             step = "waiting for routes to converge"
@@ -472,6 +471,10 @@ class Lab:
         except (netns.CommandError, TimeoutError, OSError, ctl.CtlError, LabError) as exc:
             raise LabError(f"lab reload failed while {step}: {describe(exc)}") from exc
         return self.summary()
+
+    def control_socket(self, host: LabHost) -> str:
+        """The host's bgpd control socket (its runtime directory is the state directory's `<host>`)."""
+        return str(self.state_dir / host.name / "bgpd.ctl")
 
     def log_path(self, host: LabHost) -> Path:
         return self.state_dir / f"{host.name}.log"
@@ -856,31 +859,16 @@ class Lab:
         raise LabError(f"no workload {address} in {self.topo.source}")
 
 
-def _alive(pid: int, marker: bytes = b"bgpd") -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return marker in fh.read()
-    except OSError:
-        return False
+BGPD_MARKER = b"bgpd"  # in /proc/PID/cmdline of a bgpd the lab started
 
 
-def _stop_pid(pid: int, timeout: float = 5.0, marker: bytes = b"bgpd") -> None:
-    """End a process the lab started (a bgpd, or with `marker=ENCAPSULATOR` an encapsulator): only if that
-    pid still runs it (pids can be reused)."""
-    if not _alive(pid, marker):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid, marker) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.05)
-    if _alive(pid, marker):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):  # a child of ours (`build` alone): no zombie left
-        os.waitpid(pid, os.WNOHANG)
+def _alive(pid: int, marker: bytes = BGPD_MARKER) -> bool:
+    return netns.runs(pid, marker)
+
+
+def _stop_pid(pid: int, timeout: float = 5.0, marker: bytes = BGPD_MARKER) -> None:
+    """End a process the lab started (a bgpd, or with `marker=ENCAPSULATOR` an encapsulator)."""
+    netns.stop_pid(pid, marker, timeout)
 
 
 def _difference(name: str, expected: dict[str, str], learned: dict[str, str]) -> str:

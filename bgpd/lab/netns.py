@@ -85,6 +85,34 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval:
         time.sleep(interval)
 
 
+def runs(pid: int, marker: bytes) -> bool:
+    """Does `pid` still run the program whose command line holds `marker` (pids can be reused)?"""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return marker in fh.read()
+    except OSError:
+        return False
+
+
+def stop_pid(pid: int, marker: bytes, timeout: float = 5.0) -> None:
+    """End a process we started, by pid, only if that pid still runs it (`runs(pid, marker)`): SIGTERM,
+    then SIGKILL after `timeout` seconds; reaped if it is our child (no zombie left)."""
+    if not runs(pid, marker):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while runs(pid, marker) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    if runs(pid, marker):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
 def _pids_in(ns: str) -> list[int]:
     out = ip("netns", "pids", ns, check=False)
     return [int(p) for p in out.split()]

@@ -16,10 +16,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,39 +132,6 @@ def engine() -> Iterator[Engine]:
         yield engine
     finally:
         if pid is not None:
-            _stop(pid)
-        for leftover in _pids_in(ns):  # containerd shims, containers: all started by this engine
-            _stop(leftover, grace=2.0)
-        netns.ip("netns", "del", ns, check=False)
+            netns.stop_pid(pid, b"dockerd", STOP_DEADLINE)
+        netns.remove_namespace(ns)  # and whatever still runs in it (shims, containers): all this engine's
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _pids_in(ns: str) -> list[int]:
-    result = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False)
-    return [int(p) for p in result.stdout.split()]
-
-
-def _stop(pid: int, grace: float = STOP_DEADLINE) -> None:
-    """SIGTERM by pid, SIGKILL after `grace` seconds, and reap it if it is our child."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            done = 0
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-        if done == pid:
-            return
-        time.sleep(0.1)
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
