@@ -315,6 +315,10 @@ class ControlConfig:
 
     socket: str | None = None
 
+    def path(self, runtime_dir: str) -> str:
+        """The socket's path: ``socket``, else ``<runtime_dir>/bgpd.ctl``."""
+        return self.socket or os.path.join(runtime_dir, "bgpd.ctl")
+
 
 @dataclass(frozen=True, slots=True)
 class HealthConfig:
@@ -343,7 +347,7 @@ class Config:
 
     @property
     def control_socket(self) -> str:
-        return self.control.socket or os.path.join(self.runtime.dir, "bgpd.ctl")
+        return self.control.path(self.runtime.dir)
 
     def local_address(self, family: int) -> IPv4Address | IPv6Address | None:
         """This node's address in ``family`` (4: ``node.address``, 6: ``node.address6``, None if unset): the
@@ -938,7 +942,7 @@ def control_socket_of(path: str | os.PathLike[str]) -> tuple[str, ConfigError | 
                 if isinstance(socket, str) and socket:
                     return socket, error
                 if isinstance(where, str) and where:
-                    return os.path.join(where, "bgpd.ctl"), error
+                    return ControlConfig().path(where), error
     raise error
 
 

@@ -91,9 +91,7 @@ class ClusterFile:
 
     @property
     def control_socket(self) -> str:
-        import os
-
-        return self.control.socket or os.path.join(self.runtime.dir, "bgpd.ctl")
+        return self.control.path(self.runtime.dir)
 
 
 def parse_datastore(w: _Walker, v: _V) -> DatastoreSection:

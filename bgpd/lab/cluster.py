@@ -217,7 +217,7 @@ def sessions(lab: Lab, hosts: Iterable[LabHost]) -> Sessions:
     addresses = {str(a) for h in chosen for f in lab.topo.families for a in h.addresses(f)}
     out: Sessions = {}
     for host in chosen:
-        for peer in ctl.request(str(lab.state_dir / host.name / "bgpd.ctl"), "peers", timeout=10.0):
+        for peer in ctl.request(lab.control_socket(host), "peers", timeout=10.0):
             if peer["address"] in addresses and peer["state"] == "up":
                 out[(host.name, peer["address"])] = (float(peer["since"]), int(peer["flaps"]))
     return out
@@ -367,7 +367,7 @@ def _configured(lab: Lab, hosts: Iterable[LabHost]) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for h in hosts:
         try:
-            peers = ctl.request(str(lab.state_dir / h.name / "bgpd.ctl"), "peers", timeout=5.0)
+            peers = ctl.request(lab.control_socket(h), "peers", timeout=5.0)
         except ctl.CtlError:
             peers = []
         out[h.name] = {str(p["address"]) for p in peers}

@@ -311,7 +311,7 @@ def bgpd_as_paths(lab: Lab, host: LabHost) -> dict[str, list[int]]:
     as ip prints the prefix; {} when bgpd does not answer."""
     try:
         result: list[dict[str, Any]] = ctl.request(
-            str(lab.state_dir / host.name / "bgpd.ctl"), "routes", {"family": 4}, timeout=5.0
+            lab.control_socket(host), "routes", {"family": 4}, timeout=5.0
         )
     except ctl.CtlError:
         return {}
