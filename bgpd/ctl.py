@@ -14,7 +14,6 @@ Standard library only.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import socket
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from ipaddress import ip_network
 from typing import Any
 
+from bgpd import runlock
 from bgpd.oneline import Parser, guard
 
 DEFAULT_SOCKET = "/run/bgpd/bgpd.ctl"
@@ -43,26 +43,15 @@ class CtlError(Exception):
 
 
 def _starting(path: str) -> str | None:
-    """When the socket's directory is a runtime directory a bgpd holds (its `bgpd.pid` locked: see
-    `bgpd.runlock`), the line saying it is starting; else None."""
-    pid_file = os.path.join(os.path.dirname(path) or ".", "bgpd.pid")
-    try:
-        fd = os.open(pid_file, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+    """When the socket's directory is a runtime directory a bgpd holds (`bgpd.runlock`), the line saying
+    it is starting; else None."""
+    pid = runlock.holder(os.path.dirname(path) or ".")
+    if pid is None:
         return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        return (
-            f"bgpd (pid {holder}) is starting and does not answer yet: no control socket at {path} "
-            "(with a datastore it waits for etcd and this node's Node record first; its log says why)"
-        )
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return None
+    return (
+        f"bgpd (pid {pid}) is starting and does not answer yet: no control socket at {path} "
+        "(with a datastore it waits for etcd and this node's Node record first; its log says why)"
+    )
 
 
 def request(path: str, command: str, args: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:

@@ -30,12 +30,34 @@ def lock_runtime_dir(runtime_dir: str) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        pid = _pid_in(fd)
         os.close(fd)
         raise AlreadyRunning(
-            f"another bgpd (pid {holder}) runs with runtime.dir {directory}; stop it or give this one "
+            f"another bgpd (pid {pid}) runs with runtime.dir {directory}; stop it or give this one "
             "another runtime.dir"
         ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def holder(runtime_dir: str) -> str | None:
+    """The pid (as written) of the bgpd that holds `runtime_dir` now, or None when none does. Reads only:
+    the pid file is neither created nor locked for longer than the test."""
+    try:
+        fd = os.open(Path(runtime_dir) / PID_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _pid_in(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # also releases the shared lock, when it was taken
+    return None
+
+
+def _pid_in(fd: int) -> str:
+    return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
