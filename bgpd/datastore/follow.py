@@ -87,16 +87,9 @@ class Records:
         kind, name = self._split(key)
         if kind is None:
             return
-        if not name:  # a key of bgpd's kinds that is not <plural>/<name>: reported, as `resources.load` does
-            self._problems.pop(key, None)
-            try:
-                parse(key, value, self.prefix)
-            except ResourceError as exc:
-                self._problems[key] = (Problem(exc.key, exc.message),)
-            return
         self._records[kind].pop(name, None)
         self._problems.pop(key, None)
-        try:
+        try:  # a key of bgpd's kinds that is not <plural>/<name> is refused here, as `resources.load` does
             record, notes = parse(key, value, self.prefix)
         except ResourceError as exc:
             self._problems[key] = (Problem(exc.key, exc.message),)
@@ -109,8 +102,7 @@ class Records:
         kind, name = self._split(key)
         if kind is None:
             return
-        if name:
-            self._records[kind].pop(name, None)
+        self._records[kind].pop(name, None)
         self._problems.pop(key, None)
 
     def _split(self, key: str) -> tuple[str | None, str]:
