@@ -21,34 +21,34 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from bgpd.lab import netns
 from bgpd.lab.etcd import EtcdServer, apply
 from bgpd.lab.netns import wait_for
 from tests.e2e.conftest import UNDERLAY, Host, Underlay
+from tests.unit import calico_records
 
-PREFIX = "/calico/resources/v3/projectcalico.org/"
+PREFIX = calico_records.P
 ETCD_ADDRESS = f"{UNDERLAY}.2"
 DEADLINE = 40.0
 
 
 def record(
-    kind: str, plural: str, name: str, spec: dict[str, Any], labels: dict[str, str] | None = None
+    plural: str, name: str, spec: dict[str, Any], labels: dict[str, str] | None = None
 ) -> dict[str, str]:
-    meta: dict[str, Any] = {"name": name}
-    if labels:
-        meta["labels"] = labels
-    obj = {"apiVersion": "projectcalico.org/v3", "kind": kind, "metadata": meta, "spec": spec}
-    return {"op": "put", "key": f"{PREFIX}{plural}/{name}", "value": json.dumps(obj)}
+    """The etcd put of a Calico record (`tests.unit.calico_records`: the key and JSON Calico writes)."""
+    key, value = calico_records.record(plural, name, spec, labels)
+    return {"op": "put", "key": key, "value": value}
 
 
 def node(host: Host, labels: dict[str, str] | None = None, **bgp: Any) -> dict[str, str]:
-    return record("Node", "nodes", host.name, {"bgp": {"ipv4Address": f"{host.address}/24", **bgp}}, labels)
+    return record("nodes", host.name, {"bgp": {"ipv4Address": f"{host.address}/24", **bgp}}, labels)
 
 
 def pool(name: str, cidr: str) -> dict[str, str]:
     spec = {"cidr": cidr, "ipipMode": "Never", "vxlanMode": "Never", "natOutgoing": True}
-    return record("IPPool", "ippools", name, spec)
+    return record("ippools", name, spec)
 
 
 def delete(plural: str, name: str) -> dict[str, str]:
@@ -89,11 +89,8 @@ class Cluster:
             "runtime": {"dir": str(host.workdir / "run"), "log_level": "debug"},
             "metrics": {"listen": "127.0.0.1:9179"},
         }
-        # write_config merges into the static defaults; a datastore file must not have them
-        path = host.workdir / "bgpd.yaml"
-        import yaml
-
-        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        # not Host.write_config: it merges into a static config's keys, which a datastore file must not have
+        (host.workdir / "bgpd.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         host.config = cfg
         return host
 
@@ -125,7 +122,6 @@ def test_hosts_follow_nodes_added_and_removed(cluster: Cluster) -> None:
     a, b, c = cluster.host("a", 10), cluster.host("b", 11), cluster.host("c", 12)
     cluster.write(
         record(
-            "BGPConfiguration",
             "bgpconfigurations",
             "default",
             {"asNumber": 64512, "nodeToNodeMeshEnabled": True},
@@ -193,7 +189,6 @@ def test_changed_peer_resets_only_that_session(cluster: Cluster) -> None:
         password = {"secretKeyRef": {"name": "bgp-passwords", "key": key}}
         return [
             record(
-                "BGPPeer",
                 "bgppeers",
                 f"{x.name}-to-{y.name}",
                 {"node": x.name, "peerIP": y.address, "asNumber": 64512, "password": password},
@@ -293,7 +288,7 @@ def test_route_reflector_from_selectors(cluster: Cluster) -> None:
     rr, a, b = cluster.host("rr", 5), cluster.host("a", 10), cluster.host("b", 11)
     mesh = {"asNumber": 64512, "nodeToNodeMeshEnabled": True}
     cluster.write(
-        record("BGPConfiguration", "bgpconfigurations", "default", mesh),
+        record("bgpconfigurations", "default", mesh),
         pool("p1", "10.20.0.0/16"),
         node(rr),
         node(a),
@@ -310,12 +305,11 @@ def test_route_reflector_from_selectors(cluster: Cluster) -> None:
     cluster.write(
         node(rr, {"route-reflector": "true"}, routeReflectorClusterID="244.0.0.1"),
         record(
-            "BGPPeer",
             "bgppeers",
             "peer-with-route-reflectors",
             {"nodeSelector": "all()", "peerSelector": "route-reflector == 'true'"},
         ),
-        record("BGPConfiguration", "bgpconfigurations", "default", {**mesh, "nodeToNodeMeshEnabled": False}),
+        record("bgpconfigurations", "default", {**mesh, "nodeToNodeMeshEnabled": False}),
     )
     wait_for(
         lambda: (

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import yaml
 from bgpd import ctl
 from bgpd.lab import netns
 from bgpd.lab.topology import load
+from tests.lab.test_lab import _copy_topology, lab_cli
 
 pytestmark = [
     pytest.mark.e2e,
@@ -37,11 +36,6 @@ ADDRESSES = {f"host{i}": (f"192.168.100.1{i}", f"fd00:100::1{i}") for i in range
 HOST3 = ("192.168.100.13", "fd00:100::13")  # what add-host gives the fourth host
 
 
-def lab_cli(topology: Path, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "bgpd", "lab", "-t", str(topology), "--state-dir", str(state), *args]
-    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
-
-
 def one_line_error(proc: subprocess.CompletedProcess[str], text: str) -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -51,11 +45,7 @@ def one_line_error(proc: subprocess.CompletedProcess[str], text: str) -> None:
 @pytest.fixture
 def etcd_lab(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """The shipped lab-etcd topology under a unique name (tests never meet a lab a user left running)."""
-    text = (ROOT / "configs" / "lab-etcd.yaml").read_text()
-    unique = "t" + secrets.token_hex(3)
-    lines = [f"name: {unique}" if line.startswith("name:") else line for line in text.splitlines()]
-    topology = tmp_path / "lab-etcd.yaml"
-    topology.write_text("\n".join(lines) + "\n")
+    topology = _copy_topology("lab-etcd.yaml", tmp_path)
     state = tmp_path / "state"
     try:
         yield topology, state
