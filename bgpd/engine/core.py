@@ -923,7 +923,7 @@ class Engine:
         iBGP goes to iBGP sessions only by reflection (a reflector's rules); every route goes to the eBGP
         sessions other than its source, with the session's local AS prepended. NO_ADVERTISE: to nobody;
         NO_EXPORT / NO_EXPORT_SUBCONFED: not over eBGP (RFC 1997). Each receiver's export filters apply."""
-        wanted: dict[Address, Advert] = {}
+        groups: dict[Advert, frozenset[Address]] = {}  # each advert and its receivers (adjout's form)
         communities = best.attrs.communities if best is not None else ()
         if best is not None and NO_ADVERTISE not in communities:
             source = best.peer.address
@@ -932,20 +932,29 @@ class Engine:
                 receivers = self._targets[source] = self._ibgp_targets(source, best.peer.ebgp)
             if receivers:
                 if self._filters:
-                    receivers = frozenset(r for r in receivers if self._reflects_to(r, prefix))
+                    passing = frozenset(r for r in receivers if self._reflects_to(r, prefix))
+                    receivers = receivers if len(passing) == len(receivers) else passing
                 advert = self._ibgp_advert(best)
-                wanted = dict.fromkeys(receivers, advert)
-                for receiver in self._next_hop_self & receivers:  # Calico's nextHopMode Self
-                    wanted[receiver] = self._advert_self(advert, prefix.version)
+                own = self._next_hop_self & receivers  # Calico's nextHopMode Self
+                if own and (advert_self := self._advert_self(advert, prefix.version)) != advert:
+                    if len(own) < len(receivers):
+                        groups[advert] = receivers - own
+                    groups[advert_self] = own
+                elif receivers:
+                    groups[advert] = receivers  # the cached set: one object for all of a source's routes
             if self._ebgp_peers and NO_EXPORT not in communities and NO_EXPORT_SUBCONFED not in communities:
+                ebgp: dict[Advert, list[Address]] = {}
                 for receiver in self._ebgp_peers:
                     if (
                         receiver != source
                         and receiver.version == source.version
                         and (not self._filters or self._reflects_to(receiver, prefix))
                     ):
-                        wanted[receiver] = self._ebgp_advert(best, receiver)
-        self.adjout.set(prefix, wanted)
+                        ebgp.setdefault(self._ebgp_advert(best, receiver), []).append(receiver)
+                for advert, peers in ebgp.items():  # an eBGP session is never an iBGP one: disjoint sets
+                    held = groups.get(advert)
+                    groups[advert] = frozenset(peers) if held is None else held.union(peers)
+        self.adjout.set_adverts(prefix, groups)
         self._reflect_pending = True
 
     def _ibgp_targets(self, source: Address, from_ebgp: bool) -> frozenset[Address]:
@@ -1146,7 +1155,7 @@ class Engine:
             self._out_withdraw -= self._out_announce
         if was_readvertising and not self._readvertise:  # nothing is sent on any more: withdraw it all
             for prefix in self.adjout.prefixes():
-                self.adjout.set(prefix, {})
+                self.adjout.set_adverts(prefix, {})
             self._reflect_pending = True
         if (
             self._ibgp_roles != old_roles

@@ -734,8 +734,7 @@ def test_reload_with_a_new_cluster_id_reflects_with_it(tmp_path: object) -> None
 
     def reflected_cluster_list() -> tuple[Address, ...]:
         speaker.engine._reflect(N("10.20.1.0/26"), path)
-        (advert,) = set(speaker.engine.adjout._pending[N("10.20.1.0/26")].values())
-        assert advert is not None
+        (advert,) = speaker.engine.adjout._pending[N("10.20.1.0/26")]  # pending: {advert: receivers}
         return advert.attrs.cluster_list
 
     assert reflected_cluster_list() == (A("1.0.0.1"),)
