@@ -85,15 +85,26 @@ protocol direct {{
 HEADER = _header()
 
 
-def host(address: str, peers: Sequence[str], pool: str, asn: int, router_id: str | None = None) -> str:
+def host(
+    address: str,
+    peers: Sequence[str],
+    pool: str,
+    asn: int,
+    router_id: str | None = None,
+    both_active: bool = False,
+) -> str:
     """A Calico node in the node-to-node mesh with `peers`. IPv6 addresses (and pool): the IPv6 mesh of
-    Calico's bird6, in BIRD 2 syntax; `router_id` (IPv4) is then required."""
+    Calico's bird6, in BIRD 2 syntax; `router_id` (IPv4) is then required (ValueError without).
+
+    `both_active`: no `passive on` on either side (BIRD's default for `neighbor ... as ...`), so both
+    hosts connect and BGP's collision detection (RFC 4271 section 6.8) keeps one connection: the peering
+    of the latency-active scenario."""
     channel = _channel(address)
     if channel == "ipv6" and router_id is None:
         raise ValueError("an IPv6 BIRD host needs an IPv4 router id")
     sessions = []
     for peer in peers:
-        passive = "\n  passive on;" if _key(peer) > _key(address) else ""
+        passive = "\n  passive on;" if _key(peer) > _key(address) and not both_active else ""
         sessions.append(
             f"""
 protocol bgp Mesh_{peer.replace(".", "_").replace(":", "_")} from bgp_template {{

@@ -25,9 +25,11 @@ from .scenarios import Settings
 
 SCENARIOS = (
     "latency",
+    "latency-active",
     "bulk10k",
     "bulk100k",
     "reflector",
+    "reflector200",
     "memory",
     "latency6",
     "bulk10k6",
@@ -40,15 +42,19 @@ SCENARIOS = (
 # run only when named in --scenarios (the default run, IPv6 included, takes ~11 min on a 2-core VM)
 IPV6_SCENARIOS = ("latency6", "bulk10k6", "bulk100k6")
 ON_REQUEST = ("floor", "blocks", "fuzz", "soak")
+# left out of --quick's default set (with bulk100k and bulk100k6): 200 BIRD clients take ~2 min
+NOT_QUICK = ("bulk100k", "bulk100k6", "reflector200")
 # bgpd alone, each with its own report (DIR/fuzz.md, DIR/soak-DATE.md), never rows of latest.md: a run of
 # only these leaves latest.json/latest.md as they are (issue 14)
 STANDALONE = ("fuzz", "soak")
 DAEMONS = ("bgpd", "bird")
 DEFAULT_REPEAT = {
     "latency": 5,
+    "latency-active": 5,
     "bulk10k": 5,
     "bulk100k": 3,
     "reflector": 3,
+    "reflector200": 1,
     "memory": 3,
     "latency6": 5,
     "bulk10k6": 5,
@@ -90,6 +96,27 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _clients(text: str) -> int:
+    """A reflector client count: 2 to scenarios.MAX_CLIENTS (one underlay address each)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of clients, got {text!r}") from None
+    if not 2 <= n <= scenarios.MAX_CLIENTS:
+        raise argparse.ArgumentTypeError(f"expected 2 to {scenarios.MAX_CLIENTS} clients, got {n}")
+    return n
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {n}")
+    return n
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench",
@@ -99,29 +126,49 @@ def parser() -> argparse.ArgumentParser:
         "--scenarios",
         type=_csv(SCENARIOS),
         default=None,
-        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: latency,bulk10k,bulk100k,reflector,"
-        "memory,latency6,bulk10k6,bulk100k6; --quick: the same without bulk100k and bulk100k6; floor, "
-        "blocks, fuzz and soak run only when named; fuzz and soak write their own reports)",
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: latency,latency-active,bulk10k,"
+        "bulk100k,reflector,reflector200,memory,latency6,bulk10k6,bulk100k6; --quick: the same without "
+        "bulk100k, bulk100k6 and reflector200; floor, blocks, fuzz and soak run only when named; fuzz "
+        "and soak write their own reports)",
     )
     p.add_argument("--daemons", type=_csv(DAEMONS), default=list(DAEMONS), help="bgpd,bird (default both)")
     p.add_argument(
         "--repeat",
         type=int,
         default=None,
-        help="repetitions of every scenario (default: latency(6) 5, bulk10k(6) 5, bulk100k(6)/reflector/"
-        "memory/blocks 3, floor 5)",
+        help="repetitions of every scenario (default: latency(6)/latency-active 5, bulk10k(6) 5, "
+        "bulk100k(6)/reflector/memory/blocks 3, reflector200 1, floor 5)",
     )
     p.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run (~3 min): 1 repetition, 20 latency samples, 10 s idle window, no bulk100k "
-        "unless asked, memory measured with 10k routes, 20 reflector clients",
+        help="smoke run (~3 min): 1 repetition, 20 latency samples, 10 s idle window, no bulk100k(6) "
+        "and reflector200 unless asked, memory measured with 10k routes, 20 reflector clients",
     )
     p.add_argument("--samples", type=int, default=None, help="latency samples per repetition (default 25)")
     p.add_argument("--idle-seconds", type=float, default=None, help="idle CPU window (default 15 s)")
-    p.add_argument("--clients", type=int, default=None, help="reflector clients (default 50)")
-    p.add_argument("--routes-per-client", type=int, default=200, help="reflector routes per client (200)")
-    p.add_argument("--reflector-timeout", type=float, default=None, help="seconds (default 300)")
+    p.add_argument("--clients", type=_clients, default=None, help="reflector clients (default 50)")
+    p.add_argument(
+        "--routes-per-client", type=_positive, default=200, help="reflector routes per client (200)"
+    )
+    p.add_argument(
+        "--large-clients",
+        type=_clients,
+        default=scenarios.Settings.reflector_large_clients,
+        help=f"reflector200 clients (default 200, at most {scenarios.MAX_CLIENTS})",
+    )
+    p.add_argument(
+        "--large-routes-per-client",
+        type=_positive,
+        default=scenarios.Settings.reflector_large_routes,
+        help="reflector200 routes per client (default 200)",
+    )
+    p.add_argument(
+        "--reflector-timeout",
+        type=float,
+        default=None,
+        help="seconds (default 300; reflector200 1200); given, it applies to both reflector scenarios",
+    )
     p.add_argument("--bulk-timeout", type=float, default=600.0, help="seconds per bulk phase (600)")
     p.add_argument(
         "--blocks-sizes",
@@ -188,6 +235,7 @@ def _brief(result: dict[str, Any]) -> str:
         "converge_s",
         "bytes_per_route",
         "idle_cpu_receiver_s",
+        "session_opened_by",
     )
     return " ".join(
         f"{k}={result[k]:.3f}" if isinstance(result[k], float) else f"{k}={result[k]}"
@@ -197,9 +245,9 @@ def _brief(result: dict[str, Any]) -> str:
 
 
 def default_scenarios(quick: bool) -> list[str]:
-    """What runs without --scenarios: everything but the on-request scenarios (and the 100k bulks if
-    quick)."""
-    return [s for s in SCENARIOS if s not in ON_REQUEST and not (quick and s in ("bulk100k", "bulk100k6"))]
+    """What runs without --scenarios: everything but the on-request scenarios (and, if quick, the 100k
+    bulks and reflector200)."""
+    return [s for s in SCENARIOS if s not in ON_REQUEST and not (quick and s in NOT_QUICK)]
 
 
 def family_of(scenario: str) -> tuple[str, scenarios.Family]:
@@ -228,6 +276,9 @@ class Bench:
             bulk_timeout=args.bulk_timeout,
             reflector_clients=args.clients or (20 if quick else 50),
             reflector_routes=args.routes_per_client,
+            reflector_large_clients=args.large_clients,
+            reflector_large_routes=args.large_routes_per_client,
+            reflector_large_timeout=args.reflector_timeout or scenarios.Settings.reflector_large_timeout,
             reflector_timeout=args.reflector_timeout or (120.0 if quick else 300.0),
             log_level=args.log_level,
         )
@@ -243,6 +294,8 @@ class Bench:
                 "idle_seconds": self.settings.idle_seconds,
                 "reflector_clients": self.settings.reflector_clients,
                 "reflector_routes_per_client": self.settings.reflector_routes,
+                "reflector200_clients": self.settings.reflector_large_clients,
+                "reflector200_routes_per_client": self.settings.reflector_large_routes,
                 "memory_routes": self.memory_n,
                 "blocks_sizes": list(args.blocks_sizes),
                 "quick": quick,
@@ -281,7 +334,7 @@ class Bench:
         _log(f"{scenario} {daemon} {rep + 1}/{total} {_brief(result)} ({result['wall_s']:.0f} s)")
 
     def _record(self, scenario: str, daemon: str, result: dict[str, Any]) -> None:
-        if scenario in ("latency", "latency6", "reflector", "floor"):
+        if scenario in ("latency", "latency-active", "latency6", "reflector", "reflector200", "floor"):
             self._store(scenario, daemon, result)
             return
         if scenario in BLOCKS_KEYS:
@@ -316,10 +369,12 @@ class Bench:
         for scenario in sel:
             n_rep = self.repeat[scenario]
             base, family = family_of(scenario)
-            if base == "latency":
+            if base in ("latency", "latency-active"):
+                peering = scenarios.ACTIVE if base == "latency-active" else scenarios.MESH
                 for rep in range(n_rep):
                     for d in self.daemons:
-                        self._one(scenario, d, rep, n_rep, partial(scenarios.run_latency, st, d, rep, family))
+                        run = partial(scenarios.run_latency, st, d, rep, family, peering)
+                        self._one(scenario, d, rep, n_rep, run)
             elif base in BULK_SIZES:
                 n = BULK_SIZES[base]
                 # the idle CPU window (memory scenario) is taken in the IPv4 10k runs only
@@ -333,8 +388,8 @@ class Bench:
                             n_rep,
                             partial(scenarios.run_bulk, st, d, rep, n, idle_seconds=window, family=family),
                         )
-            elif scenario == "reflector":
-                self._reflector(n_rep)
+            elif scenario in ("reflector", "reflector200"):
+                self._reflector(scenario, n_rep)
             elif scenario == "memory":
                 self._memory(n_rep, idle)
             elif scenario == "floor":
@@ -345,11 +400,26 @@ class Bench:
             self.results["notes"].append(
                 f"memory figures measured with {self.memory_n:,} routes (--quick), not 100k"
             )
-        if "reflector" in sel:
+        if "reflector" in sel or "reflector200" in sel:
+            sizes = [
+                f"{name}: {c} BIRD clients × {r} routes"
+                for name, c, r in (
+                    ("reflector", st.reflector_clients, st.reflector_routes),
+                    ("reflector200", st.reflector_large_clients, st.reflector_large_routes),
+                )
+                if name in sel
+            ]
             self.results["notes"].append(
-                f"reflector: {st.reflector_clients} BIRD clients × {st.reflector_routes} routes; "
-                "convergence = every client holds every other client's routes, from enabling the "
-                "clients' static routes (all sessions already established)"
+                f"{'; '.join(sizes)}; convergence = every client holds every other client's routes, from "
+                "enabling the clients' static routes (all sessions already established)"
+            )
+        if "reflector" in sel and "reflector200" in sel:
+            self._reflector_growth()
+        if "latency-active" in sel:
+            self.results["notes"].append(
+                "latency-active: the latency scenario with the two hosts listing each other as active "
+                "peers (bgpd: `bgp.peers` with `passive: false` on both, no mesh; BIRD: no `passive on`), "
+                "so both connect and collision detection keeps one session"
             )
         if any(family_of(s)[1].version == 6 for s in sel):
             self.results["notes"].append(
@@ -437,19 +507,29 @@ class Bench:
                 key = FLOOR_KEYS[patched]
                 self._one("floor", key, rep, n_rep, partial(floor.run_floor, self.settings, rep, patched))
 
-    def _reflector(self, n_rep: int) -> None:
+    def _reflector(self, scenario: str, n_rep: int) -> None:
+        """The reflector (`reflector`) or the large reflector (`reflector200`), the daemons alternating."""
         st = self.settings
         daemons = list(self.daemons)
         if "bgpd" in daemons:
             ok, why = scenarios.bgpd_reflector_available(st)
             if not ok:
                 _log(f"bgpd reflector: not available ({why})")
-                self._error("reflector", "bgpd", "not available")
+                self._error(scenario, "bgpd", "not available")
                 self.results["notes"].append(f"bgpd reflector: not available (`bgpd check`: {why})")
                 daemons.remove("bgpd")
+        large = scenario == "reflector200"
         for rep in range(n_rep):
             for d in daemons:
-                self._one("reflector", d, rep, n_rep, partial(scenarios.run_reflector, st, d, rep))
+                run = partial(scenarios.run_reflector, st, d, rep, large=large)
+                self._one(scenario, d, rep, n_rep, run)
+
+    def _reflector_growth(self) -> None:
+        """runs["reflector_growth"]: per daemon, reflector200's medians over reflector's."""
+        runs = self.results["runs"]
+        for d in self.daemons:
+            small, large = (runs.get(key, {}).get(d, []) for key in ("reflector", "reflector200"))
+            runs.setdefault("reflector_growth", {})[d] = scenarios.reflector_growth(small, large)
 
     def profile(self) -> None:
         if not profiling.available():

@@ -103,27 +103,54 @@ def _memory_rows(scenario: str, prefix: str = "") -> list[Row]:
     ]
 
 
+def _reflector_rows(scenario: str, title: str, goal: bool) -> list[Row]:
+    return [
+        Row(
+            scenario,
+            "converge_s",
+            f"{title}: every client has all others' routes",
+            "s",
+            goal="≤ 1.0× BIRD" if goal else "",
+            check=_ratio_le(1.0) if goal else None,
+        ),
+        Row(scenario, "reflector_cpu_s", f"{title} CPU until converged", "s"),
+        Row(
+            scenario,
+            "cpu_by_process_s.exabgp",
+            f"{title}: ExaBGP's own CPU until converged",
+            "s",
+            keys=("bgpd", None),
+        ),
+        Row(scenario, "reflector_rss_bytes", f"{title} RSS converged", "MiB", scale=MIB, digits=1),
+    ]
+
+
 ROWS = [
     *_latency_rows("latency", "latency"),
+    *_latency_rows("latency-active", "latency, both hosts active"),
     *_bulk_rows("bulk10k", "bulk 10k", 0.5),
     *_bulk_rows("bulk100k", "bulk 100k", 1.0),
+    *_reflector_rows("reflector", "reflector", goal=True),
+    # reflector200 and its growth over reflector; "{rr_small}"/"{rr_large}" are the two client counts
+    *_reflector_rows("reflector200", "reflector ({rr_large} clients)", goal=False),
     Row(
-        "reflector",
-        "converge_s",
-        "reflector: every client has all others' routes",
-        "s",
-        goal="≤ 1.0× BIRD",
-        check=_ratio_le(1.0),
+        "reflector_growth",
+        "converge_ratio",
+        "reflector: convergence, {rr_large} ÷ {rr_small} clients (routes delivered: {rr_work}×)",
+        "×",
     ),
-    Row("reflector", "reflector_cpu_s", "reflector CPU until converged", "s"),
     Row(
-        "reflector",
-        "cpu_by_process_s.exabgp",
-        "reflector: ExaBGP's own CPU until converged",
-        "s",
-        keys=("bgpd", None),
+        "reflector_growth",
+        "per_route_ratio",
+        "reflector: time per route delivered, {rr_large} ÷ {rr_small} clients (1 = linear)",
+        "×",
     ),
-    Row("reflector", "reflector_rss_bytes", "reflector RSS converged", "MiB", scale=MIB, digits=1),
+    Row(
+        "reflector_growth",
+        "cpu_ratio",
+        "reflector: CPU until converged, {rr_large} ÷ {rr_small} clients",
+        "×",
+    ),
     *_memory_rows("memory"),
     Row(
         "idle",
@@ -232,10 +259,28 @@ def size_text(n: int) -> str:
     return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else f"{n:,}"
 
 
+def label_sizes(settings: dict[str, Any]) -> dict[str, str]:
+    """The sizes row labels name: blocks' two batch sizes ({small}, {large}); the reflector's client counts
+    ({rr_small}, {rr_large}) and how many times more routes the large reflector delivers ({rr_work})."""
+    small, large = settings.get("blocks_sizes") or (30_000, 100_000)
+    rr = [
+        (settings.get("reflector_clients", 50), settings.get("reflector_routes_per_client", 200)),
+        (settings.get("reflector200_clients", 200), settings.get("reflector200_routes_per_client", 200)),
+    ]
+    (c0, r0), (c1, r1) = rr
+    work = (c1 * (c1 - 1) * r1) / (c0 * (c0 - 1) * r0) if c0 > 1 and r0 > 0 else float("nan")
+    return {
+        "small": size_text(small),
+        "large": size_text(large),
+        "rr_small": str(c0),
+        "rr_large": str(c1),
+        "rr_work": f"{work:.1f}",
+    }
+
+
 def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
     """One entry per table row that has data, with stats per daemon, ratio and goal status."""
-    small, large = results.get("settings", {}).get("blocks_sizes") or (30_000, 100_000)
-    sizes = {"small": size_text(small), "large": size_text(large)}
+    sizes = label_sizes(results.get("settings", {}))
     out = []
     for row in ROWS:
         if row.scenario not in results["runs"]:

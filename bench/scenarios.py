@@ -14,7 +14,10 @@ IPv6 (latency6, bulk10k6, bulk100k6): the same two-host scenarios with the `Fami
 address too (fd00:100::10, ::11), the mesh sessions between the IPv6 addresses only (Calico's bird6 mesh),
 pool fd00:10::/48, workload routes `/128 dev cali0 proto boot` (no scope, as Felix's `ip -6 route`).
 
-Reflector scenario: 50 BIRD clients, each announcing 200 prefixes, around the reflector under test.
+Reflector scenarios: 50 (reflector) or 200 (reflector200) BIRD clients, each announcing 200 prefixes,
+around the reflector under test; `reflector_growth` compares the two sizes.
+
+latency-active: the latency scenario with both hosts listing each other as active peers (`ACTIVE`).
 
 The `floor` scenario (ExaBGP alone, run only on request) is in bench/floor.py.
 """
@@ -34,9 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from bgpd import ctl
+from bgpd.lab import netns
 
 from . import birdconf, profiling
-from .topo import ASN, POOL, POOL6, Agent, BenchError, BirdCli, Host, Topology, bird_cli
+from .topo import ASN, POOL, POOL6, Agent, BenchError, BirdCli, Host, Topology, bird_cli, cpu_seconds
 
 log = logging.getLogger("bench")
 
@@ -49,6 +53,7 @@ CTL_INTERVAL = 0.1  # seconds between two status requests to a daemon's control 
 CTL_TIMEOUT = 30.0
 RR_ADDRESS = "192.168.100.2"
 RR_CLUSTER_ID = "1.0.0.1"
+MAX_CLIENTS = 240  # reflector clients are 192.168.100.10 on, one namespace each (the reflector is .2)
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,9 @@ class Settings:
     bulk_timeout: float = 600.0
     reflector_clients: int = 50
     reflector_routes: int = 200
+    reflector_large_clients: int = 200  # scenario reflector200
+    reflector_large_routes: int = 200
+    reflector_large_timeout: float = 1200.0
     reflector_timeout: float = 300.0
     log_level: str = "info"
     profile_dir: Path | None = None
@@ -123,20 +131,35 @@ class Pair:
     ready_s: float
 
 
-def bgpd_config(host: Host, mesh: list[str], family: Family = V4) -> dict[str, Any]:
+MESH = "mesh"  # the hosts peer in bgpd's node-to-node mesh: the lower address waits passively (as Calico)
+ACTIVE = "active"  # each host lists the other in `bgp.peers` with `passive: false`: both connect (collision)
+PEERINGS = (MESH, ACTIVE)
+
+
+def bgpd_config(host: Host, mesh: list[str], family: Family = V4, peering: str = MESH) -> dict[str, Any]:
     """As tests/e2e: a full mesh, one pool, Felix's protocols, routes installed as proto bird.
 
     IPv6: `node.address6` set, the pool IPv6, and the mesh lists the two hosts' IPv6 addresses (`mesh`) and
     only this host's own IPv4 address (bgpd requires it in an enabled mesh): a peering exists in a family
-    only when both nodes are listed in it, so the hosts peer over IPv6 alone, as Calico's bird6 mesh."""
+    only when both nodes are listed in it, so the hosts peer over IPv6 alone, as Calico's bird6 mesh.
+
+    `peering` ACTIVE (scenario latency-active): no mesh; `bgp.peers` holds the other address of `mesh`
+    with `passive: false`, so both hosts open a connection and BGP's collision detection (RFC 4271
+    section 6.8) keeps one. ValueError for another `peering`."""
+    if peering not in PEERINGS:
+        raise ValueError(f"unknown peering {peering!r} (choose from {', '.join(PEERINGS)})")
     node: dict[str, Any] = {"name": host.name, "address": host.address, "asn": ASN}
     nodes = mesh
     if family.version == 6:
         node = {"name": host.name, "address": host.address, "address6": host.address6, "asn": ASN}
         nodes = [host.address, *mesh]
+    bgp: dict[str, Any] = {"mesh": {"enabled": True, "nodes": nodes}}
+    if peering == ACTIVE:
+        own = _session_address(host, family)
+        bgp = {"peers": [{"address": a, "asn": ASN, "passive": False} for a in mesh if a != own]}
     return {
         "node": node,
-        "bgp": {"mesh": {"enabled": True, "nodes": nodes}},
+        "bgp": bgp,
         "pools": [{"cidr": family.pool}],
         "export": {"protocols": ["boot", 80], "interfaces": ["cali*"]},
         "kernel": {"protocol": "bird", "table": "main"},
@@ -147,7 +170,9 @@ def _session_address(host: Host, family: Family) -> str:
     return host.address6 if family.version == 6 else host.address
 
 
-def build_pair(settings: Settings, daemon: str, tag: str, family: Family = V4) -> Pair:
+def build_pair(settings: Settings, daemon: str, tag: str, family: Family = V4, peering: str = MESH) -> Pair:
+    """Hosts A and B running `daemon`, peering as `peering` says (MESH: the lower address passive; ACTIVE:
+    both connect), with their agents; returns once a probe route went A -> B and back."""
     topo = Topology(settings.workdir / tag, tag)
     try:
         v6 = family.version == 6
@@ -155,13 +180,16 @@ def build_pair(settings: Settings, daemon: str, tag: str, family: Family = V4) -
         b = topo.host("hB", 11, ipv6=v6)
         mesh = [_session_address(a, family), _session_address(b, family)]
         t0 = time.monotonic()
-        for host, peer in ((b, a), (a, b)):  # the receiver first: it is the passive side for bgpd
+        for host, peer in ((b, a), (a, b)):  # the receiver first: it is the passive side in the mesh
             if daemon == "bgpd":
                 launcher = settings.receiver_launcher if host is b else ("-m", "bgpd")
-                topo.start_bgpd(host, bgpd_config(host, mesh, family), settings.log_level, launcher)
+                topo.start_bgpd(host, bgpd_config(host, mesh, family, peering), settings.log_level, launcher)
             else:
                 own, other = _session_address(host, family), _session_address(peer, family)
-                topo.start_bird(host, birdconf.host(own, [other], family.pool, ASN, router_id=host.address))
+                conf = birdconf.host(
+                    own, [other], family.pool, ASN, router_id=host.address, both_active=peering == ACTIVE
+                )
+                topo.start_bird(host, conf)
         agent_a = topo.agent(a, family.pool)
         agent_b = topo.agent(b, family.pool)
         # probe: a route A -> B and its withdrawal, so both sessions are established and warm
@@ -214,9 +242,40 @@ def percentile(values: list[float], q: float) -> float:
     return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
-def run_latency(settings: Settings, daemon: str, rep: int, family: Family = V4) -> dict[str, Any]:
-    pair = build_pair(settings, daemon, f"latency{family.suffix}-{daemon}-{rep}", family)
+def session_opener(ss_output: str, hosts: dict[str, str]) -> str:
+    """Which host opened the BGP connection(s) `ss -tnH state established` lists: the name in `hosts`
+    (address -> name) of the side that connected to the other's port 179, ",".join of them if there are
+    several, "" if none. With two active peers, this is whose connection survived the collision (RFC 4271
+    section 6.8)."""
+    openers = []
+    for line in ss_output.splitlines():
+        words = line.split()
+        if len(words) < 4:
+            continue
+        local, remote = words[-2], words[-1]
+        for acceptor, opener in ((local, remote), (remote, local)):
+            if acceptor.rpartition(":")[2] == "179":  # the side on port 179 accepted, the other opened
+                address = opener.rpartition(":")[0].strip("[]")
+                openers.append(hosts.get(address, address))
+                break
+    return ",".join(sorted(openers))
+
+
+def _opener(pair: Pair, family: Family) -> str:
+    out = netns.ns_exec(pair.a.ns, "ss", "-tnH", "state", "established", check=False).stdout
+    hosts = {_session_address(h, family): h.name for h in (pair.a, pair.b)}
+    return session_opener(out, hosts)
+
+
+def run_latency(
+    settings: Settings, daemon: str, rep: int, family: Family = V4, peering: str = MESH
+) -> dict[str, Any]:
+    """`settings.latency_samples` single routes added on A, then deleted: the time until B installs
+    (removes) each, in ms. `peering` ACTIVE: both hosts connect (scenario latency-active)."""
+    name = f"latency{family.suffix}" + ("" if peering == MESH else f"-{peering}")
+    pair = build_pair(settings, daemon, f"{name}-{daemon}-{rep}", family, peering)
     try:
+        opened_by = _opener(pair, family)
         rng = random.Random(rep)
         adds: list[float] = []
         dels: list[float] = []
@@ -234,7 +293,15 @@ def run_latency(settings: Settings, daemon: str, rep: int, family: Family = V4) 
                     pair.topo.check_alive()
                     continue
                 out.append((t_seen - t_inject) * 1000)
-        return {**latency_figures(adds, dels, lost), "ready_s": pair.ready_s, "family": family.version}
+        return {
+            **latency_figures(adds, dels, lost),
+            "ready_s": pair.ready_s,
+            "family": family.version,
+            "peering": peering,
+            # the host whose TCP connection carries the session, before and after the samples
+            "session_opened_by": opened_by,
+            "session_opened_by_after": _opener(pair, family),
+        }
     finally:
         pair.topo.close()
 
@@ -564,27 +631,53 @@ def _poll(clis: list[BirdCli], command: str) -> list[list[str]]:
     return [cli._reply() for cli in clis]
 
 
-def _count_of(reply: list[str]) -> int:
-    # '1007-9800 of 10000 routes for 10000 networks in table master4' (filtered count first)
+IMPORTED_COMMAND = "show protocols all reflector"
+
+
+def imported_count(reply: list[str]) -> int:
+    """The routes a client's session has imported, from BIRD's answer to IMPORTED_COMMAND (its channel's
+    line '     Routes:         9800 imported, 200 exported, 9800 preferred'); -1 if there is none.
+
+    A channel counter, constant time: `show route protocol reflector count` walks the client's table
+    (2.9 ms per call with 39,800 routes here), which at 200 clients polled every 0.1 s kept most of a
+    core busy beside the reflector under test."""
     for line in reply:
-        text = line[5:] if line[:4].isdigit() else line.strip()
-        words = text.split()
-        if len(words) > 2 and words[1] == "of" and words[0].isdigit():
-            return int(words[0])
+        text = line[5:] if line[:4].isdigit() and line[4:5] in ("-", " ") else line
+        words = text.replace(",", " ").split()
+        if len(words) > 2 and words[0] == "Routes:" and words[2] == "imported" and words[1].isdigit():
+            return int(words[1])
     return -1
 
 
-def run_reflector(settings: Settings, daemon: str, rep: int, profile: bool = False) -> dict[str, Any]:
-    n_clients, n_routes = settings.reflector_clients, settings.reflector_routes
+def run_reflector(
+    settings: Settings, daemon: str, rep: int, profile: bool = False, large: bool = False
+) -> dict[str, Any]:
+    """BIRD clients around the reflector under test (`daemon`), each announcing its routes once all
+    sessions are up; the time until every client holds every other client's routes, the reflector's CPU
+    over that time and its RSS then. Size: `settings.reflector_clients` x `reflector_routes`, or with
+    `large` (scenario reflector200) `reflector_large_clients` x `reflector_large_routes`. BenchError if
+    the sessions do not come up, TimeoutError after `settings.reflector_timeout` seconds
+    (`reflector_large_timeout` with `large`)."""
+    if large:
+        n_clients, n_routes = settings.reflector_large_clients, settings.reflector_large_routes
+        timeout = settings.reflector_large_timeout
+    else:
+        n_clients, n_routes = settings.reflector_clients, settings.reflector_routes
+        timeout = settings.reflector_timeout
+    if not 2 <= n_clients <= MAX_CLIENTS:
+        raise BenchError(f"reflector: {n_clients} clients; 2 to {MAX_CLIENTS} fit on the underlay /24")
     expected = (n_clients - 1) * n_routes
-    topo = Topology(settings.workdir / f"reflector-{daemon}-{rep}", f"rr-{daemon}-{rep}")
+    name = "reflector200" if large else "reflector"
+    topo = Topology(settings.workdir / f"{name}-{daemon}-{rep}", f"rr-{daemon}-{rep}")
     clis: list[BirdCli] = []
     profiler = profiling.Profiler(settings.profile_dir) if profile and settings.profile_dir else None
     try:
+        t_build = time.monotonic()
         rr = topo.host("rr", 2, workload_dev=False)
         clients = [topo.host(f"c{i:02d}", 10 + i, workload_dev=False) for i in range(n_clients)]
         addresses = [c.address for c in clients]
         t_start = time.monotonic()
+        build_s = t_start - t_build
         if daemon == "bgpd":
             topo.start_bgpd(rr, bgpd_reflector_config(addresses), settings.log_level)
         else:
@@ -603,8 +696,8 @@ def run_reflector(settings: Settings, daemon: str, rep: int, profile: bool = Fal
                     if time.monotonic() > deadline:
                         raise BenchError(f"BIRD on {c.name} has no control socket") from None
                     time.sleep(0.1)
-        # every client's session to the reflector established
-        deadline = time.monotonic() + READY_TIMEOUT
+        # every client's session to the reflector established (a second more per 10 clients beyond 50)
+        deadline = time.monotonic() + READY_TIMEOUT + max(0, n_clients - 50) / 10
         while True:
             topo.check_alive()
             replies = _poll(clis, "show protocols reflector")
@@ -618,6 +711,8 @@ def run_reflector(settings: Settings, daemon: str, rep: int, profile: bool = Fal
         time.sleep(1.0)
         cpu0 = rr.cpu()
         split0 = rr.cpu_by_process()
+        client_pids = [c.daemon.pid for c in clients if c.daemon]  # `ip netns exec` execs bird: same pid
+        clients_cpu0 = cpu_seconds(client_pids)
         if profiler:
             profiler.start(
                 {"reflector-bgpd": rr.daemon.pid if rr.daemon else None, "reflector-exabgp": rr.exabgp_pid()},
@@ -630,14 +725,14 @@ def run_reflector(settings: Settings, daemon: str, rep: int, profile: bool = Fal
         t_enabled = time.monotonic() - t0
         done: dict[int, float] = {}
         counts = [0] * n_clients
-        deadline = t0 + settings.reflector_timeout
+        deadline = t0 + timeout
         while len(done) < n_clients:
             topo.check_alive()
             todo = [i for i in range(n_clients) if i not in done]
-            replies = _poll([clis[i] for i in todo], "show route protocol reflector count")
+            replies = _poll([clis[i] for i in todo], IMPORTED_COMMAND)
             now = time.monotonic()
             for i, reply in zip(todo, replies, strict=True):
-                counts[i] = _count_of(reply)
+                counts[i] = imported_count(reply)
                 if counts[i] == expected:
                     done[i] = now - t0
             if len(done) == n_clients:
@@ -645,13 +740,14 @@ def run_reflector(settings: Settings, daemon: str, rep: int, profile: bool = Fal
             if now > deadline:
                 raise TimeoutError(
                     f"{daemon} reflector: {len(done)} of {n_clients} clients converged after "
-                    f"{settings.reflector_timeout:.0f}s (routes per client min {min(counts)}, "
+                    f"{timeout:.0f}s (routes per client min {min(counts)}, "
                     f"max {max(counts)}, expected {expected})"
                 )
             time.sleep(0.1)
         converged = max(done.values())
         cpu1 = rr.cpu()
         split1 = rr.cpu_by_process()
+        clients_cpu = cpu_seconds(client_pids) - clients_cpu0
         if profiler:
             profiler.stop()
         return {
@@ -663,6 +759,9 @@ def run_reflector(settings: Settings, daemon: str, rep: int, profile: bool = Fal
             # by role: bgpd, exabgp, bridge (ExaBGP's API helper); bird
             "cpu_by_process_s": _delta(split1, split0),
             "reflector_rss_bytes": rr.rss(),
+            # every client's BIRD together (receiving the routes, answering the polls), same window
+            "clients_cpu_s": round(clients_cpu, 2),
+            "build_s": build_s,
             "clients": n_clients,
             "routes_per_client": n_routes,
             "expected_per_client": expected,
@@ -673,6 +772,34 @@ def run_reflector(settings: Settings, daemon: str, rep: int, profile: bool = Fal
         for cli in clis:
             cli.close()
         topo.close()
+
+
+def routes_delivered(clients: int, routes: int) -> int:
+    """Routes the reflector hands out until convergence: each client gets every other client's routes."""
+    return clients * (clients - 1) * routes
+
+
+def reflector_growth(small: list[dict[str, Any]], large: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """How the reflector's cost grows from the small (reflector) to the large (reflector200) scenario: the
+    medians over the repetitions of each, large over small. `work_ratio` is the growth of the routes
+    delivered (200 vs 50 clients of 200 routes: 16.2); `per_route_ratio` = convergence ratio / work ratio
+    (1 = time linear in the routes delivered). One entry, or none if either side has no run."""
+    if not small or not large:
+        return []
+    work = routes_delivered(large[0]["clients"], large[0]["routes_per_client"]) / routes_delivered(
+        small[0]["clients"], small[0]["routes_per_client"]
+    )
+    entry: dict[str, Any] = {
+        "sizes": [[r[0]["clients"], r[0]["routes_per_client"]] for r in (small, large)],
+        "work_ratio": work,
+    }
+    for key, out in (("converge_s", "converge_ratio"), ("reflector_cpu_s", "cpu_ratio")):
+        lo, hi = median_of([r[key] for r in small]), median_of([r[key] for r in large])
+        if lo > 0:
+            entry[out] = hi / lo
+    if "converge_ratio" in entry:
+        entry["per_route_ratio"] = entry["converge_ratio"] / work
+    return [entry]
 
 
 def median_of(values: list[float]) -> float:

@@ -232,7 +232,8 @@ class Host:
         out: dict[str, list[int]] = {}
         for pid in self.tree():
             line = cmdline(pid)
-            if "bgpd.exabgp.bridge" in line:
+            # the bridge, or what it becomes once it has handed ExaBGP's pipes to bgpd (`sleep infinity`)
+            if "bgpd.exabgp.bridge" in line or line.split(" ")[0].endswith("sleep"):
                 role = "bridge"
             elif "exabgp" in line:
                 role = "exabgp"

@@ -421,10 +421,11 @@ def test_floor_and_blocks_run_only_when_asked() -> None:
     for quick in (False, True):
         for scenario in ("floor", "blocks"):
             assert scenario not in cli.default_scenarios(quick)
-    ipv4 = ["latency", "bulk10k", "bulk100k", "reflector", "memory"]
+    ipv4 = ["latency", "latency-active", "bulk10k", "bulk100k", "reflector", "reflector200", "memory"]
     assert cli.default_scenarios(False) == [*ipv4, "latency6", "bulk10k6", "bulk100k6"]
     assert cli.default_scenarios(True) == [
         "latency",
+        "latency-active",
         "bulk10k",
         "reflector",
         "memory",
@@ -561,6 +562,170 @@ def test_report_blocks_rows_name_the_sizes() -> None:
     assert report.size_text(30_000) == "30k" and report.size_text(1_500) == "1,500"
 
 
+def _two_hosts(tmp_path: Path) -> tuple[topo.Host, topo.Host]:
+    return (
+        topo.Host("hA", "ns-a", "192.168.100.10", tmp_path, address6="fd00:100::10"),
+        topo.Host("hB", "ns-b", "192.168.100.11", tmp_path, address6="fd00:100::11"),
+    )
+
+
+@pytest.mark.parametrize("family", [scenarios.V4, scenarios.V6])
+def test_latency_active_bgpd_config_has_two_active_peers(tmp_path: Path, family: scenarios.Family) -> None:
+    """latency-active: no mesh; each host lists the other in bgp.peers, not passive, so both connect."""
+    a, b = _two_hosts(tmp_path)
+    v6 = family.version == 6
+    mesh = [a.address6, b.address6] if v6 else [a.address, b.address]
+    for host, other in ((a, b), (b, a)):
+        raw = scenarios.bgpd_config(host, mesh, family, scenarios.ACTIVE)
+        assert "mesh" not in raw["bgp"]
+        raw["runtime"] = {"dir": str(tmp_path / "run")}
+        cfg = config.parse(yaml.safe_dump(raw))
+        (session,) = cfg.sessions()
+        assert session.address == ip_address(other.address6 if v6 else other.address)
+        assert session.passive is False and session.asn == topo.ASN
+        # the mesh variant of the same host: one side passive
+        mesh_cfg = scenarios.bgpd_config(host, mesh, family)
+        mesh_cfg["runtime"] = raw["runtime"]
+        (mesh_session,) = config.parse(yaml.safe_dump(mesh_cfg)).sessions()
+        assert mesh_session.passive == (host is a)
+    with pytest.raises(ValueError, match="unknown peering"):
+        scenarios.bgpd_config(a, mesh, family, "both")
+
+
+def test_latency_active_bird_hosts_are_both_active() -> None:
+    low = birdconf.host("192.168.100.10", ["192.168.100.11"], "10.0.0.0/8", 64512, both_active=True)
+    high = birdconf.host("192.168.100.11", ["192.168.100.10"], "10.0.0.0/8", 64512, both_active=True)
+    assert "passive" not in low and "passive" not in high
+    assert "neighbor 192.168.100.11 as 64512;" in low
+    # the rest of the file is the mesh host's, line for line
+    mesh = birdconf.host("192.168.100.10", ["192.168.100.11"], "10.0.0.0/8", 64512)
+    assert [line for line in mesh.splitlines() if "passive" not in line] == low.splitlines()
+
+
+@pytest.mark.skipif(not Path(BIRD).exists(), reason="BIRD 2 not installed")
+def test_latency_active_bird_config_parses(tmp_path: Path) -> None:
+    conf = tmp_path / "bird.conf"
+    conf.write_text(
+        birdconf.host("192.168.100.10", ["192.168.100.11"], "10.0.0.0/8", 64512, both_active=True)
+    )
+    proc = subprocess.run([BIRD, "-p", "-c", str(conf)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_session_opener_reads_which_side_connected() -> None:
+    hosts = {"192.168.100.10": "hA", "192.168.100.11": "hB", "fd00:100::11": "hB", "fd00:100::10": "hA"}
+    incoming = "0      0      192.168.100.10:179   192.168.100.11:41234\n"
+    outgoing = "0      0      192.168.100.10:52110   192.168.100.11:179\n"
+    assert scenarios.session_opener(incoming, hosts) == "hB"
+    assert scenarios.session_opener(outgoing, hosts) == "hA"
+    assert scenarios.session_opener(incoming + outgoing, hosts) == "hA,hB"
+    assert scenarios.session_opener("", hosts) == ""
+    six = "0 0 [fd00:100::10]:179 [fd00:100::11]:40000\n"
+    assert scenarios.session_opener(six, hosts) == "hB"
+
+
+def test_latency_active_scenario_runs_latency_with_active_peers(tmp_path: Path) -> None:
+    args = cli.parser().parse_args(["--scenarios", "latency-active", "--workdir", str(tmp_path)])
+    bench = cli.Bench(args)
+    assert bench.repeat["latency-active"] == 5
+    run = {"add_p50_ms": 250.0, "del_p50_ms": 240.0, "peering": "active"}
+    bench._record("latency-active", "bgpd", run)
+    bench._record("latency-active", "bird", {"add_p50_ms": 0.5, "del_p50_ms": 0.4})
+    rows = {r["label"]: r for r in report.summarize(bench.results)}
+    add = rows["latency, both hosts active add → installed, p50"]
+    assert add["bgpd"]["median"] == 250.0 and add["ratio"] == 500.0 and add["met"] is False
+    assert {r["scenario"] for r in rows.values()} == {"latency-active"}
+
+
+def test_reflector200_is_the_large_reflector(tmp_path: Path) -> None:
+    args = cli.parser().parse_args(["--scenarios", "reflector,reflector200", "--workdir", str(tmp_path)])
+    bench = cli.Bench(args)
+    assert bench.repeat["reflector200"] == 1 and bench.repeat["reflector"] == 3
+    st = bench.settings
+    assert (st.reflector_clients, st.reflector_routes) == (50, 200)
+    assert (st.reflector_large_clients, st.reflector_large_routes) == (200, 200)
+    assert bench.results["settings"]["reflector200_clients"] == 200
+    args = cli.parser().parse_args(["--large-clients", "30", "--large-routes-per-client", "5"])
+    assert (args.large_clients, args.large_routes_per_client) == (30, 5)
+    for option, bad in (("--large-clients", "241"), ("--large-clients", "1"), ("--clients", "x")):
+        with pytest.raises(SystemExit):
+            cli.parser().parse_args([option, bad])
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["--large-routes-per-client", "0"])
+    # the clients' prefixes stay unique and inside the pool at 200 x 200
+    routes = [p for i in range(200) for p in scenarios.client_routes(i, 200)]
+    assert len(set(routes)) == 40_000
+    pool = IPv4Network(topo.POOL)
+    assert IPv4Network(routes[-1]).subnet_of(pool) and IPv4Network(routes[0]).subnet_of(pool)
+
+
+def test_reflector_clients_are_polled_for_their_channel_counter() -> None:
+    """The clients' progress comes from BIRD's channel counter (constant time), not a table walk."""
+    assert scenarios.IMPORTED_COMMAND == "show protocols all reflector"
+    reply = [
+        "2002-Name       Proto      Table      State  Since         Info",
+        "1002-reflector  BGP        ---        up     15:34:24.710  Established   ",
+        "1006-  Description:    Connection to BGP peer",
+        "  Channel ipv4",
+        "    Routes:         33200 imported, 200 exported, 33200 preferred",
+        "    Route change stats:     received   rejected   filtered    ignored   accepted",
+        "0000 ",
+    ]
+    assert scenarios.imported_count(reply) == 33200
+    assert scenarios.imported_count(["1006-    Routes:         9800 imported, 0 exported", "0000 "]) == 9800
+    assert scenarios.imported_count(["0013 Daemon is up and running"]) == -1
+
+
+def _rr_run(clients: int, converge: float, cpu: float) -> dict[str, Any]:
+    return {
+        "clients": clients,
+        "routes_per_client": 200,
+        "converge_s": converge,
+        "reflector_cpu_s": cpu,
+        "reflector_rss_bytes": 100 << 20,
+        "cpu_by_process_s": {"bgpd": cpu / 2, "exabgp": cpu / 2},
+    }
+
+
+def test_reflector_growth_is_the_ratio_of_medians() -> None:
+    small = [_rr_run(50, 4.0, 4.0), _rr_run(50, 3.0, 5.0), _rr_run(50, 5.0, 3.0)]
+    large = [_rr_run(200, 81.0, 80.0)]
+    (growth,) = scenarios.reflector_growth(small, large)
+    work = 200 * 199 / (50 * 49)
+    assert growth["sizes"] == [[50, 200], [200, 200]]
+    assert growth["work_ratio"] == pytest.approx(work)
+    assert growth["converge_ratio"] == pytest.approx(81.0 / 4.0)
+    assert growth["cpu_ratio"] == pytest.approx(20.0)
+    assert growth["per_route_ratio"] == pytest.approx(81.0 / 4.0 / work)
+    assert scenarios.reflector_growth([], large) == [] and scenarios.reflector_growth(small, []) == []
+
+
+def test_report_reflector200_and_growth_rows(tmp_path: Path) -> None:
+    args = cli.parser().parse_args(["--scenarios", "reflector,reflector200", "--workdir", str(tmp_path)])
+    bench = cli.Bench(args)
+    for daemon, small, large in (("bgpd", 4.0, 80.0), ("bird", 0.5, 5.0)):
+        bench._record("reflector", daemon, _rr_run(50, small, small))
+        bench._record("reflector200", daemon, _rr_run(200, large, large))
+    bench._reflector_growth()
+    rows = {r["label"]: r for r in report.summarize(bench.results)}
+    conv = rows["reflector (200 clients): every client has all others' routes"]
+    assert conv["bgpd"]["median"] == 80.0 and conv["ratio"] == 16.0 and conv["goal"] == ""
+    assert rows["reflector (200 clients): ExaBGP's own CPU until converged"]["bird"] is None
+    assert rows["reflector (200 clients) RSS converged"]["bgpd"]["median"] == 100.0
+    growth = rows["reflector: convergence, 200 ÷ 50 clients (routes delivered: 16.2×)"]
+    assert growth["bgpd"]["median"] == 20.0 and growth["bird"]["median"] == 10.0
+    per_route = rows["reflector: time per route delivered, 200 ÷ 50 clients (1 = linear)"]
+    assert per_route["bgpd"]["median"] == pytest.approx(20.0 / (200 * 199 / (50 * 49)))
+    assert rows["reflector: CPU until converged, 200 ÷ 50 clients"]["bird"]["median"] == 10.0
+    # the 50-client rows keep their labels (the README quotes them)
+    assert rows["reflector: every client has all others' routes"]["goal"] == "≤ 1.0× BIRD"
+    # reflector200 alone: no growth rows
+    alone = cli.Bench(cli.parser().parse_args(["--scenarios", "reflector200", "--workdir", str(tmp_path)]))
+    alone._record("reflector200", "bgpd", _rr_run(200, 80.0, 80.0))
+    assert "reflector_growth" not in alone.results["runs"]
+    assert {r["scenario"] for r in report.summarize(alone.results)} == {"reflector200"}
+
+
 def _run_bench(tmp_path: Path, args: list[str], timeout: float) -> dict[str, Any]:
     """`python -m bench ARGS`, results and work files under tmp_path; its latest.json (exit 0 asserted)."""
     out = ["--results", str(tmp_path / "results"), "--workdir", str(tmp_path / "work")]
@@ -622,3 +787,26 @@ def test_bench_latency6_smoke(tmp_path: Path) -> None:
     assert "IPv6 latency add → installed, p50" in md and "| latency add" not in md
     bgpd_b = yaml.safe_load((tmp_path / "work" / "latency6-bgpd-0" / "hB" / "bgpd.yaml").read_text())
     assert bgpd_b["node"]["address6"] == "fd00:100::11" and bgpd_b["pools"] == [{"cidr": scenarios.V6.pool}]
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(os.geteuid() != 0 or not Path(BIRD).exists(), reason="needs root and BIRD 2")
+def test_bench_latency_active_smoke(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """latency-active: both hosts connect (bgpd: two active `bgp.peers`; BIRD: no `passive on`), one
+    connection carries the session, routes go through (~6 s)."""
+    tmp_path = tmp_path_factory.mktemp("la")  # short: bgpd's sockets live under it (AF_UNIX: 107 bytes)
+    data = _run_bench(tmp_path, ["--scenarios", "latency-active", "--repeat", "1", "--samples", "3"], 180)
+    assert data["errors"] == {}, data["errors"]
+    for daemon in ("bgpd", "bird"):
+        (run,) = data["runs"]["latency-active"][daemon]
+        assert run["peering"] == "active" and run["lost"] == 0
+        assert len(run["samples_add_ms"]) == 3 and len(run["samples_del_ms"]) == 3
+        assert run["session_opened_by"] in ("hA", "hB")  # one established connection, either side's
+    work = tmp_path / "work"
+    for host in ("hA", "hB"):
+        bgp = yaml.safe_load((work / "latency-active-bgpd-0" / host / "bgpd.yaml").read_text())["bgp"]
+        assert "mesh" not in bgp and [p["passive"] for p in bgp["peers"]] == [False]
+        assert "passive" not in (work / "latency-active-bird-0" / host / "bird.conf").read_text()
+    assert (
+        "latency, both hosts active add → installed, p50" in (tmp_path / "results" / "latest.md").read_text()
+    )
