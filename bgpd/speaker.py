@@ -1,8 +1,9 @@
 """The I/O shell of the host speaker and the reflector: feeds events into the route decision engine
 (`bgpd.engine.Engine`) and carries its two outputs out.
 
-In: ExaBGP's lines (decoded by `bgpd.exabgp.codec`), the kernel watcher's events (`bgpd.kernel`), the
-results of the kernel writer, timers (on the asyncio loop), reloads. Out: the engine's Adj-RIB-Out
+In: ExaBGP's lines (decoded by `bgpd.exabgp.codec`), the kernel watcher's events (`bgpd.kernel`, read
+from the event loop itself: a single route change costs no thread hand-off), the results of the kernel
+writer, timers (on the asyncio loop), reloads. Out: the engine's Adj-RIB-Out
 changes as ExaBGP commands, and its kernel operations through the `RouteInstaller`: a few at once from
 the event loop (a netlink round trip costs less than a thread hand-off), bursts in slices on a writer
 thread, so the loop keeps answering bgpctl and reading ExaBGP. And the engine's session operations: a
@@ -49,6 +50,10 @@ from bgpd.model import Address, Hop, Prefix
 log = logging.getLogger("bgpd.speaker")
 
 KERNEL_EVENTS_PER_TURN = 2048  # kernel events handled per event-loop turn (others run in between)
+# the kernel watcher's socket buffer (bytes; the kernel doubles it and charges only what is queued): the
+# loop reads it between two turns, so a burst (100k routes added by Felix at once) must fit in what
+# arrives during the longest turn on a loaded host
+KERNEL_RCVBUF = 32 * 2**20
 INLINE_KERNEL_OPS = 16  # batches up to this size are written from the event loop itself
 KERNEL_SLICE = 2048  # larger batches go to the kernel writer thread this many operations at a time
 AUDIT_OFF_RECHECK = 60.0  # seconds: with kernel.audit_interval 0, how often a reload turning it on is seen
@@ -238,19 +243,21 @@ class Speaker:
             # our writer's own changes never reach us; anybody else's changes to our routes do
             self.watcher = RouteWatcher(
                 cfg.kernel.table,
-                self._on_kernel_events_threadsafe,
+                self._on_kernel_events,
                 ignore_sender=self.installer.portid,
+                rcvbuf=KERNEL_RCVBUF,
                 own_protocol=cfg.kernel.protocol,
                 families=families,
             )
         else:  # nothing installed: routes of our protocol are none of our business
             self.watcher = RouteWatcher(
                 cfg.kernel.table,
-                self._on_kernel_events_threadsafe,
+                self._on_kernel_events,
                 ignore_protocol=cfg.kernel.protocol,
+                rcvbuf=KERNEL_RCVBUF,
                 families=families,
             )
-        self.watcher.start()
+        self.watcher.start(loop)  # read from this loop: no thread hand-off per kernel change
         await self.exabgp.start()
         self._tasks.append(asyncio.create_task(self._kernel_loop(), name="kernel-writer"))
         if self.installer is not None:
@@ -348,11 +355,9 @@ class Speaker:
 
     # ------------------------------------------------------------------ kernel -> engine
 
-    def _on_kernel_events_threadsafe(self, events: list[RouteEvent]) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # loop closing during shutdown
-                loop.call_soon_threadsafe(self._queue_kernel_events, events, time.monotonic())
+    def _on_kernel_events(self, events: list[RouteEvent]) -> None:
+        """The watcher's batches, on the loop's thread (it reads the netlink socket from this loop)."""
+        self._queue_kernel_events(events, time.monotonic())
 
     def _queue_kernel_events(self, events: list[RouteEvent], received: float) -> None:
         """Kernel events wait in one queue, in order, and are handled KERNEL_EVENTS_PER_TURN at a time: a

@@ -1,7 +1,8 @@
 """Runs ExaBGP as bgpd's child: writes its config, starts it, restarts it when it dies, moves API lines.
 
 The channel: bgpd listens on a unix socket in its runtime directory; ExaBGP's helper (`bgpd.exabgp.bridge`)
-connects to it and hands over ExaBGP's API pipes, which bgpd then reads and writes directly. `on_connect`
+connects to it and hands over ExaBGP's API pipes, which bgpd then reads and writes directly from its event
+loop (`bgpd.exabgp.pipes`: each event line is handled as the loop reads it). `on_connect`
 fires when a (new) ExaBGP is attached - the owner then replays its whole announced table, since a new
 ExaBGP starts empty. `on_disconnect` fires when it goes away: every session of
 that ExaBGP is down. The kernel keeps installed routes meanwhile; bgpd's owner decides what to do with them.
@@ -47,16 +48,13 @@ from pathlib import Path
 
 from bgpd.exabgp import bridge, confgen, liveness
 from bgpd.exabgp.launch import KEEPALIVE_ENV, KEEPALIVE_SIGNAL
+from bgpd.exabgp.pipes import Pipes
 
 log = logging.getLogger("bgpd.exabgp")
 
 PR_SET_PDEATHSIG = 1
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named in the fcntl module only from Python 3.10 on Linux
 PIPE_SIZE = 1 << 20
-
-
-class _WriteProtocol(asyncio.streams.FlowControlMixin, asyncio.Protocol):
-    """Flow control for the command pipe (what asyncio.StreamWriter needs for drain())."""
 
 
 RESTART_REASONS = ("exited", "hung")  # why ExaBGP was restarted: it died by itself, or bgpd killed it (hung)
@@ -127,8 +125,8 @@ class ExaBGP:
         self._process: asyncio.subprocess.Process | None = None
         self._listener: socket.socket | None = None
         self._accept_task: asyncio.Task[None] | None = None
-        self._serving: set[asyncio.Task[None]] = set()
-        self._writer: asyncio.StreamWriter | None = None
+        self._writer: Pipes | None = None  # the attached ExaBGP's pipes
+        self._watching: asyncio.Task[None] | None = None  # its liveness probe
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.connected = asyncio.Event()
@@ -188,84 +186,67 @@ class ExaBGP:
             with contextlib.suppress(OSError):  # room for bursts of events while bgpd is busy
                 fcntl.fcntl(events_fd, F_SETPIPE_SZ, PIPE_SIZE)
                 fcntl.fcntl(commands_fd, F_SETPIPE_SZ, PIPE_SIZE)
-            reader = asyncio.StreamReader(limit=1 << 24)
-            await loop.connect_read_pipe(
-                lambda reader=reader: asyncio.StreamReaderProtocol(reader),  # type: ignore[misc]
-                os.fdopen(events_fd, "rb", buffering=0),
-            )
-            transport, protocol = await loop.connect_write_pipe(
-                lambda: _WriteProtocol(), os.fdopen(commands_fd, "wb", buffering=0)
-            )
-            writer = asyncio.StreamWriter(transport, protocol, None, loop)
-            task = asyncio.create_task(
-                self._serve(reader, writer, events_fd, commands_fd), name=f"{self.name}-api"
-            )
-            self._serving.add(task)
-            task.add_done_callback(self._serving.discard)
+            self._attach(loop, events_fd, commands_fd)
 
-    async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, events_fd: int, commands_fd: int
-    ) -> None:
+    def _attach(self, loop: asyncio.AbstractEventLoop, events_fd: int, commands_fd: int) -> None:
+        """A (new) ExaBGP's pipes: read its events from the loop, probe it, tell the owner."""
         if self._writer is not None:  # a newer ExaBGP replaces an older one
-            self._writer.close()
-        self._writer = writer
+            self._detach(self._writer, None)
+        self.liveness = alive = liveness.Liveness(loop.time())
+
+        def on_line(text: str) -> None:
+            if alive.heard(loop.time(), text) is not None:
+                return  # the answer to a probe (its round trip is in `liveness`): not the owner's
+            try:
+                self._on_line(text)
+            except Exception:  # a bug handling one event must not detach ExaBGP
+                log.exception("error handling an exabgp event", extra={"kv": {"instance": self.name}})
+
+        pipes = Pipes(loop, events_fd, commands_fd, on_line, lambda error: self._detach(pipes, error))
+        self._writer = pipes
         self._written = 0
         self.connected.set()
-        loop = asyncio.get_running_loop()
-        self.liveness = alive = liveness.Liveness(loop.time())
-        watch = asyncio.create_task(
-            self._watch(alive, writer, events_fd, commands_fd, self.pid), name=f"{self.name}-liveness"
+        self._watching = asyncio.create_task(
+            self._watch(alive, pipes, self.pid), name=f"{self.name}-liveness"
         )
         log.info("exabgp attached", extra={"kv": {"instance": self.name, "pid": self.pid}})
         self._on_connect()
-        try:
-            while line := await reader.readline():
-                text = line.decode("utf-8", "replace")
-                if alive.heard(loop.time(), text) is not None:
-                    continue  # the answer to a probe (its round trip is in `liveness`): not the owner's
-                try:
-                    self._on_line(text)
-                except Exception:  # a bug handling one event must not detach ExaBGP
-                    log.exception("error handling an exabgp event", extra={"kv": {"instance": self.name}})
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
-            log.warning("exabgp channel error", extra={"kv": {"instance": self.name, "error": str(exc)}})
-        finally:
-            watch.cancel()
-            if self._writer is writer:
-                self._writer = None
-                self.connected.clear()
-                self._on_disconnect()
-            writer.close()
 
-    async def _watch(
-        self,
-        alive: liveness.Liveness,
-        writer: asyncio.StreamWriter,
-        events_fd: int,
-        commands_fd: int,
-        pid: int | None,
-    ) -> None:
-        """Probe the ExaBGP attached through `writer` (process `pid`) until it detaches; kill it if hung.
-        What it read of the commands is what bgpd wrote less what still waits (in the pipe, in asyncio's
+    def _detach(self, pipes: Pipes, error: Exception | None) -> None:
+        """The event pipe of `pipes` ended (`error`: why, None for end of file), or a newer ExaBGP came."""
+        if error is not None:
+            log.warning("exabgp channel error", extra={"kv": {"instance": self.name, "error": str(error)}})
+        pipes.close()
+        if self._writer is pipes:
+            self._writer = None
+            if self._watching is not None:
+                self._watching.cancel()
+                self._watching = None
+            self.connected.clear()
+            self._on_disconnect()
+
+    async def _watch(self, alive: liveness.Liveness, pipes: Pipes, pid: int | None) -> None:
+        """Probe the ExaBGP attached through `pipes` (process `pid`) until it detaches; kill it if hung.
+        What it read of the commands is what bgpd wrote less what still waits (in the pipe, in `pipes`'
         buffer)."""
         loop = asyncio.get_running_loop()
         probe = f"{liveness.PROBE_COMMAND}\n".encode()
-        while self._writer is writer:
+        while self._writer is pipes:
             now = loop.time()
-            queued = _in_pipe(commands_fd)
+            queued = _in_pipe(pipes.commands_fd)
             if queued is not None:
-                alive.consumed(self._written - queued - writer.transport.get_write_buffer_size())
-            verdict = alive.hung(now, _unread(events_fd))
+                alive.consumed(self._written - queued - pipes.pending)
+            verdict = alive.hung(now, _unread(pipes.events_fd))
             if verdict is not None:
                 self._kill_hung(verdict, pid)
                 return
             if alive.probe_due(now):
-                self._write(writer, probe)
+                self._write(pipes, probe)
                 alive.probe_sent(now)
             await asyncio.sleep(liveness.CHECK_INTERVAL)
 
-    def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
-        writer.write(data)
+    def _write(self, pipes: Pipes, data: bytes) -> None:
+        pipes.write(data)
         self._written += len(data)
 
     def _kill_hung(self, verdict: liveness.Hung, pid: int | None) -> None:
@@ -343,9 +324,9 @@ class ExaBGP:
         return True
 
     async def drain(self) -> None:
+        """Wait until few command bytes wait in bgpd (`pipes.HIGH_WATER`); at once if none is attached."""
         if self._writer is not None:
-            with contextlib.suppress(ConnectionError):
-                await self._writer.drain()
+            await self._writer.drain()
 
     def reload(self, sessions: Sequence[confgen.Session], reconfigure: bool = True) -> None:
         """New sessions: rewrite both files. `reconfigure` (the neighbor set changed): ask ExaBGP to reload
@@ -368,12 +349,13 @@ class ExaBGP:
         """Stop reading events first (ExaBGP's goodbye "down" events must not withdraw anything: the kernel
         keeps the routes while bgpd is stopped), then stop ExaBGP."""
         self._stopping = True
-        for task in (self._accept_task, *self._serving):
+        for task in (self._accept_task, self._watching):
             if task is not None:
                 task.cancel()
         if self._writer is not None:
-            self._writer.close()
+            self._writer.close()  # no on_close: the owner is not told (see above)
             self._writer = None
+        self.connected.clear()
         proc = self._process
         if proc is not None and proc.returncode is None:
             proc.terminate()

@@ -1,11 +1,15 @@
 """RouteWatcher: the kernel's routes of one table, as a snapshot followed by change events.
 
-This module owns the subscription to the kernel's route notifications. A dedicated thread subscribes to
+This module owns the subscription to the kernel's route notifications. The watcher subscribes to
 RTMGRP_IPV4_ROUTE (plus RTMGRP_LINK and RTMGRP_IPV4_IFADDR), *then* dumps the links and the routes of the
 table, so no change falls between dump and stream, and delivers `Snapshot(reason="start")`, then batches
-of `RouteAdded`/`RouteRemoved`. That is IPv4 only unless asked for IPv6 too (`families`): then it also
-subscribes to RTMGRP_IPV6_ROUTE and RTMGRP_IPV6_IFADDR, and every dump and re-read below covers both
-families. When the stream cannot be trusted it re-reads the kernel:
+of `RouteAdded`/`RouteRemoved`. It reads the socket either from an asyncio event loop (`start(loop)`:
+`add_reader`, events delivered on the loop's thread - what the daemon uses: a single route change costs
+no thread hand-off) or on a dedicated thread that sleeps in poll() (`start()`).
+
+That is IPv4 only unless asked for IPv6 too (`families`): then it also subscribes to RTMGRP_IPV6_ROUTE and
+RTMGRP_IPV6_IFADDR, and every dump and re-read below covers both families. When the stream cannot be
+trusted it re-reads the kernel:
 
 * "overflow": the kernel dropped notifications (ENOBUFS on the socket): a fresh dump of the whole table,
   delivered as a `Snapshot` that the consumer applies as "replace everything";
@@ -26,7 +30,7 @@ key (see `_inet6`).
 
 Applying events in order on top of the last Snapshot always converges to the kernel's table: every event
 states the whole route at its key, and a change concurrent with a dump is both in the dump and queued
-behind it. There is no timer: an idle watcher sleeps in poll().
+behind it. There is no timer: an idle watcher costs nothing (the loop's selector, or its thread's poll()).
 
 Routes the daemon writes itself are not reported as they are written (a 100k-route load must not wake it
 100k times): `ignore_sender` drops, inside the kernel, the notifications caused by the daemon's own
@@ -40,6 +44,7 @@ Messages are parsed with `struct` (see `_netlink`): pyroute2's full parse is far
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import errno
@@ -81,13 +86,14 @@ class RouteWatcher:
     with IPv6Network prefixes and IPv6Address gateways (link-local ones scoped with their device's name,
     `fe80::1%eth0`); a consumer that reads them as IPv4 must not ask for them.
 
-    `on_events` is called on the watcher's own thread with one list per burst of notifications (the
-    messages read in one pass over the socket); the first call holds `Snapshot(reason="start")`. It should
-    return quickly, e.g. by handing the list to an event loop with `loop.call_soon_threadsafe`; an exception
-    it raises is logged and the watcher goes on.
+    `on_events` is called with one list per burst of notifications (the messages read in one pass over the
+    socket, at most MAX_RECVS_PER_BATCH receives); the first call holds `Snapshot(reason="start")`, before
+    `start` returns. It is called on the loop's thread (`start(loop)`) or on the watcher's own thread
+    (`start()`); either way it should return quickly (queue the events); an exception it raises is logged
+    and the watcher goes on.
 
-    `netns` (tests only) makes the watcher's thread enter that network namespace before opening its
-    sockets; production leaves it None and watches the daemon's own namespace. `ignore_sender`: the port
+    `netns` (tests only) opens the sockets inside that network namespace (a thread enters it for that);
+    production leaves it None and watches the daemon's own namespace. `ignore_sender`: the port
     id of a netlink socket whose own route changes are not reported (see the module docstring);
     `ignore_protocol`: a protocol whose routes are never reported. ValueError for an empty `families` or
     another family.
@@ -126,6 +132,9 @@ class RouteWatcher:
         self.overflows = 0
         self._on_events = on_events
         self._thread: threading.Thread | None = None
+        self._reader_loop: asyncio.AbstractEventLoop | None = None  # the loop reading the socket, if any
+        # if_indextoname asks the calling thread's namespace: the right one unless a loop reads a netns
+        self._ask_ifname = True
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
         self._stopping = False
@@ -144,10 +153,16 @@ class RouteWatcher:
         self._networks: dict[int, set[Prefix]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start the thread; return once subscribed and the start Snapshot is delivered (raise on failure)."""
-        if self._thread is not None:
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Subscribe, dump, deliver the start Snapshot, then follow the stream: from `loop` (call this on
+        that loop's thread; the dump blocks it meanwhile) or, without one, on a thread of its own. Returns
+        once the Snapshot is delivered; raises the OSError of a failed subscription or dump (TimeoutError
+        if the thread does not get there in START_TIMEOUT s), RuntimeError if already started."""
+        if self._thread is not None or self._reader_loop is not None:
             raise RuntimeError("RouteWatcher already started")
+        if loop is not None:
+            self._start_on(loop)
+            return
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)
         self._thread = threading.Thread(target=self._run, name=f"route-watcher-{self.table}", daemon=True)
@@ -160,9 +175,66 @@ class RouteWatcher:
             self.stop()
             raise error
 
+    def _start_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self._open_sockets()
+            snapshot = self._resync("start")
+            assert self._events_sock is not None
+            loop.add_reader(self._events_sock.fileno(), self._readable)
+        except BaseException:
+            self._close_sockets()
+            raise
+        self._reader_loop = loop
+        self._deliver([snapshot])
+
+    def _open_sockets(self) -> None:
+        """`_open`, inside `netns` if set: a short-lived thread enters it (a namespace is per thread; a
+        socket stays in the namespace it was created in, whichever thread reads it)."""
+        if self.netns is None:
+            self._open()
+            return
+        self._ask_ifname = False
+        failed: list[BaseException] = []
+
+        def open_inside(netns: str) -> None:
+            try:
+                nl.enter_netns(netns)
+                self._open()
+            except BaseException as exc:
+                failed.append(exc)
+
+        opener = threading.Thread(target=open_inside, args=(self.netns,), name="route-watcher-open")
+        opener.start()
+        opener.join()
+        if failed:
+            raise failed[0]
+
+    def _readable(self) -> None:
+        """The loop's reader callback: one pass over the socket, its events to the consumer."""
+        try:
+            batch = self._pass()
+        except Exception:
+            log.exception("route watcher for table %d failed", self.table)
+            self.stop()
+            return
+        if batch:
+            self._deliver(batch)
+
+    def _close_sockets(self) -> None:
+        for sock in (self._events_sock, self._dump_sock):
+            if sock is not None:
+                sock.close()
+        self._events_sock = self._dump_sock = None
+
     def stop(self) -> None:
-        """Stop the thread, join it and close the sockets. Idempotent."""
+        """Stop reading (remove the loop's reader, or stop and join the thread) and close the sockets.
+        Idempotent. With a loop: call it on the loop's thread."""
         self._stopping = True
+        loop, self._reader_loop = self._reader_loop, None
+        if loop is not None:
+            if self._events_sock is not None and not loop.is_closed():
+                loop.remove_reader(self._events_sock.fileno())
+            self._close_sockets()
         thread, self._thread = self._thread, None
         if self._wake_w is not None:
             with contextlib.suppress(OSError):  # already closed, or already woken
@@ -178,6 +250,8 @@ class RouteWatcher:
 
     @property
     def running(self) -> bool:
+        if self._reader_loop is not None:
+            return True
         thread = self._thread
         return thread is not None and thread.is_alive()
 
@@ -199,10 +273,7 @@ class RouteWatcher:
         except Exception:
             log.exception("route watcher for table %d failed", self.table)
         finally:
-            for sock in (self._events_sock, self._dump_sock):
-                if sock is not None:
-                    sock.close()
-            self._events_sock = self._dump_sock = None
+            self._close_sockets()
             if self._stopping:
                 self._close_wake()
 
@@ -241,49 +312,56 @@ class RouteWatcher:
         poller.register(events.fileno(), select.POLLIN)
         assert self._wake_r is not None
         poller.register(self._wake_r.fileno(), select.POLLIN)
-        buf = self._buf
-        view = memoryview(buf)
-        recv_into = events.recv_into
         while not self._stopping:
             poller.poll()
             if self._stopping:
                 return
-            batch: list[RouteEvent] = []
-            overflow = False
-            lost: dict[int, _Loss] = {}  # devices that lost something, and what they carried then
-            up: dict[int, str | None] = {}  # devices that came up or gained an address
-            for _ in range(MAX_RECVS_PER_BATCH):
-                try:
-                    n = recv_into(buf)
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    if exc.errno != errno.ENOBUFS:
-                        raise
-                    overflow = True
-                    break
-                self._parse_events(view, n, batch, lost, up)
-            if not overflow:
-                batch += [LinkUp(index, name) for index, name in up.items()]
-            if overflow:
-                # Everything still queued predates the dump about to be taken, and some of it precedes
-                # the dropped messages: applying it after the dump could resurrect a stale state.
-                self.overflows += 1
-                self.resyncs += 1
-                self._drain()
-                log.warning("route notifications lost (ENOBUFS); resynchronising table %d", self.table)
-                # the dump supersedes the route events read before it; device losses still stand
-                batch = [self._resync("overflow")]
-                batch += [self._link_lost(index, loss) for index, loss in lost.items()]
-                batch += [LinkUp(index, name) for index, name in up.items()]
-            else:
-                for index, loss in lost.items():
-                    if loss.carried:
-                        self.resyncs += 1
-                        self._reread_link(index, loss.carried, batch)
-                    batch.append(self._link_lost(index, loss))
+            batch = self._pass()
             if batch:
                 self._deliver(batch)
+
+    def _pass(self) -> list[RouteEvent]:
+        """Read what the socket holds (at most MAX_RECVS_PER_BATCH receives) and turn it into events:
+        re-reading a device that lost something, or the whole table after ENOBUFS."""
+        events = self._events_sock
+        assert events is not None
+        buf = self._buf
+        view = memoryview(buf)
+        recv_into = events.recv_into
+        batch: list[RouteEvent] = []
+        overflow = False
+        lost: dict[int, _Loss] = {}  # devices that lost something, and what they carried then
+        up: dict[int, str | None] = {}  # devices that came up or gained an address
+        for _ in range(MAX_RECVS_PER_BATCH):
+            try:
+                n = recv_into(buf)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                overflow = True
+                break
+            self._parse_events(view, n, batch, lost, up)
+        if overflow:
+            # Everything still queued predates the dump about to be taken, and some of it precedes
+            # the dropped messages: applying it after the dump could resurrect a stale state.
+            self.overflows += 1
+            self.resyncs += 1
+            self._drain()
+            log.warning("route notifications lost (ENOBUFS); resynchronising table %d", self.table)
+            # the dump supersedes the route events read before it; device losses still stand
+            batch = [self._resync("overflow")]
+            batch += [self._link_lost(index, loss) for index, loss in lost.items()]
+            batch += [LinkUp(index, name) for index, name in up.items()]
+            return batch
+        batch += [LinkUp(index, name) for index, name in up.items()]
+        for index, loss in lost.items():
+            if loss.carried:
+                self.resyncs += 1
+                self._reread_link(index, loss.carried, batch)
+            batch.append(self._link_lost(index, loss))
+        return batch
 
     def _drain(self) -> None:
         events = self._events_sock
@@ -427,9 +505,11 @@ class RouteWatcher:
         link = self._links.get(index)
         if link is not None and link[1] is not None:
             return link[1]
+        if not self._ask_ifname:
+            return None  # a loop reading another namespace's socket: its thread would ask the wrong one
         try:
-            # A link newer than the link dump whose RTM_NEWLINK is still queued; this thread is in the
-            # watched namespace, so the ioctl behind if_indextoname asks the right kernel namespace.
+            # A link newer than the link dump whose RTM_NEWLINK is still queued; the reading thread is in
+            # the watched namespace, so the ioctl behind if_indextoname asks the right kernel namespace.
             return socket.if_indextoname(index)
         except OSError:
             return None
