@@ -112,7 +112,8 @@ Nothing else changes: the same code paths run in the same order, and a peer rece
 but for 9's UPDATEs, which carry the same IPv6 routes, attributes and next hops in fewer messages, and 10's
 KEEPALIVEs, at the configured interval where a keepalive time is set (11 changes no message, only which
 TCP segments the listening side accepts and the TTL it sends with when a neighbor has TTL security; 14
-fills the Adj-RIBs-Out neighbor by neighbor instead of route by route, to the same content); the tests in
+fills the Adj-RIBs-Out neighbor by neighbor instead of route by route, to the same content, all of a
+command's routes at its first step); the tests in
 tests/kernel and tests/e2e run through this launcher, and tests/unit/test_exabgp_launch.py (14 and 15:
 tests/unit/test_exabgp_fanout.py; 16: tests/unit/test_exabgp_poller.py) checks each change against the
 unpatched behaviour.

@@ -22,7 +22,6 @@ from collections.abc import Callable
 
 READ_SIZE = 1 << 18  # bytes read per wake-up (asyncio's pipe transports read 256 KiB too)
 MAX_LINE = 1 << 24  # a line longer than this (16 MiB, without its newline) is a broken channel
-HIGH_WATER = 1 << 16  # `drain` waits while more than this many command bytes are buffered
 
 
 class LineTooLong(ValueError):
@@ -51,7 +50,6 @@ class Pipes:
         self._partial = b""  # the start of a line whose newline has not come yet
         self._out = bytearray()  # command bytes the pipe did not take yet
         self._writing = False  # add_writer registered
-        self._drained: asyncio.Future[None] | None = None
         self.closed = False
         os.set_blocking(events_fd, False)
         os.set_blocking(commands_fd, False)
@@ -87,11 +85,11 @@ class Pipes:
             on_line(line.decode("utf-8", "replace") + "\n")
 
     def _end(self, error: Exception | None) -> None:
-        partial, self._partial = self._partial, b""
-        if partial and not self.closed:
-            self._on_line(partial.decode("utf-8", "replace"))
         if self.closed:
             return
+        partial, self._partial = self._partial, b""
+        if partial:
+            self._on_line(partial.decode("utf-8", "replace"))  # may close the pipes: on_close still follows
         self.close()
         self._on_close(error)
 
@@ -131,19 +129,6 @@ class Pipes:
         if not self._out:
             self._loop.remove_writer(self.commands_fd)
             self._writing = False
-        if len(self._out) <= HIGH_WATER:
-            self._wake_drain()
-
-    async def drain(self) -> None:
-        """Wait until at most HIGH_WATER command bytes are buffered here (at once if so or closed)."""
-        while not self.closed and len(self._out) > HIGH_WATER:
-            if self._drained is None or self._drained.done():
-                self._drained = self._loop.create_future()
-            await self._drained
-
-    def _wake_drain(self) -> None:
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
 
     # --- end ---------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -157,7 +142,6 @@ class Pipes:
                 self._loop.remove_writer(self.commands_fd)
         self._writing = False
         self._out.clear()
-        self._wake_drain()
         for fd in (self.events_fd, self.commands_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)

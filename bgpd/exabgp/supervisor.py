@@ -186,7 +186,18 @@ class ExaBGP:
             with contextlib.suppress(OSError):  # room for bursts of events while bgpd is busy
                 fcntl.fcntl(events_fd, F_SETPIPE_SZ, PIPE_SIZE)
                 fcntl.fcntl(commands_fd, F_SETPIPE_SZ, PIPE_SIZE)
-            self._attach(loop, events_fd, commands_fd)
+            try:
+                self._attach(loop, events_fd, commands_fd)
+            except Exception as exc:  # a bug attaching one ExaBGP must not keep the next from attaching
+                log.exception("error attaching exabgp", extra={"kv": {"instance": self.name}})
+                writer = self._writer
+                if writer is not None and writer.events_fd == events_fd:
+                    with contextlib.suppress(Exception):  # its pipes close: ExaBGP exits, `_run` restarts it
+                        self._detach(writer, exc)
+                else:
+                    for fd in fds:
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
 
     def _attach(self, loop: asyncio.AbstractEventLoop, events_fd: int, commands_fd: int) -> None:
         """A (new) ExaBGP's pipes: read its events from the loop, probe it, tell the owner."""
@@ -322,11 +333,6 @@ class ExaBGP:
             return self._writer is not None
         self._write(self._writer, ("\n".join(lines) + "\n").encode())
         return True
-
-    async def drain(self) -> None:
-        """Wait until few command bytes wait in bgpd (`pipes.HIGH_WATER`); at once if none is attached."""
-        if self._writer is not None:
-            await self._writer.drain()
 
     def reload(self, sessions: Sequence[confgen.Session], reconfigure: bool = True) -> None:
         """New sessions: rewrite both files. `reconfigure` (the neighbor set changed): ask ExaBGP to reload
