@@ -196,6 +196,11 @@ class SpeakerCollector(Collector):
         for reason in ("overflow", "link"):
             resyncs.add_metric([reason], float(c[f"kernel_resyncs_{reason}"]))
         yield resyncs
+        yield CounterMetricFamily(
+            "bgpd_kernel_watcher_restarts",
+            "Kernel route watchers started again after reading failed (the kernel's routes read again)",
+            value=c["kernel_watcher_failures"],
+        )
         repairs = CounterMetricFamily(
             "bgpd_kernel_repairs",
             "Routes of bgpd's protocol rewritten because the kernel differed from what bgpd wants, by cause",

@@ -56,6 +56,8 @@ KERNEL_EVENTS_PER_TURN = 2048  # kernel events handled per event-loop turn (othe
 KERNEL_RCVBUF = 32 * 2**20
 INLINE_KERNEL_OPS = 16  # batches up to this size are written from the event loop itself
 KERNEL_SLICE = 2048  # larger batches go to the kernel writer thread this many operations at a time
+WATCHER_RETRY_FIRST = 1.0  # seconds before a failed kernel watcher is started again, doubling up to
+WATCHER_RETRY_MAX = 30.0
 AUDIT_OFF_RECHECK = 60.0  # seconds: with kernel.audit_interval 0, how often a reload turning it on is seen
 
 
@@ -203,6 +205,7 @@ class Speaker:
         )
         self.installer: RouteInstaller | None = None
         self.watcher: RouteWatcher | None = None
+        self._closed = False  # close() began: no watcher is restarted
         self._export_since: float | None = None  # oldest kernel change not exported yet
         self._install_since: float | None = None  # oldest change not written to the kernel yet
 
@@ -239,24 +242,7 @@ class Speaker:
             log.warning(
                 "no pools configured: nothing is announced or installed (only prefixes in a pool are)"
             )
-        if self.installer is not None:
-            # our writer's own changes never reach us; anybody else's changes to our routes do
-            self.watcher = RouteWatcher(
-                cfg.kernel.table,
-                self._on_kernel_events,
-                ignore_sender=self.installer.portid,
-                rcvbuf=KERNEL_RCVBUF,
-                own_protocol=cfg.kernel.protocol,
-                families=families,
-            )
-        else:  # nothing installed: routes of our protocol are none of our business
-            self.watcher = RouteWatcher(
-                cfg.kernel.table,
-                self._on_kernel_events,
-                ignore_protocol=cfg.kernel.protocol,
-                rcvbuf=KERNEL_RCVBUF,
-                families=families,
-            )
+        self.watcher = self._new_watcher()
         self.watcher.start(loop)  # read from this loop: no thread hand-off per kernel change
         await self.exabgp.start()
         self._tasks.append(asyncio.create_task(self._kernel_loop(), name="kernel-writer"))
@@ -276,6 +262,7 @@ class Speaker:
         )
 
     async def close(self) -> None:
+        self._closed = True
         if self.watcher is not None:
             self.watcher.stop()
         await self.exabgp.stop()
@@ -354,6 +341,58 @@ class Speaker:
         self._after()
 
     # ------------------------------------------------------------------ kernel -> engine
+
+    def _new_watcher(self) -> RouteWatcher:
+        cfg = self.cfg
+        if self.installer is not None:
+            # our writer's own changes never reach us; anybody else's changes to our routes do
+            return RouteWatcher(
+                cfg.kernel.table,
+                self._on_kernel_events,
+                ignore_sender=self.installer.portid,
+                rcvbuf=KERNEL_RCVBUF,
+                own_protocol=cfg.kernel.protocol,
+                families=_kernel_families(cfg),
+                on_failure=self._on_watcher_failed,
+            )
+        return RouteWatcher(  # nothing installed: routes of our protocol are none of our business
+            cfg.kernel.table,
+            self._on_kernel_events,
+            ignore_protocol=cfg.kernel.protocol,
+            rcvbuf=KERNEL_RCVBUF,
+            families=_kernel_families(cfg),
+            on_failure=self._on_watcher_failed,
+        )
+
+    def _on_watcher_failed(self, exc: Exception) -> None:
+        """The watcher stopped reading (it logged why): bgpd no longer sees the kernel. A new watcher starts
+        WATCHER_RETRY_FIRST s later (doubling to WATCHER_RETRY_MAX while starts fail); its start Snapshot
+        replaces the engine's view of the kernel, so nothing missed while blind stays wrong. Counted
+        (`bgpd_kernel_watcher_restarts`)."""
+        self.engine.counters["kernel_watcher_failures"] += 1
+        self._restart_watcher(WATCHER_RETRY_FIRST)
+
+    def _restart_watcher(self, delay: float) -> None:
+        loop = self._loop
+        if loop is None or self._closed:
+            return
+
+        def attempt() -> None:
+            if self._closed:
+                return
+            watcher = self._new_watcher()
+            try:
+                watcher.start(loop)
+            except Exception as exc:  # OSError, NetlinkError: the kernel refused the subscription or dump
+                log.error(
+                    "kernel watcher restart failed", extra={"kv": {"error": str(exc), "retry_in": delay * 2}}
+                )
+                self._restart_watcher(min(delay * 2, WATCHER_RETRY_MAX))
+                return
+            self.watcher = watcher
+            log.warning("kernel watcher restarted: the kernel's routes were read again")
+
+        loop.call_later(delay, attempt)
 
     def _on_kernel_events(self, events: list[RouteEvent]) -> None:
         """The watcher's batches, on the loop's thread (it reads the netlink socket from this loop)."""

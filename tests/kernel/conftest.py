@@ -8,10 +8,17 @@ interface routes. Test actions use `ip -n NS ...`; the namespace is deleted when
 (`net.ipv6.conf.{all,default}.disable_ipv6=0`, whatever the machine's own setting), duplicate address
 detection off (so no address stays tentative), fd00:77::1/64 on `up0` and a second veth pair `up1`/`up1p`
 with 192.168.78.1/24 and fd00:78::1/64 (ECMP through two devices, link-local next hops on each).
+
+`loop_thread` (`loop_thread6` for `netns6`) is an asyncio event loop running on a thread of its own that
+lives inside the test's namespace, as bgpd's loop lives in the host's: a RouteWatcher is started on it
+exactly as the speaker starts it (`watcher.start(loop)` on the loop's thread, no namespace argument), so
+its sockets are opened there and a device name missing from its link dump is asked of that namespace. The
+test's own thread stays in the machine's namespace and changes the kernel with `ip -n NS ...`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -23,14 +30,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
-from bgpd.kernel import LinkLost, RouteAdded, RouteEvent, RouteRemoved, Snapshot
+from bgpd.kernel import LinkLost, RouteAdded, RouteEvent, RouteRemoved, RouteWatcher, Snapshot
+from bgpd.kernel import _netlink as nl
 from bgpd.model import KernelRoute
 
 POLL_DEADLINE = 10.0
+T = TypeVar("T")
 
 
 def _skip_reason() -> str | None:
@@ -124,6 +133,76 @@ def _namespace(ipv6: bool) -> Iterator[Netns]:
         yield ns
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+class LoopThread:
+    """An asyncio loop run by a thread (named "test-loop") that entered network namespace `netns` first."""
+
+    def __init__(self, netns: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.watchers: list[RouteWatcher] = []
+        entered = threading.Event()
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                nl.enter_netns(netns)
+            except BaseException as exc:
+                failed.append(exc)
+            entered.set()
+            if not failed:
+                self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, name="test-loop", daemon=True)
+        self.thread.start()
+        if not entered.wait(POLL_DEADLINE) or failed:
+            self.thread.join(POLL_DEADLINE)
+            self.loop.close()
+            raise failed[0] if failed else TimeoutError("the loop's thread did not enter the namespace")
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the loop's thread and return its result (or raise its exception)."""
+
+        async def run() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(POLL_DEADLINE)
+
+    def start(self, watcher: RouteWatcher) -> RouteWatcher:
+        """`watcher.start(loop)` on the loop's thread, as the speaker does; `close` stops it at the latest."""
+        self.watchers.append(watcher)
+        self.call(lambda: watcher.start(self.loop))
+        return watcher
+
+    def stop(self, watcher: RouteWatcher) -> None:
+        self.call(watcher.stop)
+
+    def close(self) -> None:
+        try:
+            for watcher in self.watchers:
+                self.call(watcher.stop)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(POLL_DEADLINE)
+            self.loop.close()
+
+
+@pytest.fixture
+def loop_thread(netns: Netns) -> Iterator[LoopThread]:
+    yield from _loop_thread(netns)
+
+
+@pytest.fixture
+def loop_thread6(netns6: Netns) -> Iterator[LoopThread]:
+    yield from _loop_thread(netns6)
+
+
+def _loop_thread(ns: Netns) -> Iterator[LoopThread]:
+    lt = LoopThread(ns.name)
+    try:
+        yield lt
+    finally:
+        lt.close()
 
 
 def poll_until(predicate: Callable[[], bool], what: str, deadline: float = POLL_DEADLINE) -> None:

@@ -15,7 +15,7 @@ from bgpd.kernel import _netlink as nl
 from bgpd.kernel.installer import Change
 from bgpd.model import Hop, LinkUp
 
-from .conftest import Netns, View, poll_until
+from .conftest import LoopThread, Netns, View, poll_until
 from .test_installer import MAIN, PROTO, ours
 
 pytestmark = pytest.mark.kernel
@@ -161,13 +161,12 @@ def test_refused_forms(netns: Netns, installer: RouteInstaller) -> None:
 
 
 def test_watcher_reports_onlink_routes_as_hops_and_tunl0_coming_up(
-    netns: Netns, installer: RouteInstaller
+    netns: Netns, installer: RouteInstaller, loop_thread: LoopThread
 ) -> None:
     """What the engine compares with what it wants: our tunnel routes come back in the installer's form
     (single path and ECMP), whoever wrote them; tunl0 appearing and coming up are LinkUp events by name."""
     view = View()
-    watcher = RouteWatcher(MAIN, view, netns=netns.name)
-    watcher.start()
+    watcher = loop_thread.start(RouteWatcher(MAIN, view))
     try:
         tunl0(netns)
         poll_until(lambda: any(isinstance(e, LinkUp) and e.name == "tunl0" for e in view.events), "LinkUp")
@@ -193,4 +192,4 @@ def test_watcher_reports_onlink_routes_as_hops_and_tunl0_coming_up(
         assert felix.gateways == (Hop(IPv4Address("192.168.200.9"), "tunl0", onlink=True),)
         assert felix.protocol == 80
     finally:
-        watcher.stop()
+        loop_thread.stop(watcher)

@@ -1,10 +1,10 @@
-"""RouteWatcher against a real kernel, inside a throw-away network namespace."""
+"""RouteWatcher against a real kernel, inside a throw-away network namespace, read from an event loop in that
+namespace as bgpd reads it (`loop_thread`, see conftest)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import pytest
 from bgpd.kernel import RouteAdded, RouteEvent, RouteRemoved, RouteWatcher
 from bgpd.model import KernelRoute
 
-from .conftest import POLL_DEADLINE, Netns, View, poll_until
+from .conftest import POLL_DEADLINE, LoopThread, Netns, View, poll_until
 
 pytestmark = pytest.mark.kernel
 
@@ -27,13 +27,8 @@ def view() -> View:
 
 
 @pytest.fixture
-def watcher(netns: Netns, view: View) -> Iterator[RouteWatcher]:
-    w = RouteWatcher(MAIN, view, netns=netns.name)
-    w.start()
-    try:
-        yield w
-    finally:
-        w.stop()
+def watcher(loop_thread: LoopThread, view: View) -> RouteWatcher:
+    return loop_thread.start(RouteWatcher(MAIN, view))  # stopped with the loop
 
 
 def _burst_file(tmp_path: Path, verb: str, count: int, extra: str = "dev cali1234 proto boot") -> Path:
@@ -43,10 +38,10 @@ def _burst_file(tmp_path: Path, verb: str, count: int, extra: str = "dev cali123
     return path
 
 
-def test_start_snapshot_has_existing_routes(netns: Netns, view: View) -> None:
+def test_start_snapshot_has_existing_routes(netns: Netns, view: View, loop_thread: LoopThread) -> None:
     netns.ip("route", "add", "10.9.0.0/16", "via", "192.168.77.2", "proto", "static", "metric", "7")
-    w = RouteWatcher(MAIN, view, netns=netns.name)
-    w.start()
+    w = RouteWatcher(MAIN, view)
+    loop_thread.start(w)
     try:
         assert view.reasons == ["start"]  # delivered before start() returns
         (route,) = view.get("10.9.0.0/16")
@@ -63,8 +58,8 @@ def test_start_snapshot_has_existing_routes(netns: Netns, view: View) -> None:
         assert connected.protocol == 2 and connected.ifname == "up0" and connected.gateways == ()
         assert not view.get("192.168.77.1/32")  # the local route lives in table local, not main
     finally:
-        w.stop()
-        w.stop()  # idempotent
+        loop_thread.stop(w)
+        loop_thread.stop(w)  # idempotent
     assert not w.running
 
 
@@ -102,16 +97,16 @@ def test_other_tables_not_reported(netns: Netns, view: View, watcher: RouteWatch
         assert all(route.table == MAIN for route in view.routes.values())
 
 
-def test_watch_non_main_table(netns: Netns, view: View) -> None:
-    w = RouteWatcher(100, view, netns=netns.name)  # table 100 does not exist yet: empty snapshot
-    w.start()
+def test_watch_non_main_table(netns: Netns, view: View, loop_thread: LoopThread) -> None:
+    w = RouteWatcher(100, view)  # table 100 does not exist yet: empty snapshot
+    loop_thread.start(w)
     try:
         assert view.reasons == ["start"] and not view.routes
         netns.ip("route", "add", "10.41.0.0/24", "dev", "cali1234", "table", "100")
         poll_until(lambda: bool(view.get("10.41.0.0/24")), "route in table 100")
         assert view.get("10.41.0.0/24")[0].table == 100
     finally:
-        w.stop()
+        loop_thread.stop(w)
 
 
 def test_burst_of_10k_then_flush(
@@ -200,14 +195,16 @@ def test_removing_one_of_two_addresses_flushes_nothing(
     assert view.get("10.20.9.0/24") and netns.routes("10.20.9.0/24")
 
 
-def test_own_writes_are_not_reported_but_others_changes_to_them_are(netns: Netns, view: View) -> None:
+def test_own_writes_are_not_reported_but_others_changes_to_them_are(
+    netns: Netns, view: View, loop_thread: LoopThread
+) -> None:
     """ignore_sender: the installer's own adds and deletes never reach the watcher (kernel-side filter);
     `ip route del` of one of its routes, or a route of its protocol added by someone else, does."""
     from bgpd.kernel import RouteInstaller
 
     with RouteInstaller(12, MAIN, netns=netns.name) as installer:
-        w = RouteWatcher(MAIN, view, netns=netns.name, ignore_sender=installer.portid)
-        w.start()
+        w = RouteWatcher(MAIN, view, ignore_sender=installer.portid)
+        loop_thread.start(w)
         try:
             assert w._sender_filtered  # the kernel drops them: bgpd's process is not even woken
             gw = (IPv4Address("192.168.77.2"),)
@@ -223,21 +220,23 @@ def test_own_writes_are_not_reported_but_others_changes_to_them_are(netns: Netns
             poll_until(lambda: view.has_event(RouteAdded, "10.60.0.3/32"), "our protocol, other writer")
             assert not view.has_event(RouteRemoved, "10.60.0.2/32")
         finally:
-            w.stop()
+            loop_thread.stop(w)
 
 
-def test_overflow_resyncs_and_view_stays_complete(netns: Netns, tmp_path: Path) -> None:
+def test_overflow_resyncs_and_view_stays_complete(
+    netns: Netns, loop_thread: LoopThread, tmp_path: Path
+) -> None:
     gate = threading.Event()
     view = View()
 
     def stalling_consumer(events: list[RouteEvent]) -> None:
-        # Stall the watcher thread on its first event batch, so the burst overflows the tiny socket buffer.
+        # Stall the loop on the first event batch after the start, so the burst overflows the tiny buffer.
         if view.reasons:
             gate.wait(POLL_DEADLINE)
         view(events)
 
-    w = RouteWatcher(MAIN, stalling_consumer, netns=netns.name, rcvbuf=4096)
-    w.start()
+    w = RouteWatcher(MAIN, stalling_consumer, rcvbuf=4096)
+    loop_thread.start(w)
     try:
         netns.ip("route", "add", "10.20.1.2/32", "dev", "cali1234", "proto", "boot")
         netns.batch(_burst_file(tmp_path, "add", 3000))
@@ -253,19 +252,21 @@ def test_overflow_resyncs_and_view_stays_complete(netns: Netns, tmp_path: Path) 
             }
     finally:
         gate.set()
-        w.stop()
+        loop_thread.stop(w)
 
 
-def test_own_protocol_is_not_reported_other_protocols_are(netns: Netns, view: View) -> None:
-    w = RouteWatcher(MAIN, view, netns=netns.name, ignore_protocol=12)
-    w.start()
+def test_own_protocol_is_not_reported_other_protocols_are(
+    netns: Netns, view: View, loop_thread: LoopThread
+) -> None:
+    w = RouteWatcher(MAIN, view, ignore_protocol=12)
+    loop_thread.start(w)
     try:
         netns.ip("route", "add", "10.50.0.1/32", "dev", "cali1234", "proto", "12")  # bgpd's own
         netns.ip("route", "add", "10.50.0.2/32", "dev", "cali1234", "proto", "boot")  # then a marker
         poll_until(lambda: bool(view.get("10.50.0.2/32")), "marker route")
         assert not view.get("10.50.0.1/32") and not view.has_event(RouteAdded, "10.50.0.1/32")
     finally:
-        w.stop()
+        loop_thread.stop(w)
 
 
 def test_kernel_side_filter_drops_only_that_protocols_route_notifications(netns: Netns) -> None:

@@ -1,11 +1,11 @@
-"""RouteWatcher with IPv6 (`families`), against a real kernel, inside a throw-away dual-stack namespace."""
+"""RouteWatcher with IPv6 (`families`), against a real kernel, inside a throw-away dual-stack namespace, read
+from an event loop in that namespace as bgpd reads it (`loop_thread6`, see conftest)."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ import pytest
 from bgpd.kernel import LinkLost, RouteAdded, RouteEvent, RouteInstaller, RouteRemoved, RouteWatcher, Snapshot
 from bgpd.model import KernelRoute
 
-from .conftest import POLL_DEADLINE, Netns, View, poll_until
+from .conftest import POLL_DEADLINE, LoopThread, Netns, View, poll_until
 
 pytestmark = pytest.mark.kernel
 
@@ -30,13 +30,8 @@ def view() -> View:
 
 
 @pytest.fixture
-def watcher(netns6: Netns, view: View) -> Iterator[RouteWatcher]:
-    w = RouteWatcher(MAIN, view, netns=netns6.name, families=BOTH)
-    w.start()
-    try:
-        yield w
-    finally:
-        w.stop()
+def watcher(loop_thread6: LoopThread, view: View) -> RouteWatcher:
+    return loop_thread6.start(RouteWatcher(MAIN, view, families=BOTH))  # stopped with the loop
 
 
 def kernel_keys6(netns: Netns) -> set[tuple[str, int]]:
@@ -61,15 +56,15 @@ def gateways_of(route: dict[str, Any]) -> list[str]:
     return [route["gateway"]] if "gateway" in route else []
 
 
-def test_start_snapshot_has_both_families(netns6: Netns, view: View) -> None:
+def test_start_snapshot_has_both_families(netns6: Netns, view: View, loop_thread6: LoopThread) -> None:
     ip = netns6.ip
     ip("-6", "route", "add", "fd00:9::/64", "via", "fd00:77::2", "proto", "static", "metric", "7")
     ip("-6", "route", "add", "fd00:a::/64", "via", "fe80::2", "dev", "up1", "proto", "static", "metric", "7")
     ip("-6", "route", "add", "fd00:20::1/128", "dev", "cali1234", "proto", "boot")
     ip("-6", "route", "add", "blackhole", "fd00:20::/122", "proto", "80")
     ip("route", "add", "10.9.0.0/16", "via", "192.168.77.2", "proto", "static", "metric", "7")
-    w = RouteWatcher(MAIN, view, netns=netns6.name, families=BOTH)
-    w.start()
+    w = RouteWatcher(MAIN, view, families=BOTH)
+    loop_thread6.start(w)
     try:
         assert view.reasons == ["start"]
         (route,) = view.get("fd00:9::/64")
@@ -94,15 +89,15 @@ def test_start_snapshot_has_both_families(netns6: Netns, view: View) -> None:
         assert not any(r.prefix.version == 6 and r.prefix.is_link_local for r in view.routes.values())
         assert view_keys6(view) == kernel_keys6(netns6)
     finally:
-        w.stop()
+        loop_thread6.stop(w)
 
 
-def test_default_watcher_reports_no_ipv6(netns6: Netns, view: View) -> None:
+def test_default_watcher_reports_no_ipv6(netns6: Netns, view: View, loop_thread6: LoopThread) -> None:
     """Without `families`, the watcher is what it was: IPv4 only, even on a dual-stack host (the speaker's
     export code would misread IPv6 prefixes), and IPv4 networks only in LinkLost."""
     netns6.ip("-6", "route", "add", "fd00:9::/64", "via", "fd00:77::2", "proto", "boot")
-    w = RouteWatcher(MAIN, view, netns=netns6.name)
-    w.start()
+    w = RouteWatcher(MAIN, view)
+    loop_thread6.start(w)
     try:
         assert w.families == (socket.AF_INET,)
         assert view.get("192.168.77.0/24") and all(r.prefix.version == 4 for r in view.routes.values())
@@ -124,7 +119,7 @@ def test_default_watcher_reports_no_ipv6(netns6: Netns, view: View) -> None:
                 assert all(r.prefix.version == 4 for r in event.routes), event
         assert [str(n) for x in view.lost for n in x.networks] == ["192.168.77.0/24"]
     finally:
-        w.stop()
+        loop_thread6.stop(w)
 
 
 def test_families_are_checked() -> None:
@@ -134,9 +129,9 @@ def test_families_are_checked() -> None:
         RouteWatcher(MAIN, lambda events: None, families=(socket.AF_PACKET,))
 
 
-def test_ipv6_only_watcher(netns6: Netns, view: View) -> None:
-    w = RouteWatcher(MAIN, view, netns=netns6.name, families=(socket.AF_INET6,))
-    w.start()
+def test_ipv6_only_watcher(netns6: Netns, view: View, loop_thread6: LoopThread) -> None:
+    w = RouteWatcher(MAIN, view, families=(socket.AF_INET6,))
+    loop_thread6.start(w)
     try:
         assert view.get("fd00:77::/64") and not view.get("192.168.77.0/24")
         netns6.ip("route", "add", "10.20.1.2/32", "dev", "cali1234", "proto", "boot")
@@ -144,7 +139,7 @@ def test_ipv6_only_watcher(netns6: Netns, view: View) -> None:
         poll_until(lambda: bool(view.get("fd00:20::1/128")), "IPv6 route")
         assert not view.get("10.20.1.2/32")
     finally:
-        w.stop()
+        loop_thread6.stop(w)
 
 
 def test_add_and_delete_ipv6_routes(netns6: Netns, view: View, watcher: RouteWatcher) -> None:
@@ -289,13 +284,13 @@ def test_ipv6_address_removal_rereads_that_link(netns6: Netns, view: View, watch
     poll_until(lambda: bool(view.get("fd00:77::/64")), "prefix route back")
 
 
-def test_own_ipv6_writes_are_not_reported_but_others_changes_are(netns6: Netns, view: View) -> None:
+def test_own_ipv6_writes_are_not_reported_but_others_changes_are(
+    netns6: Netns, view: View, loop_thread6: LoopThread
+) -> None:
     """The kernel-side sender filter works for IPv6 notifications too."""
     with RouteInstaller(12, MAIN, netns=netns6.name) as installer:
-        w = RouteWatcher(
-            MAIN, view, netns=netns6.name, ignore_sender=installer.portid, own_protocol=12, families=BOTH
-        )
-        w.start()
+        w = RouteWatcher(MAIN, view, ignore_sender=installer.portid, own_protocol=12, families=BOTH)
+        loop_thread6.start(w)
         try:
             assert w._sender_filtered
             gw = (IPv6Address("fd00:77::2"),)
@@ -319,24 +314,26 @@ def test_own_ipv6_writes_are_not_reported_but_others_changes_are(netns6: Netns, 
             poll_until(lambda: view.has_event(RouteAdded, "fd00:60::3/128"), "our protocol, other writer")
             assert not view.has_event(RouteRemoved, "fd00:60::1/128")
         finally:
-            w.stop()
+            loop_thread6.stop(w)
 
 
-def test_ignored_protocol_is_dropped_for_ipv6_too(netns6: Netns, view: View) -> None:
+def test_ignored_protocol_is_dropped_for_ipv6_too(
+    netns6: Netns, view: View, loop_thread6: LoopThread
+) -> None:
     """The kernel-side protocol filter (a daemon that installs nothing) reads the same rtmsg byte in IPv6
     route notifications."""
-    w = RouteWatcher(MAIN, view, netns=netns6.name, ignore_protocol=12, families=BOTH)
-    w.start()
+    w = RouteWatcher(MAIN, view, ignore_protocol=12, families=BOTH)
+    loop_thread6.start(w)
     try:
         netns6.ip("-6", "route", "add", "fd00:50::1/128", "dev", "cali1234", "proto", "12")
         netns6.ip("-6", "route", "add", "fd00:50::2/128", "dev", "cali1234", "proto", "boot")  # marker
         poll_until(lambda: bool(view.get("fd00:50::2/128")), "marker route")
         assert not view.get("fd00:50::1/128") and not view.has_event(RouteAdded, "fd00:50::1/128")
     finally:
-        w.stop()
+        loop_thread6.stop(w)
 
 
-def test_overflow_resyncs_both_families(netns6: Netns, tmp_path: Path) -> None:
+def test_overflow_resyncs_both_families(netns6: Netns, loop_thread6: LoopThread, tmp_path: Path) -> None:
     gate = threading.Event()
     view = View()
 
@@ -345,8 +342,8 @@ def test_overflow_resyncs_both_families(netns6: Netns, tmp_path: Path) -> None:
             gate.wait(POLL_DEADLINE)
         view(events)
 
-    w = RouteWatcher(MAIN, stalling_consumer, netns=netns6.name, rcvbuf=4096, families=BOTH)
-    w.start()
+    w = RouteWatcher(MAIN, stalling_consumer, rcvbuf=4096, families=BOTH)
+    loop_thread6.start(w)
     try:
         netns6.ip("route", "add", "10.20.1.2/32", "dev", "cali1234", "proto", "boot")
         path = tmp_path / "add6.batch"
@@ -360,4 +357,4 @@ def test_overflow_resyncs_both_families(netns6: Netns, tmp_path: Path) -> None:
         assert view.get("10.20.1.2/32") and view_keys6(view) == kernel_keys6(netns6)
     finally:
         gate.set()
-        w.stop()
+        loop_thread6.stop(w)

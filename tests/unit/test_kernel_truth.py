@@ -305,3 +305,43 @@ def test_kernel_events_are_handled_in_order_a_slice_per_loop_turn(
         sp._loop.run_forever()
     flat = [event.route for batch in seen for event in batch]  # type: ignore[attr-defined]
     assert flat == routes  # in order, each once, although the second slice raised
+
+
+def test_a_failed_watcher_is_started_again_with_growing_pauses_while_starts_fail(
+    shell: tuple[Speaker, RecordingInstaller], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher stopped reading (bgpd blind to the kernel): a new one starts after WATCHER_RETRY_FIRST,
+    the pause doubling while starts fail; the one that starts is the speaker's, and the restarts count."""
+    import bgpd.speaker as speaker_module
+
+    sp, _ = shell
+    loop = sp._loop
+    assert loop is not None
+    starts: list[float] = []
+
+    class Watcher:
+        def __init__(self, *_args: object, **kwargs: object) -> None:
+            self.on_failure = kwargs["on_failure"]
+
+        def start(self, _loop: asyncio.AbstractEventLoop) -> None:
+            starts.append(loop.time())
+            if len(starts) < 3:
+                raise OSError("ENOBUFS")  # the subscription or its dump refused
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(speaker_module, "RouteWatcher", Watcher)
+    monkeypatch.setattr(speaker_module, "WATCHER_RETRY_FIRST", 0.01)
+    sp._on_watcher_failed(OSError("the netlink socket failed"))
+    t0 = loop.time()
+    end = t0 + 10.0
+    while len(starts) < 3:
+        assert loop.time() < end, "the watcher was not started again"
+        loop.run_until_complete(asyncio.sleep(0.005))
+    gaps = [starts[0] - t0, starts[1] - starts[0], starts[2] - starts[1]]
+    assert gaps[1] >= 0.02 and gaps[2] >= 0.04  # 0.01 s, then doubling while starts failed
+    assert isinstance(sp.watcher, Watcher) and sp.watcher.on_failure == sp._on_watcher_failed
+    assert sp.engine.counters["kernel_watcher_failures"] == 1
+    loop.run_until_complete(asyncio.sleep(0.1))
+    assert len(starts) == 3  # started: no more attempts
