@@ -38,7 +38,7 @@ from exabgp.bgp.neighbor import Neighbor
 from exabgp.configuration.configuration import _Configuration
 from exabgp.reactor.asynchronous import ASYNC
 
-from bgpd.exabgp import confgen, fanout, launch, poller, reload, teardown
+from bgpd.exabgp import collision, confgen, fanout, launch, poller, reload, teardown
 from bgpd.exabgp.codec import announce_lines, withdraw_lines
 from bgpd.model import Attributes, Origin
 
@@ -58,7 +58,7 @@ Installed = tuple[str, Any, str, Any, Any]
 
 
 def _installed() -> list[Installed]:
-    """Every replacement `launch.apply` installs, changes 1 to 16."""
+    """Every replacement `launch.apply` installs, changes 1 to 18 (17 is not one)."""
     from exabgp.bgp.message.update import Update
     from exabgp.configuration.core import tokeniser
     from exabgp.protocol.family import AFI, SAFI
@@ -93,6 +93,7 @@ def _installed() -> list[Installed]:
         (Reactor, "_pending_adjribout", reload._pending_adjribout, reload.original(Reactor)),  # 13
         (Update, "messages", fanout._messages, fanout._original_messages),  # 15
         (Reactor, "__init__", poller._init, poller.original_init(Reactor)),  # 16
+        (Peer, "handle_connection", collision._handle_connection, collision.original(Peer)),  # 18
     ]
     installed = [(_owner_name(owner), owner, *row) for owner, *row in rows]
     text = Command.callback["text"]

@@ -657,13 +657,15 @@ def test_unpatched_environment_starts_exabgp_unchanged(unpatched: str) -> None:
         "from exabgp.reactor.keepalive import KA\n"
         "from exabgp.reactor import listener\n"
         "from exabgp.reactor.loop import Reactor\n"
+        "from exabgp.reactor.peer import Peer\n"
         "import signal\n"
         "handler = signal.getsignal(launch.KEEPALIVE_SIGNAL)\n"
         "print(OutgoingRIB.updates.__module__, Update._split_nlris.__module__,"
         " Neighbor.remove_self.__module__, KA.__init__.__module__,"
         " 'default' if handler is signal.SIG_DFL else handler.__module__,"
         " Reactor.reload.__module__, listener.set_accepted_ttl.__module__,"
-        " Reactor._pending_adjribout.__module__, Reactor.__init__.__module__)\n"
+        " Reactor._pending_adjribout.__module__, Reactor.__init__.__module__,"
+        " Peer.handle_connection.__module__)\n"
     )
     env = {**os.environ, "BGPD_EXABGP_UNPATCHED": unpatched}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -679,9 +681,15 @@ def test_unpatched_environment_starts_exabgp_unchanged(unpatched: str) -> None:
             "exabgp.reactor.listener",
             "exabgp.reactor.loop",
             "exabgp.reactor.loop",
+            "exabgp.reactor.peer",
         ]
     else:
-        assert modules == [*["bgpd.exabgp.launch"] * 7, "bgpd.exabgp.reload", "bgpd.exabgp.poller"]
+        assert modules == [
+            *["bgpd.exabgp.launch"] * 7,
+            "bgpd.exabgp.reload",
+            "bgpd.exabgp.poller",
+            "bgpd.exabgp.collision",
+        ]
 
 
 # ---------------------------------------------------------------- 10. the keepalive interval per session
