@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what bgpd, its lab and its tests need on a fresh Debian machine (run as root):
-# Debian packages (iproute2, BIRD 2 as the reference peer, procps, iputils-ping, Prometheus for the
-# scrape test, etcd for the datastore tests and lab, openssl for their TLS test, systemd's
+# Debian packages (iproute2, BIRD 2 as the reference peer, GoBGP as a second one, procps, iputils-ping,
+# Prometheus for the scrape test, etcd for the datastore tests and lab, openssl for their TLS test, systemd's
 # systemd-analyze to verify configs/bgpd.service) and a virtualenv at .venv
 # with bgpd and its test tools. Safe to run again.
 set -euo pipefail
@@ -13,6 +13,7 @@ fi
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v bird >/dev/null || need+=(bird2)
+command -v gobgpd >/dev/null || need+=(gobgpd)  # its systemd unit needs /etc/gobgpd.conf: never starts
 command -v ps >/dev/null || need+=(procps)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v prometheus >/dev/null || need+=(prometheus)

@@ -1,4 +1,4 @@
-"""Hosts in network namespaces on one underlay bridge, each able to run `bgpd run` (or BIRD)."""
+"""Hosts in network namespaces on one underlay bridge, each able to run `bgpd run` (or BIRD, or GoBGP)."""
 
 from __future__ import annotations
 
@@ -173,3 +173,87 @@ def underlay(tmp_path: Path) -> Iterator[Underlay]:
         fabric.close()
         for name, tail in logs:
             sys.stderr.write(f"--- {name} (last lines) ---\n{tail}\n")
+
+
+GOBGPD = shutil.which("gobgpd") or "/usr/bin/gobgpd"
+GOBGP = shutil.which("gobgp") or "/usr/bin/gobgp"
+
+
+def gobgp_config(host: Host, peers: list[str]) -> str:
+    """GoBGP 3 TOML: AS `ASN`, router id and listening address `host.address`, an iBGP IPv4 unicast
+    session to each of `peers` from `host.address` (hold time 9 s; GoBGP 3 retries a connection every 5-9 s
+    whatever `connect-retry` says below that, its first attempt included)."""
+    neighbors = "\n".join(
+        f"""[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{peer}"
+    peer-as = {ASN}
+  [neighbors.transport.config]
+    local-address = "{host.address}"
+  [neighbors.timers.config]
+    connect-retry = 5
+    hold-time = 9
+    keepalive-interval = 3
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+"""
+        for peer in peers
+    )
+    return f"""[global.config]
+  as = {ASN}
+  router-id = "{host.address}"
+  local-address-list = ["{host.address}"]
+
+{neighbors}"""
+
+
+@dataclass
+class GoBGP:
+    """A gobgpd in `host`'s namespace (`start_gobgpd`), driven with the `gobgp` CLI over its gRPC API at
+    127.0.0.1:`api_port` of that namespace."""
+
+    host: Host
+    api_port: int
+    process: Process
+
+    def cli(self, *args: str) -> str:
+        """`gobgp -p API_PORT ARGS...` in the host's namespace: its stdout. Raises netns.CommandError when it
+        fails (also while gobgpd does not listen yet)."""
+        return netns.ns_exec(self.host.ns, GOBGP, "-p", str(self.api_port), *args, timeout=10).stdout
+
+    def rib(self) -> dict[str, dict[str, Any]]:
+        """The global IPv4 unicast RIB's best paths: prefix -> {"next_hop": address, "originator_id":
+        address or None, "cluster_list": [cluster id, ...], "from": the peer's address, "" if local}."""
+        best: dict[str, dict[str, Any]] = {}
+        for prefix, paths in json.loads(self.cli("global", "rib", "-a", "ipv4", "-j") or "{}").items():
+            for path in paths:
+                if not path.get("best"):
+                    continue
+                attrs = {a["type"]: a for a in path["attrs"]}
+                best[prefix] = {
+                    "next_hop": attrs.get(3, {}).get("nexthop"),
+                    "originator_id": attrs.get(9, {}).get("value"),  # RFC 4456 ORIGINATOR_ID (type 9)
+                    "cluster_list": attrs.get(10, {}).get("value", []),  # RFC 4456 CLUSTER_LIST (type 10)
+                    "from": path.get("neighbor-ip", ""),
+                }
+        return best
+
+
+def start_gobgpd(host: Host, peers: list[str], api_port: int) -> GoBGP:
+    """gobgpd (`gobgp_config`) in `host`'s namespace, its API on 127.0.0.1:`api_port` there, no pprof
+    listener; started by the fabric, which ends it by pid when the test ends."""
+    conf = host.workdir / "gobgpd.toml"
+    conf.write_text(gobgp_config(host, peers))
+    argv = [
+        GOBGPD,
+        "-f",
+        str(conf),
+        "-p",
+        "-l",
+        "debug",
+        f"--api-hosts=127.0.0.1:{api_port}",
+        "--pprof-disable",
+    ]
+    process = host.fabric.spawn(f"gobgpd-{host.name}", host.ns, argv, str(host.workdir / "gobgpd.log"))
+    return GoBGP(host, api_port, process)

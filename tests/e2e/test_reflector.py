@@ -1,4 +1,4 @@
-"""bgpd as an RFC 4456 route reflector, and as a client of one: bgpd and BIRD 2 on both sides."""
+"""bgpd as an RFC 4456 route reflector, and as a client of one: bgpd, BIRD 2 and GoBGP around it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bgpd.lab.netns import wait_for
-from tests.e2e.conftest import ASN, Host, Underlay
+from bgpd.lab.netns import CommandError, wait_for
+from tests.e2e.conftest import ASN, GOBGPD, GoBGP, Host, Underlay, start_gobgpd
 from tests.e2e.test_bird import BIRD, birdc, start_bird
 
 pytestmark = pytest.mark.e2e
@@ -148,6 +148,54 @@ def test_bird_clients_around_a_bgpd_reflector(underlay: Underlay) -> None:
     assert f"BGP.originator_id: {clients[1].address}" in shown
     assert f"BGP.cluster_list: {CLUSTER}" in shown
     assert f"BGP.next_hop: {clients[1].address}" in shown
+
+
+def _gobgp_announce(speaker: GoBGP, prefix: str) -> bool:
+    """Add `prefix` (next hop: the speaker's address) to gobgpd's RIB; False while its API is not up yet."""
+    try:
+        speaker.cli("global", "rib", "-a", "ipv4", "add", prefix, "nexthop", speaker.host.address)
+    except CommandError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not Path(GOBGPD).exists(), reason="GoBGP (Debian gobgpd) not installed")
+def test_gobgp_clients_around_a_bgpd_reflector(underlay: Underlay) -> None:
+    rr = underlay.host("rr", 2)
+    g1h, g2h, h0 = underlay.host("g1", 30), underlay.host("g2", 31), underlay.host("h0", 10)
+    _reflector(rr, [g1h, g2h, h0])
+    g1, g2 = start_gobgpd(g1h, [rr.address], 50051), start_gobgpd(g2h, [rr.address], 50052)
+    _client(h0, [rr])
+    h0.add_workload_route("10.20.9.9/32")
+    kept, withdrawn = "10.20.50.0/24", "10.20.51.0/24"
+    wait_for(lambda: _gobgp_announce(g1, kept), CONVERGE, "gobgpd's API on g1")
+    assert _gobgp_announce(g1, withdrawn)
+    # g1's routes reach g2 through the reflector, next hop kept, with the RFC 4456 attributes it adds
+    # (GoBGP 3 opens its first connection 5-9 s after it starts; bgpd's reflector waits for its clients)
+    wait_for(lambda: {kept, withdrawn} <= g2.rib().keys(), CONVERGE, "g1's routes on g2")
+    reflected = {"next_hop": g1h.address, "originator_id": g1h.address, "cluster_list": [CLUSTER]}
+    for prefix in (kept, withdrawn):
+        assert g2.rib()[prefix] == {**reflected, "from": rr.address}
+    # ... and the bgpd host's kernel
+    wait_for(
+        lambda: _has(h0, kept, g1h.address) and _has(h0, withdrawn, g1h.address),
+        CONVERGE,
+        "g1's routes on h0",
+    )
+    # the bgpd host's workload route reaches both GoBGP clients, next hop the host
+    wait_for(lambda: all("10.20.9.9/32" in s.rib() for s in (g1, g2)), CONVERGE, "h0's route on g1 and g2")
+    for speaker in (g1, g2):
+        assert speaker.rib()["10.20.9.9/32"] == {
+            "next_hop": h0.address,
+            "originator_id": h0.address,
+            "cluster_list": [CLUSTER],
+            "from": rr.address,
+        }
+    # a withdrawal on g1 leaves g2 and the host; the other route stays
+    g1.cli("global", "rib", "-a", "ipv4", "del", withdrawn)
+    wait_for(lambda: withdrawn not in g2.rib(), CONVERGE, "the withdrawal on g2")
+    wait_for(lambda: withdrawn not in h0.bird_routes(), CONVERGE, "the withdrawal on h0")
+    assert kept in g2.rib() and _has(h0, kept, g1h.address)
 
 
 @pytest.mark.skipif(not Path(BIRD).exists(), reason="BIRD 2 (Debian bird2) not installed")
