@@ -179,6 +179,15 @@ GOBGPD = shutil.which("gobgpd") or "/usr/bin/gobgpd"
 GOBGP = shutil.which("gobgp") or "/usr/bin/gobgp"
 
 
+def gone(pid: int) -> bool:
+    """No process `pid`, or only its zombie (its exit not collected yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
 def gobgp_config(host: Host, peers: list[str]) -> str:
     """GoBGP 3 TOML: AS `ASN`, router id and listening address `host.address`, an iBGP IPv4 unicast
     session to each of `peers` from `host.address` (hold time 9 s; GoBGP 3 retries a connection every 5-9 s

@@ -13,20 +13,11 @@ from pathlib import Path
 import pytest
 
 from bgpd.lab.netns import wait_for
-from tests.e2e.conftest import Host, Underlay
+from tests.e2e.conftest import Host, Underlay, gone
 
 pytestmark = pytest.mark.e2e
 
 DEADLINE = 30.0
-
-
-def _gone(pid: int) -> bool:
-    """No process `pid`, or only its zombie (its exit not collected yet)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def _children(pid: int) -> list[int]:
@@ -38,7 +29,7 @@ def _children(pid: int) -> list[int]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and not _gone(int(entry)):
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and not gone(int(entry)):
             found.append(int(entry))
     return found
 
@@ -82,7 +73,7 @@ def test_the_helper_sleeps_small_and_dies_with_exabgp_and_with_bgpd(underlay: Un
 
     os.kill(exabgp, signal.SIGKILL)  # ExaBGP dies: its helper with it; bgpd starts another
     first, first_helper = exabgp, helper
-    wait_for(lambda: _gone(first_helper), DEADLINE, "the helper gone with its ExaBGP")
+    wait_for(lambda: gone(first_helper), DEADLINE, "the helper gone with its ExaBGP")
     wait_for(
         lambda: (_attached_exabgp(h0) or first) != first, DEADLINE, "a new ExaBGP attached after the kill"
     )
@@ -94,4 +85,4 @@ def test_the_helper_sleeps_small_and_dies_with_exabgp_and_with_bgpd(underlay: Un
 
     os.kill(bgpd.pid, signal.SIGKILL)  # bgpd dies: ExaBGP with it, then the helper
     assert bgpd.popen.wait(DEADLINE) == -signal.SIGKILL
-    wait_for(lambda: _gone(second) and _gone(second_helper), DEADLINE, "ExaBGP and its helper gone with bgpd")
+    wait_for(lambda: gone(second) and gone(second_helper), DEADLINE, "ExaBGP and its helper gone with bgpd")

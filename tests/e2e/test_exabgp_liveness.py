@@ -24,7 +24,7 @@ import pytest
 
 from bgpd.exabgp import liveness
 from bgpd.lab.netns import wait_for
-from tests.e2e.conftest import Host, Underlay
+from tests.e2e.conftest import Host, Underlay, gone
 
 pytestmark = pytest.mark.e2e
 
@@ -47,15 +47,6 @@ def _pair(underlay: Underlay) -> tuple[Host, Host]:
 def _exabgp_pid(host: Host) -> int | None:
     exabgp = host.ctl_json("show", "status")["exabgp"]
     return int(exabgp["pid"]) if exabgp["alive"] and exabgp["attached"] else None
-
-
-def _gone(pid: int) -> bool:
-    """No process `pid`, or only its zombie (its exit not collected yet)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 @contextlib.contextmanager
@@ -99,9 +90,9 @@ def test_stopped_exabgp_is_found_hung_killed_and_restarted_routes_kept(underlay:
         os.kill(old, signal.SIGSTOP)
         try:
             wait_for(lambda: _exabgp_pid(h1) not in (None, old), DETECT + CONVERGE, "a new ExaBGP on h1")
-            wait_for(lambda: _gone(old), CONVERGE, "the stopped ExaBGP gone")
+            wait_for(lambda: gone(old), CONVERGE, "the stopped ExaBGP gone")
         finally:
-            if not _gone(old):  # the test failed: end what it stopped (by pid), not leaving it stopped
+            if not gone(old):  # the test failed: end what it stopped (by pid), not leaving it stopped
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(old, signal.SIGKILL)
                     os.kill(old, signal.SIGCONT)
@@ -139,9 +130,9 @@ def test_a_stopped_exabgp_dies_with_its_bgpd_and_the_next_start_comes_up(underla
     try:
         os.kill(h1.bgpd.pid, signal.SIGKILL)
         assert h1.bgpd.popen.wait(30) == -signal.SIGKILL
-        wait_for(lambda: _gone(old), 10.0, "the stopped ExaBGP gone with its bgpd")
+        wait_for(lambda: gone(old), 10.0, "the stopped ExaBGP gone with its bgpd")
     finally:
-        if not _gone(old):
+        if not gone(old):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(old, signal.SIGKILL)
                 os.kill(old, signal.SIGCONT)
