@@ -15,6 +15,7 @@ send End-of-RIB before it starts, so the start's selection deferral waits for th
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -45,6 +46,21 @@ CONFIG_DUAL = (
     "bgp: {mesh: {enabled: true, nodes: [192.168.100.10, 192.168.100.3, 'fd00:100::3', 'fd00:100::10']}}\n"
     "pools: [{cidr: 10.20.0.0/16}, {cidr: 'fd00:10:20::/48'}]\n"
 )
+
+
+def source_changed(monkeypatch: pytest.MonkeyPatch, function: object, old: str, new: str) -> None:
+    """From now on (for the test), `inspect.getsource` gives `function`'s source with `old` replaced by
+    `new`, as another ExaBGP version could have it; every other object's source is left as it is. For the
+    tests that an ExaBGP change's version check refuses another version."""
+    source = inspect.getsource(function)  # type: ignore[arg-type]
+    assert old in source, old
+    real = inspect.getsource
+
+    def getsource(obj: object) -> str:
+        text = real(obj)  # type: ignore[arg-type]
+        return text.replace(old, new) if text == source else text
+
+    monkeypatch.setattr(inspect, "getsource", getsource)
 
 
 def address(text: str) -> Address:

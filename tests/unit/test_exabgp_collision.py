@@ -7,7 +7,6 @@ another ExaBGP version."""
 
 from __future__ import annotations
 
-import inspect
 import ipaddress
 from typing import Any
 
@@ -18,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bgpd.exabgp import collision, launch
+from tests.unit.conftest import source_changed
 
 launch.apply()
 collision.apply()
@@ -117,14 +117,6 @@ def test_change_18_refuses_another_exabgp(
     from exabgp.reactor.peer import Peer
 
     function = collision.original(Peer) if method == "handle_connection" else getattr(Peer, method)
-    source = inspect.getsource(function)
-    assert old in source
-    real = inspect.getsource
-
-    def fake(obj: Any) -> str:
-        text = real(obj)
-        return text.replace(old, new) if text == source else text
-
-    monkeypatch.setattr(collision.inspect, "getsource", fake)
+    source_changed(monkeypatch, function, old, new)
     with pytest.raises(AssertionError, match="unexpected ExaBGP version"):
         collision.check(Peer)

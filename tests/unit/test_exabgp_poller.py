@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bgpd.exabgp import launch, poller
+from tests.unit.conftest import source_changed
 
 launch.apply()
 poller.apply()
@@ -156,14 +157,6 @@ def test_change_16_refuses_another_exabgp(
         function = poller.original_init(Reactor)
     else:
         function = getattr(Reactor, method)
-    source = inspect.getsource(function)
-    assert old in source
-    real = inspect.getsource
-
-    def fake(obj: Any) -> str:
-        text = real(obj)
-        return text.replace(old, new) if text == source else text
-
-    monkeypatch.setattr(poller.inspect, "getsource", fake)
+    source_changed(monkeypatch, function, old, new)
     with pytest.raises(AssertionError, match="unexpected ExaBGP version"):
         poller.check(Reactor)
