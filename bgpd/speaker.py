@@ -384,10 +384,11 @@ class Speaker:
             try:
                 watcher.start(loop)
             except Exception as exc:  # OSError, NetlinkError: the kernel refused the subscription or dump
+                later = min(delay * 2, WATCHER_RETRY_MAX)
                 log.error(
-                    "kernel watcher restart failed", extra={"kv": {"error": str(exc), "retry_in": delay * 2}}
+                    "kernel watcher restart failed", extra={"kv": {"error": str(exc), "retry_in": later}}
                 )
-                self._restart_watcher(min(delay * 2, WATCHER_RETRY_MAX))
+                self._restart_watcher(later)
                 return
             self.watcher = watcher
             log.warning("kernel watcher restarted: the kernel's routes were read again")
