@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -74,21 +75,30 @@ def test_overflow_while_the_loop_is_busy_resyncs_and_the_view_stays_complete(
 ) -> None:
     view = View()
     w = loop_thread.start(RouteWatcher(MAIN, view, rcvbuf=4096))
+    _burst_while_the_loop_is_busy(netns, loop_thread, tmp_path)
+    poll_until(lambda: view.count(3) == 3000, "3000 routes seen")
+    assert "overflow" in view.reasons and w.overflows >= 1
+    assert _matches_kernel(netns, view)
+
+
+def _burst_while_the_loop_is_busy(
+    netns: Netns, loop_thread: LoopThread, tmp_path: Path, then: Callable[[], None] | None = None
+) -> None:
+    """3,000 routes added while the loop is busy elsewhere (so the burst overflows a small socket buffer);
+    the loop is free again when this returns, and runs `then` first."""
     gate = threading.Event()
     busy = threading.Event()
 
-    def stall() -> None:  # the loop is busy elsewhere while the burst overflows the tiny socket buffer
+    def stall() -> None:
         busy.set()
         gate.wait(POLL_DEADLINE)
+        if then is not None:
+            loop_thread.loop.call_soon(then)
 
     try:
         loop_thread.loop.call_soon_threadsafe(stall)
         assert busy.wait(POLL_DEADLINE)
         netns.batch(_burst(tmp_path, 3000))
-        gate.set()
-        poll_until(lambda: view.count(3) == 3000, "3000 routes seen")
-        assert "overflow" in view.reasons and w.overflows >= 1
-        assert _matches_kernel(netns, view)
     finally:
         gate.set()
 
@@ -102,8 +112,6 @@ def test_an_overflow_drain_leaves_the_loop_between_steps_and_the_redump_follows_
     monkeypatch.setattr(watcher_mod, "DRAIN_RECVS_PER_CALL", 8)
     view = View()
     w = loop_thread.start(RouteWatcher(MAIN, view, rcvbuf=64 * 1024))
-    gate = threading.Event()
-    busy = threading.Event()
     finished = threading.Event()
     between: list[int] = []  # loop turns that ran after the overflow was seen and before its re-dump
 
@@ -114,22 +122,13 @@ def test_an_overflow_drain_leaves_the_loop_between_steps_and_the_redump_follows_
             between.append(w.overflows)
         loop_thread.loop.call_soon(tick)
 
-    def stall() -> None:
-        busy.set()
-        gate.wait(POLL_DEADLINE)
-        loop_thread.loop.call_soon(tick)
-
     try:
-        loop_thread.loop.call_soon_threadsafe(stall)
-        assert busy.wait(POLL_DEADLINE)
-        netns.batch(_burst(tmp_path, 3000))
-        gate.set()
+        _burst_while_the_loop_is_busy(netns, loop_thread, tmp_path, then=tick)
         poll_until(lambda: view.count(3) == 3000, "3000 routes seen")
         assert view.reasons == ["start", "overflow"] and w.overflows == 1
         assert between, "the drain ran in one go"
         assert _matches_kernel(netns, view)
     finally:
-        gate.set()
         finished.set()
 
 
